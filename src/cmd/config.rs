@@ -1,0 +1,54 @@
+//! `ccb config init | show | path`.
+
+use crate::cli::ConfigCmd;
+use crate::config;
+use crate::exit::Exit;
+
+pub fn run(cmd: ConfigCmd) -> anyhow::Result<i32> {
+    match cmd {
+        ConfigCmd::Init { force, path } => {
+            let path = match path.or_else(|| config::default_path().map(|(p, _)| p)) {
+                Some(p) => p,
+                None => {
+                    return Err(Exit::usage(
+                        "no config location: set HOME, XDG_CONFIG_HOME or CCB_CONFIG",
+                    )
+                    .into())
+                }
+            };
+            if path.exists() && !force {
+                return Err(Exit::usage(format!(
+                    "{} exists already: edit it, or use --force to replace it",
+                    path.display()
+                ))
+                .into());
+            }
+            crate::paths::write_private(&path, config::DEFAULT_FILE.as_bytes()).map_err(|e| {
+                Exit::usage(format!(
+                    "cannot write {}: {}",
+                    path.display(),
+                    crate::paths::io_reason(&e)
+                ))
+            })?;
+            println!("{}", path.display());
+            Ok(0)
+        }
+        ConfigCmd::Show => {
+            let c = config::load()?;
+            print!("{}", c.to_toml());
+            Ok(0)
+        }
+        ConfigCmd::Path => {
+            match config::default_path() {
+                Some((p, _)) => println!("{}", p.display()),
+                None => {
+                    return Err(Exit::usage(
+                        "no config location: set HOME, XDG_CONFIG_HOME or CCB_CONFIG",
+                    )
+                    .into())
+                }
+            }
+            Ok(0)
+        }
+    }
+}

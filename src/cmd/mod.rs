@@ -1,0 +1,4 @@
+//! One file per command.
+pub mod config;
+pub mod prices;
+pub mod run;

@@ -1,0 +1,395 @@
+//! ccb's configuration: one TOML file, every key optional with a documented default, validated
+//! whole before anything is spawned. The key names are a contract (users and scripts write them).
+//!
+//! Errors name the file, the line and what to fix, and end ccb with exit code 2.
+
+use crate::exit::Exit;
+use crate::money::Usd;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The commented default written by `ccb config init`.
+pub const DEFAULT_FILE: &str = include_str!("config.default.toml");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpusWithoutReason {
+    Warn,
+    Stop,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from (None: no file, all defaults).
+    pub path: Option<PathBuf>,
+    pub claude: Option<PathBuf>,
+    pub default_model: String,
+    pub ceilings: Ceilings,
+    pub opus_reasons: Vec<String>,
+    pub opus_without_reason: OpusWithoutReason,
+    /// Percentages of the session ceiling at which a notice fires, ascending.
+    pub session_alerts: Vec<u32>,
+    pub prices_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ceilings {
+    pub interactive: Usd,
+    pub programmatic: Usd,
+    pub opus: Usd,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            path: None,
+            claude: None,
+            default_model: "sonnet".into(),
+            ceilings: Ceilings {
+                interactive: Usd(20 * crate::money::NANOS_PER_USD),
+                programmatic: Usd(5 * crate::money::NANOS_PER_USD),
+                opus: Usd(20 * crate::money::NANOS_PER_USD),
+            },
+            opus_reasons: vec!["auth".into(), "infra".into(), "payments".into()],
+            opus_without_reason: OpusWithoutReason::Warn,
+            session_alerts: vec![50, 80],
+            prices_file: None,
+        }
+    }
+}
+
+// The file as written. Spanned values let a semantic error point at its line.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct File {
+    claude: Option<Spanned<String>>,
+    default_model: Option<Spanned<String>>,
+    opus_without_reason: Option<Spanned<String>>,
+    ceilings: FileCeilings,
+    opus: FileOpus,
+    alerts: FileAlerts,
+    prices: FilePrices,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileCeilings {
+    interactive: Option<Spanned<f64>>,
+    programmatic: Option<Spanned<f64>>,
+    opus: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileOpus {
+    reasons: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileAlerts {
+    session: Option<Spanned<Vec<i64>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FilePrices {
+    file: Option<Spanned<String>>,
+}
+
+/// Where the config file is: `$CCB_CONFIG`, else `$XDG_CONFIG_HOME/ccb/config.toml`, else
+/// `~/.config/ccb/config.toml`. The flag says whether the user named it explicitly.
+pub fn default_path() -> Option<(PathBuf, bool)> {
+    if let Some(p) = std::env::var_os("CCB_CONFIG").filter(|v| !v.is_empty()) {
+        return Some((PathBuf::from(p), true));
+    }
+    crate::paths::config_dir().map(|d| (d.join("config.toml"), false))
+}
+
+/// Load the effective configuration. A missing default file means all defaults; a missing file
+/// named by `CCB_CONFIG` is an error.
+pub fn load() -> Result<Config, Exit> {
+    let Some((path, explicit)) = default_path() else {
+        return Ok(Config::default());
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&text, &path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Config::default()),
+        Err(e) => Err(Exit::usage(format!(
+            "cannot read config {}: {}; fix the file or unset CCB_CONFIG",
+            path.display(),
+            crate::paths::io_reason(&e)
+        ))),
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Parse and validate a config file's text.
+pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
+    let at = |span: std::ops::Range<usize>, msg: String| {
+        Exit::usage(format!(
+            "config {} line {}: {msg}",
+            path.display(),
+            line_of(text, span.start)
+        ))
+    };
+    let file: File = toml::from_str(text).map_err(|e| {
+        // toml's message is several lines with a source excerpt; keep its first line.
+        let msg = e
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid TOML")
+            .to_string();
+        let msg = msg
+            .replace("unknown field", "unknown key")
+            .replace(", expected one of", "; the keys here are");
+        match e.span() {
+            Some(s) => at(s, msg),
+            None => Exit::usage(format!("config {}: {msg}", path.display())),
+        }
+    })?;
+    let mut c = Config {
+        path: Some(path.to_path_buf()),
+        ..Config::default()
+    };
+
+    if let Some(v) = file.claude {
+        let span = v.span();
+        let s = v.into_inner();
+        if s.is_empty() {
+            return Err(at(
+                span,
+                "claude must be a path to Claude Code, not empty".into(),
+            ));
+        }
+        c.claude = Some(crate::paths::expand_tilde(&s));
+    }
+    if let Some(v) = file.default_model {
+        let span = v.span();
+        let s = v.into_inner();
+        if s.trim().is_empty() || s.contains(char::is_whitespace) {
+            return Err(at(
+                span,
+                format!("default_model '{s}' must be a model name such as \"sonnet\""),
+            ));
+        }
+        c.default_model = s;
+    }
+    if let Some(v) = file.opus_without_reason {
+        c.opus_without_reason = match v.get_ref().as_str() {
+            "warn" => OpusWithoutReason::Warn,
+            "stop" => OpusWithoutReason::Stop,
+            other => {
+                return Err(at(
+                    v.span(),
+                    format!("opus_without_reason '{other}' must be \"warn\" or \"stop\""),
+                ))
+            }
+        };
+    }
+    let ceiling = |v: Option<Spanned<f64>>, key: &str, default: Usd| -> Result<Usd, Exit> {
+        let Some(v) = v else { return Ok(default) };
+        let x = *v.get_ref();
+        match Usd::from_f64(x) {
+            Some(u) if u > Usd::ZERO && u <= crate::money::MAX_BUDGET => Ok(u),
+            _ => Err(at(
+                v.span(),
+                format!(
+                    "[ceilings] {key} = {x} must be a dollar amount above 0 and at most 1000000"
+                ),
+            )),
+        }
+    };
+    let d = c.ceilings;
+    c.ceilings = Ceilings {
+        interactive: ceiling(file.ceilings.interactive, "interactive", d.interactive)?,
+        programmatic: ceiling(file.ceilings.programmatic, "programmatic", d.programmatic)?,
+        opus: ceiling(file.ceilings.opus, "opus", d.opus)?,
+    };
+    if let Some(v) = file.opus.reasons {
+        let span = v.span();
+        let reasons = v.into_inner();
+        for r in &reasons {
+            if r.is_empty()
+                || !r
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
+                return Err(at(
+                    span,
+                    format!("[opus] reasons: '{r}' must be one word (letters, digits, '-' or '_')"),
+                ));
+            }
+        }
+        c.opus_reasons = reasons;
+    }
+    if let Some(v) = file.alerts.session {
+        let span = v.span();
+        let mut pcts = Vec::new();
+        for p in v.into_inner() {
+            if !(1..=100).contains(&p) {
+                return Err(at(
+                    span,
+                    format!("[alerts] session: {p} must be a percentage from 1 to 100"),
+                ));
+            }
+            pcts.push(p as u32);
+        }
+        pcts.sort_unstable();
+        pcts.dedup();
+        c.session_alerts = pcts;
+    }
+    if let Some(v) = file.prices.file {
+        c.prices_file = Some(crate::paths::expand_tilde(v.get_ref()));
+    }
+    Ok(c)
+}
+
+impl Config {
+    /// The effective configuration as TOML, for `ccb config show`.
+    pub fn to_toml(&self) -> String {
+        let usd = |u: Usd| format!("{:.2}", u.as_f64());
+        let list = |v: &[String]| {
+            v.iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut out = String::new();
+        match &self.path {
+            Some(p) => out.push_str(&format!(
+                "# effective configuration, from {} and defaults\n",
+                p.display()
+            )),
+            None => out.push_str("# effective configuration: defaults (no config file)\n"),
+        }
+        match &self.claude {
+            Some(p) => out.push_str(&format!("claude = {:?}\n", p.display().to_string())),
+            None => out.push_str("# claude: found on PATH\n"),
+        }
+        out.push_str(&format!("default_model = {:?}\n", self.default_model));
+        out.push_str(&format!(
+            "opus_without_reason = {:?}\n",
+            match self.opus_without_reason {
+                OpusWithoutReason::Warn => "warn",
+                OpusWithoutReason::Stop => "stop",
+            }
+        ));
+        out.push_str(&format!(
+            "\n[ceilings]\ninteractive = {}\nprogrammatic = {}\nopus = {}\n",
+            usd(self.ceilings.interactive),
+            usd(self.ceilings.programmatic),
+            usd(self.ceilings.opus)
+        ));
+        out.push_str(&format!(
+            "\n[opus]\nreasons = [{}]\n",
+            list(&self.opus_reasons)
+        ));
+        out.push_str(&format!(
+            "\n[alerts]\nsession = [{}]\n",
+            self.session_alerts
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        if let Some(p) = &self.prices_file {
+            out.push_str(&format!(
+                "\n[prices]\nfile = {:?}\n",
+                p.display().to_string()
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Result<Config, String> {
+        parse(text, Path::new("/c.toml")).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn defaults_and_the_commented_default_file_agree() {
+        let c = p(DEFAULT_FILE).unwrap();
+        let d = Config::default();
+        assert_eq!(c.default_model, d.default_model);
+        assert_eq!(c.ceilings, d.ceilings);
+        assert_eq!(c.opus_reasons, d.opus_reasons);
+        assert_eq!(c.session_alerts, d.session_alerts);
+    }
+
+    #[test]
+    fn reads_every_key() {
+        let c = p("claude = \"/opt/claude\"\ndefault_model = \"haiku\"\nopus_without_reason = \"stop\"\n[ceilings]\ninteractive = 7.5\nprogrammatic = 1\nopus = 30.0\n[opus]\nreasons = [\"perf\"]\n[alerts]\nsession = [90, 25]\n").unwrap();
+        assert_eq!(c.claude.as_deref(), Some(Path::new("/opt/claude")));
+        assert_eq!(c.default_model, "haiku");
+        assert_eq!(c.opus_without_reason, OpusWithoutReason::Stop);
+        assert_eq!(c.ceilings.interactive, Usd(7_500_000_000));
+        assert_eq!(c.ceilings.programmatic, Usd(1_000_000_000));
+        assert_eq!(c.opus_reasons, vec!["perf"]);
+        assert_eq!(c.session_alerts, vec![25, 90]);
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_fix() {
+        let cases = [
+            (
+                "default_model = \"sonnet\"\n[ceilings]\ninteractive = -1\n",
+                "line 3: [ceilings] interactive = -1 must be",
+            ),
+            (
+                "[ceilings]\nprogramatic = 5\n",
+                "line 2: unknown key `programatic`",
+            ),
+            (
+                "[ceilings]\ninteractive = \"five\"\n",
+                "line 2: invalid type",
+            ),
+            ("default_model = \n", "line 1:"),
+            (
+                "opus_without_reason = \"kill\"\n",
+                "line 1: opus_without_reason 'kill' must be",
+            ),
+            (
+                "[opus]\nreasons = [\"two words\"]\n",
+                "line 2: [opus] reasons: 'two words' must be one word",
+            ),
+            (
+                "[alerts]\nsession = [0, 50]\n",
+                "line 2: [alerts] session: 0 must be a percentage",
+            ),
+            (
+                "[ceilings]\nopus = nan\n",
+                "line 2: [ceilings] opus = NaN must be",
+            ),
+            ("\n\n[ceilings]\ninteractive = inf\n", "line 4:"),
+        ];
+        for (text, want) in cases {
+            let e = p(text).unwrap_err();
+            assert!(e.starts_with("config /c.toml "), "{e}");
+            assert!(e.contains(want), "{text:?}: got {e:?}, want {want:?}");
+            assert!(!e.contains('\n'), "one line: {e:?}");
+        }
+    }
+
+    #[test]
+    fn show_round_trips() {
+        let c = p("default_model = \"haiku\"\n[ceilings]\ninteractive = 7.5\n").unwrap();
+        let again = p(&c.to_toml()).unwrap();
+        assert_eq!(again.default_model, "haiku");
+        assert_eq!(again.ceilings, c.ceilings);
+    }
+}

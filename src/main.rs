@@ -1,0 +1,94 @@
+//! ccb: run Claude Code with every session's cost visible and bounded.
+//!
+//! Thin on purpose: decide which command runs, run it, and turn its result into an exit code.
+
+mod args;
+mod budget;
+mod cli;
+mod cmd;
+mod config;
+mod exit;
+mod follow;
+mod human;
+mod locate;
+mod money;
+mod paths;
+mod plan;
+mod pricing;
+mod procs;
+mod settings;
+mod supervisor;
+mod transcript;
+mod tty;
+
+use clap::{CommandFactory, Parser};
+use std::ffi::OsString;
+
+fn main() {
+    tty::install_panic_hook();
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let code = match dispatch(&argv) {
+        Ok(code) => code,
+        Err(e) => {
+            tty::restore();
+            eprintln!("ccb: {e:#}");
+            exit::code_of(&e)
+        }
+    };
+    std::process::exit(code);
+}
+
+fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
+    let rest = &argv[1.min(argv.len())..];
+    let first = rest.first().and_then(|a| a.to_str()).unwrap_or("");
+    // Invoked as `claude` (a symlink to ccb): every argument is claude's.
+    let as_claude = argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "claude");
+    if !as_claude
+        && (cli::is_command(first)
+            || (rest.len() == 1 && matches!(first, "-h" | "--help" | "-V" | "--version")))
+    {
+        let cli = match cli::Cli::try_parse_from(argv) {
+            Ok(c) => c,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+                ) =>
+            {
+                let _ = e.print();
+                return Ok(0);
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                let line = msg
+                    .lines()
+                    .next()
+                    .unwrap_or("bad usage")
+                    .trim_start_matches("error: ")
+                    .to_string();
+                return Err(exit::Exit::usage(format!("{line} (see ccb help)")).into());
+            }
+        };
+        return match cli.command {
+            Some(cli::Command::Config(c)) => cmd::config::run(c),
+            Some(cli::Command::Prices { json }) => cmd::prices::run(json),
+            Some(cli::Command::Completions { shell }) => {
+                clap_complete::generate(
+                    shell,
+                    &mut cli::Cli::command(),
+                    "ccb",
+                    &mut std::io::stdout(),
+                );
+                Ok(0)
+            }
+            None => {
+                cli::Cli::command().print_help()?;
+                Ok(0)
+            }
+        };
+    }
+    cmd::run::run(rest)
+}

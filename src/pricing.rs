@@ -1,0 +1,710 @@
+//! Prices as data: one table embedded in the binary (`src/prices.toml`), overridable by a user
+//! file, and `usage × rate → nano-dollars` in integers.
+//!
+//! A model the table does not know is never free: it is priced at the highest rates of its family
+//! (or of all models when even the family is unknown), and the caller says so once.
+
+use crate::money::Usd;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Mutex;
+
+pub const EMBEDDED: &str = include_str!("prices.toml");
+
+/// Token counts of one API response, by kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+    pub cache_write_5m: u64,
+    pub cache_write_1h: u64,
+    pub cache_read: u64,
+    pub web_search: u64,
+}
+
+impl Usage {
+    pub fn cache_write(&self) -> u64 {
+        self.cache_write_5m + self.cache_write_1h
+    }
+    /// Every token of the prompt: what long-context bands are measured against.
+    pub fn prompt_tokens(&self) -> u64 {
+        self.input + self.cache_write() + self.cache_read
+    }
+    pub fn total_tokens(&self) -> u64 {
+        self.prompt_tokens() + self.output
+    }
+    pub fn add(&mut self, o: &Usage) {
+        self.input += o.input;
+        self.output += o.output;
+        self.cache_write_5m += o.cache_write_5m;
+        self.cache_write_1h += o.cache_write_1h;
+        self.cache_read += o.cache_read;
+        self.web_search += o.web_search;
+    }
+}
+
+/// What a response was priced with besides its tokens.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Modifiers {
+    /// `usage.speed == "fast"`.
+    pub fast: bool,
+    /// `usage.inference_geo`, e.g. "us".
+    pub geo: Option<String>,
+}
+
+/// Nano-dollars per token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Rates {
+    pub input: i64,
+    pub output: i64,
+    pub cache_write_5m: i64,
+    pub cache_write_1h: i64,
+    pub cache_read: i64,
+}
+
+impl Rates {
+    fn max(self, o: Rates) -> Rates {
+        Rates {
+            input: self.input.max(o.input),
+            output: self.output.max(o.output),
+            cache_write_5m: self.cache_write_5m.max(o.cache_write_5m),
+            cache_write_1h: self.cache_write_1h.max(o.cache_write_1h),
+            cache_read: self.cache_read.max(o.cache_read),
+        }
+    }
+    /// Scale by a multiplier given in thousandths.
+    fn scaled(self, milli: i64) -> Rates {
+        let s = |r: i64| (r as i128 * milli as i128 / 1000) as i64;
+        Rates {
+            input: s(self.input),
+            output: s(self.output),
+            cache_write_5m: s(self.cache_write_5m),
+            cache_write_1h: s(self.cache_write_1h),
+            cache_read: s(self.cache_read),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelPrice {
+    pub id: String,
+    pub family: String,
+    pub rates: Rates,
+    /// (prompt tokens strictly above, rates)
+    pub bands: Vec<(u64, Rates)>,
+    /// Thousandths.
+    pub fast_milli: Option<i64>,
+    pub geo_milli: BTreeMap<String, i64>,
+}
+
+/// How a model was priced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    Known,
+    /// Unknown model, priced at its family's highest rates.
+    Family,
+    /// Unknown model and family, priced at the highest rates of all.
+    Highest,
+}
+
+#[derive(Debug)]
+pub struct PriceTable {
+    pub updated: String,
+    pub web_search_nanos: i64,
+    models: Vec<ModelPrice>,
+    by_name: HashMap<String, usize>,
+    /// Unknown models priced so far (for "priced as …" notices and speed).
+    fallback_cache: Mutex<HashMap<String, (ModelPrice, Match)>>,
+}
+
+// ---- the file format ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTable {
+    #[serde(default)]
+    schema: Option<u32>,
+    #[serde(default)]
+    updated: Option<String>,
+    #[serde(default)]
+    web_search_per_1000: Option<f64>,
+    #[serde(default, rename = "model")]
+    models: Vec<FileModel>,
+}
+
+struct FileRates {
+    input: f64,
+    output: f64,
+    cache_write_5m: f64,
+    cache_write_1h: f64,
+    cache_read: f64,
+}
+
+macro_rules! rates_of {
+    ($x:expr) => {
+        FileRates {
+            input: $x.input,
+            output: $x.output,
+            cache_write_5m: $x.cache_write_5m,
+            cache_write_1h: $x.cache_write_1h,
+            cache_read: $x.cache_read,
+        }
+    };
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileModel {
+    id: String,
+    #[serde(default)]
+    family: Option<String>,
+    #[serde(default, rename = "match")]
+    matches: Vec<String>,
+    input: f64,
+    output: f64,
+    cache_write_5m: f64,
+    cache_write_1h: f64,
+    cache_read: f64,
+    #[serde(default)]
+    fast_multiplier: Option<f64>,
+    #[serde(default)]
+    geo_multiplier: BTreeMap<String, f64>,
+    #[serde(default, rename = "band")]
+    bands: Vec<FileBand>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBand {
+    above_input_tokens: u64,
+    input: f64,
+    output: f64,
+    cache_write_5m: f64,
+    cache_write_1h: f64,
+    cache_read: f64,
+}
+
+fn per_mtok_to_nanos(v: f64, what: &str) -> Result<i64, String> {
+    if !v.is_finite() || !(0.0..=100_000.0).contains(&v) {
+        return Err(format!(
+            "{what} = {v} must be a price in USD per million tokens from 0 to 100000"
+        ));
+    }
+    Ok((v * 1000.0).round() as i64)
+}
+
+fn milli(v: f64, what: &str) -> Result<i64, String> {
+    if !v.is_finite() || !(0.0..=1000.0).contains(&v) {
+        return Err(format!("{what} = {v} must be a multiplier from 0 to 1000"));
+    }
+    Ok((v * 1000.0).round() as i64)
+}
+
+impl FileRates {
+    fn to_rates(&self, id: &str) -> Result<Rates, String> {
+        Ok(Rates {
+            input: per_mtok_to_nanos(self.input, &format!("{id} input"))?,
+            output: per_mtok_to_nanos(self.output, &format!("{id} output"))?,
+            cache_write_5m: per_mtok_to_nanos(
+                self.cache_write_5m,
+                &format!("{id} cache_write_5m"),
+            )?,
+            cache_write_1h: per_mtok_to_nanos(
+                self.cache_write_1h,
+                &format!("{id} cache_write_1h"),
+            )?,
+            cache_read: per_mtok_to_nanos(self.cache_read, &format!("{id} cache_read"))?,
+        })
+    }
+}
+
+/// The family a model id belongs to, from its name.
+pub fn family_of(id: &str) -> &'static str {
+    let id = id.to_ascii_lowercase();
+    for f in ["opus", "sonnet", "haiku", "fable", "mythos"] {
+        if id.contains(f) {
+            return f;
+        }
+    }
+    "other"
+}
+
+/// The name a model id is looked up by: lowercase, without a context-size suffix (`[1m]`), a
+/// cloud provider's prefix or version suffix (`us.anthropic.…-v1:0`, `…@20250514`), a date
+/// suffix (`-20250514`) or `-latest`.
+pub fn normalize(id: &str) -> String {
+    let mut s = id.trim().to_ascii_lowercase();
+    if let Some(i) = s.find('[') {
+        s.truncate(i);
+    }
+    if let Some(i) = s.find('@') {
+        s.truncate(i);
+    }
+    if let Some(i) = s.find("anthropic.") {
+        s.replace_range(..i + "anthropic.".len(), "");
+    }
+    // Bedrock version suffix: -v1:0, -v2
+    if let Some(i) = s.rfind("-v") {
+        let tail = &s[i + 2..];
+        if !tail.is_empty() && tail.chars().all(|c| c.is_ascii_digit() || c == ':') {
+            s.truncate(i);
+        }
+    }
+    if let Some(rest) = s.strip_suffix("-latest") {
+        s = rest.to_string();
+    }
+    if s.len() > 9 {
+        let (head, tail) = s.split_at(s.len() - 9);
+        if tail.starts_with('-') && tail[1..].chars().all(|c| c.is_ascii_digit()) {
+            s = head.to_string();
+        }
+    }
+    s
+}
+
+impl PriceTable {
+    /// Parse a table. `base` is merged under it (a user file overrides the embedded table model
+    /// by model).
+    pub fn parse(text: &str, base: Option<PriceTable>) -> Result<PriceTable, String> {
+        let file: FileTable = toml::from_str(text).map_err(|e| {
+            let msg = e
+                .message()
+                .lines()
+                .next()
+                .unwrap_or("invalid TOML")
+                .to_string();
+            match e.span() {
+                Some(s) => format!(
+                    "line {}: {msg}",
+                    text[..s.start.min(text.len())].matches('\n').count() + 1
+                ),
+                None => msg,
+            }
+        })?;
+        if let Some(v) = file.schema {
+            if v != 1 {
+                return Err(format!(
+                    "schema = {v}: this ccb reads price tables of schema 1"
+                ));
+            }
+        }
+        let mut models: Vec<ModelPrice> = Vec::new();
+        let mut names: Vec<(String, usize)> = Vec::new();
+        let (mut updated, mut web_search_nanos) = (String::new(), 10_000_000);
+        if let Some(b) = base {
+            updated = b.updated;
+            web_search_nanos = b.web_search_nanos;
+            let mut by_idx: Vec<(String, usize)> = b.by_name.into_iter().collect();
+            by_idx.sort_by_key(|(_, i)| *i);
+            models = b.models;
+            names = by_idx;
+        }
+        if let Some(u) = file.updated {
+            updated = u;
+        }
+        if let Some(w) = file.web_search_per_1000 {
+            if !w.is_finite() || !(0.0..=100_000.0).contains(&w) {
+                return Err(format!(
+                    "web_search_per_1000 = {w} must be a price in USD from 0 to 100000"
+                ));
+            }
+            web_search_nanos = (w * 1_000_000.0).round() as i64;
+        }
+        for m in file.models {
+            let id = m.id.trim().to_ascii_lowercase();
+            if id.is_empty() {
+                return Err("a [[model]] has an empty id".into());
+            }
+            let mut bands = Vec::new();
+            for b in &m.bands {
+                bands.push((b.above_input_tokens, rates_of!(b).to_rates(&id)?));
+            }
+            bands.sort_by_key(|(t, _)| *t);
+            let mut geo_milli = BTreeMap::new();
+            for (k, v) in &m.geo_multiplier {
+                geo_milli.insert(
+                    k.to_ascii_lowercase(),
+                    milli(*v, &format!("{id} geo_multiplier.{k}"))?,
+                );
+            }
+            let price = ModelPrice {
+                family: m
+                    .family
+                    .map(|f| f.to_ascii_lowercase())
+                    .unwrap_or_else(|| family_of(&id).to_string()),
+                rates: rates_of!(m).to_rates(&id)?,
+                bands,
+                fast_milli: m
+                    .fast_multiplier
+                    .map(|f| milli(f, &format!("{id} fast_multiplier")))
+                    .transpose()?,
+                geo_milli,
+                id: id.clone(),
+            };
+            let idx = match models.iter().position(|p| p.id == id) {
+                Some(i) => {
+                    models[i] = price;
+                    i
+                }
+                None => {
+                    models.push(price);
+                    models.len() - 1
+                }
+            };
+            names.push((id.clone(), idx));
+            names.push((normalize(&id), idx));
+            for alias in &m.matches {
+                names.push((normalize(alias), idx));
+            }
+        }
+        if models.is_empty() {
+            return Err("the price table has no [[model]]".into());
+        }
+        Ok(PriceTable {
+            updated,
+            web_search_nanos,
+            by_name: names.into_iter().collect(),
+            models,
+            fallback_cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The embedded table, with the user's file merged over it when one is given.
+    pub fn load(user_file: Option<&Path>) -> Result<PriceTable, String> {
+        let base =
+            PriceTable::parse(EMBEDDED, None).map_err(|e| format!("embedded price table: {e}"))?;
+        match user_file {
+            None => Ok(base),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    format!(
+                        "cannot read price file {}: {}",
+                        p.display(),
+                        crate::paths::io_reason(&e)
+                    )
+                })?;
+                PriceTable::parse(&text, Some(base))
+                    .map_err(|e| format!("price file {} {e}", p.display()))
+            }
+        }
+    }
+
+    pub fn models(&self) -> &[ModelPrice] {
+        &self.models
+    }
+
+    /// The price of a model id, and how it was found.
+    pub fn lookup(&self, model: &str) -> (ModelPrice, Match) {
+        if let Some(&i) = self
+            .by_name
+            .get(model)
+            .or_else(|| self.by_name.get(&normalize(model)))
+        {
+            return (self.models[i].clone(), Match::Known);
+        }
+        let mut cache = self
+            .fallback_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(hit) = cache.get(model) {
+            return hit.clone();
+        }
+        let fam = family_of(model);
+        let same: Vec<&ModelPrice> = self.models.iter().filter(|m| m.family == fam).collect();
+        let (pool, how) = if same.is_empty() {
+            (self.models.iter().collect(), Match::Highest)
+        } else {
+            (same, Match::Family)
+        };
+        let mut p = ModelPrice {
+            id: model.to_string(),
+            family: fam.to_string(),
+            rates: Rates::default(),
+            bands: Vec::new(),
+            fast_milli: None,
+            geo_milli: BTreeMap::new(),
+        };
+        for m in pool {
+            p.rates = p.rates.max(m.rates);
+            for (_, r) in &m.bands {
+                p.rates = p.rates.max(*r);
+            }
+            p.fast_milli = match (p.fast_milli, m.fast_milli) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            for (k, v) in &m.geo_milli {
+                let e = p.geo_milli.entry(k.clone()).or_insert(*v);
+                *e = (*e).max(*v);
+            }
+        }
+        cache.insert(model.to_string(), (p.clone(), how));
+        (p, how)
+    }
+
+    /// The cost of one response.
+    pub fn cost(&self, model: &str, usage: &Usage, mods: &Modifiers) -> (Usd, Match) {
+        let (p, how) = self.lookup(model);
+        (price(&p, usage, mods, self.web_search_nanos), how)
+    }
+}
+
+/// `usage × rate` for one response, in nano-dollars.
+pub fn price(p: &ModelPrice, u: &Usage, mods: &Modifiers, web_search_nanos: i64) -> Usd {
+    let prompt = u.prompt_tokens();
+    let mut rates = p.rates;
+    for (above, r) in &p.bands {
+        if prompt > *above {
+            rates = *r;
+        }
+    }
+    if mods.fast {
+        if let Some(m) = p.fast_milli {
+            rates = rates.scaled(m);
+        }
+    }
+    if let Some(g) = mods
+        .geo
+        .as_deref()
+        .and_then(|g| p.geo_milli.get(&g.to_ascii_lowercase()))
+    {
+        rates = rates.scaled(*g);
+    }
+    let t = |n: u64, r: i64| n as i128 * r as i128;
+    let total = t(u.input, rates.input)
+        + t(u.output, rates.output)
+        + t(u.cache_write_5m, rates.cache_write_5m)
+        + t(u.cache_write_1h, rates.cache_write_1h)
+        + t(u.cache_read, rates.cache_read)
+        + t(u.web_search, web_search_nanos);
+    Usd(total.min(i64::MAX as i128) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: &str = r#"
+schema = 1
+updated = "test"
+web_search_per_1000 = 10.0
+[[model]]
+id = "claude-sonnet-4-5"
+family = "sonnet"
+match = ["claude-sonnet-4-5", "sonnet-4.5"]
+input = 3.0
+output = 15.0
+cache_write_5m = 3.75
+cache_write_1h = 6.0
+cache_read = 0.3
+geo_multiplier = { us = 1.1 }
+[[model.band]]
+above_input_tokens = 200000
+input = 6.0
+output = 22.5
+cache_write_5m = 7.5
+cache_write_1h = 12.0
+cache_read = 0.6
+[[model]]
+id = "claude-opus-4-8"
+input = 5.0
+output = 25.0
+cache_write_5m = 6.25
+cache_write_1h = 10.0
+cache_read = 0.5
+fast_multiplier = 6.0
+[[model]]
+id = "claude-opus-4-1"
+input = 15.0
+output = 75.0
+cache_write_5m = 18.75
+cache_write_1h = 30.0
+cache_read = 1.5
+[[model]]
+id = "claude-haiku-4-5"
+input = 1.0
+output = 5.0
+cache_write_5m = 1.25
+cache_write_1h = 2.0
+cache_read = 0.1
+"#;
+
+    fn t() -> PriceTable {
+        PriceTable::parse(T, None).unwrap()
+    }
+    fn u(input: u64, output: u64, w5: u64, w1: u64, read: u64) -> Usage {
+        Usage {
+            input,
+            output,
+            cache_write_5m: w5,
+            cache_write_1h: w1,
+            cache_read: read,
+            web_search: 0,
+        }
+    }
+
+    #[test]
+    fn every_token_kind_at_its_rate() {
+        let t = t();
+        let none = Modifiers::default();
+        // 1000 input at $3/M = $0.003; 100 output at $15/M = $0.0015; 2000 5m writes at 3.75 =
+        // 0.0075; 1000 1h writes at 6 = 0.006; 10000 reads at 0.3 = 0.003.
+        let (c, how) = t.cost(
+            "claude-sonnet-4-5-20250929",
+            &u(1000, 100, 2000, 1000, 10_000),
+            &none,
+        );
+        assert_eq!(how, Match::Known);
+        assert_eq!(
+            c,
+            Usd(3_000_000 + 1_500_000 + 7_500_000 + 6_000_000 + 3_000_000)
+        );
+        // A single cache-read token is a fraction of a micro-dollar, and is kept.
+        assert_eq!(
+            t.cost("claude-sonnet-4-5", &u(0, 0, 0, 0, 1), &none).0,
+            Usd(300)
+        );
+    }
+
+    #[test]
+    fn ids_are_normalized() {
+        let t = t();
+        for id in [
+            "claude-sonnet-4-5",
+            "claude-sonnet-4-5-20250929",
+            "claude-sonnet-4-5[1m]",
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "claude-sonnet-4-5@20250929",
+            "Claude-Sonnet-4-5",
+            "sonnet-4.5",
+        ] {
+            assert_eq!(t.lookup(id).1, Match::Known, "{id}");
+            assert_eq!(t.lookup(id).0.id, "claude-sonnet-4-5", "{id}");
+        }
+    }
+
+    #[test]
+    fn bands_fast_geo_and_web_search() {
+        let t = t();
+        let none = Modifiers::default();
+        let big = u(150_000, 1000, 0, 0, 60_000); // prompt 210k > 200k: the band's rates
+        assert_eq!(
+            t.cost("claude-sonnet-4-5", &big, &none).0,
+            Usd(150_000 * 6000 + 1000 * 22_500 + 60_000 * 600)
+        );
+        let at = u(200_000, 0, 0, 0, 0); // exactly at the threshold: base rates
+        assert_eq!(
+            t.cost("claude-sonnet-4-5", &at, &none).0,
+            Usd(200_000 * 3000)
+        );
+        let fast = Modifiers {
+            fast: true,
+            geo: None,
+        };
+        assert_eq!(
+            t.cost("claude-opus-4-8", &u(1000, 1000, 0, 0, 0), &fast).0,
+            Usd(6 * (1000 * 5000 + 1000 * 25_000))
+        );
+        assert_eq!(
+            t.cost("claude-sonnet-4-5", &u(1000, 0, 0, 0, 0), &fast).0,
+            Usd(1000 * 3000),
+            "no fast mode: base"
+        );
+        let us = Modifiers {
+            fast: false,
+            geo: Some("us".into()),
+        };
+        assert_eq!(
+            t.cost("claude-sonnet-4-5", &u(1000, 0, 0, 0, 1000), &us).0,
+            Usd(1000 * 3300 + 1000 * 330)
+        );
+        let global = Modifiers {
+            fast: false,
+            geo: Some("global".into()),
+        };
+        assert_eq!(
+            t.cost("claude-sonnet-4-5", &u(1000, 0, 0, 0, 0), &global).0,
+            Usd(1000 * 3000)
+        );
+        let ws = Usage {
+            web_search: 3,
+            ..Usage::default()
+        };
+        assert_eq!(t.cost("claude-haiku-4-5", &ws, &none).0, Usd(30_000_000));
+    }
+
+    #[test]
+    fn unknown_models_are_never_free() {
+        let t = t();
+        let none = Modifiers::default();
+        let (p, how) = t.lookup("claude-opus-9-9");
+        assert_eq!(how, Match::Family);
+        assert_eq!(
+            p.rates.input, 15_000,
+            "the family's highest input rate (Opus 4.1)"
+        );
+        let (p, how) = t.lookup("gpt-7");
+        assert_eq!(how, Match::Highest);
+        assert_eq!(p.rates.output, 75_000);
+        assert!(t.cost("mystery", &u(1, 1, 1, 1, 1), &none).0 > Usd::ZERO);
+        let (p, how) = t.lookup("claude-sonnet-9");
+        assert_eq!(how, Match::Family);
+        assert_eq!(
+            p.rates.input, 6000,
+            "a band's rate counts as the family's highest"
+        );
+    }
+
+    #[test]
+    fn user_file_overrides_and_adds() {
+        let base = t();
+        let user = "[[model]]\nid = \"claude-haiku-4-5\"\ninput = 2.0\noutput = 10.0\ncache_write_5m = 2.5\ncache_write_1h = 4.0\ncache_read = 0.2\n[[model]]\nid = \"my-model\"\nfamily = \"other\"\ninput = 1.0\noutput = 1.0\ncache_write_5m = 1.0\ncache_write_1h = 1.0\ncache_read = 1.0\n";
+        let t = PriceTable::parse(user, Some(base)).unwrap();
+        assert_eq!(t.lookup("claude-haiku-4-5").0.rates.input, 2000);
+        assert_eq!(t.lookup("my-model").1, Match::Known);
+        assert_eq!(
+            t.lookup("claude-opus-4-8").1,
+            Match::Known,
+            "the base is kept"
+        );
+    }
+
+    #[test]
+    fn bad_price_files_say_where() {
+        for (text, want) in [
+            ("[[model]]\nid = \"x\"\ninput = -1.0\noutput = 1.0\ncache_write_5m = 1.0\ncache_write_1h = 1.0\ncache_read = 1.0\n", "x input = -1"),
+            ("[[model]]\nid = \"x\"\n", "missing field"),
+            ("schema = 2\n", "schema = 2"),
+            ("[[model]]\nid = \"x\"\ninput = 1.0\noutput = 1.0\ncache_write_5m = 1.0\ncache_write_1h = 1.0\ncache_read = 1.0\nspeed = 2\n", "unknown field"),
+        ] {
+            let e = PriceTable::parse(text, None).unwrap_err();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_embedded_table_parses_and_knows_the_current_models() {
+        let t = PriceTable::load(None).unwrap();
+        for id in [
+            "claude-opus-4-8",
+            "claude-sonnet-4-6",
+            "claude-haiku-4-5",
+            "claude-sonnet-4-5-20250929",
+        ] {
+            assert_eq!(t.lookup(id).1, Match::Known, "{id}");
+        }
+        for m in t.models() {
+            assert!(
+                m.rates.input > 0 && m.rates.output > 0,
+                "{} has a zero rate",
+                m.id
+            );
+            assert!(
+                m.rates.cache_write_1h >= m.rates.cache_write_5m,
+                "{}: 1h writes cost at least 5m",
+                m.id
+            );
+        }
+    }
+}

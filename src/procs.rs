@@ -1,0 +1,90 @@
+//! The session's processes: knowing every descendant, and ending them all.
+//!
+//! Claude Code runs each Bash tool in its own session and process group (CLAUDE_CODE_FACTS.md),
+//! so killing claude's process group misses them, and when claude dies they are reparented. ccb
+//! makes itself a child subreaper (Linux), so orphans of the session are reparented to ccb, not
+//! to init: every process of the session stays a descendant of ccb and can be found in /proc.
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::collections::HashMap;
+
+/// Make orphaned descendants ours (PR_SET_CHILD_SUBREAPER). Returns false where unsupported.
+pub fn become_subreaper() -> bool {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes plain integer arguments and touches no memory.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) == 0 }
+}
+
+/// pid → parent pid, for every process visible in /proc.
+pub fn parents() -> HashMap<i32, i32> {
+    let mut map = HashMap::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return map;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        // /proc/PID/stat is "pid (comm) state ppid …"; comm may hold spaces and parentheses,
+        // so the fields start after the last ')'.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let mut fields = stat[close + 1..].split_ascii_whitespace();
+        let _state = fields.next();
+        if let Some(ppid) = fields.next().and_then(|p| p.parse().ok()) {
+            map.insert(pid, ppid);
+        }
+    }
+    map
+}
+
+/// Every descendant of `root` (not `root` itself), parents before children.
+pub fn descendants(root: i32) -> Vec<i32> {
+    let map = parents();
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for (&pid, &ppid) in &map {
+        children.entry(ppid).or_default().push(pid);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    while let Some(p) = stack.pop() {
+        if let Some(cs) = children.get(&p) {
+            for &c in cs {
+                out.push(c);
+                stack.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Is this process a zombie (dead, waiting to be reaped)?
+pub fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Send a signal to each pid; returns how many it reached.
+pub fn signal_all(pids: &[i32], sig: Signal) -> usize {
+    pids.iter()
+        .filter(|&&p| kill(Pid::from_raw(p), sig).is_ok())
+        .count()
+}
+
+/// The live (non-zombie) descendants of this process.
+pub fn live_descendants_of_self() -> Vec<i32> {
+    descendants(std::process::id() as i32)
+        .into_iter()
+        .filter(|&p| !is_zombie(p))
+        .collect()
+}

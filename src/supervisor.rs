@@ -1,0 +1,755 @@
+//! Running claude: spawn (under a PTY from a terminal, with the user's own stdio otherwise), pump
+//! bytes, forward resizes and signals, meter usage as it arrives, and stop the whole session at
+//! the ceiling. One event loop: signals, usage, output end and stop deadlines all arrive on one
+//! channel.
+
+use crate::budget::{Added, Budget, Signal as BudgetSignal, Tally};
+use crate::follow::{Feed, Follower, Spec};
+use crate::money::Usd;
+use crate::pricing::{Match, PriceTable};
+use crate::procs;
+use crate::transcript::UsageEvent;
+use crate::tty::{self, RawGuard};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use signal_hook::consts::signal::*;
+use signal_hook::iterator::exfiltrator::WithOrigin;
+use signal_hook::iterator::SignalsInfo;
+use signal_hook::low_level::siginfo::Cause;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How the session is stopped, from the first interrupt to the last kill.
+pub const INTERRUPT_GRACE: Duration = Duration::from_millis(300);
+pub const TERM_GRACE: Duration = Duration::from_millis(700);
+
+/// Why ccb ended a session itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    Ceiling,
+    /// An Opus answer in a session without an Opus reason, with `opus_without_reason = "stop"`.
+    OpusWithoutReason,
+    /// ccb received this signal (TERM, HUP).
+    Signal(i32),
+}
+
+/// Things the caller wants to hear as the session goes (the ledger records usage as it arrives).
+pub trait Observer {
+    fn usage(&mut self, _event: &UsageEvent, _cost: Usd, _total: Usd) {}
+    fn threshold(&mut self, _pct: u32, _spent: Usd, _ceiling: Usd) {}
+    fn session_file(&mut self, _id: &str) {}
+}
+
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+pub struct Options {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub env: Vec<(String, String)>,
+    pub pty: bool,
+    pub print_mode: bool,
+    pub follow: Option<Spec>,
+    pub ceiling: Option<Usd>,
+    pub thresholds: Vec<u32>,
+    pub prices: Arc<PriceTable>,
+    /// Stop (instead of warn) when an Opus model answers; `None` when Opus is allowed.
+    pub opus_guard: Option<bool>,
+    /// An indicatif line on stderr (print mode on a terminal).
+    pub progress: bool,
+    pub label: String,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    /// Claude's exit: code, or the signal that killed it.
+    pub status: ChildEnd,
+    pub stopped: Option<StopReport>,
+    pub tally: Tally,
+    pub fired: Vec<u32>,
+    pub session_ids: Vec<String>,
+    pub notices: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildEnd {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ChildEnd {
+    /// The shell's convention: the code, or 128 + the signal number.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ChildEnd::Code(c) => c,
+            ChildEnd::Signal(s) => 128 + s,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StopReport {
+    pub cause: StopCause,
+    /// From deciding to stop to the last process of the session gone.
+    pub took: Duration,
+    /// Processes of the session that were still alive when the stop began.
+    pub processes: usize,
+    pub spent: Usd,
+}
+
+enum Ev {
+    Signal { sig: i32, from_user: bool },
+    Feed(Feed),
+    OutputDone,
+}
+
+/// What the output pump needs to know to place a notice between claude's escape sequences.
+struct OutState {
+    /// Inside an escape sequence or a multi-byte character at the end of the last chunk.
+    mid_sequence: bool,
+    pending: Vec<Vec<u8>>,
+}
+
+pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome> {
+    let subreaper = procs::become_subreaper();
+    let (tx, rx) = mpsc::channel::<Ev>();
+
+    // Signals first, so none is lost between spawn and the loop.
+    let mut signals = SignalsInfo::<WithOrigin>::new([
+        SIGCHLD, SIGWINCH, SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGCONT,
+    ])?;
+    let sig_handle = signals.handle();
+    {
+        let tx = tx.clone();
+        std::thread::Builder::new()
+            .name("ccb-signals".into())
+            .spawn(move || {
+                for o in signals.forever() {
+                    let from_user = matches!(o.cause, Cause::Sent(_));
+                    if tx
+                        .send(Ev::Signal {
+                            sig: o.signal,
+                            from_user,
+                        })
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            })?;
+    }
+
+    // The terminal and the child.
+    let mut raw_guard = None;
+    let mut master: Option<File> = None;
+    let mut cmd = Command::new(&opts.program);
+    cmd.args(&opts.args);
+    for (k, v) in &opts.env {
+        cmd.env(k, v);
+    }
+    let ccb_pid = std::process::id() as i32;
+    let death_signal = if opts.pty {
+        libc::SIGHUP
+    } else if opts.print_mode {
+        libc::SIGINT
+    } else {
+        libc::SIGTERM
+    };
+    if opts.pty {
+        let ws =
+            tty::window_size(libc::STDOUT_FILENO).or_else(|| tty::window_size(libc::STDIN_FILENO));
+        let pty = nix::pty::openpty(ws.as_ref(), None)?;
+        for f in [&pty.master, &pty.slave] {
+            nix::fcntl::fcntl(
+                f.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )?;
+        }
+        let slave = pty.slave;
+        cmd.stdin(Stdio::from(slave.try_clone()?));
+        cmd.stdout(Stdio::from(slave.try_clone()?));
+        cmd.stderr(Stdio::from(slave));
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                child_death_signal(ccb_pid, death_signal);
+                Ok(())
+            });
+        }
+        master = Some(File::from(OwnedFd::from(pty.master)));
+        raw_guard = Some(RawGuard::enter(libc::STDIN_FILENO)?);
+    } else {
+        // Plain stdio: claude writes straight to the user's stdout, byte for byte, and stays in
+        // ccb's process group, so the terminal's Ctrl-C and Ctrl-Z reach it as before.
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                child_death_signal(ccb_pid, death_signal);
+                Ok(())
+            });
+        }
+    }
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            drop(raw_guard);
+            sig_handle.close();
+            return Err(crate::exit::Exit::launch(format!(
+                "cannot start {}: {}",
+                opts.program.display(),
+                crate::paths::io_reason(&e)
+            ))
+            .into());
+        }
+    };
+    let child_pid = child.id() as i32;
+    // We reap with waitpid ourselves (the subreaper also inherits orphans); `Child` is not waited.
+    drop(child);
+
+    let bar = if opts.progress && opts.pty {
+        let b =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        b.set_message(format!(
+            "ccb {} · $0.00 of {}",
+            opts.label,
+            opts.ceiling
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "no ceiling".into())
+        ));
+        Some(b)
+    } else {
+        None
+    };
+
+    let out_state = Arc::new(Mutex::new(OutState {
+        mid_sequence: false,
+        pending: Vec::new(),
+    }));
+    if let Some(m) = &master {
+        // Output pump: master → stdout. EIO on the master means the slave side closed: EOF.
+        let mut reader = m.try_clone()?;
+        let tx = tx.clone();
+        let state = out_state.clone();
+        let bar = bar.clone();
+        std::thread::Builder::new()
+            .name("ccb-output".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                let stdout = std::io::stdout();
+                loop {
+                    let n = match reader.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let mut out = stdout.lock();
+                    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                    let write = |out: &mut std::io::StdoutLock| {
+                        let _ = out.write_all(&buf[..n]);
+                        let _ = out.flush();
+                    };
+                    match &bar {
+                        Some(b) => b.suspend(|| write(&mut out)),
+                        None => write(&mut out),
+                    }
+                    st.mid_sequence = ends_mid_sequence(&buf[..n]);
+                    if !st.mid_sequence && !st.pending.is_empty() {
+                        for p in st.pending.drain(..) {
+                            let _ = out.write_all(&p);
+                        }
+                        let _ = out.flush();
+                    }
+                }
+                let _ = tx.send(Ev::OutputDone);
+            })?;
+        // Input pump: stdin → master, keys and all (Ctrl-C, Ctrl-Z, Esc are bytes in raw mode).
+        let mut writer = m.try_clone()?;
+        std::thread::Builder::new()
+            .name("ccb-input".into())
+            .spawn(move || {
+                // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop keeps it open.
+                let mut stdin =
+                    std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(libc::STDIN_FILENO) });
+                let mut buf = [0u8; 8192];
+                loop {
+                    match stdin.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if writer.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(_) => break,
+                    }
+                }
+            })?;
+    }
+
+    // Usage: the transcript follower feeds the same loop.
+    let follower = match opts.follow.clone() {
+        Some(spec) => {
+            let tx = tx.clone();
+            match Follower::start(spec, move |f| {
+                let _ = tx.send(Ev::Feed(f));
+            }) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    eprint_notice(&format!(
+                        "cannot follow the session's transcript ({e}): usage is not metered"
+                    ));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    drop(tx);
+
+    let mut s = Session {
+        opts: &opts,
+        child_pid,
+        master,
+        raw_guard,
+        bar,
+        out_state,
+        budget: Budget::new(opts.ceiling, &opts.thresholds),
+        tally: Tally::default(),
+        status: None,
+        stop: None,
+        stop_report: None,
+        output_done: opts.pty == false,
+        session_ids: opts
+            .follow
+            .as_ref()
+            .and_then(|f| f.session_id.clone())
+            .into_iter()
+            .collect(),
+        notices: Vec::new(),
+        opus_warned: false,
+        subreaper,
+    };
+    let mut exit_deadline: Option<Instant> = None;
+    let mut follower = follower;
+    loop {
+        let now = Instant::now();
+        let mut deadline = s.stop.as_ref().map(|st| st.next_at);
+        if let Some(d) = exit_deadline {
+            deadline = Some(deadline.map_or(d, |x| x.min(d)));
+        }
+        let ev = match deadline {
+            Some(d) => match rx.recv_timeout(d.saturating_duration_since(now)) {
+                Ok(ev) => Some(ev),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => None,
+            },
+            None => match rx.recv_timeout(Duration::from_secs(3600)) {
+                Ok(ev) => Some(ev),
+                Err(_) => None,
+            },
+        };
+        match ev {
+            Some(Ev::Signal { sig, from_user }) => s.on_signal(sig, from_user),
+            Some(Ev::Feed(f)) => s.on_feed(f, observer),
+            Some(Ev::OutputDone) => s.output_done = true,
+            None => {}
+        }
+        s.reap();
+        s.advance_stop();
+        if s.status.is_some() {
+            if s.stop.is_some() {
+                s.finish_stop();
+            }
+            if s.output_done {
+                break;
+            }
+            let d =
+                *exit_deadline.get_or_insert_with(|| Instant::now() + Duration::from_millis(250));
+            if Instant::now() >= d {
+                break;
+            }
+        }
+    }
+    // The last lines claude wrote before exiting.
+    if let Some(f) = follower.take() {
+        f.finish(Duration::from_secs(2));
+    }
+    // Feeds sent during that last read are still on the channel.
+    while let Ok(ev) = rx.try_recv() {
+        if let Ev::Feed(f) = ev {
+            s.on_feed(f, observer);
+        }
+    }
+    // The ceiling reached only by the last lines of a session that already ended: nothing to stop.
+    s.stop = None;
+    sig_handle.close();
+    if let Some(b) = &s.bar {
+        b.finish_and_clear();
+    }
+    drop(s.raw_guard.take());
+    Ok(Outcome {
+        status: s.status.unwrap_or(ChildEnd::Code(1)),
+        stopped: s.stop_report,
+        fired: s.budget.fired.clone(),
+        tally: s.tally,
+        session_ids: s.session_ids,
+        notices: s.notices,
+    })
+}
+
+/// In the child before exec: die with the session if ccb dies (even by SIGKILL).
+fn child_death_signal(parent: i32, sig: i32) {
+    // SAFETY: prctl and getppid are async-signal-safe; _exit ends the child at once.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0);
+        if libc::getppid() != parent {
+            libc::_exit(128 + sig);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Stopping {
+    cause: StopCause,
+    began: Instant,
+    stage: Stage,
+    next_at: Instant,
+    processes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Interrupted,
+    Terminated,
+    Killing,
+}
+
+struct Session<'a> {
+    opts: &'a Options,
+    child_pid: i32,
+    master: Option<File>,
+    raw_guard: Option<RawGuard>,
+    bar: Option<indicatif::ProgressBar>,
+    out_state: Arc<Mutex<OutState>>,
+    budget: Budget,
+    tally: Tally,
+    status: Option<ChildEnd>,
+    stop: Option<Stopping>,
+    stop_report: Option<StopReport>,
+    output_done: bool,
+    session_ids: Vec<String>,
+    notices: Vec<String>,
+    opus_warned: bool,
+    subreaper: bool,
+}
+
+impl Session<'_> {
+    fn on_signal(&mut self, sig: i32, from_user: bool) {
+        match sig {
+            SIGCHLD => {}
+            SIGWINCH => self.resize(),
+            SIGCONT => {
+                // Back from our own stop (job control): raw mode again, wake claude, redraw.
+                if let Some(g) = &self.raw_guard {
+                    let _ = g.set_raw();
+                    let _ = kill(Pid::from_raw(-self.child_pid), Signal::SIGCONT);
+                    self.resize();
+                }
+            }
+            SIGINT | SIGQUIT => {
+                // In pipe mode claude shares ccb's process group: a Ctrl-C typed at the terminal
+                // reached it already. A signal sent to ccb alone is passed on.
+                if from_user || self.opts.pty {
+                    if let Ok(s) = Signal::try_from(sig) {
+                        let _ = kill(Pid::from_raw(self.child_pid), s);
+                    }
+                }
+            }
+            SIGTERM | SIGHUP => self.begin_stop(StopCause::Signal(sig)),
+            _ => {}
+        }
+    }
+
+    fn resize(&mut self) {
+        if let (Some(m), Some(ws)) = (
+            &self.master,
+            tty::window_size(libc::STDOUT_FILENO).or_else(|| tty::window_size(libc::STDIN_FILENO)),
+        ) {
+            tty::set_window_size(m, &ws);
+        }
+    }
+
+    fn on_feed(&mut self, f: Feed, observer: &mut dyn Observer) {
+        match f {
+            Feed::Malformed { .. } => self.tally.malformed += 1,
+            Feed::Session { id, .. } => {
+                if !self.session_ids.contains(&id) {
+                    observer.session_file(&id);
+                    self.session_ids.push(id);
+                }
+            }
+            Feed::Usage(e) => {
+                let Added::Counted { cost, new_unknown } = self.tally.add(&e, &self.opts.prices)
+                else {
+                    return;
+                };
+                observer.usage(&e, cost, self.tally.total);
+                if let Some(how) = new_unknown {
+                    let basis = match how {
+                        Match::Family => {
+                            format!("the highest {} rates", crate::pricing::family_of(&e.model))
+                        }
+                        _ => "the highest rates of all models".to_string(),
+                    };
+                    self.notice(format!(
+                        "no price for model '{}': priced at {basis}; add it to a price file (see `ccb prices`)",
+                        e.model
+                    ));
+                }
+                if let Some(stop) = self.opts.opus_guard {
+                    if crate::plan::is_opus(&e.model, &Default::default()) && !self.opus_warned {
+                        self.opus_warned = true;
+                        if stop {
+                            self.notice(format!("'{}' answered but this session has no Opus reason: stopping it (opus_without_reason = \"stop\")", e.model));
+                            self.begin_stop(StopCause::OpusWithoutReason);
+                        } else {
+                            self.notice(format!("'{}' answered but this session has no Opus reason; start Opus sessions with --reason", e.model));
+                        }
+                    }
+                }
+                if let Some(b) = &self.bar {
+                    let t = &self.tally;
+                    b.set_message(format!(
+                        "ccb {} · {} of {} · {} tokens",
+                        self.opts.label,
+                        t.total,
+                        self.opts
+                            .ceiling
+                            .map(|c| c.to_string())
+                            .unwrap_or_else(|| "no ceiling".into()),
+                        crate::human::tokens(t.usage.total_tokens())
+                    ));
+                }
+                match self.budget.observe(self.tally.total) {
+                    Some(BudgetSignal::Threshold {
+                        pct,
+                        spent,
+                        ceiling,
+                    }) => {
+                        observer.threshold(pct, spent, ceiling);
+                        self.notice(format!(
+                            "{pct}% of the {ceiling} session ceiling spent ({spent})"
+                        ));
+                    }
+                    Some(BudgetSignal::Ceiling { .. }) => self.begin_stop(StopCause::Ceiling),
+                    None => {}
+                }
+            }
+        }
+    }
+
+    /// A notice that does not draw over claude: a line on stderr in pipe mode, a line above the
+    /// progress bar in print mode, and a desktop notification (OSC 9) in a full-screen session.
+    fn notice(&mut self, text: String) {
+        self.notices.push(text.clone());
+        if let Some(b) = &self.bar {
+            b.println(format!("ccb: {text}"));
+        } else if self.opts.pty {
+            let osc =
+                format!("\x1b]9;ccb: {}\x07", text.replace(['\x07', '\x1b'], "")).into_bytes();
+            let mut st = self.out_state.lock().unwrap_or_else(|e| e.into_inner());
+            if st.mid_sequence {
+                st.pending.push(osc);
+            } else {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&osc);
+                let _ = out.flush();
+            }
+        } else {
+            eprint_notice(&text);
+        }
+    }
+
+    fn begin_stop(&mut self, cause: StopCause) {
+        if self.stop.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let processes = procs::live_descendants_of_self().len();
+        // Interrupt the way that ends the agent loop at once: Ctrl-C through the terminal in a
+        // PTY session, SIGINT to claude in print mode.
+        if self.status.is_none() {
+            match &mut self.master {
+                Some(m) => {
+                    let _ = m.write_all(b"\x03");
+                }
+                None => {
+                    let _ = kill(Pid::from_raw(self.child_pid), Signal::SIGINT);
+                }
+            }
+        }
+        self.stop = Some(Stopping {
+            cause,
+            began: now,
+            stage: Stage::Interrupted,
+            next_at: now + INTERRUPT_GRACE,
+            processes,
+        });
+    }
+
+    fn advance_stop(&mut self) {
+        let Some(st) = &mut self.stop else { return };
+        let now = Instant::now();
+        if now < st.next_at {
+            return;
+        }
+        match st.stage {
+            Stage::Interrupted => {
+                // Still there: end claude and everything it started.
+                let _ = kill(Pid::from_raw(self.child_pid), Signal::SIGTERM);
+                procs::signal_all(&procs::live_descendants_of_self(), Signal::SIGTERM);
+                st.stage = Stage::Terminated;
+                st.next_at = now + TERM_GRACE;
+            }
+            Stage::Terminated | Stage::Killing => {
+                procs::signal_all(&procs::live_descendants_of_self(), Signal::SIGKILL);
+                st.stage = Stage::Killing;
+                st.next_at = now + Duration::from_millis(50);
+            }
+        }
+    }
+
+    /// Claude has exited during a stop: nothing of the session may outlive it.
+    fn finish_stop(&mut self) {
+        let Some(st) = self.stop.take() else { return };
+        let t0 = Instant::now();
+        loop {
+            let left = procs::live_descendants_of_self();
+            if left.is_empty() || t0.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+            procs::signal_all(&left, Signal::SIGKILL);
+            std::thread::sleep(Duration::from_millis(5));
+            self.reap();
+        }
+        self.reap();
+        self.stop_report = Some(StopReport {
+            cause: st.cause,
+            took: st.began.elapsed(),
+            processes: st.processes,
+            spent: self.tally.total,
+        });
+    }
+
+    /// Reap every child that ended (claude, and orphans inherited as subreaper).
+    fn reap(&mut self) {
+        loop {
+            match waitpid(
+                Pid::from_raw(-1),
+                Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED),
+            ) {
+                Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == self.child_pid => {
+                    self.status = Some(ChildEnd::Code(code))
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == self.child_pid => {
+                    self.status = Some(ChildEnd::Signal(sig as i32))
+                }
+                Ok(WaitStatus::Stopped(pid, _))
+                    if pid.as_raw() == self.child_pid && self.raw_guard.is_some() =>
+                {
+                    // Claude suspended itself (Ctrl-Z): give the terminal back and stop ccb too;
+                    // SIGCONT (the shell's `fg`) brings both back.
+                    if let Some(g) = &self.raw_guard {
+                        g.suspend();
+                    }
+                    let _ = kill(Pid::from_raw(0), Signal::SIGSTOP);
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let _ = self.subreaper;
+    }
+}
+
+fn eprint_notice(text: &str) {
+    eprintln!("ccb: {text}");
+}
+
+/// Does this chunk end inside an escape sequence or a multi-byte UTF-8 character? A notice
+/// written there would corrupt claude's display.
+fn ends_mid_sequence(b: &[u8]) -> bool {
+    // A UTF-8 lead byte without all its continuation bytes.
+    let tail = &b[b.len().saturating_sub(4)..];
+    for (i, &c) in tail.iter().enumerate().rev() {
+        if c & 0xC0 == 0x80 {
+            continue;
+        }
+        let need = if c >= 0xF0 {
+            4
+        } else if c >= 0xE0 {
+            3
+        } else if c >= 0xC0 {
+            2
+        } else {
+            1
+        };
+        if tail.len() - i < need {
+            return true;
+        }
+        break;
+    }
+    // The last ESC, if any, and whether its sequence ended.
+    let Some(esc) = memchr::memrchr(0x1b, b) else {
+        return false;
+    };
+    let seq = &b[esc + 1..];
+    match seq.first() {
+        None => true,
+        Some(b'[') => !seq[1..].iter().any(|&c| (0x40..=0x7e).contains(&c)),
+        Some(b']') | Some(b'P') | Some(b'_') | Some(b'^') => {
+            !seq.iter().any(|&c| c == 0x07) && !seq.windows(2).any(|w| w == b"\x1b\\")
+        }
+        Some(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ends_mid_sequence;
+
+    #[test]
+    fn knows_when_a_chunk_ends_mid_sequence() {
+        for (b, mid) in [
+            (&b"hello"[..], false),
+            (b"\x1b[31mred\x1b[0m", false),
+            (b"text\x1b[3", true),
+            (b"text\x1b", true),
+            (b"\x1b]0;title", true),
+            (b"\x1b]0;title\x07", false),
+            ("é".as_bytes(), false),
+            (&"é".as_bytes()[..1], true),
+            (&"日本".as_bytes()[..5], true),
+        ] {
+            assert_eq!(ends_mid_sequence(b), mid, "{b:?}");
+        }
+    }
+}
