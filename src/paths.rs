@@ -47,13 +47,40 @@ pub fn expand_tilde(s: &str) -> PathBuf {
     }
 }
 
-/// Claude Code's project directory name for a working directory: every character that is not
-/// an ASCII letter or digit becomes '-'.
+/// Claude Code's project directory name for a working directory (its real path): every UTF-16
+/// unit that is not an ASCII letter or digit becomes '-'; past 200 characters the name is cut
+/// and a base-36 hash of the whole path (Java's string hash) is appended.
 pub fn project_slug(cwd: &Path) -> String {
-    cwd.to_string_lossy()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect()
+    const MAX: usize = 200;
+    let path = cwd.to_string_lossy();
+    let units: Vec<u16> = path.encode_utf16().collect();
+    let slug: String = units
+        .iter()
+        .map(|&u| {
+            if u < 128 && (u as u8).is_ascii_alphanumeric() {
+                u as u8 as char
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if slug.len() <= MAX {
+        return slug;
+    }
+    let hash = units
+        .iter()
+        .fold(0i32, |h, &u| h.wrapping_mul(31).wrapping_add(u as i32));
+    let mut n = (hash as i64).unsigned_abs();
+    let mut digits = Vec::new();
+    loop {
+        digits.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.reverse();
+    format!("{}-{}", &slug[..MAX], String::from_utf8_lossy(&digits))
 }
 
 /// A short reason for an I/O error, without the "(os error N)" noise.
@@ -114,5 +141,14 @@ mod tests {
             "-home-u-my-proj-v2"
         );
         assert_eq!(project_slug(Path::new("/tmp/.tmpAbC")), "-tmp--tmpAbC");
+        assert_eq!(project_slug(Path::new("/tmp/日本")), "-tmp---");
+        let long = format!("/{}", "a".repeat(250));
+        let s = project_slug(Path::new(&long));
+        assert!(
+            s.starts_with(&format!("-{}", "a".repeat(199)))
+                && s.len() > 201
+                && s.as_bytes()[200] == b'-',
+            "{s}"
+        );
     }
 }

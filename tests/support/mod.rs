@@ -1,0 +1,113 @@
+//! Test support for driving the real Claude Code offline: use with `mod support;` from an
+//! integration test.
+//!
+//! - [`claude_bin`]: the pinned Claude Code that `scripts/install-claude` installs.
+//! - [`ClaudeHome`]: a throwaway HOME set up so claude starts without onboarding, plus the
+//!   environment for a `Command` and the paths of the session transcripts.
+//! - [`MockApi`]: a local Anthropic Messages API whose replies a closure scripts.
+//!
+//! ```ignore
+//! mod support;
+//! use support::*;
+//!
+//! let api = MockApi::start(scripts::always_text("hi"));
+//! let home = ClaudeHome::new();
+//! let session = new_session_id();
+//! let out = home.claude_command(&api.base_url())
+//!     .args(["-p", "hello", "--output-format", "json", "--session-id", &session])
+//!     .output().unwrap();
+//! assert_eq!(api.model_calls(), 1);
+//! let transcript = home.transcript(home.workdir(), &session);
+//! ```
+#![allow(dead_code, unused_imports)]
+
+pub mod claude_home;
+pub mod mock_api;
+
+pub use claude_home::{
+    assistant_lines, new_session_id, project_slug, read_jsonl, slug, ClaudeHome, FAKE_API_KEY,
+};
+pub use mock_api::{
+    scripts, Block, MockApi, Reply, Request, RequestKind, ToolResult, ToolUse, Usage,
+};
+
+use std::path::PathBuf;
+
+/// The repository root (where Cargo.toml is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The real `claude` executable: `$CCB_TEST_CLAUDE`, else the one `scripts/install-claude`
+/// puts in `<repo>/.cache/claude-code/node_modules/.bin/claude`. Panics with instructions when
+/// neither exists.
+pub fn claude_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CCB_TEST_CLAUDE").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        assert!(
+            p.exists(),
+            "CCB_TEST_CLAUDE={} does not exist; unset it or run scripts/install-claude",
+            p.display()
+        );
+        return p;
+    }
+    let p = repo_root().join(".cache/claude-code/node_modules/.bin/claude");
+    assert!(
+        p.exists(),
+        "Claude Code is not installed for the tests: run scripts/install-claude \
+         (expected {}; or set CCB_TEST_CLAUDE to a claude executable)",
+        p.display()
+    );
+    p
+}
+
+/// Run `cmd` (stdin from /dev/null, stdout and stderr captured) and wait at most `timeout`;
+/// past it the child is killed and the test panics, showing what it printed.
+pub fn output_with_timeout(
+    cmd: &mut std::process::Command,
+    timeout: std::time::Duration,
+) -> std::process::Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out_pipe.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err_pipe.read_to_end(&mut v);
+        v
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stdout = out_t.join().unwrap_or_default();
+            let stderr = err_t.join().unwrap_or_default();
+            panic!(
+                "{cmd:?} did not finish within {timeout:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                String::from_utf8_lossy(&stdout),
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    std::process::Output {
+        status,
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+    }
+}
