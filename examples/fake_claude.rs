@@ -14,6 +14,7 @@
 //!   `print:TEXT`      write TEXT and a newline to stdout
 //!   `bytes:N`         write N bytes of output to stdout (throughput)
 //!   `exit:N`          exit with code N
+//!   `kill:N`          die of signal N
 //! `$FAKE_IGNORE` lists signals to ignore (`INT,TERM,HUP`): it logs them and carries on.
 //! Without `exit`, it ends after its script with code 0.
 
@@ -160,6 +161,12 @@ fn main() {
                     left -= k;
                 }
                 out.flush().unwrap();
+            }
+            "kill" => {
+                log("KILL");
+                // SAFETY: sends a signal to this very process.
+                unsafe { libc::kill(libc::getpid(), arg.parse().unwrap()) };
+                std::thread::sleep(Duration::from_secs(5));
             }
             "exit" => {
                 log("EXIT");

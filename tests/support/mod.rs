@@ -111,3 +111,77 @@ pub fn output_with_timeout(
         stderr: err_t.join().unwrap_or_default(),
     }
 }
+
+/// The ccb binary under test.
+pub fn ccb_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ccb"))
+}
+
+/// The fake child (`examples/fake_claude.rs`), built by `cargo test` beside the test binaries.
+pub fn fake_bin() -> PathBuf {
+    let p = ccb_bin().parent().unwrap().join("examples/fake_claude");
+    assert!(
+        p.exists(),
+        "{} is missing: build it with `cargo build --example fake_claude`",
+        p.display()
+    );
+    p
+}
+
+/// `ccb` set up like `ClaudeHome::claude_command`: the home's environment (HOME, the mock's
+/// base URL, a fake key), XDG directories inside the home, `CCB_CLAUDE` pointing at `claude`,
+/// and the home's work directory as cwd.
+pub fn ccb_command(
+    home: &ClaudeHome,
+    base_url: &str,
+    claude: &std::path::Path,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(ccb_bin());
+    home.apply(&mut cmd, base_url);
+    for k in [
+        "CCB_CONFIG",
+        "CCB_CLAUDE",
+        "CCB_PARENT_PID",
+        "XDG_DATA_HOME",
+        "XDG_CONFIG_HOME",
+        "NO_COLOR",
+        "FAKE_SCRIPT",
+        "FAKE_IGNORE",
+        "FAKE_LOG",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd.env("XDG_CONFIG_HOME", home.path().join(".config"));
+    cmd.env("XDG_DATA_HOME", home.path().join(".local/share"));
+    cmd.env("CCB_CLAUDE", claude);
+    cmd.current_dir(home.workdir());
+    cmd
+}
+
+/// Processes (pid, command line) whose command line contains `marker`, other than this test.
+pub fn processes_with(marker: &str) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rfind(')')
+                    .is_some_and(|i| s[i + 1..].trim_start().starts_with('Z'))
+            })
+            .unwrap_or(false);
+        if cmdline.contains(marker) && !zombie {
+            out.push((pid, cmdline));
+        }
+    }
+    out
+}
