@@ -5,6 +5,7 @@
 //! - [`ClaudeHome`]: a throwaway HOME set up so claude starts without onboarding, plus the
 //!   environment for a `Command` and the paths of the session transcripts.
 //! - [`MockApi`]: a local Anthropic Messages API whose replies a closure scripts.
+//! - [`Pty`]: run a command on a new pseudo-terminal, type at it, read and resize its screen.
 //!
 //! ```ignore
 //! mod support;
@@ -23,6 +24,7 @@
 
 pub mod claude_home;
 pub mod mock_api;
+pub mod pty;
 
 pub use claude_home::{
     assistant_lines, new_session_id, project_slug, read_jsonl, slug, ClaudeHome, FAKE_API_KEY,
@@ -30,6 +32,7 @@ pub use claude_home::{
 pub use mock_api::{
     scripts, Block, MockApi, Reply, Request, RequestKind, ToolResult, ToolUse, Usage,
 };
+pub use pty::{count_bytes, shell_code, strip_ansi, Pred, Pty, TermiosSnapshot};
 
 use std::path::PathBuf;
 
