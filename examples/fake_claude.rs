@@ -24,19 +24,12 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn now_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
 }
 
 fn log(line: &str) {
     if let Some(p) = std::env::var_os("FAKE_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-        {
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(p) {
             let _ = writeln!(f, "{line} {}", now_ns());
         }
     }
@@ -47,11 +40,7 @@ fn transcript_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".claude"));
     let cwd = std::env::current_dir().unwrap();
-    let slug: String = cwd
-        .to_string_lossy()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
+    let slug: String = cwd.to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     base.join("projects").join(slug)
 }
 
@@ -62,11 +51,7 @@ fn main() {
         .position(|a| a == "--session-id")
         .and_then(|i| args.get(i + 1).cloned())
         .unwrap_or_else(|| "fake-session".into());
-    log(&format!(
-        "START pid={} args={}",
-        std::process::id(),
-        args[1..].join(" ")
-    ));
+    log(&format!("START pid={} args={}", std::process::id(), args[1..].join(" ")));
 
     let ignore = std::env::var("FAKE_IGNORE").unwrap_or_default();
     let sigs = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
@@ -101,21 +86,14 @@ fn main() {
                 let (path, extra) = if op == "sub" {
                     let sub = dir.join(&session).join("subagents");
                     std::fs::create_dir_all(&sub).unwrap();
-                    (
-                        sub.join("agent-fake.jsonl"),
-                        r#""isSidechain":true,"agentId":"fake","#,
-                    )
+                    (sub.join("agent-fake.jsonl"), r#""isSidechain":true,"agentId":"fake","#)
                 } else {
                     (main_file.clone(), r#""isSidechain":false,"#)
                 };
                 let line = format!(
                     r#"{{"parentUuid":null,{extra}"type":"assistant","sessionId":"{session}","requestId":"req_{n}","timestamp":"2026-11-23T00:00:00.000Z","entrypoint":"sdk-cli","message":{{"id":"msg_{n}","model":"claude-haiku-4-5","role":"assistant","content":[{{"type":"text","text":"ok"}}],"usage":{{"input_tokens":{tokens},"output_tokens":0}}}}}}"#
                 );
-                let mut f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .unwrap();
+                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
                 f.write_all(format!("{line}\n").as_bytes()).unwrap();
                 log(&format!("WROTE {n} {usd}"));
             }
@@ -135,16 +113,10 @@ fn main() {
             }
             "daemon" => {
                 let out = std::process::Command::new("sh")
-                    .args([
-                        "-c",
-                        "setsid sh -c 'sleep 600 >/dev/null 2>&1 & echo $!' </dev/null",
-                    ])
+                    .args(["-c", "setsid sh -c 'sleep 600 >/dev/null 2>&1 & echo $!' </dev/null"])
                     .output()
                     .unwrap();
-                log(&format!(
-                    "DAEMON {}",
-                    String::from_utf8_lossy(&out.stdout).trim()
-                ));
+                log(&format!("DAEMON {}", String::from_utf8_lossy(&out.stdout).trim()));
             }
             "print" => {
                 println!("{arg}");

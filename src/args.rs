@@ -56,14 +56,8 @@ pub fn split(args: &[OsString]) -> Result<Invocation, String> {
                 if inv.reason.is_some() {
                     return Err("--reason was given twice: give it once".into());
                 }
-                if v.is_empty()
-                    || !v
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                {
-                    return Err(format!(
-                        "--reason '{v}' must be one word (letters, digits, '-' or '_')"
-                    ));
+                if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                    return Err(format!("--reason '{v}' must be one word (letters, digits, '-' or '_')"));
                 }
                 inv.reason = Some(v);
                 i += used;
@@ -96,10 +90,7 @@ fn value_of(args: &[OsString], i: usize, flag: &str) -> Result<(String, usize), 
     match args.get(i + 1).map(|v| v.to_str()) {
         Some(Some(v)) if !v.starts_with("--") => Ok((v.to_string(), 2)),
         Some(None) => Err(format!("{flag} needs a value in UTF-8")),
-        _ => Err(format!(
-            "{flag} needs a value, e.g. {flag} {}",
-            if flag == "--budget" { "2.50" } else { "infra" }
-        )),
+        _ => Err(format!("{flag} needs a value, e.g. {flag} {}", if flag == "--budget" { "2.50" } else { "infra" })),
     }
 }
 
@@ -221,10 +212,7 @@ impl ClaudeFlags {
 
 /// For messages: an argument list as the user would type it.
 pub fn display(args: &[OsString]) -> String {
-    args.iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
+    args.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
 }
 
 pub fn os(v: &[&str]) -> Vec<OsString> {
@@ -241,15 +229,7 @@ mod tests {
 
     #[test]
     fn ccb_options_anywhere_before_double_dash() {
-        let inv = split_ok(&[
-            "-p",
-            "--budget",
-            "2.50",
-            "hello",
-            "--reason=infra",
-            "--model",
-            "opus",
-        ]);
+        let inv = split_ok(&["-p", "--budget", "2.50", "hello", "--reason=infra", "--model", "opus"]);
         assert_eq!(inv.budget, Some(Usd(2_500_000_000)));
         assert_eq!(inv.reason.as_deref(), Some("infra"));
         assert_eq!(inv.claude_args, os(&["-p", "hello", "--model", "opus"]));
@@ -270,25 +250,12 @@ mod tests {
     fn claude_option_values_are_not_ccb_options() {
         let inv = split_ok(&["-p", "--append-system-prompt", "--json", "hi"]);
         assert!(!inv.json);
-        assert_eq!(
-            inv.claude_args,
-            os(&["-p", "--append-system-prompt", "--json", "hi"])
-        );
+        assert_eq!(inv.claude_args, os(&["-p", "--append-system-prompt", "--json", "hi"]));
     }
 
     #[test]
     fn everything_else_is_untouched_and_in_order() {
-        let v = [
-            "--resume",
-            "abc",
-            "--max-budget-usd",
-            "3",
-            "-p",
-            "x y",
-            "--verbose",
-            "--output-format",
-            "json",
-        ];
+        let v = ["--resume", "abc", "--max-budget-usd", "3", "-p", "x y", "--verbose", "--output-format", "json"];
         assert_eq!(split_ok(&v).claude_args, os(&v));
     }
 
@@ -312,14 +279,8 @@ mod tests {
 
     #[test]
     fn claude_flags() {
-        let f = ClaudeFlags::parse(&os(&[
-            "-p",
-            "--model=opus[1m]",
-            "--input-format",
-            "stream-json",
-            "--session-id",
-            "u",
-        ]));
+        let f =
+            ClaudeFlags::parse(&os(&["-p", "--model=opus[1m]", "--input-format", "stream-json", "--session-id", "u"]));
         assert!(f.print && f.stream_json_input());
         assert_eq!(f.model.as_deref(), Some("opus[1m]"));
         assert_eq!(f.session_id.as_deref(), Some("u"));

@@ -25,19 +25,10 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(ceiling: Option<Usd>, thresholds: &[u32]) -> Budget {
-        let mut t: Vec<u32> = thresholds
-            .iter()
-            .copied()
-            .filter(|p| (1..100).contains(p))
-            .collect();
+        let mut t: Vec<u32> = thresholds.iter().copied().filter(|p| (1..100).contains(p)).collect();
         t.sort_unstable();
         t.dedup();
-        Budget {
-            ceiling,
-            thresholds: t,
-            fired: Vec::new(),
-            exceeded: false,
-        }
+        Budget { ceiling, thresholds: t, fired: Vec::new(), exceeded: false }
     }
 
     /// The signals for a new running total. A jump past several thresholds fires only the
@@ -52,19 +43,11 @@ impl Budget {
             return Some(Signal::Ceiling { spent, ceiling });
         }
         let permille = spent.permille_of(ceiling);
-        let crossed: Vec<u32> = self
-            .thresholds
-            .iter()
-            .copied()
-            .filter(|p| permille >= *p as u64 * 10 && !self.fired.contains(p))
-            .collect();
+        let crossed: Vec<u32> =
+            self.thresholds.iter().copied().filter(|p| permille >= *p as u64 * 10 && !self.fired.contains(p)).collect();
         let top = *crossed.last()?;
         self.fired.extend(crossed);
-        Some(Signal::Threshold {
-            pct: top,
-            spent,
-            ceiling,
-        })
+        Some(Signal::Threshold { pct: top, spent, ceiling })
     }
 }
 
@@ -137,40 +120,21 @@ mod tests {
     fn thresholds_fire_once_each_and_the_ceiling_once() {
         let mut b = Budget::new(Some(Usd(10 * D)), &[50, 80]);
         assert_eq!(b.observe(Usd(4 * D)), None);
-        assert_eq!(
-            b.observe(Usd(5 * D)),
-            Some(Signal::Threshold {
-                pct: 50,
-                spent: Usd(5 * D),
-                ceiling: Usd(10 * D)
-            })
-        );
+        assert_eq!(b.observe(Usd(5 * D)), Some(Signal::Threshold { pct: 50, spent: Usd(5 * D), ceiling: Usd(10 * D) }));
         assert_eq!(b.observe(Usd(6 * D)), None, "50% fired already");
-        assert!(matches!(
-            b.observe(Usd(8 * D)),
-            Some(Signal::Threshold { pct: 80, .. })
-        ));
+        assert!(matches!(b.observe(Usd(8 * D)), Some(Signal::Threshold { pct: 80, .. })));
         assert_eq!(b.observe(Usd(9 * D)), None);
-        assert!(
-            matches!(b.observe(Usd(10 * D)), Some(Signal::Ceiling { .. })),
-            "reaching the ceiling is enough"
-        );
+        assert!(matches!(b.observe(Usd(10 * D)), Some(Signal::Ceiling { .. })), "reaching the ceiling is enough");
         assert_eq!(b.observe(Usd(11 * D)), None, "the ceiling fires once");
     }
 
     #[test]
     fn a_jump_fires_the_highest_threshold_crossed() {
         let mut b = Budget::new(Some(Usd(10 * D)), &[80, 50]);
-        assert!(matches!(
-            b.observe(Usd(9 * D)),
-            Some(Signal::Threshold { pct: 80, .. })
-        ));
+        assert!(matches!(b.observe(Usd(9 * D)), Some(Signal::Threshold { pct: 80, .. })));
         assert_eq!(b.fired, vec![50, 80]);
         let mut b = Budget::new(Some(Usd(10 * D)), &[50]);
-        assert!(
-            matches!(b.observe(Usd(30 * D)), Some(Signal::Ceiling { .. })),
-            "past everything: stop"
-        );
+        assert!(matches!(b.observe(Usd(30 * D)), Some(Signal::Ceiling { .. })), "past everything: stop");
     }
 
     #[test]
@@ -183,18 +147,9 @@ mod tests {
     fn tally_counts_each_response_once() {
         let prices = PriceTable::load(None).unwrap();
         let line = r#"{"type":"assistant","sessionId":"s","requestId":"r1","message":{"id":"m1","model":"claude-sonnet-4-6","usage":{"input_tokens":1000,"output_tokens":100}}}"#;
-        let crate::transcript::Line::Usage(e) = crate::transcript::parse_line(line.as_bytes())
-        else {
-            panic!()
-        };
+        let crate::transcript::Line::Usage(e) = crate::transcript::parse_line(line.as_bytes()) else { panic!() };
         let mut t = Tally::default();
-        assert!(matches!(
-            t.add(&e, &prices),
-            Added::Counted {
-                new_unknown: None,
-                ..
-            }
-        ));
+        assert!(matches!(t.add(&e, &prices), Added::Counted { new_unknown: None, .. }));
         assert_eq!(t.add(&e, &prices), Added::Duplicate);
         assert_eq!(t.responses, 1);
         assert_eq!(t.duplicates, 1);
@@ -203,23 +158,8 @@ mod tests {
         let mut odd = (*e).clone();
         odd.key = "other".into();
         odd.model = "claude-sonnet-9".into();
-        assert!(matches!(
-            t.add(&odd, &prices),
-            Added::Counted {
-                new_unknown: Some(Match::Family),
-                ..
-            }
-        ));
+        assert!(matches!(t.add(&odd, &prices), Added::Counted { new_unknown: Some(Match::Family), .. }));
         odd.key = "other2".into();
-        assert!(
-            matches!(
-                t.add(&odd, &prices),
-                Added::Counted {
-                    new_unknown: None,
-                    ..
-                }
-            ),
-            "said once"
-        );
+        assert!(matches!(t.add(&odd, &prices), Added::Counted { new_unknown: None, .. }), "said once");
     }
 }

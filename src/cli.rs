@@ -53,6 +53,16 @@ pub struct LaunchArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Report what was spent, on what, from which meter (ledger and every local transcript)
+    Usage(UsageArgs),
+    /// The month's credit pool: spent, remaining, when it runs out
+    Pool {
+        #[command(subcommand)]
+        check: Option<PoolCmd>,
+        /// As JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Show or create ccb's configuration file
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -66,6 +76,58 @@ pub enum Command {
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum PeriodArg {
+    Daily,
+    Weekly,
+    Monthly,
+    Session,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Dates: YYYY-MM-DD, YYYYMMDD, today, yesterday, or Nd for the last N days (7d, 30d).\n--json is a superset of ccusage's: see the README for the schema."
+)]
+pub struct UsageArgs {
+    /// Rows by day, ISO week, month or session
+    #[arg(value_enum, default_value = "daily")]
+    pub period: PeriodArg,
+    /// First day to include
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Last day to include
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    /// Split each row by model
+    #[arg(long, group = "split")]
+    pub by_model: bool,
+    /// Split each row by Opus reason
+    #[arg(long, group = "split")]
+    pub by_reason: bool,
+    /// Split each row by meter (subscription, credit-pool, api; unknown for sessions not run through ccb)
+    #[arg(long, group = "split")]
+    pub by_meter: bool,
+    /// Split each row by project (working directory)
+    #[arg(long, group = "split")]
+    pub by_project: bool,
+    /// Time zone for days (IANA name, e.g. Europe/Berlin); default: the system's
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<String>,
+    /// As JSON (ccusage-compatible)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PoolCmd {
+    /// For cron: exit 0 below the threshold, 1 at or above it (and fire the alerts once a cycle)
+    Check {
+        /// Percent of the pool (default: the config's [alerts] pool, else 85)
+        #[arg(long, value_name = "PCT")]
+        alert_at: Option<u32>,
     },
 }
 
@@ -87,7 +149,7 @@ pub enum ConfigCmd {
 
 /// Is this argument one of ccb's own commands (else ccb launches claude)?
 pub fn is_command(first: &str) -> bool {
-    matches!(first, "config" | "prices" | "completions" | "help")
+    matches!(first, "config" | "prices" | "completions" | "help" | "usage" | "pool")
 }
 
 #[cfg(test)]
@@ -105,10 +167,7 @@ mod tests {
         let cmd = Cli::command();
         for opt in crate::args::OPTIONS {
             let name = opt.trim_start_matches("--");
-            assert!(
-                cmd.get_arguments().any(|a| a.get_long() == Some(name)),
-                "{opt} missing from cli.rs"
-            );
+            assert!(cmd.get_arguments().any(|a| a.get_long() == Some(name)), "{opt} missing from cli.rs");
         }
     }
 }

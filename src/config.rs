@@ -31,7 +31,12 @@ pub struct Config {
     pub opus_without_reason: OpusWithoutReason,
     /// Percentages of the session ceiling at which a notice fires, ascending.
     pub session_alerts: Vec<u32>,
+    /// Percentages of the credit pool at which `ccb pool check` alerts, ascending.
+    pub pool_alerts: Vec<u32>,
+    pub alert_sinks: crate::alert::Sinks,
     pub prices_file: Option<PathBuf>,
+    /// The credit pool; None when the config has no `[pool]`.
+    pub pool: Option<crate::pool::PoolConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +60,10 @@ impl Default for Config {
             opus_reasons: vec!["auth".into(), "infra".into(), "payments".into()],
             opus_without_reason: OpusWithoutReason::Warn,
             session_alerts: vec![50, 80],
+            pool_alerts: vec![85],
+            alert_sinks: crate::alert::Sinks::default(),
             prices_file: None,
+            pool: None,
         }
     }
 }
@@ -71,6 +79,17 @@ struct File {
     opus: FileOpus,
     alerts: FileAlerts,
     prices: FilePrices,
+    pool: Option<Spanned<FilePool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePool {
+    plan: Option<Spanned<String>>,
+    amount_usd: Option<Spanned<f64>>,
+    billing_day: Option<Spanned<i64>>,
+    overage: Option<Spanned<String>>,
+    include_unmetered: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -91,6 +110,9 @@ struct FileOpus {
 #[serde(deny_unknown_fields, default)]
 struct FileAlerts {
     session: Option<Spanned<Vec<i64>>>,
+    pool: Option<Spanned<Vec<i64>>>,
+    command: Option<Spanned<Vec<String>>>,
+    webhook: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -126,51 +148,30 @@ pub fn load() -> Result<Config, Exit> {
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())]
-        .bytes()
-        .filter(|&b| b == b'\n')
-        .count()
-        + 1
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
 /// Parse and validate a config file's text.
 pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
     let at = |span: std::ops::Range<usize>, msg: String| {
-        Exit::usage(format!(
-            "config {} line {}: {msg}",
-            path.display(),
-            line_of(text, span.start)
-        ))
+        Exit::usage(format!("config {} line {}: {msg}", path.display(), line_of(text, span.start)))
     };
     let file: File = toml::from_str(text).map_err(|e| {
         // toml's message is several lines with a source excerpt; keep its first line.
-        let msg = e
-            .message()
-            .lines()
-            .next()
-            .unwrap_or("invalid TOML")
-            .to_string();
-        let msg = msg
-            .replace("unknown field", "unknown key")
-            .replace(", expected one of", "; the keys here are");
+        let msg = e.message().lines().next().unwrap_or("invalid TOML").to_string();
+        let msg = msg.replace("unknown field", "unknown key").replace(", expected one of", "; the keys here are");
         match e.span() {
             Some(s) => at(s, msg),
             None => Exit::usage(format!("config {}: {msg}", path.display())),
         }
     })?;
-    let mut c = Config {
-        path: Some(path.to_path_buf()),
-        ..Config::default()
-    };
+    let mut c = Config { path: Some(path.to_path_buf()), ..Config::default() };
 
     if let Some(v) = file.claude {
         let span = v.span();
         let s = v.into_inner();
         if s.is_empty() {
-            return Err(at(
-                span,
-                "claude must be a path to Claude Code, not empty".into(),
-            ));
+            return Err(at(span, "claude must be a path to Claude Code, not empty".into()));
         }
         c.claude = Some(crate::paths::expand_tilde(&s));
     }
@@ -178,10 +179,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
         let span = v.span();
         let s = v.into_inner();
         if s.trim().is_empty() || s.contains(char::is_whitespace) {
-            return Err(at(
-                span,
-                format!("default_model '{s}' must be a model name such as \"sonnet\""),
-            ));
+            return Err(at(span, format!("default_model '{s}' must be a model name such as \"sonnet\"")));
         }
         c.default_model = s;
     }
@@ -189,12 +187,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
         c.opus_without_reason = match v.get_ref().as_str() {
             "warn" => OpusWithoutReason::Warn,
             "stop" => OpusWithoutReason::Stop,
-            other => {
-                return Err(at(
-                    v.span(),
-                    format!("opus_without_reason '{other}' must be \"warn\" or \"stop\""),
-                ))
-            }
+            other => return Err(at(v.span(), format!("opus_without_reason '{other}' must be \"warn\" or \"stop\""))),
         };
     }
     let ceiling = |v: Option<Spanned<f64>>, key: &str, default: Usd| -> Result<Usd, Exit> {
@@ -202,12 +195,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
         let x = *v.get_ref();
         match Usd::from_f64(x) {
             Some(u) if u > Usd::ZERO && u <= crate::money::MAX_BUDGET => Ok(u),
-            _ => Err(at(
-                v.span(),
-                format!(
-                    "[ceilings] {key} = {x} must be a dollar amount above 0 and at most 1000000"
-                ),
-            )),
+            _ => {
+                Err(at(v.span(), format!("[ceilings] {key} = {x} must be a dollar amount above 0 and at most 1000000")))
+            }
         }
     };
     let d = c.ceilings;
@@ -220,34 +210,103 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
         let span = v.span();
         let reasons = v.into_inner();
         for r in &reasons {
-            if r.is_empty()
-                || !r
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
-            {
-                return Err(at(
-                    span,
-                    format!("[opus] reasons: '{r}' must be one word (letters, digits, '-' or '_')"),
-                ));
+            if r.is_empty() || !r.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+                return Err(at(span, format!("[opus] reasons: '{r}' must be one word (letters, digits, '-' or '_')")));
             }
         }
         c.opus_reasons = reasons;
     }
-    if let Some(v) = file.alerts.session {
+    let percents = |v: Spanned<Vec<i64>>, key: &str| -> Result<Vec<u32>, Exit> {
         let span = v.span();
         let mut pcts = Vec::new();
         for p in v.into_inner() {
             if !(1..=100).contains(&p) {
-                return Err(at(
-                    span,
-                    format!("[alerts] session: {p} must be a percentage from 1 to 100"),
-                ));
+                return Err(at(span.clone(), format!("[alerts] {key}: {p} must be a percentage from 1 to 100")));
             }
             pcts.push(p as u32);
         }
         pcts.sort_unstable();
         pcts.dedup();
-        c.session_alerts = pcts;
+        Ok(pcts)
+    };
+    if let Some(v) = file.alerts.session {
+        c.session_alerts = percents(v, "session")?;
+    }
+    if let Some(v) = file.alerts.pool {
+        c.pool_alerts = percents(v, "pool")?;
+    }
+    if let Some(v) = file.alerts.command {
+        let span = v.span();
+        let argv = v.into_inner();
+        if argv.is_empty() || argv[0].is_empty() {
+            return Err(at(
+                span,
+                "[alerts] command must be a program and its arguments, e.g. [\"notify-send\", \"ccb\"]".into(),
+            ));
+        }
+        c.alert_sinks.command = Some(argv);
+    }
+    if let Some(v) = file.alerts.webhook {
+        let url = v.get_ref().trim();
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            // The value may be a secret: the message does not repeat it.
+            return Err(at(v.span(), "[alerts] webhook must be an http:// or https:// URL".into()));
+        }
+        c.alert_sinks.webhook = Some(url.to_string());
+    }
+    if let Some(v) = file.pool {
+        let pool_span = v.span();
+        let fp = v.into_inner();
+        let plans = crate::pool::PLANS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
+        let plan = match &fp.plan {
+            Some(p) => {
+                if crate::pool::plan_amount(p.get_ref()).is_none() {
+                    return Err(at(
+                        p.span(),
+                        format!("[pool] plan '{}' is not a plan: use one of {plans}", p.get_ref()),
+                    ));
+                }
+                p.get_ref().clone()
+            }
+            None if fp.amount_usd.is_some() => "custom".to_string(),
+            None => return Err(at(pool_span, format!("[pool] needs plan = one of {plans} (or amount_usd)"))),
+        };
+        let amount = match &fp.amount_usd {
+            Some(a) => match Usd::from_f64(*a.get_ref()) {
+                Some(u) if u > Usd::ZERO && u <= crate::money::MAX_BUDGET => u,
+                _ => {
+                    return Err(at(
+                        a.span(),
+                        format!("[pool] amount_usd = {} must be a dollar amount above 0", a.get_ref()),
+                    ))
+                }
+            },
+            None => crate::pool::plan_amount(&plan).unwrap_or_default(),
+        };
+        let billing_day = match &fp.billing_day {
+            Some(d) if (1..=31).contains(d.get_ref()) => *d.get_ref() as u8,
+            Some(d) => {
+                return Err(at(
+                    d.span(),
+                    format!("[pool] billing_day = {} must be a day of the month, 1 to 31", d.get_ref()),
+                ))
+            }
+            None => 1,
+        };
+        let overage = match fp.overage.as_ref().map(|o| (o.get_ref().as_str(), o.span())) {
+            None | Some(("reject", _)) => crate::pool::Overage::Reject,
+            Some(("allow", _)) => crate::pool::Overage::Allow,
+            Some((other, span)) => {
+                return Err(at(span, format!("[pool] overage '{other}' must be \"reject\" or \"allow\"")))
+            }
+        };
+        c.pool = Some(crate::pool::PoolConfig {
+            plan,
+            amount,
+            billing_day,
+            overage,
+            include_unmetered: fp.include_unmetered.unwrap_or(true),
+        });
     }
     if let Some(v) = file.prices.file {
         c.prices_file = Some(crate::paths::expand_tilde(v.get_ref()));
@@ -259,18 +318,10 @@ impl Config {
     /// The effective configuration as TOML, for `ccb config show`.
     pub fn to_toml(&self) -> String {
         let usd = |u: Usd| format!("{:.2}", u.as_f64());
-        let list = |v: &[String]| {
-            v.iter()
-                .map(|s| format!("{s:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let list = |v: &[String]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
         let mut out = String::new();
         match &self.path {
-            Some(p) => out.push_str(&format!(
-                "# effective configuration, from {} and defaults\n",
-                p.display()
-            )),
+            Some(p) => out.push_str(&format!("# effective configuration, from {} and defaults\n", p.display())),
             None => out.push_str("# effective configuration: defaults (no config file)\n"),
         }
         match &self.claude {
@@ -291,23 +342,35 @@ impl Config {
             usd(self.ceilings.programmatic),
             usd(self.ceilings.opus)
         ));
+        out.push_str(&format!("\n[opus]\nreasons = [{}]\n", list(&self.opus_reasons)));
+        let pcts = |v: &[u32]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ");
         out.push_str(&format!(
-            "\n[opus]\nreasons = [{}]\n",
-            list(&self.opus_reasons)
+            "\n[alerts]\nsession = [{}]\npool = [{}]\n",
+            pcts(&self.session_alerts),
+            pcts(&self.pool_alerts)
         ));
-        out.push_str(&format!(
-            "\n[alerts]\nsession = [{}]\n",
-            self.session_alerts
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        if let Some(cmd) = &self.alert_sinks.command {
+            out.push_str(&format!("command = [{}]\n", list(cmd)));
+        }
+        if self.alert_sinks.webhook.is_some() {
+            out.push_str("# webhook: set (not shown)\n");
+        }
+        match &self.pool {
+            Some(p) => out.push_str(&format!(
+                "\n[pool]\nplan = {:?}\namount_usd = {}\nbilling_day = {}\noverage = {:?}\ninclude_unmetered = {}\n",
+                p.plan,
+                usd(p.amount),
+                p.billing_day,
+                match p.overage {
+                    crate::pool::Overage::Reject => "reject",
+                    crate::pool::Overage::Allow => "allow",
+                },
+                p.include_unmetered
+            )),
+            None => out.push_str("\n# [pool]: not configured (ccb pool needs it)\n"),
+        }
         if let Some(p) = &self.prices_file {
-            out.push_str(&format!(
-                "\n[prices]\nfile = {:?}\n",
-                p.display().to_string()
-            ));
+            out.push_str(&format!("\n[prices]\nfile = {:?}\n", p.display().to_string()));
         }
         out
     }
@@ -350,31 +413,13 @@ mod tests {
                 "default_model = \"sonnet\"\n[ceilings]\ninteractive = -1\n",
                 "line 3: [ceilings] interactive = -1 must be",
             ),
-            (
-                "[ceilings]\nprogramatic = 5\n",
-                "line 2: unknown key `programatic`",
-            ),
-            (
-                "[ceilings]\ninteractive = \"five\"\n",
-                "line 2: invalid type",
-            ),
+            ("[ceilings]\nprogramatic = 5\n", "line 2: unknown key `programatic`"),
+            ("[ceilings]\ninteractive = \"five\"\n", "line 2: invalid type"),
             ("default_model = \n", "line 1:"),
-            (
-                "opus_without_reason = \"kill\"\n",
-                "line 1: opus_without_reason 'kill' must be",
-            ),
-            (
-                "[opus]\nreasons = [\"two words\"]\n",
-                "line 2: [opus] reasons: 'two words' must be one word",
-            ),
-            (
-                "[alerts]\nsession = [0, 50]\n",
-                "line 2: [alerts] session: 0 must be a percentage",
-            ),
-            (
-                "[ceilings]\nopus = nan\n",
-                "line 2: [ceilings] opus = NaN must be",
-            ),
+            ("opus_without_reason = \"kill\"\n", "line 1: opus_without_reason 'kill' must be"),
+            ("[opus]\nreasons = [\"two words\"]\n", "line 2: [opus] reasons: 'two words' must be one word"),
+            ("[alerts]\nsession = [0, 50]\n", "line 2: [alerts] session: 0 must be a percentage"),
+            ("[ceilings]\nopus = nan\n", "line 2: [ceilings] opus = NaN must be"),
             ("\n\n[ceilings]\ninteractive = inf\n", "line 4:"),
         ];
         for (text, want) in cases {
@@ -383,6 +428,23 @@ mod tests {
             assert!(e.contains(want), "{text:?}: got {e:?}, want {want:?}");
             assert!(!e.contains('\n'), "one line: {e:?}");
         }
+    }
+
+    #[test]
+    fn pool_and_alerts() {
+        let c = p("[pool]\nplan = \"max-5x\"\nbilling_day = 15\noverage = \"allow\"\n[alerts]\npool = [90, 85]\ncommand = [\"notify-send\", \"ccb\"]\nwebhook = \"https://hooks.example/SECRET\"\n").unwrap();
+        let pool = c.pool.clone().unwrap();
+        assert_eq!(pool.amount, Usd(100 * crate::money::NANOS_PER_USD));
+        assert_eq!(pool.billing_day, 15);
+        assert_eq!(pool.overage, crate::pool::Overage::Allow);
+        assert_eq!(c.pool_alerts, vec![85, 90]);
+        assert!(!c.to_toml().contains("SECRET"), "config show never prints the webhook");
+        let again = p(&c.to_toml()).unwrap();
+        assert_eq!(again.pool, c.pool);
+        let custom = p("[pool]\namount_usd = 42.5\n").unwrap().pool.unwrap();
+        assert_eq!((custom.plan.as_str(), custom.amount, custom.billing_day), ("custom", Usd(42_500_000_000), 1));
+        let e = p("[alerts]\nwebhook = \"ftp://hooks/SECRET\"\n").unwrap_err();
+        assert!(!e.contains("SECRET"), "{e}");
     }
 
     #[test]

@@ -22,22 +22,13 @@ pub const LAUNCH: i32 = 5;
 
 impl Exit {
     pub fn usage(message: impl Into<String>) -> Self {
-        Exit {
-            code: USAGE,
-            message: message.into(),
-        }
+        Exit { code: USAGE, message: message.into() }
     }
     pub fn policy(message: impl Into<String>) -> Self {
-        Exit {
-            code: POLICY,
-            message: message.into(),
-        }
+        Exit { code: POLICY, message: message.into() }
     }
     pub fn launch(message: impl Into<String>) -> Self {
-        Exit {
-            code: LAUNCH,
-            message: message.into(),
-        }
+        Exit { code: LAUNCH, message: message.into() }
     }
 }
 

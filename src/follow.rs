@@ -64,21 +64,14 @@ impl Follower {
             let _ = fs_tx.send(Msg::Fs(res));
         })
         .map_err(std::io::Error::other)?;
-        watcher
-            .watch(&spec.project_dir, RecursiveMode::NonRecursive)
-            .map_err(std::io::Error::other)?;
+        watcher.watch(&spec.project_dir, RecursiveMode::NonRecursive).map_err(std::io::Error::other)?;
         let mut state = State::new(spec, Box::new(out));
         state.initial_scan();
-        let thread = std::thread::Builder::new()
-            .name("ccb-follow".into())
-            .spawn(move || {
-                let mut watcher = watcher;
-                state.run(&rx, &mut watcher);
-            })?;
-        Ok(Follower {
-            ctl: tx,
-            thread: Some(thread),
-        })
+        let thread = std::thread::Builder::new().name("ccb-follow".into()).spawn(move || {
+            let mut watcher = watcher;
+            state.run(&rx, &mut watcher);
+        })?;
+        Ok(Follower { ctl: tx, thread: Some(thread) })
     }
 
     /// Read every followed file to its end one last time, then stop.
@@ -114,14 +107,7 @@ struct State {
 impl State {
     fn new(spec: Spec, out: Box<dyn FnMut(Feed) + Send>) -> State {
         let sessions = spec.session_id.iter().cloned().collect();
-        State {
-            spec,
-            out,
-            sessions,
-            files: HashMap::new(),
-            preexisting: HashMap::new(),
-            watched: HashSet::new(),
-        }
+        State { spec, out, sessions, files: HashMap::new(), preexisting: HashMap::new(), watched: HashSet::new() }
     }
 
     fn initial_scan(&mut self) {
@@ -161,9 +147,7 @@ impl State {
 
     fn is_session_file(&self, p: &Path) -> bool {
         p.parent() == Some(&self.spec.project_dir)
-            && p.file_stem()
-                .and_then(|s| s.to_str())
-                .is_some_and(|s| self.sessions.contains(s))
+            && p.file_stem().and_then(|s| s.to_str()).is_some_and(|s| self.sessions.contains(s))
     }
 
     /// Look at everything again (at the end, and if inotify overflowed).
@@ -184,11 +168,7 @@ impl State {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if parent == dir {
             if is_jsonl(p) {
-                let id = p
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or("")
-                    .to_string();
+                let id = p.file_stem().and_then(|s| s.to_str()).unwrap_or("").to_string();
                 if !self.sessions.contains(&id) && !self.claim(p, &id) {
                     return;
                 }
@@ -210,18 +190,11 @@ impl State {
             && is_jsonl(p)
             && name.starts_with("agent-")
         {
-            let owner = parent
-                .parent()
-                .and_then(|g| g.file_name())
-                .and_then(|n| n.to_str())
-                .unwrap_or("");
+            let owner = parent.parent().and_then(|g| g.file_name()).and_then(|n| n.to_str()).unwrap_or("");
             if self.sessions.contains(owner) {
                 self.read(p);
             }
-        } else if parent
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| self.sessions.contains(n))
+        } else if parent.file_name().and_then(|n| n.to_str()).is_some_and(|n| self.sessions.contains(n))
             && name == "subagents"
         {
             self.touch(p, watcher);
@@ -235,14 +208,9 @@ impl State {
         };
         let ok = match self.preexisting.get(p) {
             // `--resume`/`--continue`: the first existing transcript that grows is the session's.
-            Some(&size) => {
-                self.spec.session_id.is_none() && self.sessions.is_empty() && meta.len() > size
-            }
+            Some(&size) => self.spec.session_id.is_none() && self.sessions.is_empty() && meta.len() > size,
             // A new file: the session's own when its id was not known, or after `/clear`.
-            None => {
-                (self.spec.session_id.is_none() && self.sessions.is_empty())
-                    || self.spec.follow_new_files
-            }
+            None => (self.spec.session_id.is_none() && self.sessions.is_empty()) || self.spec.follow_new_files,
         };
         if !ok {
             return false;
@@ -250,26 +218,14 @@ impl State {
         self.sessions.insert(id.to_string());
         if let Some(&size) = self.preexisting.get(p) {
             // Only what was written after launch belongs to this run.
-            self.files.insert(
-                p.to_path_buf(),
-                FileState {
-                    offset: size,
-                    inode: meta.ino(),
-                    partial: Vec::new(),
-                },
-            );
+            self.files.insert(p.to_path_buf(), FileState { offset: size, inode: meta.ino(), partial: Vec::new() });
         }
-        (self.out)(Feed::Session {
-            id: id.to_string(),
-            path: p.to_path_buf(),
-        });
+        (self.out)(Feed::Session { id: id.to_string(), path: p.to_path_buf() });
         true
     }
 
     fn watch_dir(&mut self, p: &Path, watcher: &mut notify::RecommendedWatcher) {
-        if self.watched.insert(p.to_path_buf())
-            && watcher.watch(p, RecursiveMode::NonRecursive).is_err()
-        {
+        if self.watched.insert(p.to_path_buf()) && watcher.watch(p, RecursiveMode::NonRecursive).is_err() {
             self.watched.remove(p);
         }
     }
@@ -287,11 +243,7 @@ impl State {
         });
         if st.inode != meta.ino() || meta.len() < st.offset {
             // Replaced or truncated: start over (duplicates are counted once downstream).
-            *st = FileState {
-                offset: 0,
-                inode: meta.ino(),
-                partial: Vec::new(),
-            };
+            *st = FileState { offset: 0, inode: meta.ino(), partial: Vec::new() };
         }
         if meta.len() == st.offset {
             return;
@@ -316,9 +268,7 @@ impl State {
                 };
                 let feed = match parse_line(line) {
                     Line::Usage(e) => Some(Feed::Usage(e)),
-                    Line::Malformed => Some(Feed::Malformed {
-                        path: p.to_path_buf(),
-                    }),
+                    Line::Malformed => Some(Feed::Malformed { path: p.to_path_buf() }),
                     Line::Other => None,
                 };
                 st.partial.clear();
@@ -402,17 +352,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let proj = d.path().join("projects/-w");
         let (got, out) = collect();
-        let spec = Spec {
-            project_dir: proj.clone(),
-            session_id: Some("S".into()),
-            follow_new_files: false,
-        };
+        let spec = Spec { project_dir: proj.clone(), session_id: Some("S".into()), follow_new_files: false };
         let f = Follower::start(spec, out).unwrap();
-        let mut main = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(proj.join("S.jsonl"))
-            .unwrap();
+        let mut main = std::fs::OpenOptions::new().create(true).append(true).open(proj.join("S.jsonl")).unwrap();
         let l1 = line("r1", 10);
         main.write_all(l1[..20].as_bytes()).unwrap();
         main.flush().unwrap();
@@ -434,11 +376,7 @@ mod tests {
         main.write_all(line("r3", 1).trim_end().as_bytes()).unwrap(); // no newline at the end
         f.finish(Duration::from_secs(5));
         let v = got.lock().unwrap().clone();
-        assert_eq!(
-            v.len(),
-            4,
-            "{v:?}: another session's file is not followed; the last line counts at the end"
-        );
+        assert_eq!(v.len(), 4, "{v:?}: another session's file is not followed; the last line counts at the end");
         assert_eq!(v[3], "usage mr3:r3 ");
     }
 
@@ -451,16 +389,9 @@ mod tests {
         std::fs::write(proj.join("IDLE.jsonl"), line("idle", 1)).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         let (got, out) = collect();
-        let spec = Spec {
-            project_dir: proj.clone(),
-            session_id: None,
-            follow_new_files: false,
-        };
+        let spec = Spec { project_dir: proj.clone(), session_id: None, follow_new_files: false };
         let f = Follower::start(spec, out).unwrap();
-        let mut old = std::fs::OpenOptions::new()
-            .append(true)
-            .open(proj.join("OLD.jsonl"))
-            .unwrap();
+        let mut old = std::fs::OpenOptions::new().append(true).open(proj.join("OLD.jsonl")).unwrap();
         old.write_all(line("new", 1).as_bytes()).unwrap();
         let v = wait_for(&got, 2);
         assert_eq!(v, vec!["session OLD", "usage mnew:new "]);

@@ -18,48 +18,26 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 fn check(path: &Path, what: &str, fix: &str) -> Result<PathBuf, Exit> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| {
-        Exit::usage(format!(
-            "{what} {}: {}; {fix}",
-            path.display(),
-            crate::paths::io_reason(&e)
-        ))
-    })?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Exit::usage(format!("{what} {}: {}; {fix}", path.display(), crate::paths::io_reason(&e))))?;
     if !meta.is_file() {
-        return Err(Exit::usage(format!(
-            "{what} {} is not a file; {fix}",
-            path.display()
-        )));
+        return Err(Exit::usage(format!("{what} {} is not a file; {fix}", path.display())));
     }
     if meta.permissions().mode() & 0o111 == 0 {
-        return Err(Exit::usage(format!(
-            "{what} {} is not executable; chmod +x it or {fix}",
-            path.display()
-        )));
+        return Err(Exit::usage(format!("{what} {} is not executable; chmod +x it or {fix}", path.display())));
     }
     Ok(path.to_path_buf())
 }
 
 /// Where the real claude is. `own_exe` is ccb's own binary.
-pub fn find(
-    env_value: Option<&str>,
-    config_value: Option<&Path>,
-    own_exe: Option<&Path>,
-) -> Result<PathBuf, Exit> {
+pub fn find(env_value: Option<&str>, config_value: Option<&Path>, own_exe: Option<&Path>) -> Result<PathBuf, Exit> {
     let is_self = |p: &Path| own_exe.is_some_and(|me| same_file(p, me));
     let self_msg = |p: &Path, what: &str| {
-        Exit::usage(format!(
-            "{what} {} is ccb itself; point it at the real Claude Code",
-            p.display()
-        ))
+        Exit::usage(format!("{what} {} is ccb itself; point it at the real Claude Code", p.display()))
     };
     if let Some(v) = env_value.filter(|v| !v.is_empty()) {
-        let p = check(
-            Path::new(v),
-            "CCB_CLAUDE=",
-            "set CCB_CLAUDE to the real Claude Code",
-        )
-        .map_err(|e| Exit::usage(e.message.replacen("CCB_CLAUDE= ", "CCB_CLAUDE=", 1)))?;
+        let p = check(Path::new(v), "CCB_CLAUDE=", "set CCB_CLAUDE to the real Claude Code")
+            .map_err(|e| Exit::usage(e.message.replacen("CCB_CLAUDE= ", "CCB_CLAUDE=", 1)))?;
         if is_self(&p) {
             return Err(self_msg(&p, "CCB_CLAUDE="));
         }
@@ -87,10 +65,7 @@ pub fn find(
 /// Refuse to run when the "claude" ccb started is ccb again (through a wrapper script): the
 /// variable ccb sets names our parent or grandparent.
 pub fn guard_recursion() -> Result<(), Exit> {
-    let Some(v) = std::env::var(PARENT_VAR)
-        .ok()
-        .and_then(|v| v.parse::<i32>().ok())
-    else {
+    let Some(v) = std::env::var(PARENT_VAR).ok().and_then(|v| v.parse::<i32>().ok()) else {
         return Ok(());
     };
     let ppid = nix::unistd::getppid().as_raw();
@@ -119,19 +94,11 @@ mod tests {
         std::fs::set_permissions(&me, std::fs::Permissions::from_mode(0o755)).unwrap();
         let link = d.path().join("claude");
         std::os::unix::fs::symlink(&me, &link).unwrap();
-        assert_eq!(
-            find(Some(real.to_str().unwrap()), None, Some(&me)).unwrap(),
-            real
-        );
+        assert_eq!(find(Some(real.to_str().unwrap()), None, Some(&me)).unwrap(), real);
         let e = find(Some(link.to_str().unwrap()), None, Some(&me)).unwrap_err();
         assert!(e.message.contains("is ccb itself"), "{}", e.message);
         let e = find(Some("/nonexistent/claude"), None, Some(&me)).unwrap_err();
-        assert!(
-            e.message
-                .contains("CCB_CLAUDE=/nonexistent/claude: no such file"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("CCB_CLAUDE=/nonexistent/claude: no such file"), "{}", e.message);
         let noexec = d.path().join("noexec");
         std::fs::write(&noexec, "x").unwrap();
         let e = find(None, Some(&noexec), Some(&me)).unwrap_err();

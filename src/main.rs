@@ -2,6 +2,7 @@
 //!
 //! Thin on purpose: decide which command runs, run it, and turn its result into an exit code.
 
+mod alert;
 mod args;
 mod budget;
 mod cli;
@@ -10,12 +11,16 @@ mod config;
 mod exit;
 mod follow;
 mod human;
+mod ledger;
 mod locate;
 mod money;
 mod paths;
 mod plan;
+mod pool;
 mod pricing;
 mod procs;
+mod report;
+mod scan;
 mod settings;
 mod supervisor;
 mod transcript;
@@ -42,46 +47,56 @@ fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
     let rest = &argv[1.min(argv.len())..];
     let first = rest.first().and_then(|a| a.to_str()).unwrap_or("");
     // Invoked as `claude` (a symlink to ccb): every argument is claude's.
-    let as_claude = argv
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_name())
-        .is_some_and(|n| n == "claude");
+    let as_claude = argv.first().and_then(|a| std::path::Path::new(a).file_name()).is_some_and(|n| n == "claude");
     if !as_claude
-        && (cli::is_command(first)
-            || (rest.len() == 1 && matches!(first, "-h" | "--help" | "-V" | "--version")))
+        && (cli::is_command(first) || (rest.len() == 1 && matches!(first, "-h" | "--help" | "-V" | "--version")))
     {
         let cli = match cli::Cli::try_parse_from(argv) {
             Ok(c) => c,
             Err(e)
-                if matches!(
-                    e.kind(),
-                    clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-                ) =>
+                if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) =>
             {
                 let _ = e.print();
                 return Ok(0);
             }
             Err(e) => {
                 let msg = e.to_string();
-                let line = msg
-                    .lines()
-                    .next()
-                    .unwrap_or("bad usage")
-                    .trim_start_matches("error: ")
-                    .to_string();
+                let line = msg.lines().next().unwrap_or("bad usage").trim_start_matches("error: ").to_string();
                 return Err(exit::Exit::usage(format!("{line} (see ccb help)")).into());
             }
         };
         return match cli.command {
             Some(cli::Command::Config(c)) => cmd::config::run(c),
             Some(cli::Command::Prices { json }) => cmd::prices::run(json),
+            Some(cli::Command::Usage(u)) => cmd::usage::run(cmd::usage::Args {
+                period: match u.period {
+                    cli::PeriodArg::Daily => report::Period::Daily,
+                    cli::PeriodArg::Weekly => report::Period::Weekly,
+                    cli::PeriodArg::Monthly => report::Period::Monthly,
+                    cli::PeriodArg::Session => report::Period::Session,
+                },
+                since: u.since,
+                until: u.until,
+                split: if u.by_model {
+                    report::Split::Model
+                } else if u.by_reason {
+                    report::Split::Reason
+                } else if u.by_meter {
+                    report::Split::Meter
+                } else if u.by_project {
+                    report::Split::Project
+                } else {
+                    report::Split::None
+                },
+                timezone: u.timezone,
+                json: u.json,
+            }),
+            Some(cli::Command::Pool { check: Some(cli::PoolCmd::Check { alert_at }), .. }) => {
+                cmd::pool::check(alert_at)
+            }
+            Some(cli::Command::Pool { check: None, json }) => cmd::pool::run(json),
             Some(cli::Command::Completions { shell }) => {
-                clap_complete::generate(
-                    shell,
-                    &mut cli::Cli::command(),
-                    "ccb",
-                    &mut std::io::stdout(),
-                );
+                clap_complete::generate(shell, &mut cli::Cli::command(), "ccb", &mut std::io::stdout());
                 Ok(0)
             }
             None => {

@@ -66,9 +66,7 @@ impl Usd {
         };
         let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
         if t.is_empty() || (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
-            return Err(format!(
-                "'{s}' is not an amount of dollars: write it like 2 or 2.50"
-            ));
+            return Err(format!("'{s}' is not an amount of dollars: write it like 2 or 2.50"));
         }
         if frac.len() > 9 {
             return Err(format!("'{s}' has more than 9 decimal places"));
@@ -78,8 +76,7 @@ impl Usd {
         } else if int.len() > 7 {
             return Err(format!("'{s}' is more than the largest budget, $1000000"));
         } else {
-            int.parse()
-                .map_err(|_| format!("'{s}' is not an amount of dollars"))?
+            int.parse().map_err(|_| format!("'{s}' is not an amount of dollars"))?
         };
         let mut frac_v: i64 = 0;
         for (i, b) in frac.bytes().enumerate() {
@@ -134,11 +131,7 @@ impl fmt::Display for Usd {
             let tenth_millis = (m + 50) / 100;
             let s = format!("{:04}", tenth_millis);
             let s = s.trim_end_matches('0');
-            let s = if s.len() < 2 {
-                format!("{s:0<2}")
-            } else {
-                s.to_string()
-            };
+            let s = if s.len() < 2 { format!("{s:0<2}") } else { s.to_string() };
             write!(f, "{sign}$0.{s}")
         }
     }

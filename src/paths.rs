@@ -5,16 +5,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
 }
 
 fn xdg(var: &str, fallback: &str) -> Option<PathBuf> {
-    match std::env::var_os(var)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-    {
+    match std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from) {
         Some(p) if p.is_absolute() => Some(p),
         _ => home().map(|h| h.join(fallback)),
     }
@@ -40,9 +35,7 @@ pub fn claude_config_dir(env_value: Option<&str>) -> Option<PathBuf> {
 
 pub fn expand_tilde(s: &str) -> PathBuf {
     match s.strip_prefix("~/") {
-        Some(rest) => home()
-            .map(|h| h.join(rest))
-            .unwrap_or_else(|| PathBuf::from(s)),
+        Some(rest) => home().map(|h| h.join(rest)).unwrap_or_else(|| PathBuf::from(s)),
         None => PathBuf::from(s),
     }
 }
@@ -56,20 +49,12 @@ pub fn project_slug(cwd: &Path) -> String {
     let units: Vec<u16> = path.encode_utf16().collect();
     let slug: String = units
         .iter()
-        .map(|&u| {
-            if u < 128 && (u as u8).is_ascii_alphanumeric() {
-                u as u8 as char
-            } else {
-                '-'
-            }
-        })
+        .map(|&u| if u < 128 && (u as u8).is_ascii_alphanumeric() { u as u8 as char } else { '-' })
         .collect();
     if slug.len() <= MAX {
         return slug;
     }
-    let hash = units
-        .iter()
-        .fold(0i32, |h, &u| h.wrapping_mul(31).wrapping_add(u as i32));
+    let hash = units.iter().fold(0i32, |h, &u| h.wrapping_mul(31).wrapping_add(u as i32));
     let mut n = (hash as i64).unsigned_abs();
     let mut digits = Vec::new();
     loop {
@@ -104,10 +89,7 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
@@ -121,11 +103,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
     let mut tmp: OsString = path.as_os_str().to_owned();
     tmp.push(format!(".tmp{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
     f.write_all(contents)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
@@ -136,19 +114,11 @@ mod tests {
     use super::*;
     #[test]
     fn slug_replaces_every_non_alphanumeric() {
-        assert_eq!(
-            project_slug(Path::new("/home/u/my_proj.v2")),
-            "-home-u-my-proj-v2"
-        );
+        assert_eq!(project_slug(Path::new("/home/u/my_proj.v2")), "-home-u-my-proj-v2");
         assert_eq!(project_slug(Path::new("/tmp/.tmpAbC")), "-tmp--tmpAbC");
         assert_eq!(project_slug(Path::new("/tmp/日本")), "-tmp---");
         let long = format!("/{}", "a".repeat(250));
         let s = project_slug(Path::new(&long));
-        assert!(
-            s.starts_with(&format!("-{}", "a".repeat(199)))
-                && s.len() > 201
-                && s.as_bytes()[200] == b'-',
-            "{s}"
-        );
+        assert!(s.starts_with(&format!("-{}", "a".repeat(199))) && s.len() > 201 && s.as_bytes()[200] == b'-', "{s}");
     }
 }

@@ -87,10 +87,7 @@ fn get<'a>(env: &'a Env, k: &str) -> Option<&'a str> {
 
 /// Claude Code's notion of a true environment flag.
 pub fn truthy(v: Option<&str>) -> bool {
-    matches!(
-        v.map(|s| s.trim().to_ascii_lowercase()).as_deref(),
-        Some("1" | "true" | "yes" | "on")
-    )
+    matches!(v.map(|s| s.trim().to_ascii_lowercase()).as_deref(), Some("1" | "true" | "yes" | "on"))
 }
 
 /// Billing mode, following Claude Code's precedence: cloud provider switches, then a custom
@@ -118,10 +115,7 @@ pub fn billing_mode(env: &Env, settings: &Settings) -> BillingMode {
 pub fn is_anthropic_url(url: &str) -> bool {
     let rest = url.trim().split_once("://").map(|(_, r)| r).unwrap_or(url);
     let host_port = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = host_port
-        .rsplit_once('@')
-        .map(|(_, h)| h)
-        .unwrap_or(host_port);
+    let host = host_port.rsplit_once('@').map(|(_, h)| h).unwrap_or(host_port);
     let host = host.split(':').next().unwrap_or("").to_ascii_lowercase();
     host == "api.anthropic.com" || host == "anthropic.com" || host.ends_with(".anthropic.com")
 }
@@ -202,11 +196,7 @@ pub fn decide(
     let pty = term.stdin_tty && term.stdout_tty;
     if flags.passthrough {
         return Ok(Plan {
-            class: if programmatic {
-                Class::Programmatic
-            } else {
-                Class::Interactive
-            },
+            class: if programmatic { Class::Programmatic } else { Class::Interactive },
             print_mode: flags.print,
             programmatic,
             model: None,
@@ -223,11 +213,7 @@ pub fn decide(
     }
     let (model, source, inject) = match model(flags, env, settings) {
         Some((m, s)) => (m, s, None),
-        None => (
-            config.default_model.clone(),
-            ModelSource::CcbDefault,
-            Some(config.default_model.clone()),
-        ),
+        None => (config.default_model.clone(), ModelSource::CcbDefault, Some(config.default_model.clone())),
     };
     let opus = is_opus(&model, env);
     if opus {
@@ -283,11 +269,7 @@ pub fn decide(
 }
 
 /// Credential variables: their presence matters to the plan, their values are never shown.
-pub const SECRET_VARS: &[&str] = &[
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_AUTH_TOKEN",
-    "CLAUDE_CODE_OAUTH_TOKEN",
-];
+pub const SECRET_VARS: &[&str] = &["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"];
 
 /// How a secret variable is shown: "set", with its last 4 characters when it is long enough that
 /// they identify it without giving it away.
@@ -307,74 +289,35 @@ mod tests {
     use crate::args::os;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
-    const TERM: Terminal = Terminal {
-        stdin_tty: true,
-        stdout_tty: true,
-    };
+    const TERM: Terminal = Terminal { stdin_tty: true, stdout_tty: true };
 
     #[test]
     fn billing_mode_follows_claude_codes_precedence() {
         let s = Settings::default();
-        let helper = Settings {
-            api_key_helper: true,
-            ..Settings::default()
-        };
+        let helper = Settings { api_key_helper: true, ..Settings::default() };
         let cases: &[(&[(&str, &str)], &Settings, BillingMode)] = &[
             (&[], &s, BillingMode::Oauth),
             (&[("CLAUDE_CODE_OAUTH_TOKEN", "t")], &s, BillingMode::Oauth),
             (&[("ANTHROPIC_API_KEY", "k")], &s, BillingMode::ApiKey),
             (&[], &helper, BillingMode::ApiKey),
+            (&[("ANTHROPIC_API_KEY", "k"), ("CLAUDE_CODE_OAUTH_TOKEN", "t")], &s, BillingMode::ApiKey),
+            (&[("ANTHROPIC_AUTH_TOKEN", "a"), ("ANTHROPIC_API_KEY", "k")], &s, BillingMode::AuthToken),
             (
-                &[("ANTHROPIC_API_KEY", "k"), ("CLAUDE_CODE_OAUTH_TOKEN", "t")],
-                &s,
-                BillingMode::ApiKey,
-            ),
-            (
-                &[("ANTHROPIC_AUTH_TOKEN", "a"), ("ANTHROPIC_API_KEY", "k")],
-                &s,
-                BillingMode::AuthToken,
-            ),
-            (
-                &[
-                    ("ANTHROPIC_BASE_URL", "http://127.0.0.1:8080"),
-                    ("ANTHROPIC_API_KEY", "k"),
-                ],
+                &[("ANTHROPIC_BASE_URL", "http://127.0.0.1:8080"), ("ANTHROPIC_API_KEY", "k")],
                 &s,
                 BillingMode::CustomEndpoint,
             ),
             (
-                &[
-                    ("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
-                    ("ANTHROPIC_API_KEY", "k"),
-                ],
+                &[("ANTHROPIC_BASE_URL", "https://api.anthropic.com"), ("ANTHROPIC_API_KEY", "k")],
                 &s,
                 BillingMode::ApiKey,
             ),
-            (
-                &[("ANTHROPIC_BASE_URL", "https://api.anthropic.com.evil.io/v1")],
-                &s,
-                BillingMode::CustomEndpoint,
-            ),
-            (
-                &[("CLAUDE_CODE_USE_BEDROCK", "1"), ("ANTHROPIC_API_KEY", "k")],
-                &s,
-                BillingMode::Bedrock,
-            ),
-            (
-                &[("CLAUDE_CODE_USE_VERTEX", "true")],
-                &s,
-                BillingMode::Vertex,
-            ),
-            (
-                &[("CLAUDE_CODE_USE_FOUNDRY", "yes")],
-                &s,
-                BillingMode::Foundry,
-            ),
+            (&[("ANTHROPIC_BASE_URL", "https://api.anthropic.com.evil.io/v1")], &s, BillingMode::CustomEndpoint),
+            (&[("CLAUDE_CODE_USE_BEDROCK", "1"), ("ANTHROPIC_API_KEY", "k")], &s, BillingMode::Bedrock),
+            (&[("CLAUDE_CODE_USE_VERTEX", "true")], &s, BillingMode::Vertex),
+            (&[("CLAUDE_CODE_USE_FOUNDRY", "yes")], &s, BillingMode::Foundry),
             (&[("CLAUDE_CODE_USE_BEDROCK", "0")], &s, BillingMode::Oauth),
             (&[("ANTHROPIC_API_KEY", "")], &s, BillingMode::Oauth),
         ];
@@ -385,14 +328,8 @@ mod tests {
 
     #[test]
     fn settings_env_block_overrides_the_process() {
-        let s = Settings {
-            env: [("ANTHROPIC_API_KEY".to_string(), "k".to_string())].into(),
-            ..Settings::default()
-        };
-        let e = env_view(
-            [("CLAUDE_CODE_OAUTH_TOKEN".to_string(), "t".to_string())],
-            &s,
-        );
+        let s = Settings { env: [("ANTHROPIC_API_KEY".to_string(), "k".to_string())].into(), ..Settings::default() };
+        let e = env_view([("CLAUDE_CODE_OAUTH_TOKEN".to_string(), "t".to_string())], &s);
         assert_eq!(billing_mode(&e, &s), BillingMode::ApiKey);
     }
 
@@ -428,98 +365,40 @@ mod tests {
         ] {
             assert!(is_opus(m, &e), "{m}");
         }
-        for m in [
-            "sonnet",
-            "sonnet[1m]",
-            "haiku",
-            "claude-sonnet-4-5-20250929",
-            "claude-haiku-4-5",
-        ] {
+        for m in ["sonnet", "sonnet[1m]", "haiku", "claude-sonnet-4-5-20250929", "claude-haiku-4-5"] {
             assert!(!is_opus(m, &e), "{m}");
         }
         let remap = env(&[("ANTHROPIC_DEFAULT_SONNET_MODEL", "claude-opus-4-8")]);
-        assert!(
-            is_opus("sonnet", &remap),
-            "an alias remapped to Opus is Opus"
-        );
+        assert!(is_opus("sonnet", &remap), "an alias remapped to Opus is Opus");
     }
 
     #[test]
     fn model_resolution_order() {
-        let s = Settings {
-            model: Some("haiku".into()),
-            ..Settings::default()
-        };
+        let s = Settings { model: Some("haiku".into()), ..Settings::default() };
         let e = env(&[("ANTHROPIC_MODEL", "claude-sonnet-4-6")]);
         let flag = ClaudeFlags::parse(&os(&["--model", "opus"]));
         let none = ClaudeFlags::default();
-        assert_eq!(
-            model(&flag, &e, &s),
-            Some(("opus".into(), ModelSource::Flag))
-        );
-        assert_eq!(
-            model(&none, &e, &s),
-            Some(("claude-sonnet-4-6".into(), ModelSource::Env))
-        );
-        assert_eq!(
-            model(&none, &Env::new(), &s),
-            Some(("haiku".into(), ModelSource::Settings))
-        );
+        assert_eq!(model(&flag, &e, &s), Some(("opus".into(), ModelSource::Flag)));
+        assert_eq!(model(&none, &e, &s), Some(("claude-sonnet-4-6".into(), ModelSource::Env)));
+        assert_eq!(model(&none, &Env::new(), &s), Some(("haiku".into(), ModelSource::Settings)));
         assert_eq!(model(&none, &Env::new(), &Settings::default()), None);
     }
 
-    fn plan(
-        args: &[&str],
-        e: &[(&str, &str)],
-        term: Terminal,
-        reason: Option<&str>,
-    ) -> Result<Plan, Exit> {
+    fn plan(args: &[&str], e: &[(&str, &str)], term: Terminal, reason: Option<&str>) -> Result<Plan, Exit> {
         let flags = ClaudeFlags::parse(&os(args));
-        decide(
-            &flags,
-            &env(e),
-            &Settings::default(),
-            term,
-            None,
-            reason,
-            &Config::default(),
-        )
+        decide(&flags, &env(e), &Settings::default(), term, None, reason, &Config::default())
     }
 
     #[test]
     fn classes() {
-        let pipe = Terminal {
-            stdin_tty: false,
-            stdout_tty: false,
-        };
+        let pipe = Terminal { stdin_tty: false, stdout_tty: false };
         let cases: &[(&[&str], &[(&str, &str)], Terminal, Class, bool)] = &[
             (&[], &[], TERM, Class::Interactive, true),
             (&["-p", "hi"], &[], TERM, Class::Programmatic, true),
             (&["--print", "hi"], &[], pipe, Class::Programmatic, false),
-            (
-                &["hi"],
-                &[],
-                Terminal {
-                    stdin_tty: true,
-                    stdout_tty: false,
-                },
-                Class::Programmatic,
-                false,
-            ),
-            (
-                &["--input-format", "stream-json"],
-                &[],
-                TERM,
-                Class::Programmatic,
-                true,
-            ),
-            (
-                &[],
-                &[("CLAUDE_CODE_ENTRYPOINT", "sdk-ts")],
-                TERM,
-                Class::Programmatic,
-                true,
-            ),
+            (&["hi"], &[], Terminal { stdin_tty: true, stdout_tty: false }, Class::Programmatic, false),
+            (&["--input-format", "stream-json"], &[], TERM, Class::Programmatic, true),
+            (&[], &[("CLAUDE_CODE_ENTRYPOINT", "sdk-ts")], TERM, Class::Programmatic, true),
         ];
         for (args, e, term, class, pty) in cases {
             let p = plan(args, e, *term, None).unwrap();
@@ -542,25 +421,16 @@ mod tests {
         let e = plan(&["--model", "opus"], &[], TERM, None).unwrap_err();
         assert_eq!(e.code, crate::exit::POLICY);
         assert!(
-            e.message.contains("--reason <auth|infra|payments>")
-                && e.message.contains("--model sonnet"),
+            e.message.contains("--reason <auth|infra|payments>") && e.message.contains("--model sonnet"),
             "{}",
             e.message
         );
         let e = plan(&["--model", "opus"], &[], TERM, Some("fun")).unwrap_err();
         assert_eq!(e.code, crate::exit::POLICY);
-        assert!(
-            e.message.contains("'fun' is not an allowed"),
-            "{}",
-            e.message
-        );
-        let p = plan(
-            &["--model", "claude-opus-4-7", "-p", "x"],
-            &[("CLAUDE_CODE_OAUTH_TOKEN", "t")],
-            TERM,
-            Some("infra"),
-        )
-        .unwrap();
+        assert!(e.message.contains("'fun' is not an allowed"), "{}", e.message);
+        let p =
+            plan(&["--model", "claude-opus-4-7", "-p", "x"], &[("CLAUDE_CODE_OAUTH_TOKEN", "t")], TERM, Some("infra"))
+                .unwrap();
         assert_eq!(p.class, Class::OpusWithReason);
         assert_eq!(p.meter, Meter::CreditPool);
         assert_eq!(p.ceiling, Some(Config::default().ceilings.opus));
@@ -571,25 +441,10 @@ mod tests {
     #[test]
     fn ceilings_by_class_and_budget() {
         let c = Config::default();
-        assert_eq!(
-            plan(&[], &[], TERM, None).unwrap().ceiling,
-            Some(c.ceilings.interactive)
-        );
-        assert_eq!(
-            plan(&["-p", "x"], &[], TERM, None).unwrap().ceiling,
-            Some(c.ceilings.programmatic)
-        );
+        assert_eq!(plan(&[], &[], TERM, None).unwrap().ceiling, Some(c.ceilings.interactive));
+        assert_eq!(plan(&["-p", "x"], &[], TERM, None).unwrap().ceiling, Some(c.ceilings.programmatic));
         let flags = ClaudeFlags::parse(&os(&["-p"]));
-        let p = decide(
-            &flags,
-            &Env::new(),
-            &Settings::default(),
-            TERM,
-            Some(Usd(42)),
-            None,
-            &c,
-        )
-        .unwrap();
+        let p = decide(&flags, &Env::new(), &Settings::default(), TERM, Some(Usd(42)), None, &c).unwrap();
         assert_eq!(p.ceiling, Some(Usd(42)));
     }
 
@@ -603,9 +458,6 @@ mod tests {
     #[test]
     fn redaction_never_shows_a_short_secret() {
         assert_eq!(redact("sk-short"), "set");
-        assert_eq!(
-            redact("sk-ant-api03-abcdefghijklmnopqrstuvwxyz"),
-            "set (…wxyz)"
-        );
+        assert_eq!(redact("sk-ant-api03-abcdefghijklmnopqrstuvwxyz"), "set (…wxyz)");
     }
 }

@@ -187,9 +187,7 @@ struct FileBand {
 
 fn per_mtok_to_nanos(v: f64, what: &str) -> Result<i64, String> {
     if !v.is_finite() || !(0.0..=100_000.0).contains(&v) {
-        return Err(format!(
-            "{what} = {v} must be a price in USD per million tokens from 0 to 100000"
-        ));
+        return Err(format!("{what} = {v} must be a price in USD per million tokens from 0 to 100000"));
     }
     Ok((v * 1000.0).round() as i64)
 }
@@ -206,14 +204,8 @@ impl FileRates {
         Ok(Rates {
             input: per_mtok_to_nanos(self.input, &format!("{id} input"))?,
             output: per_mtok_to_nanos(self.output, &format!("{id} output"))?,
-            cache_write_5m: per_mtok_to_nanos(
-                self.cache_write_5m,
-                &format!("{id} cache_write_5m"),
-            )?,
-            cache_write_1h: per_mtok_to_nanos(
-                self.cache_write_1h,
-                &format!("{id} cache_write_1h"),
-            )?,
+            cache_write_5m: per_mtok_to_nanos(self.cache_write_5m, &format!("{id} cache_write_5m"))?,
+            cache_write_1h: per_mtok_to_nanos(self.cache_write_1h, &format!("{id} cache_write_1h"))?,
             cache_read: per_mtok_to_nanos(self.cache_read, &format!("{id} cache_read"))?,
         })
     }
@@ -268,25 +260,15 @@ impl PriceTable {
     /// by model).
     pub fn parse(text: &str, base: Option<PriceTable>) -> Result<PriceTable, String> {
         let file: FileTable = toml::from_str(text).map_err(|e| {
-            let msg = e
-                .message()
-                .lines()
-                .next()
-                .unwrap_or("invalid TOML")
-                .to_string();
+            let msg = e.message().lines().next().unwrap_or("invalid TOML").to_string();
             match e.span() {
-                Some(s) => format!(
-                    "line {}: {msg}",
-                    text[..s.start.min(text.len())].matches('\n').count() + 1
-                ),
+                Some(s) => format!("line {}: {msg}", text[..s.start.min(text.len())].matches('\n').count() + 1),
                 None => msg,
             }
         })?;
         if let Some(v) = file.schema {
             if v != 1 {
-                return Err(format!(
-                    "schema = {v}: this ccb reads price tables of schema 1"
-                ));
+                return Err(format!("schema = {v}: this ccb reads price tables of schema 1"));
             }
         }
         let mut models: Vec<ModelPrice> = Vec::new();
@@ -305,9 +287,7 @@ impl PriceTable {
         }
         if let Some(w) = file.web_search_per_1000 {
             if !w.is_finite() || !(0.0..=100_000.0).contains(&w) {
-                return Err(format!(
-                    "web_search_per_1000 = {w} must be a price in USD from 0 to 100000"
-                ));
+                return Err(format!("web_search_per_1000 = {w} must be a price in USD from 0 to 100000"));
             }
             web_search_nanos = (w * 1_000_000.0).round() as i64;
         }
@@ -323,22 +303,13 @@ impl PriceTable {
             bands.sort_by_key(|(t, _)| *t);
             let mut geo_milli = BTreeMap::new();
             for (k, v) in &m.geo_multiplier {
-                geo_milli.insert(
-                    k.to_ascii_lowercase(),
-                    milli(*v, &format!("{id} geo_multiplier.{k}"))?,
-                );
+                geo_milli.insert(k.to_ascii_lowercase(), milli(*v, &format!("{id} geo_multiplier.{k}"))?);
             }
             let price = ModelPrice {
-                family: m
-                    .family
-                    .map(|f| f.to_ascii_lowercase())
-                    .unwrap_or_else(|| family_of(&id).to_string()),
+                family: m.family.map(|f| f.to_ascii_lowercase()).unwrap_or_else(|| family_of(&id).to_string()),
                 rates: rates_of!(m).to_rates(&id)?,
                 bands,
-                fast_milli: m
-                    .fast_multiplier
-                    .map(|f| milli(f, &format!("{id} fast_multiplier")))
-                    .transpose()?,
+                fast_milli: m.fast_multiplier.map(|f| milli(f, &format!("{id} fast_multiplier"))).transpose()?,
                 geo_milli,
                 id: id.clone(),
             };
@@ -372,20 +343,13 @@ impl PriceTable {
 
     /// The embedded table, with the user's file merged over it when one is given.
     pub fn load(user_file: Option<&Path>) -> Result<PriceTable, String> {
-        let base =
-            PriceTable::parse(EMBEDDED, None).map_err(|e| format!("embedded price table: {e}"))?;
+        let base = PriceTable::parse(EMBEDDED, None).map_err(|e| format!("embedded price table: {e}"))?;
         match user_file {
             None => Ok(base),
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| {
-                    format!(
-                        "cannot read price file {}: {}",
-                        p.display(),
-                        crate::paths::io_reason(&e)
-                    )
-                })?;
-                PriceTable::parse(&text, Some(base))
-                    .map_err(|e| format!("price file {} {e}", p.display()))
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read price file {}: {}", p.display(), crate::paths::io_reason(&e)))?;
+                PriceTable::parse(&text, Some(base)).map_err(|e| format!("price file {} {e}", p.display()))
             }
         }
     }
@@ -396,27 +360,17 @@ impl PriceTable {
 
     /// The price of a model id, and how it was found.
     pub fn lookup(&self, model: &str) -> (ModelPrice, Match) {
-        if let Some(&i) = self
-            .by_name
-            .get(model)
-            .or_else(|| self.by_name.get(&normalize(model)))
-        {
+        if let Some(&i) = self.by_name.get(model).or_else(|| self.by_name.get(&normalize(model))) {
             return (self.models[i].clone(), Match::Known);
         }
-        let mut cache = self
-            .fallback_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.fallback_cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(hit) = cache.get(model) {
             return hit.clone();
         }
         let fam = family_of(model);
         let same: Vec<&ModelPrice> = self.models.iter().filter(|m| m.family == fam).collect();
-        let (pool, how) = if same.is_empty() {
-            (self.models.iter().collect(), Match::Highest)
-        } else {
-            (same, Match::Family)
-        };
+        let (pool, how) =
+            if same.is_empty() { (self.models.iter().collect(), Match::Highest) } else { (same, Match::Family) };
         let mut p = ModelPrice {
             id: model.to_string(),
             family: fam.to_string(),
@@ -464,11 +418,7 @@ pub fn price(p: &ModelPrice, u: &Usage, mods: &Modifiers, web_search_nanos: i64)
             rates = rates.scaled(m);
         }
     }
-    if let Some(g) = mods
-        .geo
-        .as_deref()
-        .and_then(|g| p.geo_milli.get(&g.to_ascii_lowercase()))
-    {
+    if let Some(g) = mods.geo.as_deref().and_then(|g| p.geo_milli.get(&g.to_ascii_lowercase())) {
         rates = rates.scaled(*g);
     }
     let t = |n: u64, r: i64| n as i128 * r as i128;
@@ -534,14 +484,7 @@ cache_read = 0.1
         PriceTable::parse(T, None).unwrap()
     }
     fn u(input: u64, output: u64, w5: u64, w1: u64, read: u64) -> Usage {
-        Usage {
-            input,
-            output,
-            cache_write_5m: w5,
-            cache_write_1h: w1,
-            cache_read: read,
-            web_search: 0,
-        }
+        Usage { input, output, cache_write_5m: w5, cache_write_1h: w1, cache_read: read, web_search: 0 }
     }
 
     #[test]
@@ -550,21 +493,11 @@ cache_read = 0.1
         let none = Modifiers::default();
         // 1000 input at $3/M = $0.003; 100 output at $15/M = $0.0015; 2000 5m writes at 3.75 =
         // 0.0075; 1000 1h writes at 6 = 0.006; 10000 reads at 0.3 = 0.003.
-        let (c, how) = t.cost(
-            "claude-sonnet-4-5-20250929",
-            &u(1000, 100, 2000, 1000, 10_000),
-            &none,
-        );
+        let (c, how) = t.cost("claude-sonnet-4-5-20250929", &u(1000, 100, 2000, 1000, 10_000), &none);
         assert_eq!(how, Match::Known);
-        assert_eq!(
-            c,
-            Usd(3_000_000 + 1_500_000 + 7_500_000 + 6_000_000 + 3_000_000)
-        );
+        assert_eq!(c, Usd(3_000_000 + 1_500_000 + 7_500_000 + 6_000_000 + 3_000_000));
         // A single cache-read token is a fraction of a micro-dollar, and is kept.
-        assert_eq!(
-            t.cost("claude-sonnet-4-5", &u(0, 0, 0, 0, 1), &none).0,
-            Usd(300)
-        );
+        assert_eq!(t.cost("claude-sonnet-4-5", &u(0, 0, 0, 0, 1), &none).0, Usd(300));
     }
 
     #[test]
@@ -589,48 +522,17 @@ cache_read = 0.1
         let t = t();
         let none = Modifiers::default();
         let big = u(150_000, 1000, 0, 0, 60_000); // prompt 210k > 200k: the band's rates
-        assert_eq!(
-            t.cost("claude-sonnet-4-5", &big, &none).0,
-            Usd(150_000 * 6000 + 1000 * 22_500 + 60_000 * 600)
-        );
+        assert_eq!(t.cost("claude-sonnet-4-5", &big, &none).0, Usd(150_000 * 6000 + 1000 * 22_500 + 60_000 * 600));
         let at = u(200_000, 0, 0, 0, 0); // exactly at the threshold: base rates
-        assert_eq!(
-            t.cost("claude-sonnet-4-5", &at, &none).0,
-            Usd(200_000 * 3000)
-        );
-        let fast = Modifiers {
-            fast: true,
-            geo: None,
-        };
-        assert_eq!(
-            t.cost("claude-opus-4-8", &u(1000, 1000, 0, 0, 0), &fast).0,
-            Usd(6 * (1000 * 5000 + 1000 * 25_000))
-        );
-        assert_eq!(
-            t.cost("claude-sonnet-4-5", &u(1000, 0, 0, 0, 0), &fast).0,
-            Usd(1000 * 3000),
-            "no fast mode: base"
-        );
-        let us = Modifiers {
-            fast: false,
-            geo: Some("us".into()),
-        };
-        assert_eq!(
-            t.cost("claude-sonnet-4-5", &u(1000, 0, 0, 0, 1000), &us).0,
-            Usd(1000 * 3300 + 1000 * 330)
-        );
-        let global = Modifiers {
-            fast: false,
-            geo: Some("global".into()),
-        };
-        assert_eq!(
-            t.cost("claude-sonnet-4-5", &u(1000, 0, 0, 0, 0), &global).0,
-            Usd(1000 * 3000)
-        );
-        let ws = Usage {
-            web_search: 3,
-            ..Usage::default()
-        };
+        assert_eq!(t.cost("claude-sonnet-4-5", &at, &none).0, Usd(200_000 * 3000));
+        let fast = Modifiers { fast: true, geo: None };
+        assert_eq!(t.cost("claude-opus-4-8", &u(1000, 1000, 0, 0, 0), &fast).0, Usd(6 * (1000 * 5000 + 1000 * 25_000)));
+        assert_eq!(t.cost("claude-sonnet-4-5", &u(1000, 0, 0, 0, 0), &fast).0, Usd(1000 * 3000), "no fast mode: base");
+        let us = Modifiers { fast: false, geo: Some("us".into()) };
+        assert_eq!(t.cost("claude-sonnet-4-5", &u(1000, 0, 0, 0, 1000), &us).0, Usd(1000 * 3300 + 1000 * 330));
+        let global = Modifiers { fast: false, geo: Some("global".into()) };
+        assert_eq!(t.cost("claude-sonnet-4-5", &u(1000, 0, 0, 0, 0), &global).0, Usd(1000 * 3000));
+        let ws = Usage { web_search: 3, ..Usage::default() };
         assert_eq!(t.cost("claude-haiku-4-5", &ws, &none).0, Usd(30_000_000));
     }
 
@@ -640,20 +542,14 @@ cache_read = 0.1
         let none = Modifiers::default();
         let (p, how) = t.lookup("claude-opus-9-9");
         assert_eq!(how, Match::Family);
-        assert_eq!(
-            p.rates.input, 15_000,
-            "the family's highest input rate (Opus 4.1)"
-        );
+        assert_eq!(p.rates.input, 15_000, "the family's highest input rate (Opus 4.1)");
         let (p, how) = t.lookup("gpt-7");
         assert_eq!(how, Match::Highest);
         assert_eq!(p.rates.output, 75_000);
         assert!(t.cost("mystery", &u(1, 1, 1, 1, 1), &none).0 > Usd::ZERO);
         let (p, how) = t.lookup("claude-sonnet-9");
         assert_eq!(how, Match::Family);
-        assert_eq!(
-            p.rates.input, 6000,
-            "a band's rate counts as the family's highest"
-        );
+        assert_eq!(p.rates.input, 6000, "a band's rate counts as the family's highest");
     }
 
     #[test]
@@ -663,11 +559,7 @@ cache_read = 0.1
         let t = PriceTable::parse(user, Some(base)).unwrap();
         assert_eq!(t.lookup("claude-haiku-4-5").0.rates.input, 2000);
         assert_eq!(t.lookup("my-model").1, Match::Known);
-        assert_eq!(
-            t.lookup("claude-opus-4-8").1,
-            Match::Known,
-            "the base is kept"
-        );
+        assert_eq!(t.lookup("claude-opus-4-8").1, Match::Known, "the base is kept");
     }
 
     #[test]
@@ -686,25 +578,12 @@ cache_read = 0.1
     #[test]
     fn the_embedded_table_parses_and_knows_the_current_models() {
         let t = PriceTable::load(None).unwrap();
-        for id in [
-            "claude-opus-4-8",
-            "claude-sonnet-4-6",
-            "claude-haiku-4-5",
-            "claude-sonnet-4-5-20250929",
-        ] {
+        for id in ["claude-opus-4-8", "claude-sonnet-4-6", "claude-haiku-4-5", "claude-sonnet-4-5-20250929"] {
             assert_eq!(t.lookup(id).1, Match::Known, "{id}");
         }
         for m in t.models() {
-            assert!(
-                m.rates.input > 0 && m.rates.output > 0,
-                "{} has a zero rate",
-                m.id
-            );
-            assert!(
-                m.rates.cache_write_1h >= m.rates.cache_write_5m,
-                "{}: 1h writes cost at least 5m",
-                m.id
-            );
+            assert!(m.rates.input > 0 && m.rates.output > 0, "{} has a zero rate", m.id);
+            assert!(m.rates.cache_write_1h >= m.rates.cache_write_5m, "{}: 1h writes cost at least 5m", m.id);
         }
     }
 }

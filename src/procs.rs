@@ -67,24 +67,16 @@ pub fn descendants(root: i32) -> Vec<i32> {
 pub fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| {
-            s.rfind(')')
-                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
-        })
+        .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('Z')))
         .unwrap_or(false)
 }
 
 /// Send a signal to each pid; returns how many it reached.
 pub fn signal_all(pids: &[i32], sig: Signal) -> usize {
-    pids.iter()
-        .filter(|&&p| kill(Pid::from_raw(p), sig).is_ok())
-        .count()
+    pids.iter().filter(|&&p| kill(Pid::from_raw(p), sig).is_ok()).count()
 }
 
 /// The live (non-zombie) descendants of this process.
 pub fn live_descendants_of_self() -> Vec<i32> {
-    descendants(std::process::id() as i32)
-        .into_iter()
-        .filter(|&p| !is_zombie(p))
-        .collect()
+    descendants(std::process::id() as i32).into_iter().filter(|&p| !is_zombie(p)).collect()
 }

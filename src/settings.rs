@@ -20,18 +20,10 @@ impl Settings {
     /// Merge one settings JSON object over self (later wins; `env` merges key by key).
     pub fn merge_json(&mut self, v: &serde_json::Value) {
         let Some(obj) = v.as_object() else { return };
-        if let Some(m) = obj
-            .get("model")
-            .and_then(|m| m.as_str())
-            .filter(|m| !m.is_empty())
-        {
+        if let Some(m) = obj.get("model").and_then(|m| m.as_str()).filter(|m| !m.is_empty()) {
             self.model = Some(m.to_string());
         }
-        if obj
-            .get("apiKeyHelper")
-            .and_then(|h| h.as_str())
-            .is_some_and(|h| !h.is_empty())
-        {
+        if obj.get("apiKeyHelper").and_then(|h| h.as_str()).is_some_and(|h| !h.is_empty()) {
             self.api_key_helper = true;
         }
         if let Some(env) = obj.get("env").and_then(|e| e.as_object()) {
@@ -80,20 +72,14 @@ pub fn load(
     setting_sources: Option<&str>,
 ) -> Settings {
     let mut s = Settings::default();
-    let read = |p: &Path| -> Option<serde_json::Value> {
-        serde_json::from_slice(&std::fs::read(p).ok()?).ok()
-    };
+    let read = |p: &Path| -> Option<serde_json::Value> { serde_json::from_slice(&std::fs::read(p).ok()?).ok() };
     for f in files(claude_dir, cwd, setting_sources) {
         if let Some(v) = read(&f) {
             s.merge_json(&v);
         }
     }
     if let Some(arg) = cli_settings {
-        let v = if arg.trim_start().starts_with('{') {
-            serde_json::from_str(arg).ok()
-        } else {
-            read(&cwd.join(arg))
-        };
+        let v = if arg.trim_start().starts_with('{') { serde_json::from_str(arg).ok() } else { read(&cwd.join(arg)) };
         if let Some(v) = v {
             s.merge_json(&v);
         }
@@ -113,9 +99,7 @@ mod tests {
     fn later_settings_win_and_env_merges() {
         let mut s = Settings::default();
         s.merge_json(&json!({"model": "sonnet", "env": {"A": "1", "B": "2"}}));
-        s.merge_json(
-            &json!({"model": "opus", "env": {"B": "3", "N": 4}, "apiKeyHelper": "/bin/key"}),
-        );
+        s.merge_json(&json!({"model": "opus", "env": {"B": "3", "N": 4}, "apiKeyHelper": "/bin/key"}));
         assert_eq!(s.model.as_deref(), Some("opus"));
         assert!(s.api_key_helper);
         assert_eq!(s.env.get("A").map(String::as_str), Some("1"));
@@ -125,16 +109,9 @@ mod tests {
 
     #[test]
     fn setting_sources_limit_the_files() {
-        let f = files(
-            Some(Path::new("/h/.claude")),
-            Path::new("/w"),
-            Some("project"),
-        );
+        let f = files(Some(Path::new("/h/.claude")), Path::new("/w"), Some("project"));
         assert_eq!(f, vec![PathBuf::from("/w/.claude/settings.json")]);
-        assert_eq!(
-            files(Some(Path::new("/h/.claude")), Path::new("/w"), None).len(),
-            3
-        );
+        assert_eq!(files(Some(Path::new("/h/.claude")), Path::new("/w"), None).len(), 3);
     }
 
     #[test]
@@ -144,17 +121,9 @@ mod tests {
         let cwd = d.path().join("proj");
         std::fs::create_dir_all(&user).unwrap();
         std::fs::create_dir_all(cwd.join(".claude")).unwrap();
-        std::fs::write(
-            user.join("settings.json"),
-            r#"{"model":"haiku","env":{"ANTHROPIC_MODEL":"x"}}"#,
-        )
-        .unwrap();
+        std::fs::write(user.join("settings.json"), r#"{"model":"haiku","env":{"ANTHROPIC_MODEL":"x"}}"#).unwrap();
         std::fs::write(cwd.join(".claude/settings.json"), "{ not json").unwrap();
-        std::fs::write(
-            cwd.join(".claude/settings.local.json"),
-            r#"{"model":"sonnet"}"#,
-        )
-        .unwrap();
+        std::fs::write(cwd.join(".claude/settings.local.json"), r#"{"model":"sonnet"}"#).unwrap();
         let s = load(Some(&user), &cwd, None, None);
         assert_eq!(s.model.as_deref(), Some("sonnet"));
         assert_eq!(s.env.get("ANTHROPIC_MODEL").map(String::as_str), Some("x"));

@@ -124,28 +124,18 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
     let (tx, rx) = mpsc::channel::<Ev>();
 
     // Signals first, so none is lost between spawn and the loop.
-    let mut signals = SignalsInfo::<WithOrigin>::new([
-        SIGCHLD, SIGWINCH, SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGCONT,
-    ])?;
+    let mut signals = SignalsInfo::<WithOrigin>::new([SIGCHLD, SIGWINCH, SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGCONT])?;
     let sig_handle = signals.handle();
     {
         let tx = tx.clone();
-        std::thread::Builder::new()
-            .name("ccb-signals".into())
-            .spawn(move || {
-                for o in signals.forever() {
-                    let from_user = matches!(o.cause, Cause::Sent(_));
-                    if tx
-                        .send(Ev::Signal {
-                            sig: o.signal,
-                            from_user,
-                        })
-                        .is_err()
-                    {
-                        break;
-                    }
+        std::thread::Builder::new().name("ccb-signals".into()).spawn(move || {
+            for o in signals.forever() {
+                let from_user = matches!(o.cause, Cause::Sent(_));
+                if tx.send(Ev::Signal { sig: o.signal, from_user }).is_err() {
+                    break;
                 }
-            })?;
+            }
+        })?;
     }
 
     // The terminal and the child.
@@ -165,14 +155,10 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
         libc::SIGTERM
     };
     if opts.pty {
-        let ws =
-            tty::window_size(libc::STDOUT_FILENO).or_else(|| tty::window_size(libc::STDIN_FILENO));
+        let ws = tty::window_size(libc::STDOUT_FILENO).or_else(|| tty::window_size(libc::STDIN_FILENO));
         let pty = nix::pty::openpty(ws.as_ref(), None)?;
         for f in [&pty.master, &pty.slave] {
-            nix::fcntl::fcntl(
-                f.as_raw_fd(),
-                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-            )?;
+            nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
         }
         let slave = pty.slave;
         cmd.stdin(Stdio::from(slave.try_clone()?));
@@ -222,8 +208,7 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
     drop(child);
 
     let bar = if opts.progress && opts.pty {
-        let b =
-            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        let b = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
         b.set_style(
             indicatif::ProgressStyle::with_template("{spinner} {msg}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
@@ -231,77 +216,67 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
         b.set_message(format!(
             "ccb {} · $0.00 of {}",
             opts.label,
-            opts.ceiling
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "no ceiling".into())
+            opts.ceiling.map(|c| c.to_string()).unwrap_or_else(|| "no ceiling".into())
         ));
         Some(b)
     } else {
         None
     };
 
-    let out_state = Arc::new(Mutex::new(OutState {
-        mid_sequence: false,
-        pending: Vec::new(),
-    }));
+    let out_state = Arc::new(Mutex::new(OutState { mid_sequence: false, pending: Vec::new() }));
     if let Some(m) = &master {
         // Output pump: master → stdout. EIO on the master means the slave side closed: EOF.
         let mut reader = m.try_clone()?;
         let tx = tx.clone();
         let state = out_state.clone();
         let bar = bar.clone();
-        std::thread::Builder::new()
-            .name("ccb-output".into())
-            .spawn(move || {
-                let mut buf = vec![0u8; 64 * 1024];
-                let stdout = std::io::stdout();
-                loop {
-                    let n = match reader.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    let mut out = stdout.lock();
-                    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-                    let write = |out: &mut std::io::StdoutLock| {
-                        let _ = out.write_all(&buf[..n]);
-                        let _ = out.flush();
-                    };
-                    match &bar {
-                        Some(b) => b.suspend(|| write(&mut out)),
-                        None => write(&mut out),
-                    }
-                    st.mid_sequence = ends_mid_sequence(&buf[..n]);
-                    if !st.mid_sequence && !st.pending.is_empty() {
-                        for p in st.pending.drain(..) {
-                            let _ = out.write_all(&p);
-                        }
-                        let _ = out.flush();
-                    }
+        std::thread::Builder::new().name("ccb-output".into()).spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let stdout = std::io::stdout();
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let mut out = stdout.lock();
+                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                let write = |out: &mut std::io::StdoutLock| {
+                    let _ = out.write_all(&buf[..n]);
+                    let _ = out.flush();
+                };
+                match &bar {
+                    Some(b) => b.suspend(|| write(&mut out)),
+                    None => write(&mut out),
                 }
-                let _ = tx.send(Ev::OutputDone);
-            })?;
+                st.mid_sequence = ends_mid_sequence(&buf[..n]);
+                if !st.mid_sequence && !st.pending.is_empty() {
+                    for p in st.pending.drain(..) {
+                        let _ = out.write_all(&p);
+                    }
+                    let _ = out.flush();
+                }
+            }
+            let _ = tx.send(Ev::OutputDone);
+        })?;
         // Input pump: stdin → master, keys and all (Ctrl-C, Ctrl-Z, Esc are bytes in raw mode).
         let mut writer = m.try_clone()?;
-        std::thread::Builder::new()
-            .name("ccb-input".into())
-            .spawn(move || {
-                // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop keeps it open.
-                let mut stdin =
-                    std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(libc::STDIN_FILENO) });
-                let mut buf = [0u8; 8192];
-                loop {
-                    match stdin.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            if writer.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
+        std::thread::Builder::new().name("ccb-input".into()).spawn(move || {
+            // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop keeps it open.
+            let mut stdin = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(libc::STDIN_FILENO) });
+            let mut buf = [0u8; 8192];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if writer.write_all(&buf[..n]).is_err() {
+                            break;
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(_) => break,
                     }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
                 }
-            })?;
+            }
+        })?;
     }
 
     // Usage: the transcript follower feeds the same loop.
@@ -313,9 +288,7 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
             }) {
                 Ok(f) => Some(f),
                 Err(e) => {
-                    eprint_notice(&format!(
-                        "cannot follow the session's transcript ({e}): usage is not metered"
-                    ));
+                    eprint_notice(&format!("cannot follow the session's transcript ({e}): usage is not metered"));
                     None
                 }
             }
@@ -337,12 +310,7 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
         stop: None,
         stop_report: None,
         output_done: opts.pty == false,
-        session_ids: opts
-            .follow
-            .as_ref()
-            .and_then(|f| f.session_id.clone())
-            .into_iter()
-            .collect(),
+        session_ids: opts.follow.as_ref().and_then(|f| f.session_id.clone()).into_iter().collect(),
         notices: Vec::new(),
         opus_warned: false,
         subreaper,
@@ -381,8 +349,7 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
             if s.output_done {
                 break;
             }
-            let d =
-                *exit_deadline.get_or_insert_with(|| Instant::now() + Duration::from_millis(250));
+            let d = *exit_deadline.get_or_insert_with(|| Instant::now() + Duration::from_millis(250));
             if Instant::now() >= d {
                 break;
             }
@@ -489,10 +456,9 @@ impl Session<'_> {
     }
 
     fn resize(&mut self) {
-        if let (Some(m), Some(ws)) = (
-            &self.master,
-            tty::window_size(libc::STDOUT_FILENO).or_else(|| tty::window_size(libc::STDIN_FILENO)),
-        ) {
+        if let (Some(m), Some(ws)) =
+            (&self.master, tty::window_size(libc::STDOUT_FILENO).or_else(|| tty::window_size(libc::STDIN_FILENO)))
+        {
             tty::set_window_size(m, &ws);
         }
     }
@@ -507,8 +473,7 @@ impl Session<'_> {
                 }
             }
             Feed::Usage(e) => {
-                let Added::Counted { cost, new_unknown } = self.tally.add(&e, &self.opts.prices)
-                else {
+                let Added::Counted { cost, new_unknown } = self.tally.add(&e, &self.opts.prices) else {
                     return;
                 };
                 observer.usage(&e, cost, self.tally.total);
@@ -531,7 +496,10 @@ impl Session<'_> {
                             self.notice(format!("'{}' answered but this session has no Opus reason: stopping it (opus_without_reason = \"stop\")", e.model));
                             self.begin_stop(StopCause::OpusWithoutReason);
                         } else {
-                            self.notice(format!("'{}' answered but this session has no Opus reason; start Opus sessions with --reason", e.model));
+                            self.notice(format!(
+                                "'{}' answered but this session has no Opus reason; start Opus sessions with --reason",
+                                e.model
+                            ));
                         }
                     }
                 }
@@ -541,23 +509,14 @@ impl Session<'_> {
                         "ccb {} · {} of {} · {} tokens",
                         self.opts.label,
                         t.total,
-                        self.opts
-                            .ceiling
-                            .map(|c| c.to_string())
-                            .unwrap_or_else(|| "no ceiling".into()),
+                        self.opts.ceiling.map(|c| c.to_string()).unwrap_or_else(|| "no ceiling".into()),
                         crate::human::tokens(t.usage.total_tokens())
                     ));
                 }
                 match self.budget.observe(self.tally.total) {
-                    Some(BudgetSignal::Threshold {
-                        pct,
-                        spent,
-                        ceiling,
-                    }) => {
+                    Some(BudgetSignal::Threshold { pct, spent, ceiling }) => {
                         observer.threshold(pct, spent, ceiling);
-                        self.notice(format!(
-                            "{pct}% of the {ceiling} session ceiling spent ({spent})"
-                        ));
+                        self.notice(format!("{pct}% of the {ceiling} session ceiling spent ({spent})"));
                     }
                     Some(BudgetSignal::Ceiling { .. }) => self.begin_stop(StopCause::Ceiling),
                     None => {}
@@ -573,8 +532,7 @@ impl Session<'_> {
         if let Some(b) = &self.bar {
             b.println(format!("ccb: {text}"));
         } else if self.opts.pty {
-            let osc =
-                format!("\x1b]9;ccb: {}\x07", text.replace(['\x07', '\x1b'], "")).into_bytes();
+            let osc = format!("\x1b]9;ccb: {}\x07", text.replace(['\x07', '\x1b'], "")).into_bytes();
             let mut st = self.out_state.lock().unwrap_or_else(|e| e.into_inner());
             if st.mid_sequence {
                 st.pending.push(osc);
@@ -606,13 +564,8 @@ impl Session<'_> {
                 }
             }
         }
-        self.stop = Some(Stopping {
-            cause,
-            began: now,
-            stage: Stage::Interrupted,
-            next_at: now + INTERRUPT_GRACE,
-            processes,
-        });
+        self.stop =
+            Some(Stopping { cause, began: now, stage: Stage::Interrupted, next_at: now + INTERRUPT_GRACE, processes });
     }
 
     fn advance_stop(&mut self) {
@@ -623,9 +576,12 @@ impl Session<'_> {
         }
         match st.stage {
             Stage::Interrupted => {
-                // Still there: end claude and everything it started.
+                // Still there: end claude and everything it started, each signalled once
+                // (claude is among the descendants too).
                 let _ = kill(Pid::from_raw(self.child_pid), Signal::SIGTERM);
-                procs::signal_all(&procs::live_descendants_of_self(), Signal::SIGTERM);
+                let others: Vec<i32> =
+                    procs::live_descendants_of_self().into_iter().filter(|&p| p != self.child_pid).collect();
+                procs::signal_all(&others, Signal::SIGTERM);
                 st.stage = Stage::Terminated;
                 st.next_at = now + TERM_GRACE;
             }
@@ -662,19 +618,14 @@ impl Session<'_> {
     /// Reap every child that ended (claude, and orphans inherited as subreaper).
     fn reap(&mut self) {
         loop {
-            match waitpid(
-                Pid::from_raw(-1),
-                Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED),
-            ) {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED)) {
                 Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == self.child_pid => {
                     self.status = Some(ChildEnd::Code(code))
                 }
                 Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == self.child_pid => {
                     self.status = Some(ChildEnd::Signal(sig as i32))
                 }
-                Ok(WaitStatus::Stopped(pid, _))
-                    if pid.as_raw() == self.child_pid && self.raw_guard.is_some() =>
-                {
+                Ok(WaitStatus::Stopped(pid, _)) if pid.as_raw() == self.child_pid && self.raw_guard.is_some() => {
                     // Claude suspended itself (Ctrl-Z): give the terminal back and stop ccb too;
                     // SIGCONT (the shell's `fg`) brings both back.
                     if let Some(g) = &self.raw_guard {

@@ -115,14 +115,7 @@ pub fn usage_from_api(
     web_search: u64,
 ) -> Usage {
     let h = cache_1h.unwrap_or(0).min(cache_creation);
-    Usage {
-        input,
-        output,
-        cache_write_5m: cache_creation - h,
-        cache_write_1h: h,
-        cache_read,
-        web_search,
-    }
+    Usage { input, output, cache_write_5m: cache_creation - h, cache_write_1h: h, cache_read, web_search }
 }
 
 const USAGE_NEEDLE: &[u8] = b"\"usage\"";
@@ -168,9 +161,7 @@ pub fn parse_line(line: &[u8]) -> Line {
         u.cache_creation_input_tokens.unwrap_or(0),
         u.cache_creation.and_then(|c| c.ephemeral_1h_input_tokens),
         u.cache_read_input_tokens.unwrap_or(0),
-        u.server_tool_use
-            .and_then(|s| s.web_search_requests)
-            .unwrap_or(0),
+        u.server_tool_use.and_then(|s| s.web_search_requests).unwrap_or(0),
     );
     let key = match (msg.id.as_deref(), raw.request_id.as_deref()) {
         (Some(m), Some(r)) => format!("{m}:{r}"),
@@ -190,20 +181,20 @@ pub fn parse_line(line: &[u8]) -> Line {
         },
         model: model.to_string(),
         usage,
-        mods: Modifiers {
-            fast: u.speed.as_deref() == Some("fast"),
-            geo: u.inference_geo.map(Cow::into_owned),
-        },
+        mods: Modifiers { fast: u.speed.as_deref() == Some("fast"), geo: u.inference_geo.map(Cow::into_owned) },
         timestamp: raw.timestamp.map(Cow::into_owned),
         entrypoint: raw.entrypoint.map(Cow::into_owned),
         cwd: raw.cwd.map(Cow::into_owned),
     }))
 }
 
+/// A response's identity as 64 bits: the dedupe sets of reports hold these, not the strings.
+pub fn key_hash(key: &str) -> u64 {
+    fnv1a(key.as_bytes())
+}
+
 fn fnv1a(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf29ce484222325u64, |h, &x| {
-        (h ^ x as u64).wrapping_mul(0x100000001b3)
-    })
+    b.iter().fold(0xcbf29ce484222325u64, |h, &x| (h ^ x as u64).wrapping_mul(0x100000001b3))
 }
 
 #[cfg(test)]
@@ -214,23 +205,14 @@ mod tests {
 
     #[test]
     fn reads_a_main_thread_response() {
-        let Line::Usage(e) = parse_line(MAIN.as_bytes()) else {
-            panic!("not usage")
-        };
+        let Line::Usage(e) = parse_line(MAIN.as_bytes()) else { panic!("not usage") };
         assert_eq!(e.key, "msg_1:req_1");
         assert_eq!(e.model, "claude-sonnet-4-6");
         assert_eq!(e.session_id.as_deref(), Some("s1"));
         assert_eq!(e.agent_id, None);
         assert_eq!(
             e.usage,
-            Usage {
-                input: 10,
-                output: 5,
-                cache_write_5m: 100,
-                cache_write_1h: 200,
-                cache_read: 40,
-                web_search: 2
-            }
+            Usage { input: 10, output: 5, cache_write_5m: 100, cache_write_1h: 200, cache_read: 40, web_search: 2 }
         );
         assert!(e.mods.fast);
         assert_eq!(e.mods.geo.as_deref(), Some("us"));
@@ -240,22 +222,16 @@ mod tests {
 
     #[test]
     fn subagent_lines_carry_their_agent() {
-        let l = MAIN.replace(
-            r#""isSidechain":false"#,
-            r#""isSidechain":true,"agentId":"a7""#,
-        );
-        let Line::Usage(e) = parse_line(l.as_bytes()) else {
-            panic!()
-        };
+        let l = MAIN.replace(r#""isSidechain":false"#, r#""isSidechain":true,"agentId":"a7""#);
+        let Line::Usage(e) = parse_line(l.as_bytes()) else { panic!() };
         assert_eq!(e.agent_id.as_deref(), Some("a7"));
     }
 
     #[test]
     fn cache_writes_without_a_split_are_5_minute() {
-        let l = MAIN.replace(r#""cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":200},"#, "");
-        let Line::Usage(e) = parse_line(l.as_bytes()) else {
-            panic!()
-        };
+        let l =
+            MAIN.replace(r#""cache_creation":{"ephemeral_5m_input_tokens":100,"ephemeral_1h_input_tokens":200},"#, "");
+        let Line::Usage(e) = parse_line(l.as_bytes()) else { panic!() };
         assert_eq!((e.usage.cache_write_5m, e.usage.cache_write_1h), (300, 0));
         // A 1-hour figure larger than the total is clamped, as Claude Code does.
         assert_eq!(usage_from_api(0, 0, 10, Some(50), 0, 0).cache_write_1h, 10);
@@ -267,10 +243,7 @@ mod tests {
             r#"{"type":"user","message":{"role":"user","content":"hi"}}"#,
             r#"{"type":"summary","summary":"x"}"#,
             &MAIN.replace("claude-sonnet-4-6", "<synthetic>"),
-            &MAIN.replace(
-                r#""type":"assistant""#,
-                r#""type":"assistant","isApiErrorMessage":true"#,
-            ),
+            &MAIN.replace(r#""type":"assistant""#, r#""type":"assistant","isApiErrorMessage":true"#),
             r#"{"type":"user","toolUseResult":{"usage":{"input_tokens":5}},"message":{"role":"user"}}"#,
             "",
         ];

@@ -26,18 +26,12 @@ fn fake_log(path: &std::path::Path) -> Vec<Vec<String>> {
 
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rfind(')')
-                .is_some_and(|i| !s[i + 1..].trim_start().starts_with('Z'))
-        })
+        .map(|s| s.rfind(')').is_some_and(|i| !s[i + 1..].trim_start().starts_with('Z')))
         .unwrap_or(false)
 }
 
 fn now_ns() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
 
 #[test]
@@ -52,34 +46,18 @@ fn stops_the_whole_tree_at_the_ceiling_even_when_signals_are_ignored() {
     let exited = now_ns();
     assert_eq!(code, 3, "{err}");
     assert!(out.is_empty(), "nothing extra on stdout: {out:?}");
-    assert_eq!(
-        err.matches("50% of the $1.00 session ceiling").count(),
-        1,
-        "{err}"
-    );
-    assert_eq!(
-        err.matches("80% of the $1.00 session ceiling").count(),
-        1,
-        "{err}"
-    );
-    assert!(
-        err.contains("session stopped at its $1.00 ceiling: $1.15 spent"),
-        "{err}"
-    );
+    assert_eq!(err.matches("50% of the $1.00 session ceiling").count(), 1, "{err}");
+    assert_eq!(err.matches("80% of the $1.00 session ceiling").count(), 1, "{err}");
+    assert!(err.contains("session stopped at its $1.00 ceiling: $1.15 spent"), "{err}");
     assert!(err.contains("--budget"), "says how to raise it: {err}");
     let events = fake_log(&log);
     let find = |name: &str, arg: Option<&str>| {
-        events.iter().position(|e| {
-            e[0] == name && arg.is_none_or(|a| e.get(1).map(String::as_str) == Some(a))
-        })
+        events.iter().position(|e| e[0] == name && arg.is_none_or(|a| e.get(1).map(String::as_str) == Some(a)))
     };
     let crossing = find("WROTE", Some("4")).expect("the crossing line was written");
     let first_signal = find("SIGNAL", None).expect("claude was signalled");
     assert!(first_signal > crossing);
-    assert_eq!(
-        events[first_signal][1], "INT",
-        "interrupt first, as a user's Ctrl-C would: {events:?}"
-    );
+    assert_eq!(events[first_signal][1], "INT", "interrupt first, as a user's Ctrl-C would: {events:?}");
     assert!(find("WROTE", Some("5")).is_none(), "nothing after the stop");
     let written: u128 = events[crossing].last().unwrap().parse().unwrap();
     assert!(
@@ -88,17 +66,11 @@ fn stops_the_whole_tree_at_the_ceiling_even_when_signals_are_ignored() {
         (exited - written) / 1_000_000
     );
     let pid = |e: &str| {
-        events
-            .iter()
-            .find(|x| x[0] == e)
-            .map(|x| x[1].trim_start_matches("pid=").parse::<i32>().unwrap())
-            .unwrap()
+        events.iter().find(|x| x[0] == e).map(|x| x[1].trim_start_matches("pid=").parse::<i32>().unwrap()).unwrap()
     };
-    for (what, p) in [
-        ("tool in its own session", pid("TOOL")),
-        ("double-forked daemon", pid("DAEMON")),
-        ("claude", pid("START")),
-    ] {
+    for (what, p) in
+        [("tool in its own session", pid("TOOL")), ("double-forked daemon", pid("DAEMON")), ("claude", pid("START"))]
+    {
         assert!(!alive(p), "{what} (pid {p}) still runs after ccb exited");
     }
 }
@@ -139,10 +111,7 @@ fn a_resumed_session_counts_only_what_this_run_spends() {
     assert_eq!(code, 0, "{err}");
     // And the run's own usage does count.
     let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
-        .env(
-            "FAKE_SCRIPT",
-            "sleep:100;usd:0.6;sleep:50;usd:0.6;sleep:60000",
-        )
+        .env("FAKE_SCRIPT", "sleep:100;usd:0.6;sleep:50;usd:0.6;sleep:60000")
         .args(["--continue", "-p", "--budget", "1", "go"]));
     assert_eq!(code, 3, "{err}");
 }
@@ -162,23 +131,14 @@ fn sigterm_to_ccb_ends_claude_and_its_tools() {
         .unwrap();
     let t0 = Instant::now();
     while !fake_log(&log).iter().any(|e| e[0] == "TOOL") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "the fake never started its tool"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(20), "the fake never started its tool");
         std::thread::sleep(Duration::from_millis(10));
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(128 + 15));
     let events = fake_log(&log);
-    let tool: i32 = events.iter().find(|e| e[0] == "TOOL").unwrap()[1]
-        .parse()
-        .unwrap();
+    let tool: i32 = events.iter().find(|e| e[0] == "TOOL").unwrap()[1].parse().unwrap();
     assert!(!alive(tool), "the tool outlived ccb");
 }
 
@@ -204,21 +164,12 @@ fn real_claude_tool_loop_is_stopped_with_no_further_request() {
         "Bash",
     ]));
     assert_eq!(code, 3, "{err}");
-    assert!(
-        err.contains("session stopped at its $0.10 ceiling"),
-        "{err}"
-    );
+    assert!(err.contains("session stopped at its $0.10 ceiling"), "{err}");
     let calls = api.model_calls();
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(api.model_calls(), calls, "no request after ccb exited");
-    assert!(
-        calls <= 5,
-        "4 answers cross the ceiling; at most one more in flight, got {calls}"
-    );
-    assert!(
-        calls >= 4,
-        "the ceiling is not reached before the fourth answer ({calls})"
-    );
+    assert!(calls <= 5, "4 answers cross the ceiling; at most one more in flight, got {calls}");
+    assert!(calls >= 4, "the ceiling is not reached before the fourth answer ({calls})");
     assert!(processes_with(&marker).is_empty());
 }
 
@@ -230,9 +181,7 @@ fn real_claude_long_tool_is_killed_at_the_ceiling() {
     let cmd = format!("sleep {marker}");
     let api = MockApi::start(move |req: &Request| match req.kind() {
         RequestKind::Title => Reply::title("t"),
-        _ => Reply::bash(&cmd)
-            .with_usage(Usage::new(100, 10_000))
-            .with_delay(Duration::from_millis(200)),
+        _ => Reply::bash(&cmd).with_usage(Usage::new(100, 10_000)).with_delay(Duration::from_millis(200)),
     });
     let home = ClaudeHome::new();
     let t0 = Instant::now();
@@ -246,14 +195,6 @@ fn real_claude_long_tool_is_killed_at_the_ceiling() {
     ]));
     assert_eq!(code, 3, "{err}");
     assert!(t0.elapsed() < Duration::from_secs(30));
-    assert_eq!(
-        api.model_calls(),
-        1,
-        "the tool's result never went back to the API"
-    );
-    assert!(
-        processes_with(&marker).is_empty(),
-        "the tool survived: {:?}",
-        processes_with(&marker)
-    );
+    assert_eq!(api.model_calls(), 1, "the tool's result never went back to the API");
+    assert!(processes_with(&marker).is_empty(), "the tool survived: {:?}", processes_with(&marker));
 }

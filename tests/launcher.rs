@@ -20,49 +20,21 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
 
 #[test]
 fn print_mode_output_is_byte_identical_to_plain_claude() {
-    let api = MockApi::start(scripts::always_text(
-        "The answer is 42.\nSecond line, with ünïcode.",
-    ));
+    let api = MockApi::start(scripts::always_text("The answer is 42.\nSecond line, with ünïcode."));
     let home = ClaudeHome::new();
-    let plain = output_with_timeout(
-        home.claude_command(&api.base_url())
-            .args(["-p", "what is it?"]),
-        T,
-    );
-    let through = output_with_timeout(
-        ccb_command(&home, &api.base_url(), &claude_bin()).args(["-p", "what is it?"]),
-        T,
-    );
-    assert_eq!(
-        plain.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&plain.stderr)
-    );
-    assert_eq!(
-        through.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&through.stderr)
-    );
+    let plain = output_with_timeout(home.claude_command(&api.base_url()).args(["-p", "what is it?"]), T);
+    let through =
+        output_with_timeout(ccb_command(&home, &api.base_url(), &claude_bin()).args(["-p", "what is it?"]), T);
+    assert_eq!(plain.status.code(), Some(0), "{}", String::from_utf8_lossy(&plain.stderr));
+    assert_eq!(through.status.code(), Some(0), "{}", String::from_utf8_lossy(&through.stderr));
     assert!(!plain.stdout.is_empty());
-    assert_eq!(
-        through.stdout, plain.stdout,
-        "stdout through ccb must be byte-identical"
-    );
+    assert_eq!(through.stdout, plain.stdout, "stdout through ccb must be byte-identical");
     // Also with the prompt on stdin, as in `echo "$prompt" | ccb -p > out.txt`.
     let mut cmd = ccb_command(&home, &api.base_url(), &claude_bin());
-    cmd.arg("-p")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
+    cmd.arg("-p").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"what is it?\n")
-        .unwrap();
+    child.stdin.take().unwrap().write_all(b"what is it?\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.stdout, plain.stdout);
 }
@@ -71,54 +43,39 @@ fn print_mode_output_is_byte_identical_to_plain_claude() {
 fn claude_arguments_pass_unchanged_after_what_ccb_adds() {
     let home = ClaudeHome::new();
     let log = home.path().join("fake.log");
-    let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
-        .env("FAKE_LOG", &log)
-        .args([
-            "-p",
-            "--budget",
-            "3",
-            "two words",
-            "--verbose",
-            "--",
-            "--budget",
-            "-x",
-        ]));
+    let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).env("FAKE_LOG", &log).args([
+        "-p",
+        "--budget",
+        "3",
+        "two words",
+        "--verbose",
+        "--",
+        "--budget",
+        "-x",
+    ]));
     assert_eq!(code, 0, "{err}");
     let log = std::fs::read_to_string(&log).unwrap();
     let start = log.lines().next().unwrap();
     let args = start.split(" args=").nth(1).unwrap();
     let args = args.rsplit_once(' ').unwrap().0; // the timestamp
-    let tail = args
-        .split_once("--model sonnet ")
-        .expect("ccb adds --model sonnet when none is named")
-        .1;
-    assert_eq!(
-        tail, "-p two words --verbose -- --budget -x",
-        "ccb's own --budget is taken out; claude's `--` stays"
-    );
+    let tail = args.split_once("--model sonnet ").expect("ccb adds --model sonnet when none is named").1;
+    assert_eq!(tail, "-p two words --verbose -- --budget -x", "ccb's own --budget is taken out; claude's `--` stays");
     assert!(args.starts_with("--session-id "), "{args}");
 }
 
 #[test]
 fn exit_codes_pass_through() {
     let home = ClaudeHome::new();
-    let (code, _, _) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
-        .env("FAKE_SCRIPT", "exit:7")
-        .arg("-p"));
+    let (code, _, _) =
+        run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).env("FAKE_SCRIPT", "exit:7").arg("-p"));
     assert_eq!(code, 7);
-    let (code, _, _) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
-        .env("FAKE_SCRIPT", "kill:9")
-        .arg("-p"));
+    let (code, _, _) =
+        run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).env("FAKE_SCRIPT", "kill:9").arg("-p"));
     assert_eq!(code, 128 + 9, "death by signal N is 128+N");
     // The real claude failing on an API error exits 1, through ccb too.
-    let api = MockApi::start(scripts::always_error(
-        400,
-        "invalid_request_error",
-        "bad request from the mock",
-    ));
+    let api = MockApi::start(scripts::always_error(400, "invalid_request_error", "bad request from the mock"));
     let (plain, _, _) = run(home.claude_command(&api.base_url()).args(["-p", "hi"]));
-    let (through, _, _) =
-        run(ccb_command(&home, &api.base_url(), &claude_bin()).args(["-p", "hi"]));
+    let (through, _, _) = run(ccb_command(&home, &api.base_url(), &claude_bin()).args(["-p", "hi"]));
     assert_eq!(plain, 1);
     assert_eq!(through, 1);
 }
@@ -128,8 +85,7 @@ fn opus_without_a_reason_is_refused_before_anything_is_spent() {
     let api = MockApi::start(scripts::always_text("should not be called"));
     let home = ClaudeHome::new();
     let (code, out, err) =
-        run(ccb_command(&home, &api.base_url(), &claude_bin())
-            .args(["--model", "opus", "-p", "hi"]));
+        run(ccb_command(&home, &api.base_url(), &claude_bin()).args(["--model", "opus", "-p", "hi"]));
     assert_eq!(code, 4, "{err}");
     assert!(out.is_empty());
     assert!(
@@ -150,25 +106,20 @@ fn opus_without_a_reason_is_refused_before_anything_is_spent() {
     assert_eq!(code, 4);
     assert!(err.contains("'fun' is not an allowed Opus reason"), "{err}");
     // From the environment and from Claude Code's settings too.
-    let (code, _, _) = run(ccb_command(&home, &api.base_url(), &claude_bin())
-        .env("ANTHROPIC_MODEL", "opus[1m]")
-        .args(["-p", "hi"]));
+    let (code, _, _) =
+        run(ccb_command(&home, &api.base_url(), &claude_bin()).env("ANTHROPIC_MODEL", "opus[1m]").args(["-p", "hi"]));
     assert_eq!(code, 4);
-    home.write_settings(
-        &serde_json::json!({"model": "opus", "skipDangerousModePermissionPrompt": true}),
-    );
+    home.write_settings(&serde_json::json!({"model": "opus", "skipDangerousModePermissionPrompt": true}));
     let (code, _, err) = run(ccb_command(&home, &api.base_url(), &claude_bin()).args(["-p", "hi"]));
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("Claude Code's settings"), "{err}");
     assert_eq!(api.requests().len(), 0, "nothing reached the API");
     // With a reason it runs, with the model asked for.
-    let (code, _, err) = run(ccb_command(&home, &api.base_url(), &claude_bin())
-        .args(["--model", "opus", "--reason", "infra", "-p", "hi"]));
+    let (code, _, err) =
+        run(ccb_command(&home, &api.base_url(), &claude_bin())
+            .args(["--model", "opus", "--reason", "infra", "-p", "hi"]));
     assert_eq!(code, 0, "{err}");
-    assert!(api
-        .message_requests()
-        .iter()
-        .any(|r| r.model().unwrap_or("").contains("opus")));
+    assert!(api.message_requests().iter().any(|r| r.model().unwrap_or("").contains("opus")));
 }
 
 #[test]
@@ -177,15 +128,10 @@ fn the_default_model_is_sonnet_when_none_is_named() {
     let home = ClaudeHome::new();
     let (code, _, err) = run(ccb_command(&home, &api.base_url(), &claude_bin()).args(["-p", "hi"]));
     assert_eq!(code, 0, "{err}");
-    let main: Vec<_> = api
-        .message_requests()
-        .into_iter()
-        .filter(|r| r.is_main())
-        .collect();
+    let main: Vec<_> = api.message_requests().into_iter().filter(|r| r.is_main()).collect();
     assert!(!main.is_empty());
     assert!(
-        main.iter()
-            .all(|r| r.model().unwrap_or("").contains("sonnet")),
+        main.iter().all(|r| r.model().unwrap_or("").contains("sonnet")),
         "{:?}",
         main.iter().map(|r| r.model()).collect::<Vec<_>>()
     );
@@ -195,22 +141,9 @@ fn the_default_model_is_sonnet_when_none_is_named() {
 fn dry_run_prints_the_plan_and_no_secret() {
     let home = ClaudeHome::new();
     let key = "sk-ant-api03-SECRETSECRETSECRET-abcd";
-    let (code, out, err) = run(
-        ccb_command(&home, "https://api.anthropic.com", &claude_bin())
-            .env("ANTHROPIC_API_KEY", key)
-            .args([
-                "--dry-run",
-                "--json",
-                "-p",
-                "--model",
-                "opus",
-                "--reason",
-                "infra",
-                "--budget",
-                "2.5",
-                "hi",
-            ]),
-    );
+    let (code, out, err) = run(ccb_command(&home, "https://api.anthropic.com", &claude_bin())
+        .env("ANTHROPIC_API_KEY", key)
+        .args(["--dry-run", "--json", "-p", "--model", "opus", "--reason", "infra", "--budget", "2.5", "hi"]));
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["class"], "opus-with-reason");
@@ -221,45 +154,27 @@ fn dry_run_prints_the_plan_and_no_secret() {
     assert_eq!(v["meter"], "api");
     assert_eq!(v["ceiling_usd"], 2.5);
     assert_eq!(v["claude"], claude_bin().display().to_string());
-    let args: Vec<&str> = v["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args: Vec<&str> = v["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert_eq!(&args[2..], &["-p", "--model", "opus", "hi"]);
-    assert!(
-        !out.contains("SECRETSECRET") && !err.contains("SECRETSECRET"),
-        "{out}"
-    );
+    assert!(!out.contains("SECRETSECRET") && !err.contains("SECRETSECRET"), "{out}");
     assert_eq!(v["credentials"]["ANTHROPIC_API_KEY"], "set (…abcd)");
     // OAuth, programmatic: the credit pool; interactive would be the subscription.
-    let (code, out, _) = run(
-        ccb_command(&home, "https://api.anthropic.com", &claude_bin())
-            .env_remove("ANTHROPIC_API_KEY")
-            .env("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-TOKENTOKENTOKEN")
-            .args(["--dry-run", "--json", "-p", "hi"]),
-    );
+    let (code, out, _) = run(ccb_command(&home, "https://api.anthropic.com", &claude_bin())
+        .env_remove("ANTHROPIC_API_KEY")
+        .env("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-TOKENTOKENTOKEN")
+        .args(["--dry-run", "--json", "-p", "hi"]));
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
-        (
-            v["billing_mode"].as_str(),
-            v["meter"].as_str(),
-            v["class"].as_str()
-        ),
+        (v["billing_mode"].as_str(), v["meter"].as_str(), v["class"].as_str()),
         (Some("oauth"), Some("credit-pool"), Some("programmatic"))
     );
     assert!(!out.contains("TOKENTOKEN"));
     // The human form launches nothing either.
     let api = MockApi::start(scripts::always_text("no"));
-    let (code, out, _) =
-        run(ccb_command(&home, &api.base_url(), &claude_bin()).args(["--dry-run", "-p", "hi"]));
+    let (code, out, _) = run(ccb_command(&home, &api.base_url(), &claude_bin()).args(["--dry-run", "-p", "hi"]));
     assert_eq!(code, 0);
-    assert!(
-        out.contains("custom-endpoint") && out.contains("programmatic"),
-        "{out}"
-    );
+    assert!(out.contains("custom-endpoint") && out.contains("programmatic"), "{out}");
     assert!(api.requests().is_empty());
 }
 
@@ -267,25 +182,13 @@ fn dry_run_prints_the_plan_and_no_secret() {
 fn bad_usage_and_configuration_exit_2_with_one_line() {
     let home = ClaudeHome::new();
     let cfg = home.path().join("bad.toml");
-    std::fs::write(
-        &cfg,
-        "default_model = \"sonnet\"\n[ceilings]\ninteractive = -5\n",
-    )
-    .unwrap();
+    std::fs::write(&cfg, "default_model = \"sonnet\"\n[ceilings]\ninteractive = -5\n").unwrap();
     let cases: Vec<(Vec<&str>, Vec<(&str, String)>, &str)> = vec![
-        (
-            vec!["--budget", "abc", "-p", "x"],
-            vec![],
-            "--budget 'abc' is not an amount",
-        ),
+        (vec!["--budget", "abc", "-p", "x"], vec![], "--budget 'abc' is not an amount"),
         (vec!["--budget", "-1"], vec![], "'-1' is not an amount"),
         (vec!["--budget", "1e309"], vec![], "is not an amount"),
         (vec!["--budget"], vec![], "--budget needs a value"),
-        (
-            vec!["--json", "-p", "x"],
-            vec![],
-            "--json goes with --dry-run",
-        ),
+        (vec!["--json", "-p", "x"], vec![], "--json goes with --dry-run"),
         (
             vec!["-p", "x"],
             vec![("CCB_CONFIG", cfg.display().to_string())],
@@ -301,11 +204,7 @@ fn bad_usage_and_configuration_exit_2_with_one_line() {
             vec![("CCB_CLAUDE", "/nonexistent/claude".into())],
             "CCB_CLAUDE=/nonexistent/claude: no such file",
         ),
-        (
-            vec!["-p", "x"],
-            vec![("CCB_CLAUDE", cfg.display().to_string())],
-            "is not executable",
-        ),
+        (vec!["-p", "x"], vec![("CCB_CLAUDE", cfg.display().to_string())], "is not executable"),
     ];
     for (args, env, want) in cases {
         let mut cmd = ccb_command(&home, "http://127.0.0.1:9", &fake_bin());
@@ -315,10 +214,7 @@ fn bad_usage_and_configuration_exit_2_with_one_line() {
         let (code, out, err) = run(cmd.args(&args));
         assert_eq!(code, 2, "{args:?} {env:?}: {err}");
         assert!(out.is_empty());
-        assert!(
-            err.starts_with("ccb: ") && err.contains(want),
-            "{args:?}: got {err:?}, want {want:?}"
-        );
+        assert!(err.starts_with("ccb: ") && err.contains(want), "{args:?}: got {err:?}, want {want:?}");
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     }
 }
@@ -343,19 +239,12 @@ fn claude_is_found_on_path_skipping_ccb_itself_and_running_itself_is_refused() {
     // Called as `claude` (the symlink), ccb still runs the real one.
     let mut cmd = Command::new(bin.join("claude"));
     home.apply(&mut cmd, "http://127.0.0.1:9");
-    cmd.env_remove("CCB_CLAUDE")
-        .env("PATH", &path)
-        .env("FAKE_SCRIPT", "exit:5")
-        .current_dir(home.workdir());
+    cmd.env_remove("CCB_CLAUDE").env("PATH", &path).env("FAKE_SCRIPT", "exit:5").current_dir(home.workdir());
     let (code, _, err) = run(cmd.arg("-p"));
     assert_eq!(code, 5, "{err}");
     // A wrapper script that runs ccb again is detected and refused.
     let wrapper = home.path().join("wrapper.sh");
-    std::fs::write(
-        &wrapper,
-        format!("#!/bin/sh\nexec {} \"$@\"\n", ccb_bin().display()),
-    )
-    .unwrap();
+    std::fs::write(&wrapper, format!("#!/bin/sh\nexec {} \"$@\"\n", ccb_bin().display())).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &wrapper).arg("-p"));
@@ -370,47 +259,31 @@ fn claude_is_found_on_path_skipping_ccb_itself_and_running_itself_is_refused() {
 #[test]
 fn claude_subcommands_and_version_pass_straight_through() {
     let home = ClaudeHome::new();
-    let (code, out, err) =
-        run(ccb_command(&home, "http://127.0.0.1:9", &claude_bin()).args(["--", "--version"]));
+    let (code, out, err) = run(ccb_command(&home, "http://127.0.0.1:9", &claude_bin()).args(["--", "--version"]));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("2.1.197"), "{out}");
     let log = home.path().join("fake.log");
-    let (code, _, _) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
-        .env("FAKE_LOG", &log)
-        .args(["mcp", "list"]));
+    let (code, _, _) =
+        run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).env("FAKE_LOG", &log).args(["mcp", "list"]));
     assert_eq!(code, 0);
     let log = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        log.contains("args=mcp list "),
-        "no --session-id or --model added: {log}"
-    );
+    assert!(log.contains("args=mcp list "), "no --session-id or --model added: {log}");
 }
 
 #[test]
 fn config_init_show_and_completions() {
     let home = ClaudeHome::new();
-    let (code, out, err) =
-        run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).args(["config", "init"]));
+    let (code, out, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).args(["config", "init"]));
     assert_eq!(code, 0, "{err}");
     let path = std::path::PathBuf::from(out.trim());
     assert_eq!(path, home.path().join(".config/ccb/config.toml"));
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o600,
-        "owner-only"
-    );
-    let (code, _, err) =
-        run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).args(["config", "init"]));
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "owner-only");
+    let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).args(["config", "init"]));
     assert_eq!(code, 2);
     assert!(err.contains("exists already"), "{err}");
-    std::fs::write(
-        &path,
-        "default_model = \"haiku\"\n[ceilings]\nprogrammatic = 1.25\n",
-    )
-    .unwrap();
-    let (code, out, _) =
-        run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).args(["config", "show"]));
+    std::fs::write(&path, "default_model = \"haiku\"\n[ceilings]\nprogrammatic = 1.25\n").unwrap();
+    let (code, out, _) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).args(["config", "show"]));
     assert_eq!(code, 0);
     assert!(
         out.contains("default_model = \"haiku\"")
@@ -418,22 +291,14 @@ fn config_init_show_and_completions() {
             && out.contains("interactive = 20.00"),
         "{out}"
     );
-    let (_, out, _) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).args([
-        "--dry-run",
-        "--json",
-        "-p",
-        "x",
-    ]));
+    let (_, out, _) =
+        run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).args(["--dry-run", "--json", "-p", "x"]));
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["ceiling_usd"], 1.25);
     assert_eq!(v["model"], "haiku");
     for shell in ["bash", "zsh", "fish"] {
-        let (code, out, _) =
-            run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).args(["completions", shell]));
+        let (code, out, _) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).args(["completions", shell]));
         assert_eq!(code, 0);
-        assert!(
-            out.contains("budget") && out.contains("dry-run"),
-            "{shell}: {out}"
-        );
+        assert!(out.contains("budget") && out.contains("dry-run"), "{shell}: {out}");
     }
 }

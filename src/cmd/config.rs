@@ -9,12 +9,7 @@ pub fn run(cmd: ConfigCmd) -> anyhow::Result<i32> {
         ConfigCmd::Init { force, path } => {
             let path = match path.or_else(|| config::default_path().map(|(p, _)| p)) {
                 Some(p) => p,
-                None => {
-                    return Err(Exit::usage(
-                        "no config location: set HOME, XDG_CONFIG_HOME or CCB_CONFIG",
-                    )
-                    .into())
-                }
+                None => return Err(Exit::usage("no config location: set HOME, XDG_CONFIG_HOME or CCB_CONFIG").into()),
             };
             if path.exists() && !force {
                 return Err(Exit::usage(format!(
@@ -24,11 +19,7 @@ pub fn run(cmd: ConfigCmd) -> anyhow::Result<i32> {
                 .into());
             }
             crate::paths::write_private(&path, config::DEFAULT_FILE.as_bytes()).map_err(|e| {
-                Exit::usage(format!(
-                    "cannot write {}: {}",
-                    path.display(),
-                    crate::paths::io_reason(&e)
-                ))
+                Exit::usage(format!("cannot write {}: {}", path.display(), crate::paths::io_reason(&e)))
             })?;
             println!("{}", path.display());
             Ok(0)
@@ -41,12 +32,7 @@ pub fn run(cmd: ConfigCmd) -> anyhow::Result<i32> {
         ConfigCmd::Path => {
             match config::default_path() {
                 Some((p, _)) => println!("{}", p.display()),
-                None => {
-                    return Err(Exit::usage(
-                        "no config location: set HOME, XDG_CONFIG_HOME or CCB_CONFIG",
-                    )
-                    .into())
-                }
+                None => return Err(Exit::usage("no config location: set HOME, XDG_CONFIG_HOME or CCB_CONFIG").into()),
             }
             Ok(0)
         }

@@ -1,4 +1,6 @@
 //! One file per command.
 pub mod config;
+pub mod pool;
 pub mod prices;
 pub mod run;
+pub mod usage;

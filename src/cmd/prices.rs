@@ -49,9 +49,7 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
                 per_m(m.rates.cache_write_5m),
                 per_m(m.rates.cache_write_1h),
                 per_m(m.rates.cache_read),
-                m.fast_milli
-                    .map(|x| format!("×{}", x as f64 / 1000.0))
-                    .unwrap_or_default()
+                m.fast_milli.map(|x| format!("×{}", x as f64 / 1000.0)).unwrap_or_default()
             );
         }
         println!("\nA model not listed is priced at its family's highest rates. Override or add models in a TOML\nfile of the same format: $XDG_CONFIG_HOME/ccb/prices.toml, or [prices] file in config.toml.");

@@ -15,13 +15,7 @@ pub const FAKE_API_KEY: &str = "sk-ant-api03-ccb-test-key-0000000000000000000000
 /// Environment prefixes and names removed from the child's environment so a developer's own
 /// setup (model choice, OAuth token, config dir, cloud provider, telemetry, proxies, running
 /// the tests from inside Claude Code) cannot leak into a test.
-const REMOVED_PREFIXES: &[&str] = &[
-    "ANTHROPIC_",
-    "CLAUDE_",
-    "CLAUDECODE",
-    "OTEL_",
-    "AWS_BEARER_TOKEN_BEDROCK",
-];
+const REMOVED_PREFIXES: &[&str] = &["ANTHROPIC_", "CLAUDE_", "CLAUDECODE", "OTEL_", "AWS_BEARER_TOKEN_BEDROCK"];
 const REMOVED_NAMES: &[&str] = &[
     // Named explicitly as well, in case they are not in this process's environment but a
     // caller's Command got them some other way.
@@ -70,10 +64,7 @@ impl ClaudeHome {
     /// Create the home with `~/.claude.json` (onboarding done, [`FAKE_API_KEY`] approved, `/`
     /// trusted) and `~/.claude/settings.json` (`skipDangerousModePermissionPrompt`).
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("ccb-claude-home-")
-            .tempdir()
-            .expect("create temp HOME");
+        let dir = tempfile::Builder::new().prefix("ccb-claude-home-").tempdir().expect("create temp HOME");
         let home = dir.path().canonicalize().expect("canonicalize temp HOME");
         let key_tail: String = {
             let chars: Vec<char> = FAKE_API_KEY.chars().collect();
@@ -86,10 +77,7 @@ impl ClaudeHome {
         });
         write_json(&home.join(".claude.json"), &claude_json);
         fs::create_dir_all(home.join(".claude")).expect("create ~/.claude");
-        write_json(
-            &home.join(".claude/settings.json"),
-            &json!({ "skipDangerousModePermissionPrompt": true }),
-        );
+        write_json(&home.join(".claude/settings.json"), &json!({ "skipDangerousModePermissionPrompt": true }));
         let workdir = home.join("project");
         fs::create_dir_all(&workdir).expect("create project dir");
         ClaudeHome { dir, home, workdir }
@@ -197,10 +185,7 @@ impl ClaudeHome {
                 rd.filter_map(Result::ok)
                     .map(|e| e.path())
                     .filter(|p| {
-                        let name = p
-                            .file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_default();
+                        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                         name.starts_with("agent-") && name.ends_with(".jsonl")
                     })
                     .collect()
@@ -264,11 +249,7 @@ pub fn slug(path: &str) -> String {
     for &u in &units {
         h = h.wrapping_shl(5).wrapping_sub(h).wrapping_add(i32::from(u));
     }
-    format!(
-        "{}-{}",
-        &sanitized[..MAX],
-        base36(i64::from(h).unsigned_abs())
-    )
+    format!("{}-{}", &sanitized[..MAX], base36(i64::from(h).unsigned_abs()))
 }
 
 fn base36(mut n: u64) -> String {
@@ -288,21 +269,14 @@ fn base36(mut n: u64) -> String {
 /// Parse a JSONL file into values, skipping lines that are not JSON (e.g. a partial last line).
 /// A missing file reads as empty.
 pub fn read_jsonl(path: &Path) -> Vec<Value> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
 /// The `"type":"assistant"` lines of a transcript that carry a `message.usage`.
 pub fn assistant_lines(path: &Path) -> Vec<Value> {
     read_jsonl(path)
         .into_iter()
-        .filter(|v| {
-            v.get("type").and_then(Value::as_str) == Some("assistant")
-                && v.pointer("/message/usage").is_some()
-        })
+        .filter(|v| v.get("type").and_then(Value::as_str) == Some("assistant") && v.pointer("/message/usage").is_some())
         .collect()
 }
 
@@ -316,34 +290,19 @@ pub fn new_session_id() -> String {
             // Fall back to time and a counter: unique enough for tests.
             use std::sync::atomic::{AtomicU64, Ordering};
             static N: AtomicU64 = AtomicU64::new(0);
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64;
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
             b[..8].copy_from_slice(&t.to_le_bytes());
-            b[8..].copy_from_slice(
-                &(N.fetch_add(1, Ordering::Relaxed) ^ u64::from(std::process::id())).to_le_bytes(),
-            );
+            b[8..].copy_from_slice(&(N.fetch_add(1, Ordering::Relaxed) ^ u64::from(std::process::id())).to_le_bytes());
         }
     }
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 impl std::fmt::Debug for ClaudeHome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClaudeHome")
-            .field("home", &self.home)
-            .field("tempdir", &self.dir.path())
-            .finish()
+        f.debug_struct("ClaudeHome").field("home", &self.home).field("tempdir", &self.dir.path()).finish()
     }
 }

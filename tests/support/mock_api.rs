@@ -102,10 +102,7 @@ pub struct ToolUse {
 impl Request {
     /// The first header of that name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The path without its query string.
@@ -130,11 +127,8 @@ impl Request {
             return RequestKind::Other;
         }
         let system = self.system_text();
-        let schema_output = self
-            .body
-            .pointer("/output_config/format/type")
-            .and_then(Value::as_str)
-            == Some("json_schema");
+        let schema_output =
+            self.body.pointer("/output_config/format/type").and_then(Value::as_str) == Some("json_schema");
         if self.tool_names().is_empty() && (schema_output || system.contains(TITLE_SYSTEM_MARKER)) {
             RequestKind::Title
         } else if self.agent_id().is_some()
@@ -164,10 +158,7 @@ impl Request {
 
     /// Whether the reply must be streamed (`"stream": true`).
     pub fn stream(&self) -> bool {
-        self.body
-            .get("stream")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
+        self.body.get("stream").and_then(Value::as_bool).unwrap_or(false)
     }
 
     /// The `X-Claude-Code-Session-Id` header: the session (subagents share the parent's).
@@ -186,12 +177,7 @@ impl Request {
         self.body
             .get("tools")
             .and_then(Value::as_array)
-            .map(|tools| {
-                tools
-                    .iter()
-                    .filter_map(|t| t.get("name").and_then(Value::as_str))
-                    .collect()
-            })
+            .map(|tools| tools.iter().filter_map(|t| t.get("name").and_then(Value::as_str)).collect())
             .unwrap_or_default()
     }
 
@@ -211,32 +197,23 @@ impl Request {
     /// The subagent tool's name if it is offered (`Agent` in 2.1.197, `Task` before).
     pub fn subagent_tool(&self) -> Option<&str> {
         let names = self.tool_names();
-        SUBAGENT_TOOL_NAMES
-            .iter()
-            .copied()
-            .find(|n| names.contains(n))
+        SUBAGENT_TOOL_NAMES.iter().copied().find(|n| names.contains(n))
     }
 
     /// The system prompt's text, blocks joined with newlines.
     pub fn system_text(&self) -> String {
         match self.body.get("system") {
             Some(Value::String(s)) => s.clone(),
-            Some(Value::Array(blocks)) => blocks
-                .iter()
-                .filter_map(|b| b.get("text").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join("\n"),
+            Some(Value::Array(blocks)) => {
+                blocks.iter().filter_map(|b| b.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
+            }
             _ => String::new(),
         }
     }
 
     /// The conversation (`messages`), empty when absent.
     pub fn messages(&self) -> &[Value] {
-        self.body
-            .get("messages")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.body.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// The text of the first user message: the prompt, or a subagent's task. Claude Code puts
@@ -251,17 +228,14 @@ impl Request {
 
     /// Whether any message of the conversation contains `needle` in its text.
     pub fn conversation_contains(&self, needle: &str) -> bool {
-        self.messages().iter().any(|m| {
-            content_text(m.get("content")).contains(needle) || m.to_string().contains(needle)
-        })
+        self.messages()
+            .iter()
+            .any(|m| content_text(m.get("content")).contains(needle) || m.to_string().contains(needle))
     }
 
     /// Every `tool_result` block in the conversation, oldest first.
     pub fn tool_results(&self) -> Vec<ToolResult> {
-        self.messages()
-            .iter()
-            .flat_map(message_tool_results)
-            .collect()
+        self.messages().iter().flat_map(message_tool_results).collect()
     }
 
     /// The `tool_result` blocks of the last user message: non-empty when this request continues
@@ -300,18 +274,12 @@ impl Request {
 
     /// Number of assistant turns so far in this conversation.
     pub fn assistant_turns(&self) -> usize {
-        self.messages()
-            .iter()
-            .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
-            .count()
+        self.messages().iter().filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant")).count()
     }
 }
 
 fn str_field(v: &Value, k: &str) -> String {
-    v.get(k)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+    v.get(k).and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
 /// The text of a message `content` (a string, or blocks of which the text and tool_result
@@ -375,21 +343,13 @@ pub struct Usage {
 impl Default for Usage {
     /// Small but non-zero, so that every reply costs something.
     fn default() -> Self {
-        Usage {
-            input_tokens: 100,
-            output_tokens: 20,
-            ..Usage::zero()
-        }
+        Usage { input_tokens: 100, output_tokens: 20, ..Usage::zero() }
     }
 }
 
 impl Usage {
     pub fn new(input_tokens: u64, output_tokens: u64) -> Self {
-        Usage {
-            input_tokens,
-            output_tokens,
-            ..Usage::zero()
-        }
+        Usage { input_tokens, output_tokens, ..Usage::zero() }
     }
     pub fn zero() -> Self {
         Usage {
@@ -492,15 +452,8 @@ pub enum Block {
 
 #[derive(Clone, Debug)]
 enum ReplyBody {
-    Message {
-        blocks: Vec<Block>,
-        stop_reason: Option<String>,
-    },
-    Error {
-        status: u16,
-        error_type: String,
-        message: String,
-    },
+    Message { blocks: Vec<Block>, stop_reason: Option<String> },
+    Error { status: u16, error_type: String, message: String },
 }
 
 /// What the mock answers to one model call.
@@ -540,41 +493,24 @@ impl Reply {
 
     /// One tool call (`stop_reason: tool_use`).
     pub fn tool_use(name: impl Into<String>, input: Value) -> Self {
-        Self::blocks(vec![Block::ToolUse {
-            id: None,
-            name: name.into(),
-            input,
-        }])
+        Self::blocks(vec![Block::ToolUse { id: None, name: name.into(), input }])
     }
 
     /// Several tool calls in one response: Claude Code runs them in parallel.
     pub fn tool_uses<N: Into<String>>(calls: impl IntoIterator<Item = (N, Value)>) -> Self {
         Self::blocks(
-            calls
-                .into_iter()
-                .map(|(name, input)| Block::ToolUse {
-                    id: None,
-                    name: name.into(),
-                    input,
-                })
-                .collect(),
+            calls.into_iter().map(|(name, input)| Block::ToolUse { id: None, name: name.into(), input }).collect(),
         )
     }
 
     /// A Bash tool call running `command`.
     pub fn bash(command: &str) -> Self {
-        Self::tool_use(
-            "Bash",
-            json!({"command": command, "description": "Run a test command"}),
-        )
+        Self::tool_use("Bash", json!({"command": command, "description": "Run a test command"}))
     }
 
     /// Any mix of blocks; the stop reason is `tool_use` if there is a tool call, else `end_turn`.
     pub fn blocks(blocks: Vec<Block>) -> Self {
-        Self::with_body(ReplyBody::Message {
-            blocks,
-            stop_reason: None,
-        })
+        Self::with_body(ReplyBody::Message { blocks, stop_reason: None })
     }
 
     /// The answer to the session-title request.
@@ -588,11 +524,7 @@ impl Reply {
     /// 404 `not_found_error`, 413 `request_too_large`, 429 `rate_limit_error`, 500 `api_error`,
     /// 529 `overloaded_error`.
     pub fn error(status: u16, error_type: &str, message: &str) -> Self {
-        Self::with_body(ReplyBody::Error {
-            status,
-            error_type: error_type.to_string(),
-            message: message.to_string(),
-        })
+        Self::with_body(ReplyBody::Error { status, error_type: error_type.to_string(), message: message.to_string() })
     }
 
     pub fn with_usage(mut self, usage: Usage) -> Self {
@@ -654,10 +586,7 @@ pub mod scripts {
     }
 
     /// The same, each reply reporting `usage`.
-    pub fn always_text_with_usage(
-        text: &str,
-        usage: Usage,
-    ) -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
+    pub fn always_text_with_usage(text: &str, usage: Usage) -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
         let text = text.to_string();
         move |req: &Request| {
             if req.is_title() {
@@ -671,10 +600,7 @@ pub mod scripts {
     /// A tool loop: the main loop is answered with a Bash call running `command` until the
     /// conversation holds `calls` such calls, then with the text "done". Stateless: the count
     /// is read from the conversation itself, so it is per conversation.
-    pub fn bash_loop(
-        command: &str,
-        calls: usize,
-    ) -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
+    pub fn bash_loop(command: &str, calls: usize) -> impl Fn(&Request) -> Reply + Send + Sync + 'static {
         bash_loop_with(command, calls, Usage::default(), Duration::ZERO)
     }
 
@@ -739,10 +665,7 @@ struct IdGen {
 impl IdGen {
     fn new() -> Self {
         static INSTANCE: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let n = INSTANCE.fetch_add(1, Ordering::Relaxed);
         IdGen {
             prefix: format!(
@@ -800,11 +723,7 @@ impl MockApi {
                 }
             })
             .expect("mock API: spawn accept thread");
-        MockApi {
-            addr,
-            shared,
-            accept_thread: Some(accept_thread),
-        }
+        MockApi { addr, shared, accept_thread: Some(accept_thread) }
     }
 
     /// `http://127.0.0.1:PORT`: the value for `ANTHROPIC_BASE_URL`.
@@ -823,34 +742,23 @@ impl MockApi {
 
     /// Model calls (`POST /v1/messages`) so far, in order of arrival.
     pub fn message_requests(&self) -> Vec<Request> {
-        self.requests()
-            .into_iter()
-            .filter(Request::is_messages)
-            .collect()
+        self.requests().into_iter().filter(Request::is_messages).collect()
     }
 
     /// Model calls of one kind (main loop, subagent, title).
     pub fn requests_of(&self, kind: RequestKind) -> Vec<Request> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.kind() == kind)
-            .collect()
+        self.requests().into_iter().filter(|r| r.kind() == kind).collect()
     }
 
     /// Number of model calls so far.
     pub fn model_calls(&self) -> usize {
-        lock(&self.shared.log)
-            .iter()
-            .filter(|r| r.is_messages())
-            .count()
+        lock(&self.shared.log).iter().filter(|r| r.is_messages()).count()
     }
 
     /// Block until at least `n` model calls have arrived, or `timeout` passes.
     /// Returns whether they did.
     pub fn wait_for_model_calls(&self, n: usize, timeout: Duration) -> bool {
-        self.wait_until(timeout, |log| {
-            log.iter().filter(|r| r.is_messages()).count() >= n
-        })
+        self.wait_until(timeout, |log| log.iter().filter(|r| r.is_messages()).count() >= n)
     }
 
     /// Block until `pred` holds for the request log, or `timeout` passes.
@@ -905,12 +813,7 @@ impl Read for ShutdownAwareStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             match self.stream.read(buf) {
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     if self.shared.shutdown.load(Ordering::SeqCst) {
                         return Ok(0);
                     }
@@ -928,10 +831,7 @@ fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
-    let mut reader = BufReader::new(ShutdownAwareStream {
-        stream,
-        shared: shared.clone(),
-    });
+    let mut reader = BufReader::new(ShutdownAwareStream { stream, shared: shared.clone() });
     loop {
         if shared.shutdown.load(Ordering::SeqCst) {
             break;
@@ -976,10 +876,7 @@ fn bad(msg: &str) -> io::Error {
 }
 
 /// Read one request; `Ok(None)` on a clean EOF before it starts.
-fn read_request(
-    reader: &mut impl BufRead,
-    writer: &mut TcpStream,
-) -> io::Result<Option<RawRequest>> {
+fn read_request(reader: &mut impl BufRead, writer: &mut TcpStream) -> io::Result<Option<RawRequest>> {
     // Skip blank lines between requests (tolerated by RFC 9112).
     let request_line = loop {
         match read_line(reader)? {
@@ -1003,19 +900,13 @@ fn read_request(
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
 
     if get("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
         writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
     }
 
-    let chunked =
-        get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let chunked = get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let body = if chunked {
         let mut body = Vec::new();
         loop {
@@ -1038,9 +929,7 @@ fn read_request(
         }
         body
     } else {
-        let len: usize = get("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let len: usize = get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
         let mut body = vec![0; len];
         reader.read_exact(&mut body)?;
         body
@@ -1052,13 +941,7 @@ fn read_request(
         Some(c) if c.contains("keep-alive") => true,
         _ => version != "HTTP/1.0",
     };
-    Ok(Some(RawRequest {
-        method,
-        path,
-        headers,
-        body,
-        keep_alive,
-    }))
+    Ok(Some(RawRequest { method, path, headers, body, keep_alive }))
 }
 
 /// Answer one request. `Ok(true)` when the connection can carry another request.
@@ -1089,10 +972,7 @@ fn handle(raw: RawRequest, shared: &Arc<Shared>, w: &mut TcpStream) -> io::Resul
     shared.changed.notify_all();
 
     let request_id = shared.ids.next("req");
-    let mut outcome = Outcome {
-        request_id: Some(request_id.clone()),
-        ..Outcome::default()
-    };
+    let mut outcome = Outcome { request_id: Some(request_id.clone()), ..Outcome::default() };
     let result = respond(&req, shared, w, &request_id, &mut outcome);
     if result.is_err() {
         outcome.aborted = true;
@@ -1167,14 +1047,7 @@ fn write_json(
     extra: &[(String, String)],
 ) -> io::Result<()> {
     let bytes = body.to_string().into_bytes();
-    write_head(
-        w,
-        status,
-        "application/json",
-        request_id,
-        Some(bytes.len()),
-        extra,
-    )?;
+    write_head(w, status, "application/json", request_id, Some(bytes.len()), extra)?;
     w.write_all(&bytes)?;
     w.flush()
 }
@@ -1193,21 +1066,13 @@ fn respond(
     }
     if req.is_count_tokens() {
         let fixed = shared.count_tokens.load(Ordering::SeqCst);
-        let n = if fixed > 0 {
-            fixed
-        } else {
-            (req.raw_body.len() as u64 / 4).max(1)
-        };
+        let n = if fixed > 0 { fixed } else { (req.raw_body.len() as u64 / 4).max(1) };
         out.status = Some(200);
         return write_json(w, 200, request_id, &json!({ "input_tokens": n }), &[]);
     }
     if !req.is_messages() {
         out.status = Some(404);
-        let body = error_body(
-            "not_found_error",
-            &format!("{} {} is not mocked", req.method, req.path),
-            request_id,
-        );
+        let body = error_body("not_found_error", &format!("{} {} is not mocked", req.method, req.path), request_id);
         return write_json(w, 404, request_id, &body, &[]);
     }
 
@@ -1226,67 +1091,33 @@ fn respond(
     if !reply.delay.is_zero() {
         thread::sleep(reply.delay);
     }
-    let model = reply
-        .model
-        .clone()
-        .or_else(|| req.model().map(str::to_string))
-        .unwrap_or_else(|| "claude-mock".into());
+    let model = reply.model.clone().or_else(|| req.model().map(str::to_string)).unwrap_or_else(|| "claude-mock".into());
 
     match &reply.body {
-        ReplyBody::Error {
-            status,
-            error_type,
-            message,
-        } => {
+        ReplyBody::Error { status, error_type, message } => {
             out.status = Some(*status);
-            write_json(
-                w,
-                *status,
-                request_id,
-                &error_body(error_type, message, request_id),
-                &reply.headers,
-            )
+            write_json(w, *status, request_id, &error_body(error_type, message, request_id), &reply.headers)
         }
-        ReplyBody::Message {
-            blocks,
-            stop_reason,
-        } => {
+        ReplyBody::Message { blocks, stop_reason } => {
             let message_id = shared.ids.next("msg");
             out.message_id = Some(message_id.clone());
             out.status = Some(200);
             let blocks: Vec<Block> = blocks
                 .iter()
                 .map(|b| match b {
-                    Block::ToolUse {
-                        id: None,
-                        name,
-                        input,
-                    } => Block::ToolUse {
-                        id: Some(shared.ids.next("toolu")),
-                        name: name.clone(),
-                        input: input.clone(),
-                    },
+                    Block::ToolUse { id: None, name, input } => {
+                        Block::ToolUse { id: Some(shared.ids.next("toolu")), name: name.clone(), input: input.clone() }
+                    }
                     other => other.clone(),
                 })
                 .collect();
             let stop_reason = stop_reason.clone().unwrap_or_else(|| {
-                if blocks.iter().any(|b| matches!(b, Block::ToolUse { .. })) {
-                    "tool_use"
-                } else {
-                    "end_turn"
-                }
-                .to_string()
+                if blocks.iter().any(|b| matches!(b, Block::ToolUse { .. })) { "tool_use" } else { "end_turn" }
+                    .to_string()
             });
             if req.stream() {
                 let events = sse_events(&message_id, &model, &blocks, &stop_reason, &reply.usage);
-                write_head(
-                    w,
-                    200,
-                    "text/event-stream; charset=utf-8",
-                    request_id,
-                    None,
-                    &reply.headers,
-                )?;
+                write_head(w, 200, "text/event-stream; charset=utf-8", request_id, None, &reply.headers)?;
                 w.flush()?;
                 for (i, (name, data)) in events.iter().enumerate() {
                     if reply.cut_after_events == Some(i) {
@@ -1405,10 +1236,7 @@ fn sse_events(
                 }
             }
         }
-        ev.push((
-            "content_block_stop".into(),
-            json!({"type": "content_block_stop", "index": index}),
-        ));
+        ev.push(("content_block_stop".into(), json!({"type": "content_block_stop", "index": index})));
     }
     // As the API does, the final usage repeats the input side but not the cache_creation
     // breakdown (Claude Code keeps message_start's).

@@ -26,13 +26,9 @@ pub mod claude_home;
 pub mod mock_api;
 pub mod pty;
 
-pub use claude_home::{
-    assistant_lines, new_session_id, project_slug, read_jsonl, slug, ClaudeHome, FAKE_API_KEY,
-};
-pub use mock_api::{
-    scripts, Block, MockApi, Reply, Request, RequestKind, ToolResult, ToolUse, Usage,
-};
-pub use pty::{count_bytes, shell_code, strip_ansi, Pred, Pty, TermiosSnapshot};
+pub use claude_home::{assistant_lines, new_session_id, project_slug, read_jsonl, slug, ClaudeHome, FAKE_API_KEY};
+pub use mock_api::{scripts, Block, MockApi, Reply, Request, RequestKind, ToolResult, ToolUse, Usage};
+pub use pty::{count_bytes, shell_code, squash, strip_ansi, Pred, Pty, TermiosSnapshot};
 
 use std::path::PathBuf;
 
@@ -47,11 +43,7 @@ pub fn repo_root() -> PathBuf {
 pub fn claude_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("CCB_TEST_CLAUDE").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
-        assert!(
-            p.exists(),
-            "CCB_TEST_CLAUDE={} does not exist; unset it or run scripts/install-claude",
-            p.display()
-        );
+        assert!(p.exists(), "CCB_TEST_CLAUDE={} does not exist; unset it or run scripts/install-claude", p.display());
         return p;
     }
     let p = repo_root().join(".cache/claude-code/node_modules/.bin/claude");
@@ -66,10 +58,7 @@ pub fn claude_bin() -> PathBuf {
 
 /// Run `cmd` (stdin from /dev/null, stdout and stderr captured) and wait at most `timeout`;
 /// past it the child is killed and the test panics, showing what it printed.
-pub fn output_with_timeout(
-    cmd: &mut std::process::Command,
-    timeout: std::time::Duration,
-) -> std::process::Output {
+pub fn output_with_timeout(cmd: &mut std::process::Command, timeout: std::time::Duration) -> std::process::Output {
     use std::io::Read;
     use std::process::Stdio;
     let mut child = cmd
@@ -108,11 +97,7 @@ pub fn output_with_timeout(
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
-    std::process::Output {
-        status,
-        stdout: out_t.join().unwrap_or_default(),
-        stderr: err_t.join().unwrap_or_default(),
-    }
+    std::process::Output { status, stdout: out_t.join().unwrap_or_default(), stderr: err_t.join().unwrap_or_default() }
 }
 
 /// The ccb binary under test.
@@ -123,22 +108,14 @@ pub fn ccb_bin() -> PathBuf {
 /// The fake child (`examples/fake_claude.rs`), built by `cargo test` beside the test binaries.
 pub fn fake_bin() -> PathBuf {
     let p = ccb_bin().parent().unwrap().join("examples/fake_claude");
-    assert!(
-        p.exists(),
-        "{} is missing: build it with `cargo build --example fake_claude`",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: build it with `cargo build --example fake_claude`", p.display());
     p
 }
 
 /// `ccb` set up like `ClaudeHome::claude_command`: the home's environment (HOME, the mock's
 /// base URL, a fake key), XDG directories inside the home, `CCB_CLAUDE` pointing at `claude`,
 /// and the home's work directory as cwd.
-pub fn ccb_command(
-    home: &ClaudeHome,
-    base_url: &str,
-    claude: &std::path::Path,
-) -> std::process::Command {
+pub fn ccb_command(home: &ClaudeHome, base_url: &str, claude: &std::path::Path) -> std::process::Command {
     let mut cmd = std::process::Command::new(ccb_bin());
     home.apply(&mut cmd, base_url);
     for k in [
@@ -177,10 +154,7 @@ pub fn processes_with(marker: &str) -> Vec<(i32, String)> {
         };
         let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
         let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rfind(')')
-                    .is_some_and(|i| s[i + 1..].trim_start().starts_with('Z'))
-            })
+            .map(|s| s.rfind(')').is_some_and(|i| s[i + 1..].trim_start().starts_with('Z')))
             .unwrap_or(false);
         if cmdline.contains(marker) && !zombie {
             out.push((pid, cmdline));

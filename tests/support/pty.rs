@@ -44,12 +44,7 @@ impl TermiosSnapshot {
         // SAFETY: tcgetattr fills the struct we pass; cfget*speed only read it.
         unsafe {
             let mut t: libc::termios = std::mem::zeroed();
-            assert_eq!(
-                libc::tcgetattr(fd, &mut t),
-                0,
-                "tcgetattr: {}",
-                std::io::Error::last_os_error()
-            );
+            assert_eq!(libc::tcgetattr(fd, &mut t), 0, "tcgetattr: {}", std::io::Error::last_os_error());
             TermiosSnapshot {
                 iflag: t.c_iflag,
                 oflag: t.c_oflag,
@@ -103,34 +98,20 @@ fn cvt(r: libc::c_int, what: &str) -> libc::c_int {
 }
 
 fn winsize(rows: u16, cols: u16) -> libc::winsize {
-    libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    }
+    libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 }
 }
 
 /// Open a new pty pair, both ends close-on-exec, the slave not made anyone's controlling tty.
 fn open_pair(rows: u16, cols: u16) -> (File, OwnedFd) {
     // SAFETY: plain libc calls on descriptors we own; ptsname_r writes into our buffer.
     unsafe {
-        let m = cvt(
-            libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC),
-            "posix_openpt",
-        );
+        let m = cvt(libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC), "posix_openpt");
         let master = File::from_raw_fd(m);
         cvt(libc::grantpt(m), "grantpt");
         cvt(libc::unlockpt(m), "unlockpt");
         let mut name = [0 as libc::c_char; 128];
         assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0, "ptsname_r");
-        let s = cvt(
-            libc::open(
-                name.as_ptr(),
-                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-            ),
-            "open pty slave",
-        );
+        let s = cvt(libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC), "open pty slave");
         let slave = OwnedFd::from_raw_fd(s);
         let ws = winsize(rows, cols);
         cvt(libc::ioctl(m, libc::TIOCSWINSZ, &ws), "TIOCSWINSZ");
@@ -158,9 +139,7 @@ impl Pty {
             });
         }
         let label = format!("{cmd:?}");
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {label}: {e}"));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {label}: {e}"));
         let pid = child.id() as i32;
         let shared = Arc::new(Shared {
             out: Mutex::new(Output::default()),
@@ -175,16 +154,7 @@ impl Pty {
                 .spawn(move || read_loop(fd, &shared))
                 .expect("spawn pty reader")
         };
-        Pty {
-            master,
-            slave,
-            child: Some(child),
-            pid,
-            status: None,
-            shared,
-            reader: Some(reader),
-            label,
-        }
+        Pty { master, slave, child: Some(child), pid, status: None, shared, reader: Some(reader), label }
     }
 
     pub fn pid(&self) -> i32 {
@@ -200,10 +170,7 @@ impl Pty {
     pub fn size(&self) -> (u16, u16) {
         let mut ws = winsize(0, 0);
         // SAFETY: TIOCGWINSZ fills our struct.
-        cvt(
-            unsafe { libc::ioctl(self.slave.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) },
-            "TIOCGWINSZ",
-        );
+        cvt(unsafe { libc::ioctl(self.slave.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) }, "TIOCGWINSZ");
         (ws.ws_row, ws.ws_col)
     }
 
@@ -216,8 +183,9 @@ impl Pty {
     /// Type `text` and wait until it shows on the screen, then press Enter (sent separately, so
     /// a TUI does not take text and Enter together for a paste).
     pub fn type_line(&mut self, text: &str, timeout: Duration) {
+        let from = self.mark();
         self.send(text.as_bytes());
-        self.expect(text, timeout);
+        self.expect_from(from, text, timeout);
         std::thread::sleep(Duration::from_millis(50));
         self.send(b"\r");
     }
@@ -226,10 +194,7 @@ impl Pty {
     pub fn resize(&mut self, rows: u16, cols: u16) {
         let ws = winsize(rows, cols);
         // SAFETY: TIOCSWINSZ reads our struct.
-        cvt(
-            unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) },
-            "TIOCSWINSZ",
-        );
+        cvt(unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) }, "TIOCSWINSZ");
     }
 
     /// Every byte the child wrote so far, escapes and all.
@@ -324,11 +289,7 @@ impl Pty {
     pub fn fail(&mut self, why: &str) -> ! {
         self.kill_tree();
         self.settle();
-        panic!(
-            "{}: {why}\n--- screen (escapes stripped) ---\n{}\n--- end of screen ---",
-            self.label,
-            self.screen()
-        );
+        panic!("{}: {why}\n--- screen (escapes stripped) ---\n{}\n--- end of screen ---", self.label, self.screen());
     }
 
     /// SIGKILL the child and all its descendants (found in /proc before the kill), and reap it.
@@ -360,11 +321,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn read_loop(fd: RawFd, shared: &Shared) {
     let mut buf = vec![0u8; 64 * 1024];
     while !shared.stop.load(Ordering::SeqCst) {
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
         // SAFETY: one pollfd on our stack.
         let r = unsafe { libc::poll(&mut p, 1, 20) };
         if r < 0 {
@@ -383,10 +340,7 @@ fn read_loop(fd: RawFd, shared: &Shared) {
         let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
-            ) {
+            if matches!(e.kind(), std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock) {
                 continue;
             }
             // EIO: no slave open (cannot happen while the harness holds one).
@@ -397,9 +351,7 @@ fn read_loop(fd: RawFd, shared: &Shared) {
             std::thread::sleep(Duration::from_millis(20));
             continue;
         }
-        lock(&shared.out)
-            .bytes
-            .extend_from_slice(&buf[..n as usize]);
+        lock(&shared.out).bytes.extend_from_slice(&buf[..n as usize]);
         shared.changed.notify_all();
     }
 }
@@ -427,10 +379,7 @@ pub fn descendants(root: i32) -> Vec<i32> {
             continue;
         };
         let Some(close) = stat.rfind(')') else { continue };
-        let ppid = stat[close + 1..]
-            .split_ascii_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<i32>().ok());
+        let ppid = stat[close + 1..].split_ascii_whitespace().nth(1).and_then(|p| p.parse::<i32>().ok());
         if let Some(ppid) = ppid {
             children.entry(ppid).or_default().push(pid);
         }
@@ -449,17 +398,14 @@ pub fn descendants(root: i32) -> Vec<i32> {
 /// Is `pid` a live (not zombie) process?
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rfind(')')
-            .is_some_and(|i| s[i + 1..].trim_start().starts_with('Z')),
+        Ok(s) => !s.rfind(')').is_some_and(|i| s[i + 1..].trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }
 
 /// The exit status as a shell reports it: the code, or 128 + the signal.
 pub fn shell_code(s: ExitStatus) -> i32 {
-    s.code()
-        .unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
 }
 
 /// What [`Pty::expect`] waits for: a substring or a predicate on the text.
@@ -468,9 +414,11 @@ pub trait Matcher {
     fn describe(&self) -> String;
 }
 
+/// A substring, compared with runs of whitespace squashed to one space on both sides (a TUI's
+/// spacing between words depends on how it moved the cursor).
 impl Matcher for &str {
     fn matches(&self, text: &str) -> bool {
-        text.contains(*self)
+        squash(text).contains(&squash(self))
     }
     fn describe(&self) -> String {
         format!("{self:?}")
@@ -479,7 +427,7 @@ impl Matcher for &str {
 
 impl Matcher for String {
     fn matches(&self, text: &str) -> bool {
-        text.contains(self.as_str())
+        Matcher::matches(&self.as_str(), text)
     }
     fn describe(&self) -> String {
         format!("{self:?}")
@@ -488,11 +436,29 @@ impl Matcher for String {
 
 impl Matcher for &String {
     fn matches(&self, text: &str) -> bool {
-        text.contains(self.as_str())
+        Matcher::matches(&self.as_str(), text)
     }
     fn describe(&self) -> String {
         format!("{self:?}")
     }
+}
+
+/// Runs of whitespace (including no-break spaces) as one space.
+pub fn squash(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut space = false;
+    for c in s.chars() {
+        if c.is_whitespace() {
+            space = true;
+        } else {
+            if space && !out.is_empty() {
+                out.push(' ');
+            }
+            space = false;
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A predicate with a description: `Pred("two sizes", |t| …)`.
@@ -508,7 +474,7 @@ impl<F: Fn(&str) -> bool> Matcher for Pred<F> {
 }
 
 /// Terminal output as plain text: CSI sequences removed (a cursor-forward `ESC [ n C` becomes n
-/// spaces, as TUIs use it for blanks), OSC / DCS / APC / PM / SOS strings removed, other
+/// spaces and a cursor-to-column `ESC [ n G` one, as TUIs use them for blanks), OSC / DCS / APC / PM / SOS strings removed, other
 /// two-byte escapes removed, carriage returns dropped; invalid UTF-8 replaced.
 pub fn strip_ansi(b: &[u8]) -> String {
     let mut out = Vec::with_capacity(b.len());
@@ -522,12 +488,15 @@ pub fn strip_ansi(b: &[u8]) -> String {
                     while j < b.len() && !(0x40..=0x7e).contains(&b[j]) {
                         j += 1;
                     }
-                    if j < b.len() && b[j] == b'C' {
-                        let n: usize = std::str::from_utf8(&b[i + 2..j])
-                            .ok()
-                            .and_then(|s| s.parse().ok())
-                            .unwrap_or(1);
-                        out.extend(std::iter::repeat(b' ').take(n.min(500)));
+                    match b.get(j) {
+                        Some(b'C') => {
+                            let n: usize =
+                                std::str::from_utf8(&b[i + 2..j]).ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+                            out.extend(std::iter::repeat(b' ').take(n.min(500)));
+                        }
+                        // Cursor to a column: Claude Code places each word this way.
+                        Some(b'G') => out.push(b' '),
+                        _ => {}
                     }
                     i = j + 1;
                 }

@@ -1,0 +1,172 @@
+//! `ccb pool [--json]` and `ccb pool check [--alert-at PCT]`: the month's credit pool.
+
+use crate::alert::{self, Alert};
+use crate::config::Config;
+use crate::exit::Exit;
+use crate::ledger::Store;
+use crate::money::Usd;
+use crate::pool::{self, PoolConfig, PoolStatus};
+use crate::report::Dataset;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+pub fn config_of(cfg: &Config) -> Result<PoolConfig, Exit> {
+    cfg.pool.clone().ok_or_else(|| {
+        Exit::usage(format!(
+            "no [pool] in {}: add [pool] with plan = \"pro\" | \"max-5x\" | \"max-20x\" | … and billing_day (see ccb config init)",
+            cfg.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "the config".into())
+        ))
+    })
+}
+
+/// Credit-pool spend per day: ccb's credit-pool sessions, plus programmatic sessions not run
+/// through ccb when `include_unmetered`.
+pub fn spend_per_day(ds: &Dataset, include_unmetered: bool) -> Vec<(Date, Usd)> {
+    let mut by_day: BTreeMap<Date, Usd> = BTreeMap::new();
+    for (&(day, s, _), agg) in &ds.buckets {
+        let sess = &ds.sessions[s as usize];
+        let counts =
+            if sess.ccb { sess.meter == "credit-pool" } else { include_unmetered && sess.class == "programmatic" };
+        if counts {
+            *by_day.entry(day).or_default() += agg.cost;
+        }
+    }
+    by_day.into_iter().collect()
+}
+
+/// The pool's state now.
+pub fn current(cfg: &Config, pc: &PoolConfig) -> anyhow::Result<PoolStatus> {
+    let tz = TimeZone::system();
+    let today = tz.to_datetime(jiff::Timestamp::now()).date();
+    let (start, _) = pool::cycle(today, pc.billing_day);
+    let since_ms = start.to_zoned(tz.clone()).map(|z| z.timestamp().as_millisecond()).unwrap_or(0);
+    let prices = crate::cmd::prices::load_table(cfg)?;
+    let ds = if pc.include_unmetered {
+        crate::cmd::usage::dataset(since_ms, &tz, &prices)?
+    } else {
+        let mut ds = Dataset::default();
+        if let Some(l) = crate::cmd::usage::open_ledger_for_reading() {
+            crate::scan::add_ledger(&mut ds, &l as &dyn Store, since_ms, &tz, &mut Default::default())?;
+        }
+        ds
+    };
+    Ok(pool::status(pc, today, &spend_per_day(&ds, pc.include_unmetered)))
+}
+
+fn pct(permille: u64) -> String {
+    format!("{}.{}%", permille / 10, permille % 10)
+}
+
+pub fn run(json_out: bool) -> anyhow::Result<i32> {
+    let cfg = crate::config::load()?;
+    let pc = config_of(&cfg)?;
+    let s = current(&cfg, &pc)?;
+    if json_out {
+        let v = json!({
+            "plan": pc.plan,
+            "pool": s.amount.as_f64(),
+            "spent": s.spent.as_f64(),
+            "remaining": s.remaining.as_f64(),
+            "percent": s.permille as f64 / 10.0,
+            "cycleStart": s.start.to_string(),
+            "cycleEnd": s.end.to_string(),
+            "daysLeft": s.days_left,
+            "perDay": s.per_day.iter().map(|(d, c)| json!({"date": d.to_string(), "cost": c.as_f64()})).collect::<Vec<_>>(),
+            "runsOut": s.runs_out.map(|d| d.to_string()),
+            "exhausted": s.exhausted,
+            "overage": match pc.overage { pool::Overage::Reject => "reject", pool::Overage::Allow => "allow" },
+            "includeUnmetered": pc.include_unmetered,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    println!(
+        "Credit pool ({}): {} of {} spent ({}), {} left",
+        pc.plan,
+        s.spent,
+        s.amount,
+        pct(s.permille),
+        s.remaining
+    );
+    println!(
+        "Cycle {} to {} (resets {}), {} day{} left",
+        s.start,
+        s.end.checked_sub(jiff::ToSpan::day(1)).unwrap_or(s.end),
+        s.end,
+        s.days_left,
+        if s.days_left == 1 { "" } else { "s" }
+    );
+    match (s.exhausted, s.runs_out) {
+        (true, _) => println!(
+            "Exhausted: programmatic calls are {} until {}",
+            if pc.overage == pool::Overage::Reject { "refused" } else { "billed at API rates" },
+            s.end
+        ),
+        (false, Some(d)) => println!("At this cycle's rate it runs out on {d}, before the reset"),
+        (false, None) => println!("At this cycle's rate it lasts until the reset"),
+    }
+    if !s.per_day.is_empty() {
+        let max = s.per_day.iter().map(|(_, c)| *c).max().unwrap_or_default();
+        println!();
+        for (d, c) in &s.per_day {
+            let w = if max.nanos() > 0 { ((c.nanos() as i128 * 30) / max.nanos() as i128) as usize } else { 0 };
+            println!("  {d}  {:>9}  {}", c.to_string(), "█".repeat(w.max(1)));
+        }
+    }
+    Ok(0)
+}
+
+/// For cron: exit 0 below the threshold, 1 at or above it (and fire the alerts, once a cycle).
+pub fn check(alert_at: Option<u32>) -> anyhow::Result<i32> {
+    let cfg = crate::config::load()?;
+    let pc = config_of(&cfg)?;
+    if let Some(p) = alert_at {
+        if !(1..=100).contains(&p) {
+            return Err(Exit::usage(format!("--alert-at {p} must be a percentage from 1 to 100")).into());
+        }
+    }
+    let thresholds: Vec<u32> = match alert_at {
+        Some(p) => vec![p],
+        None if cfg.pool_alerts.is_empty() => vec![85],
+        None => cfg.pool_alerts.clone(),
+    };
+    let s = current(&cfg, &pc)?;
+    let reached: Vec<u32> = thresholds.iter().copied().filter(|t| s.permille >= *t as u64 * 10).collect();
+    let line = format!(
+        "credit pool ({}): {} of {} spent ({}), cycle {} to {}",
+        pc.plan,
+        s.spent,
+        s.amount,
+        pct(s.permille),
+        s.start,
+        s.end
+    );
+    if reached.is_empty() {
+        println!("ok: {line}");
+        return Ok(0);
+    }
+    println!("alert: {line}");
+    let ledger = crate::ledger::Ledger::open_default();
+    for t in reached {
+        let first = match &ledger {
+            Ok(l) => l.fire_once("pool", &s.start.to_string(), t).unwrap_or(true),
+            Err(_) => true,
+        };
+        if first {
+            let a = Alert {
+                kind: "pool",
+                threshold: t,
+                spent: s.spent,
+                limit: s.amount,
+                session_id: None,
+                text: format!("ccb: {t}% of the {} credit pool reached: {} spent, resets {}", s.amount, s.spent, s.end),
+            };
+            for p in alert::deliver(&cfg.alert_sinks, &a) {
+                eprintln!("ccb: {p}");
+            }
+        }
+    }
+    Ok(1)
+}

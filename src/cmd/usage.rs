@@ -1,0 +1,148 @@
+//! `ccb usage [daily|weekly|monthly|session]`: what was spent, on what, from which meter.
+
+use crate::exit::Exit;
+use crate::ledger::{Ledger, Store};
+use crate::report::{self, Dataset, Period, Split};
+use crate::scan;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::ToSpan;
+use std::collections::HashSet;
+use std::io::IsTerminal;
+
+/// `2026-11-20`, `20261120`, `today`, `yesterday`, `7d` (the last 7 days, today included).
+pub fn parse_day(s: &str, today: Date, flag: &str) -> Result<Date, Exit> {
+    let bad = || {
+        Exit::usage(format!("{flag} '{s}' is not a date: use YYYY-MM-DD, YYYYMMDD, today, yesterday or Nd (e.g. 7d)"))
+    };
+    let t = s.trim();
+    match t {
+        "today" => return Ok(today),
+        "yesterday" => return today.checked_sub(1.day()).map_err(|_| bad()),
+        _ => {}
+    }
+    if let Some(n) = t.strip_suffix('d') {
+        let n: i64 = n.parse().map_err(|_| bad())?;
+        if !(1..=3650).contains(&n) {
+            return Err(bad());
+        }
+        return today.checked_sub((n - 1).days()).map_err(|_| bad());
+    }
+    if t.len() == 8 && t.bytes().all(|b| b.is_ascii_digit()) {
+        let (y, m, d) = (
+            t[0..4].parse().map_err(|_| bad())?,
+            t[4..6].parse().map_err(|_| bad())?,
+            t[6..8].parse().map_err(|_| bad())?,
+        );
+        return Date::new(y, m, d).map_err(|_| bad());
+    }
+    t.parse::<Date>().map_err(|_| bad())
+}
+
+pub fn time_zone(name: Option<&str>) -> Result<TimeZone, Exit> {
+    match name {
+        None => Ok(TimeZone::system()),
+        Some(n) => TimeZone::get(n).map_err(|_| {
+            Exit::usage(format!("--timezone '{n}' is not a time zone: use an IANA name like Europe/Berlin, or UTC"))
+        }),
+    }
+}
+
+/// The ledger, if one exists and opens; a report works from transcripts alone otherwise.
+pub fn open_ledger_for_reading() -> Option<Ledger> {
+    let path = crate::ledger::default_path()?;
+    if !path.exists() {
+        return None;
+    }
+    match Ledger::open(&path) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            eprintln!("ccb: cannot read the ledger ({e:#}); reporting from transcripts only");
+            None
+        }
+    }
+}
+
+/// Ledger and transcripts from `since_ms` on, each response once.
+pub fn dataset(since_ms: i64, tz: &TimeZone, prices: &crate::pricing::PriceTable) -> anyhow::Result<Dataset> {
+    let mut ds = Dataset::default();
+    let mut seen = HashSet::new();
+    if let Some(l) = open_ledger_for_reading() {
+        scan::add_ledger(&mut ds, &l as &dyn Store, since_ms, tz, &mut seen)?;
+    }
+    scan::add_transcripts(&mut ds, &scan::claude_dirs(), since_ms, tz, prices, seen);
+    Ok(ds)
+}
+
+pub struct Args {
+    pub period: Period,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub split: Split,
+    pub timezone: Option<String>,
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> anyhow::Result<i32> {
+    let cfg = crate::config::load()?;
+    let prices = crate::cmd::prices::load_table(&cfg)?;
+    let tz = time_zone(a.timezone.as_deref())?;
+    let today = tz.to_datetime(jiff::Timestamp::now()).date();
+    let since = a.since.as_deref().map(|s| parse_day(s, today, "--since")).transpose()?;
+    let until = a.until.as_deref().map(|s| parse_day(s, today, "--until")).transpose()?;
+    if let (Some(s), Some(u)) = (since, until) {
+        if s > u {
+            return Err(Exit::usage(format!("--since {s} is after --until {u}")).into());
+        }
+    }
+    // Start a day early: a file's responses are bucketed by their own time zone day below.
+    let since_ms = since
+        .and_then(|d| d.checked_sub(1.day()).ok())
+        .and_then(|d| d.to_zoned(tz.clone()).ok())
+        .map(|z| z.timestamp().as_millisecond())
+        .unwrap_or(i64::MIN);
+    let ds = dataset(since_ms, &tz, &prices)?;
+    let r = report::build(&ds, a.period, a.split, since, until);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report::to_json(&r, a.split))?);
+    } else {
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        if r.rows.is_empty() {
+            println!("No usage found{}.", if since.is_some() || until.is_some() { " in that range" } else { "" });
+        } else {
+            print!("{}", report::to_table(&r, color));
+        }
+    }
+    if r.malformed > 0 {
+        eprintln!("ccb: skipped {} malformed transcript line{}", r.malformed, if r.malformed == 1 { "" } else { "s" });
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::civil::date;
+
+    #[test]
+    fn days() {
+        let t = date(2026, 11, 23);
+        for (s, d) in [
+            ("today", t),
+            ("yesterday", date(2026, 11, 22)),
+            ("7d", date(2026, 11, 17)),
+            ("1d", t),
+            ("30d", date(2026, 10, 25)),
+            ("2026-11-01", date(2026, 11, 1)),
+            ("20261101", date(2026, 11, 1)),
+        ] {
+            assert_eq!(parse_day(s, t, "--since").unwrap(), d, "{s}");
+        }
+        for s in ["", "tomorrow", "0d", "-3d", "2026-13-01", "20261332", "11/23/2026", "7"] {
+            let e = parse_day(s, t, "--since").unwrap_err();
+            assert!(e.message.contains("is not a date"), "{s}: {}", e.message);
+        }
+        assert!(time_zone(Some("Mars/Olympus")).is_err());
+        assert!(time_zone(Some("UTC")).is_ok());
+    }
+}

@@ -1,0 +1,424 @@
+//! The ledger: every session and every priced response, in SQLite (WAL, so many ccb processes
+//! record at once; each response committed as it arrives, so a session killed mid-way loses
+//! nothing already recorded).
+//!
+//! Reports and the pool see the ledger only through [`Store`], so that a shared server-side
+//! ledger for teams can stand in for it without touching them.
+
+use crate::money::Usd;
+use crate::pricing::Usage;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A session as planned, recorded when it starts (or is refused).
+#[derive(Debug, Clone, Default)]
+pub struct SessionStart {
+    pub id: String,
+    pub started_ms: i64,
+    pub cwd: String,
+    pub class: String,
+    pub print_mode: bool,
+    pub model: Option<String>,
+    pub reason: Option<String>,
+    pub billing_mode: String,
+    pub meter: String,
+    pub ceiling: Option<Usd>,
+    /// A credit-pool session started past an exhausted pool with `overage = "allow"`.
+    pub overage: bool,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Default)]
+pub struct SessionEnd {
+    pub id: String,
+    pub ended_ms: i64,
+    /// `exited`, `signaled`, `ceiling`, `policy`, `refused`, `signal` (ccb was told to stop).
+    pub end: String,
+    pub exit_code: Option<i32>,
+    pub thresholds: Vec<u32>,
+}
+
+/// One priced API response.
+#[derive(Debug, Clone)]
+pub struct UsageRow {
+    /// `message.id:requestId`: one response is one row, whichever source saw it first.
+    pub key: String,
+    pub session_id: String,
+    pub ts_ms: i64,
+    pub model: String,
+    pub agent_id: Option<String>,
+    pub usage: Usage,
+    pub cost: Usd,
+    pub source: String,
+}
+
+/// A usage row with its session's attributes, for reports.
+#[derive(Debug, Clone)]
+pub struct LedgerUsage {
+    pub row: UsageRow,
+    pub cwd: String,
+    pub class: String,
+    pub meter: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub start: SessionStart,
+    pub ended_ms: Option<i64>,
+    pub end: Option<String>,
+    pub exit_code: Option<i32>,
+    pub cost: Usd,
+    pub thresholds: Vec<u32>,
+}
+
+pub trait Store {
+    fn begin(&self, s: &SessionStart) -> anyhow::Result<()>;
+    /// Record a response; false when it was recorded already (by another source).
+    fn record(&self, u: &UsageRow) -> anyhow::Result<bool>;
+    fn end(&self, e: &SessionEnd) -> anyhow::Result<()>;
+    /// Usage with `from_ms <= ts < to_ms`.
+    fn usage_between(&self, from_ms: i64, to_ms: i64) -> anyhow::Result<Vec<LedgerUsage>>;
+    fn session(&self, id: &str) -> anyhow::Result<Option<SessionInfo>>;
+    /// Mark an alert as fired; true the first time for this (kind, scope, threshold).
+    fn fire_once(&self, kind: &str, scope: &str, threshold: u32) -> anyhow::Result<bool>;
+}
+
+/// The schema, one migration per version (PRAGMA user_version). Never edit a published step:
+/// add one.
+const MIGRATIONS: &[&str] = &[
+    // 1
+    "CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        started_ms INTEGER NOT NULL,
+        ended_ms INTEGER,
+        cwd TEXT NOT NULL DEFAULT '',
+        class TEXT NOT NULL,
+        print_mode INTEGER NOT NULL DEFAULT 0,
+        model TEXT,
+        reason TEXT,
+        billing_mode TEXT NOT NULL,
+        meter TEXT NOT NULL,
+        ceiling_nanos INTEGER,
+        overage INTEGER NOT NULL DEFAULT 0,
+        cost_nanos INTEGER NOT NULL DEFAULT 0,
+        end_kind TEXT,
+        exit_code INTEGER,
+        thresholds TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE usage (
+        key TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        agent_id TEXT,
+        input INTEGER NOT NULL,
+        output INTEGER NOT NULL,
+        cache_write_5m INTEGER NOT NULL,
+        cache_write_1h INTEGER NOT NULL,
+        cache_read INTEGER NOT NULL,
+        web_search INTEGER NOT NULL,
+        cost_nanos INTEGER NOT NULL,
+        source TEXT NOT NULL
+    );
+    CREATE INDEX usage_ts ON usage(ts_ms);
+    CREATE INDEX usage_session ON usage(session_id);
+    CREATE TABLE alerts (
+        kind TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        threshold INTEGER NOT NULL,
+        fired_ms INTEGER NOT NULL,
+        PRIMARY KEY (kind, scope, threshold)
+    );",
+];
+
+pub struct Ledger {
+    conn: Connection,
+    pub path: PathBuf,
+}
+
+/// `$CCB_LEDGER`, else `$XDG_DATA_HOME/ccb/ledger.db`.
+pub fn default_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CCB_LEDGER").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    crate::paths::data_dir().map(|d| d.join("ledger.db"))
+}
+
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+impl Ledger {
+    /// Open (creating it, owner-only, on first use) and bring the schema up to date.
+    pub fn open(path: &Path) -> anyhow::Result<Ledger> {
+        if let Some(dir) = path.parent() {
+            crate::paths::create_private_dir(dir)?;
+        }
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            // SQLite gives its -wal and -shm files the database file's permissions.
+            std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let mut l = Ledger { conn, path: path.to_path_buf() };
+        l.migrate()?;
+        Ok(l)
+    }
+
+    pub fn open_default() -> anyhow::Result<Ledger> {
+        let p = default_path().ok_or_else(|| anyhow::anyhow!("no data directory: set HOME or XDG_DATA_HOME"))?;
+        Ledger::open(&p)
+    }
+
+    fn migrate(&mut self) -> anyhow::Result<()> {
+        let version: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version as usize > MIGRATIONS.len() {
+            anyhow::bail!(
+                "the ledger {} was written by a newer ccb (schema {version}, this ccb knows {}): upgrade ccb",
+                self.path.display(),
+                MIGRATIONS.len()
+            );
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    pub fn schema_version(&self) -> anyhow::Result<i64> {
+        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    pub fn integrity_ok(&self) -> anyhow::Result<bool> {
+        let s: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        Ok(s == "ok")
+    }
+}
+
+fn thresholds_text(t: &[u32]) -> String {
+    t.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn thresholds_parse(s: &str) -> Vec<u32> {
+    s.split(',').filter_map(|p| p.trim().parse().ok()).collect()
+}
+
+impl Store for Ledger {
+    fn begin(&self, s: &SessionStart) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO sessions (id, started_ms, cwd, class, print_mode, model, reason, billing_mode, meter, ceiling_nanos, overage)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT(id) DO UPDATE SET class = excluded.class, meter = excluded.meter, billing_mode = excluded.billing_mode,
+                ceiling_nanos = excluded.ceiling_nanos, reason = excluded.reason, model = excluded.model",
+            params![
+                s.id,
+                s.started_ms,
+                s.cwd,
+                s.class,
+                s.print_mode,
+                s.model,
+                s.reason,
+                s.billing_mode,
+                s.meter,
+                s.ceiling.map(|c| c.nanos()),
+                s.overage
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn record(&self, u: &UsageRow) -> anyhow::Result<bool> {
+        let tx = self.conn.unchecked_transaction()?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO usage (key, session_id, ts_ms, model, agent_id, input, output, cache_write_5m, cache_write_1h, cache_read, web_search, cost_nanos, source)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                u.key,
+                u.session_id,
+                u.ts_ms,
+                u.model,
+                u.agent_id,
+                u.usage.input as i64,
+                u.usage.output as i64,
+                u.usage.cache_write_5m as i64,
+                u.usage.cache_write_1h as i64,
+                u.usage.cache_read as i64,
+                u.usage.web_search as i64,
+                u.cost.nanos(),
+                u.source
+            ],
+        )?;
+        if n > 0 {
+            tx.execute(
+                "UPDATE sessions SET cost_nanos = cost_nanos + ?1 WHERE id = ?2",
+                params![u.cost.nanos(), u.session_id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    fn end(&self, e: &SessionEnd) -> anyhow::Result<()> {
+        self.conn.execute(
+            "UPDATE sessions SET ended_ms = ?2, end_kind = ?3, exit_code = ?4, thresholds = ?5 WHERE id = ?1",
+            params![e.id, e.ended_ms, e.end, e.exit_code, thresholds_text(&e.thresholds)],
+        )?;
+        Ok(())
+    }
+
+    fn usage_between(&self, from_ms: i64, to_ms: i64) -> anyhow::Result<Vec<LedgerUsage>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT u.key, u.session_id, u.ts_ms, u.model, u.agent_id, u.input, u.output, u.cache_write_5m, u.cache_write_1h,
+                    u.cache_read, u.web_search, u.cost_nanos, u.source,
+                    COALESCE(s.cwd, ''), COALESCE(s.class, 'unknown'), COALESCE(s.meter, 'unknown'), s.reason
+             FROM usage u LEFT JOIN sessions s ON s.id = u.session_id
+             WHERE u.ts_ms >= ?1 AND u.ts_ms < ?2 ORDER BY u.ts_ms",
+        )?;
+        let rows = st.query_map(params![from_ms, to_ms], |r| {
+            Ok(LedgerUsage {
+                row: UsageRow {
+                    key: r.get(0)?,
+                    session_id: r.get(1)?,
+                    ts_ms: r.get(2)?,
+                    model: r.get(3)?,
+                    agent_id: r.get(4)?,
+                    usage: Usage {
+                        input: r.get::<_, i64>(5)? as u64,
+                        output: r.get::<_, i64>(6)? as u64,
+                        cache_write_5m: r.get::<_, i64>(7)? as u64,
+                        cache_write_1h: r.get::<_, i64>(8)? as u64,
+                        cache_read: r.get::<_, i64>(9)? as u64,
+                        web_search: r.get::<_, i64>(10)? as u64,
+                    },
+                    cost: Usd(r.get(11)?),
+                    source: r.get(12)?,
+                },
+                cwd: r.get(13)?,
+                class: r.get(14)?,
+                meter: r.get(15)?,
+                reason: r.get(16)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn session(&self, id: &str) -> anyhow::Result<Option<SessionInfo>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, started_ms, cwd, class, print_mode, model, reason, billing_mode, meter, ceiling_nanos, overage,
+                    ended_ms, end_kind, exit_code, cost_nanos, thresholds FROM sessions WHERE id = ?1",
+        )?;
+        Ok(st
+            .query_row(params![id], |r| {
+                Ok(SessionInfo {
+                    start: SessionStart {
+                        id: r.get(0)?,
+                        started_ms: r.get(1)?,
+                        cwd: r.get(2)?,
+                        class: r.get(3)?,
+                        print_mode: r.get(4)?,
+                        model: r.get(5)?,
+                        reason: r.get(6)?,
+                        billing_mode: r.get(7)?,
+                        meter: r.get(8)?,
+                        ceiling: r.get::<_, Option<i64>>(9)?.map(Usd),
+                        overage: r.get(10)?,
+                    },
+                    ended_ms: r.get(11)?,
+                    end: r.get(12)?,
+                    exit_code: r.get(13)?,
+                    cost: Usd(r.get(14)?),
+                    thresholds: thresholds_parse(&r.get::<_, String>(15)?),
+                })
+            })
+            .optional()?)
+    }
+
+    fn fire_once(&self, kind: &str, scope: &str, threshold: u32) -> anyhow::Result<bool> {
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO alerts (kind, scope, threshold, fired_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![kind, scope, threshold, now_ms()],
+        )?;
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: &str, session: &str, ts: i64, cost: i64) -> UsageRow {
+        UsageRow {
+            key: key.into(),
+            session_id: session.into(),
+            ts_ms: ts,
+            model: "claude-sonnet-4-6".into(),
+            agent_id: None,
+            usage: Usage { input: 10, output: 2, ..Usage::default() },
+            cost: Usd(cost),
+            source: "transcript".into(),
+        }
+    }
+
+    #[test]
+    fn records_sessions_and_usage_once() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("sub/ledger.db");
+        let l = Ledger::open(&path).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        let s = SessionStart {
+            id: "s1".into(),
+            started_ms: 1000,
+            class: "programmatic".into(),
+            billing_mode: "api-key".into(),
+            meter: "api".into(),
+            reason: Some("infra".into()),
+            ..Default::default()
+        };
+        l.begin(&s).unwrap();
+        assert!(l.record(&row("a", "s1", 1500, 300)).unwrap());
+        assert!(!l.record(&row("a", "s1", 1500, 300)).unwrap(), "a response is recorded once");
+        assert!(l.record(&row("b", "s1", 2500, 700)).unwrap());
+        l.end(&SessionEnd {
+            id: "s1".into(),
+            ended_ms: 3000,
+            end: "ceiling".into(),
+            exit_code: Some(3),
+            thresholds: vec![50, 80],
+        })
+        .unwrap();
+        let info = l.session("s1").unwrap().unwrap();
+        assert_eq!(info.cost, Usd(1000));
+        assert_eq!(info.end.as_deref(), Some("ceiling"));
+        assert_eq!(info.thresholds, vec![50, 80]);
+        assert_eq!(info.start.reason.as_deref(), Some("infra"));
+        let u = l.usage_between(0, 2000).unwrap();
+        assert_eq!(u.len(), 1);
+        assert_eq!(u[0].meter, "api");
+        assert_eq!(l.usage_between(0, i64::MAX).unwrap().len(), 2);
+        assert!(l.fire_once("pool", "2026-11-15", 85).unwrap());
+        assert!(!l.fire_once("pool", "2026-11-15", 85).unwrap());
+        drop(l);
+        let again = Ledger::open(&path).unwrap();
+        assert_eq!(again.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        assert!(again.integrity_ok().unwrap());
+    }
+
+    #[test]
+    fn refuses_a_ledger_from_a_newer_ccb() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("l.db");
+        Ledger::open(&path).unwrap().conn.pragma_update(None, "user_version", 99).unwrap();
+        let e = Ledger::open(&path).err().unwrap().to_string();
+        assert!(e.contains("newer ccb"), "{e}");
+    }
+}
