@@ -90,8 +90,9 @@ fn main() {
                 } else {
                     (main_file.clone(), r#""isSidechain":false,"#)
                 };
+                let pid = std::process::id();
                 let line = format!(
-                    r#"{{"parentUuid":null,{extra}"type":"assistant","sessionId":"{session}","requestId":"req_{n}","timestamp":"2026-11-23T00:00:00.000Z","entrypoint":"sdk-cli","message":{{"id":"msg_{n}","model":"claude-haiku-4-5","role":"assistant","content":[{{"type":"text","text":"ok"}}],"usage":{{"input_tokens":{tokens},"output_tokens":0}}}}}}"#
+                    r#"{{"parentUuid":null,{extra}"type":"assistant","sessionId":"{session}","requestId":"req_{pid}_{n}","timestamp":"2026-11-23T00:00:00.000Z","entrypoint":"sdk-cli","message":{{"id":"msg_{pid}_{n}","model":"claude-haiku-4-5","role":"assistant","content":[{{"type":"text","text":"ok"}}],"usage":{{"input_tokens":{tokens},"output_tokens":0}}}}}}"#
                 );
                 let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
                 f.write_all(format!("{line}\n").as_bytes()).unwrap();

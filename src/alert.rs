@@ -50,8 +50,8 @@ pub fn deliver(sinks: &Sinks, a: &Alert) -> Vec<String> {
 }
 
 fn run_command(argv: &[String], a: &Alert) -> Result<(), String> {
-    let mut child = Command::new(&argv[0])
-        .args(&argv[1..])
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
         .env("CCB_ALERT_KIND", a.kind)
         .env("CCB_ALERT_THRESHOLD", a.threshold.to_string())
         .env("CCB_ALERT_SPENT", format!("{:.6}", a.spent.as_f64()))
@@ -60,9 +60,16 @@ fn run_command(argv: &[String], a: &Alert) -> Result<(), String> {
         .env("CCB_ALERT_MESSAGE", &a.text)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("could not start: {}", crate::paths::io_reason(&e)))?;
+        .stderr(Stdio::null());
+    let mut child =
+        crate::procs::spawn_own(&mut cmd).map_err(|e| format!("could not start: {}", crate::paths::io_reason(&e)))?;
+    let pid = child.id();
+    let r = wait_for(&mut child);
+    crate::procs::release_own(pid);
+    r
+}
+
+fn wait_for(child: &mut std::process::Child) -> Result<(), String> {
     let t0 = Instant::now();
     loop {
         match child.try_wait() {

@@ -163,7 +163,14 @@ impl Ledger {
         }
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let mut tries = 0;
+        while let Err(e) = conn.pragma_update(None, "journal_mode", "WAL") {
+            tries += 1;
+            if tries > 100 {
+                return Err(e.into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let mut l = Ledger { conn, path: path.to_path_buf() };
         l.migrate()?;
@@ -176,7 +183,15 @@ impl Ledger {
     }
 
     fn migrate(&mut self) -> anyhow::Result<()> {
-        let version: i64 = self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let current =
+            |c: &Connection| -> rusqlite::Result<i64> { c.pragma_query_value(None, "user_version", |r| r.get(0)) };
+        if current(&self.conn)? as usize == MIGRATIONS.len() {
+            return Ok(());
+        }
+        // Several ccb processes may create the ledger at once: take the write lock first, then
+        // read the version again, so each migration runs exactly once.
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version = current(&tx)?;
         if version as usize > MIGRATIONS.len() {
             anyhow::bail!(
                 "the ledger {} was written by a newer ccb (schema {version}, this ccb knows {}): upgrade ccb",
@@ -185,11 +200,10 @@ impl Ledger {
             );
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.conn.transaction()?;
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
         }
+        tx.commit()?;
         Ok(())
     }
 

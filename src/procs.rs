@@ -7,7 +7,40 @@
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+/// Children ccb started for itself (alert commands): the session's reaper leaves them to their
+/// own `wait`. Held across spawn and registration so the reaper cannot take one in between.
+static OWN: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+
+/// Spawn a child of ccb's own that the session reaper must not reap.
+pub fn spawn_own(cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+    let mut own = OWN.lock().unwrap_or_else(|e| e.into_inner());
+    let child = cmd.spawn()?;
+    own.get_or_insert_with(HashSet::new).insert(child.id() as i32);
+    Ok(child)
+}
+
+/// After its `wait`: the pid may be reused by anything.
+pub fn release_own(pid: u32) {
+    if let Some(s) = OWN.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        s.remove(&(pid as i32));
+    }
+}
+
+/// Reap the dead children of this process that are not ccb's own (orphans the subreaper
+/// inherited), by pid; `waitpid(-1)` would take an alert command's status from under it.
+pub fn reap_orphans(except: i32) {
+    let own = OWN.lock().unwrap_or_else(|e| e.into_inner());
+    let me = std::process::id() as i32;
+    for (pid, ppid) in parents() {
+        if ppid != me || pid == except || own.as_ref().is_some_and(|s| s.contains(&pid)) || !is_zombie(pid) {
+            continue;
+        }
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    }
+}
 
 /// Make orphaned descendants ours (PR_SET_CHILD_SUBREAPER). Returns false where unsupported.
 pub fn become_subreaper() -> bool {
