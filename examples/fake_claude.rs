@@ -6,7 +6,8 @@
 //! clock times in nanoseconds, to `$FAKE_LOG`.
 //!
 //! `$FAKE_SCRIPT` is a `;`-separated list of steps:
-//!   `usd:0.25`        one response costing $0.25 (claude-haiku-4-5 input tokens at $1/M)
+//!   `usd:0.25`        one response costing $0.25 (claude-haiku-4-5 input tokens at $1/M);
+//!   `usd:0.25:MODEL`  the same number of tokens, answered by MODEL
 //!   `sub:0.25`        the same, from a subagent (its own transcript file)
 //!   `sleep:MS`        wait
 //!   `tool`            start `sleep 600` in a new session (like a Bash tool)
@@ -81,7 +82,8 @@ fn main() {
         match op {
             "usd" | "sub" => {
                 n += 1;
-                let usd: f64 = arg.parse().unwrap();
+                let (usd, model) = arg.split_once(':').unwrap_or((arg, "claude-haiku-4-5"));
+                let usd: f64 = usd.parse().unwrap();
                 let tokens = (usd * 1e6).round() as u64;
                 let (path, extra) = if op == "sub" {
                     let sub = dir.join(&session).join("subagents");
@@ -92,7 +94,7 @@ fn main() {
                 };
                 let pid = std::process::id();
                 let line = format!(
-                    r#"{{"parentUuid":null,{extra}"type":"assistant","sessionId":"{session}","requestId":"req_{pid}_{n}","timestamp":"2026-11-23T00:00:00.000Z","entrypoint":"sdk-cli","message":{{"id":"msg_{pid}_{n}","model":"claude-haiku-4-5","role":"assistant","content":[{{"type":"text","text":"ok"}}],"usage":{{"input_tokens":{tokens},"output_tokens":0}}}}}}"#
+                    r#"{{"parentUuid":null,{extra}"type":"assistant","sessionId":"{session}","requestId":"req_{pid}_{n}","timestamp":"2026-11-23T00:00:00.000Z","entrypoint":"sdk-cli","message":{{"id":"msg_{pid}_{n}","model":"{model}","role":"assistant","content":[{{"type":"text","text":"ok"}}],"usage":{{"input_tokens":{tokens},"output_tokens":0}}}}}}"#
                 );
                 let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
                 f.write_all(format!("{line}\n").as_bytes()).unwrap();

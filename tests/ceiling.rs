@@ -198,3 +198,44 @@ fn real_claude_long_tool_is_killed_at_the_ceiling() {
     assert_eq!(api.model_calls(), 1, "the tool's result never went back to the API");
     assert!(processes_with(&marker).is_empty(), "the tool survived: {:?}", processes_with(&marker));
 }
+
+#[test]
+fn an_opus_answer_without_a_reason_warns_or_stops() {
+    let home = ClaudeHome::new();
+    let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
+        .env("FAKE_SCRIPT", "usd:0.01;usd:0.01:claude-opus-4-8;usd:0.01:claude-opus-4-8;exit:0")
+        .args(["-p", "go"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err.matches("'claude-opus-4-8' answered but this session has no Opus reason").count(), 1, "{err}");
+    let cfg = home.path().join("c.toml");
+    std::fs::write(&cfg, "opus_without_reason = \"stop\"\n").unwrap();
+    let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
+        .env("CCB_CONFIG", &cfg)
+        .env("FAKE_SCRIPT", "usd:0.01;usd:0.01:claude-opus-4-8;sleep:30000")
+        .args(["-p", "go"]));
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("session stopped: an Opus model answered without an Opus reason"), "{err}");
+    // With a reason, Opus is expected.
+    let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
+        .env("CCB_CONFIG", &cfg)
+        .env("FAKE_SCRIPT", "usd:0.01:claude-opus-4-8;exit:0")
+        .args(["-p", "--model", "opus", "--reason", "auth", "go"]));
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn an_unknown_model_is_priced_high_and_named_once() {
+    let home = ClaudeHome::new();
+    // 300k tokens of an unknown Sonnet: priced at the family's highest input rate ($3/M), $0.90
+    // each, so the second crosses $1.
+    let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
+        .env("FAKE_SCRIPT", "usd:0.3:claude-sonnet-9-9;usd:0.3:claude-sonnet-9-9;sleep:30000")
+        .args(["-p", "--budget", "1", "go"]));
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(
+        err.matches("no price for model 'claude-sonnet-9-9': priced at the highest sonnet rates").count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("ccb prices"), "says how to add it: {err}");
+}

@@ -424,3 +424,37 @@ fn an_unwritable_data_directory_does_not_stop_the_session_or_its_ceiling() {
     assert_eq!(code, 3, "{err}");
     assert_eq!(err.matches("cannot record this session").count(), 1, "said once: {err}");
 }
+
+#[test]
+fn a_ledger_written_by_an_older_ccb_still_opens() {
+    let home = ClaudeHome::new();
+    let db = home.path().join("old.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(include_str!("fixtures/ledger-v1.sql")).unwrap();
+    drop(conn);
+    let (code, out, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).env("CCB_LEDGER", &db).args([
+        "usage",
+        "session",
+        "--json",
+        "--timezone",
+        "UTC",
+    ]));
+    assert_eq!(code, 0, "{err}");
+    let v = json_of(&out);
+    let row = &v["sessions"][0];
+    assert_eq!(row["sessionId"], "old-session-1");
+    assert_eq!(micros(&row["totalCost"]), 1_500_000);
+    assert_eq!(
+        (row["reason"].as_str(), row["meter"].as_str(), row["class"].as_str()),
+        (Some("infra"), Some("credit-pool"), Some("opus-with-reason"))
+    );
+    // And it can still be written to.
+    let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
+        .env("CCB_LEDGER", &db)
+        .env("FAKE_SCRIPT", "usd:0.5;exit:0")
+        .args(["-p", "go"]));
+    assert_eq!(code, 0, "{err}");
+    let n: i64 =
+        rusqlite::Connection::open(&db).unwrap().query_row("SELECT COUNT(*) FROM usage", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 3);
+}
