@@ -5,7 +5,7 @@
 //! Nothing here looks at the environment or the file system.
 
 use crate::money::Usd;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 
 /// What `ccb` was asked to do when it launches claude.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -19,6 +19,7 @@ pub struct Invocation {
 }
 
 /// ccb's own launch options; documented in `ccb help`.
+#[cfg(test)]
 pub const OPTIONS: &[&str] = &["--budget", "--reason", "--dry-run", "--json"];
 
 /// Split argv (without argv[0]). Errors are one-line messages for exit code 2.
@@ -215,7 +216,9 @@ pub fn display(args: &[OsString]) -> String {
     args.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
 }
 
+#[cfg(test)]
 pub fn os(v: &[&str]) -> Vec<OsString> {
+    use std::ffi::OsStr;
     v.iter().map(OsStr::new).map(OsStr::to_os_string).collect()
 }
 

@@ -105,10 +105,6 @@ impl Tally {
         self.responses += 1;
         Added::Counted { cost, new_unknown }
     }
-
-    pub fn seen(&self, key: &str) -> bool {
-        self.seen.contains(key)
-    }
 }
 
 #[cfg(test)]

@@ -20,14 +20,11 @@ use std::time::Duration;
 #[derive(Debug)]
 pub enum Feed {
     Usage(Box<UsageEvent>),
-    Malformed {
-        path: PathBuf,
-    },
+    Malformed,
     /// A main transcript of this session was found (its id, when ccb did not know it in advance,
     /// or after `/clear`).
     Session {
         id: String,
-        path: PathBuf,
     },
 }
 
@@ -220,7 +217,7 @@ impl State {
             // Only what was written after launch belongs to this run.
             self.files.insert(p.to_path_buf(), FileState { offset: size, inode: meta.ino(), partial: Vec::new() });
         }
-        (self.out)(Feed::Session { id: id.to_string(), path: p.to_path_buf() });
+        (self.out)(Feed::Session { id: id.to_string() });
         true
     }
 
@@ -268,7 +265,7 @@ impl State {
                 };
                 let feed = match parse_line(line) {
                     Line::Usage(e) => Some(Feed::Usage(e)),
-                    Line::Malformed => Some(Feed::Malformed { path: p.to_path_buf() }),
+                    Line::Malformed => Some(Feed::Malformed),
                     Line::Other => None,
                 };
                 st.partial.clear();
@@ -284,13 +281,13 @@ impl State {
     /// At the end, a last line without its newline is still a line.
     fn flush_partials(&mut self) {
         let mut feeds = Vec::new();
-        for (p, st) in self.files.iter_mut() {
+        for st in self.files.values_mut() {
             if st.partial.is_empty() {
                 continue;
             }
             match parse_line(&st.partial) {
                 Line::Usage(e) => feeds.push(Feed::Usage(e)),
-                Line::Malformed => feeds.push(Feed::Malformed { path: p.clone() }),
+                Line::Malformed => feeds.push(Feed::Malformed),
                 Line::Other => {}
             }
             st.partial.clear();
@@ -332,8 +329,8 @@ mod tests {
         (got, move |f: Feed| {
             let s = match f {
                 Feed::Usage(e) => format!("usage {} {}", e.key, e.agent_id.unwrap_or_default()),
-                Feed::Malformed { .. } => "malformed".to_string(),
-                Feed::Session { id, .. } => format!("session {id}"),
+                Feed::Malformed => "malformed".to_string(),
+                Feed::Session { id } => format!("session {id}"),
             };
             g.lock().unwrap().push(s);
         })

@@ -13,19 +13,6 @@ pub fn tokens(n: u64) -> String {
     }
 }
 
-/// Digits grouped by thousands: `1,234,567`.
-pub fn grouped(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -33,7 +20,5 @@ mod tests {
         assert_eq!(super::tokens(950), "950");
         assert_eq!(super::tokens(12_345), "12.3k");
         assert_eq!(super::tokens(4_560_000), "4.56M");
-        assert_eq!(super::grouped(1_234_567), "1,234,567");
-        assert_eq!(super::grouped(12), "12");
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::money::Usd;
 use crate::pricing::Usage;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -63,16 +63,6 @@ pub struct LedgerUsage {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone)]
-pub struct SessionInfo {
-    pub start: SessionStart,
-    pub ended_ms: Option<i64>,
-    pub end: Option<String>,
-    pub exit_code: Option<i32>,
-    pub cost: Usd,
-    pub thresholds: Vec<u32>,
-}
-
 pub trait Store {
     fn begin(&self, s: &SessionStart) -> anyhow::Result<()>;
     /// Record a response; false when it was recorded already (by another source).
@@ -80,7 +70,6 @@ pub trait Store {
     fn end(&self, e: &SessionEnd) -> anyhow::Result<()>;
     /// Usage with `from_ms <= ts < to_ms`.
     fn usage_between(&self, from_ms: i64, to_ms: i64) -> anyhow::Result<Vec<LedgerUsage>>;
-    fn session(&self, id: &str) -> anyhow::Result<Option<SessionInfo>>;
     /// Mark an alert as fired; true the first time for this (kind, scope, threshold).
     fn fire_once(&self, kind: &str, scope: &str, threshold: u32) -> anyhow::Result<bool>;
 }
@@ -207,10 +196,12 @@ impl Ledger {
         Ok(())
     }
 
+    #[cfg(test)]
     pub fn schema_version(&self) -> anyhow::Result<i64> {
         Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
+    #[cfg(test)]
     pub fn integrity_ok(&self) -> anyhow::Result<bool> {
         let s: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
         Ok(s == "ok")
@@ -219,10 +210,6 @@ impl Ledger {
 
 fn thresholds_text(t: &[u32]) -> String {
     t.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",")
-}
-
-fn thresholds_parse(s: &str) -> Vec<u32> {
-    s.split(',').filter_map(|p| p.trim().parse().ok()).collect()
 }
 
 impl Store for Ledger {
@@ -324,37 +311,6 @@ impl Store for Ledger {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    fn session(&self, id: &str) -> anyhow::Result<Option<SessionInfo>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT id, started_ms, cwd, class, print_mode, model, reason, billing_mode, meter, ceiling_nanos, overage,
-                    ended_ms, end_kind, exit_code, cost_nanos, thresholds FROM sessions WHERE id = ?1",
-        )?;
-        Ok(st
-            .query_row(params![id], |r| {
-                Ok(SessionInfo {
-                    start: SessionStart {
-                        id: r.get(0)?,
-                        started_ms: r.get(1)?,
-                        cwd: r.get(2)?,
-                        class: r.get(3)?,
-                        print_mode: r.get(4)?,
-                        model: r.get(5)?,
-                        reason: r.get(6)?,
-                        billing_mode: r.get(7)?,
-                        meter: r.get(8)?,
-                        ceiling: r.get::<_, Option<i64>>(9)?.map(Usd),
-                        overage: r.get(10)?,
-                    },
-                    ended_ms: r.get(11)?,
-                    end: r.get(12)?,
-                    exit_code: r.get(13)?,
-                    cost: Usd(r.get(14)?),
-                    thresholds: thresholds_parse(&r.get::<_, String>(15)?),
-                })
-            })
-            .optional()?)
-    }
-
     fn fire_once(&self, kind: &str, scope: &str, threshold: u32) -> anyhow::Result<bool> {
         let n = self.conn.execute(
             "INSERT OR IGNORE INTO alerts (kind, scope, threshold, fired_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -410,11 +366,13 @@ mod tests {
             thresholds: vec![50, 80],
         })
         .unwrap();
-        let info = l.session("s1").unwrap().unwrap();
-        assert_eq!(info.cost, Usd(1000));
-        assert_eq!(info.end.as_deref(), Some("ceiling"));
-        assert_eq!(info.thresholds, vec![50, 80]);
-        assert_eq!(info.start.reason.as_deref(), Some("infra"));
+        let (cost, end, thresholds, reason): (i64, String, String, String) = l
+            .conn
+            .query_row("SELECT cost_nanos, end_kind, thresholds, reason FROM sessions WHERE id = 's1'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .unwrap();
+        assert_eq!((cost, end.as_str(), thresholds.as_str(), reason.as_str()), (1000, "ceiling", "50,80", "infra"));
         let u = l.usage_between(0, 2000).unwrap();
         assert_eq!(u.len(), 1);
         assert_eq!(u[0].meter, "api");

@@ -20,9 +20,6 @@ pub const MAX_BUDGET: Usd = Usd(1_000_000 * NANOS_PER_USD);
 impl Usd {
     pub const ZERO: Usd = Usd(0);
 
-    pub fn from_nanos(n: i64) -> Usd {
-        Usd(n)
-    }
     pub fn nanos(self) -> i64 {
         self.0
     }

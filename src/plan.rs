@@ -45,7 +45,6 @@ macro_rules! names {
     ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
         impl $t {
             pub fn as_str(self) -> &'static str { match self { $(Self::$v => $s),* } }
-            pub fn parse(s: &str) -> Option<Self> { match s { $($s => Some(Self::$v),)* _ => None } }
         }
         impl std::fmt::Display for $t {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }

@@ -82,9 +82,6 @@ impl Dataset {
         self.sessions.push(attr);
         i
     }
-    pub fn session_index(&self, id: &str) -> Option<u32> {
-        self.session_idx.get(id).copied()
-    }
     pub fn model(&mut self, m: &str) -> u16 {
         if let Some(&i) = self.model_idx.get(m) {
             return i;
@@ -398,7 +395,7 @@ mod tests {
         });
         let s = d.model("claude-sonnet-4-6");
         let o = d.model("claude-opus-4-8");
-        let mut agg = |cost: i64, input: u64, ts: i64| {
+        let agg = |cost: i64, input: u64, ts: i64| {
             let mut x = Agg::default();
             x.add(&Usage { input, output: 1, ..Usage::default() }, Usd(cost), ts);
             x

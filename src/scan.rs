@@ -144,7 +144,7 @@ pub fn add_transcripts(
     let mut files = transcript_files(dirs);
     // A file last written before the range holds nothing in it.
     files.retain(|(_, _, mtime)| *mtime >= since_ms);
-    files.sort_by(|a, b| b.1.cmp(&a.1));
+    files.sort_by_key(|f| std::cmp::Reverse(f.1));
     let seen = Mutex::new(seen);
     let next = AtomicUsize::new(0);
     let threads =

@@ -20,7 +20,7 @@ use signal_hook::low_level::siginfo::Cause;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -49,9 +49,6 @@ pub trait Observer {
     fn session_file(&mut self, _id: &str) {}
 }
 
-pub struct NoObserver;
-impl Observer for NoObserver {}
-
 pub struct Options {
     pub program: PathBuf,
     pub args: Vec<OsString>,
@@ -76,8 +73,6 @@ pub struct Outcome {
     pub stopped: Option<StopReport>,
     pub tally: Tally,
     pub fired: Vec<u32>,
-    pub session_ids: Vec<String>,
-    pub notices: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,7 +172,7 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
                 Ok(())
             });
         }
-        master = Some(File::from(OwnedFd::from(pty.master)));
+        master = Some(File::from(pty.master));
         raw_guard = Some(RawGuard::enter(libc::STDIN_FILENO)?);
     } else {
         // Plain stdio: claude writes straight to the user's stdout, byte for byte, and stays in
@@ -309,9 +304,8 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
         status: None,
         stop: None,
         stop_report: None,
-        output_done: opts.pty == false,
+        output_done: !opts.pty,
         session_ids: opts.follow.as_ref().and_then(|f| f.session_id.clone()).into_iter().collect(),
-        notices: Vec::new(),
         opus_warned: false,
         subreaper,
     };
@@ -329,10 +323,7 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => None,
             },
-            None => match rx.recv_timeout(Duration::from_secs(3600)) {
-                Ok(ev) => Some(ev),
-                Err(_) => None,
-            },
+            None => rx.recv_timeout(Duration::from_secs(3600)).ok(),
         };
         match ev {
             Some(Ev::Signal { sig, from_user }) => s.on_signal(sig, from_user),
@@ -377,8 +368,6 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
         stopped: s.stop_report,
         fired: s.budget.fired.clone(),
         tally: s.tally,
-        session_ids: s.session_ids,
-        notices: s.notices,
     })
 }
 
@@ -423,7 +412,6 @@ struct Session<'a> {
     stop_report: Option<StopReport>,
     output_done: bool,
     session_ids: Vec<String>,
-    notices: Vec<String>,
     opus_warned: bool,
     subreaper: bool,
 }
@@ -441,15 +429,14 @@ impl Session<'_> {
                     self.resize();
                 }
             }
-            SIGINT | SIGQUIT => {
+            SIGINT | SIGQUIT
                 // In pipe mode claude shares ccb's process group: a Ctrl-C typed at the terminal
                 // reached it already. A signal sent to ccb alone is passed on.
-                if from_user || self.opts.pty {
+                if (from_user || self.opts.pty) => {
                     if let Ok(s) = Signal::try_from(sig) {
                         let _ = kill(Pid::from_raw(self.child_pid), s);
                     }
                 }
-            }
             SIGTERM | SIGHUP => self.begin_stop(StopCause::Signal(sig)),
             _ => {}
         }
@@ -465,8 +452,8 @@ impl Session<'_> {
 
     fn on_feed(&mut self, f: Feed, observer: &mut dyn Observer) {
         match f {
-            Feed::Malformed { .. } => self.tally.malformed += 1,
-            Feed::Session { id, .. } => {
+            Feed::Malformed => self.tally.malformed += 1,
+            Feed::Session { id } => {
                 if !self.session_ids.contains(&id) {
                     observer.session_file(&id);
                     self.session_ids.push(id);
@@ -528,7 +515,6 @@ impl Session<'_> {
     /// A notice that does not draw over claude: a line on stderr in pipe mode, a line above the
     /// progress bar in print mode, and a desktop notification (OSC 9) in a full-screen session.
     fn notice(&mut self, text: String) {
-        self.notices.push(text.clone());
         if let Some(b) = &self.bar {
             b.println(format!("ccb: {text}"));
         } else if self.opts.pty {
@@ -617,27 +603,35 @@ impl Session<'_> {
 
     /// Reap every child that ended (claude, and orphans inherited as subreaper).
     fn reap(&mut self) {
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == self.child_pid => {
-                    self.status = Some(ChildEnd::Code(code))
-                }
-                Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == self.child_pid => {
-                    self.status = Some(ChildEnd::Signal(sig as i32))
-                }
-                Ok(WaitStatus::Stopped(pid, _)) if pid.as_raw() == self.child_pid && self.raw_guard.is_some() => {
-                    // Claude suspended itself (Ctrl-Z): give the terminal back and stop ccb too;
-                    // SIGCONT (the shell's `fg`) brings both back.
-                    if let Some(g) = &self.raw_guard {
-                        g.suspend();
+        if self.status.is_none() {
+            loop {
+                match waitpid(Pid::from_raw(self.child_pid), Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED)) {
+                    Ok(WaitStatus::Exited(_, code)) => {
+                        self.status = Some(ChildEnd::Code(code));
+                        break;
                     }
-                    let _ = kill(Pid::from_raw(0), Signal::SIGSTOP);
+                    Ok(WaitStatus::Signaled(_, sig, _)) => {
+                        self.status = Some(ChildEnd::Signal(sig as i32));
+                        break;
+                    }
+                    Ok(WaitStatus::Stopped(..)) if self.raw_guard.is_some() => {
+                        // Claude suspended itself (Ctrl-Z): give the terminal back and stop ccb
+                        // too; SIGCONT (the shell's `fg`) brings both back.
+                        if let Some(g) = &self.raw_guard {
+                            g.suspend();
+                        }
+                        let _ = kill(Pid::from_raw(0), Signal::SIGSTOP);
+                    }
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => {}
                 }
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => {}
             }
         }
-        let _ = self.subreaper;
+        // Orphans of the session, reparented to ccb as subreaper; never ccb's own children
+        // (alert commands), whose status their own thread waits for.
+        if self.subreaper {
+            procs::reap_orphans(self.child_pid);
+        }
     }
 }
 
@@ -677,7 +671,7 @@ fn ends_mid_sequence(b: &[u8]) -> bool {
         None => true,
         Some(b'[') => !seq[1..].iter().any(|&c| (0x40..=0x7e).contains(&c)),
         Some(b']') | Some(b'P') | Some(b'_') | Some(b'^') => {
-            !seq.iter().any(|&c| c == 0x07) && !seq.windows(2).any(|w| w == b"\x1b\\")
+            !seq.contains(&0x07) && !seq.windows(2).any(|w| w == b"\x1b\\")
         }
         Some(_) => false,
     }

@@ -20,7 +20,6 @@ use std::sync::Arc;
 pub struct Prepared {
     pub inv: Invocation,
     pub config: Config,
-    pub flags: ClaudeFlags,
     pub plan: Plan,
     pub claude: PathBuf,
     pub args: Vec<OsString>,
@@ -65,7 +64,7 @@ pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
         }
     }
     a.extend(inv.claude_args.iter().cloned());
-    Ok(Prepared { inv, config, flags, plan, claude, args: a, session_id, env, claude_dir, cwd })
+    Ok(Prepared { inv, config, plan, claude, args: a, session_id, env, claude_dir, cwd })
 }
 
 fn credentials(env: &plan::Env) -> serde_json::Map<String, serde_json::Value> {

@@ -492,7 +492,7 @@ pub fn strip_ansi(b: &[u8]) -> String {
                         Some(b'C') => {
                             let n: usize =
                                 std::str::from_utf8(&b[i + 2..j]).ok().and_then(|s| s.parse().ok()).unwrap_or(1);
-                            out.extend(std::iter::repeat(b' ').take(n.min(500)));
+                            out.extend(std::iter::repeat_n(b' ', n.min(500)));
                         }
                         // Cursor to a column: Claude Code places each word this way.
                         Some(b'G') => out.push(b' '),
