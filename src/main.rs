@@ -2,30 +2,7 @@
 //!
 //! Thin on purpose: decide which command runs, run it, and turn its result into an exit code.
 
-mod alert;
-mod args;
-mod budget;
-mod cli;
-mod cmd;
-mod config;
-mod exit;
-mod follow;
-mod human;
-mod ledger;
-mod locate;
-mod money;
-mod paths;
-mod plan;
-mod pool;
-mod pricing;
-mod procs;
-mod report;
-mod scan;
-mod settings;
-mod supervisor;
-mod transcript;
-mod tty;
-
+use ccb::{cli, cmd, exit, report, tty};
 use clap::{CommandFactory, Parser};
 use std::ffi::OsString;
 

@@ -1,0 +1,27 @@
+//! ccb as a library: the pure core (plan, pricing, transcripts, budget, reports, pool) and the
+//! parts that touch the OS (supervisor, follower, ledger), for the `ccb` binary, its fuzz
+//! targets and its benchmarks.
+
+pub mod alert;
+pub mod args;
+pub mod budget;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod exit;
+pub mod follow;
+pub mod human;
+pub mod ledger;
+pub mod locate;
+pub mod money;
+pub mod paths;
+pub mod plan;
+pub mod pool;
+pub mod pricing;
+pub mod procs;
+pub mod report;
+pub mod scan;
+pub mod settings;
+pub mod supervisor;
+pub mod transcript;
+pub mod tty;
