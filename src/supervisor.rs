@@ -309,6 +309,13 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
         opus_warned: false,
         subreaper,
     };
+    // Debug builds only: a panic mid-session on request, so tests can prove the terminal and the
+    // session survive ccb panicking.
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("CCB_DEBUG_PANIC_AFTER_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        std::thread::sleep(Duration::from_millis(ms));
+        panic!("CCB_DEBUG_PANIC_AFTER_MS: a panic on request");
+    }
     let mut exit_deadline: Option<Instant> = None;
     let mut follower = follower;
     loop {
