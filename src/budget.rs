@@ -60,9 +60,11 @@ pub struct ModelTally {
 }
 
 /// A session's usage so far.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Tally {
     seen: HashSet<String>,
+    /// Request ids seen: telemetry reports a response by its request id alone.
+    seen_requests: HashSet<String>,
     pub by_model: BTreeMap<String, ModelTally>,
     pub total: Usd,
     pub usage: Usage,
@@ -86,11 +88,22 @@ pub enum Added {
 
 impl Tally {
     pub fn add(&mut self, e: &UsageEvent, prices: &PriceTable) -> Added {
-        if !self.seen.insert(e.key.clone()) {
+        self.add_priced(e, prices, None)
+    }
+
+    /// Like [`Tally::add`], with the cost given by the source (claude's own figure for the call,
+    /// from its telemetry) instead of priced from the table.
+    pub fn add_priced(&mut self, e: &UsageEvent, prices: &PriceTable, given: Option<Usd>) -> Added {
+        let dup_request = e.request_id.as_ref().is_some_and(|r| self.seen_requests.contains(r));
+        if dup_request || !self.seen.insert(e.key.clone()) {
             self.duplicates += 1;
             return Added::Duplicate;
         }
-        let (cost, how) = prices.cost(&e.model, &e.usage, &e.mods);
+        if let Some(r) = &e.request_id {
+            self.seen_requests.insert(r.clone());
+        }
+        let (priced, how) = prices.cost(&e.model, &e.usage, &e.mods);
+        let cost = given.unwrap_or(priced);
         let mut new_unknown = None;
         if how != Match::Known && !self.unknown_models.contains(&e.model) {
             self.unknown_models.push(e.model.clone());
@@ -153,9 +166,11 @@ mod tests {
         assert_eq!(t.total, Usd(4_500_000));
         let mut odd = (*e).clone();
         odd.key = "other".into();
+        odd.request_id = Some("r-other".into());
         odd.model = "claude-sonnet-9".into();
         assert!(matches!(t.add(&odd, &prices), Added::Counted { new_unknown: Some(Match::Family), .. }));
         odd.key = "other2".into();
+        odd.request_id = Some("r-other2".into());
         assert!(matches!(t.add(&odd, &prices), Added::Counted { new_unknown: None, .. }), "said once");
     }
 }

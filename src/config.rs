@@ -37,6 +37,26 @@ pub struct Config {
     pub prices_file: Option<PathBuf>,
     /// The credit pool; None when the config has no `[pool]`.
     pub pool: Option<crate::pool::PoolConfig>,
+    pub metering: Metering,
+}
+
+/// Where usage is heard from, and what happens at the ceiling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metering {
+    /// Serve claude's API calls through ccb's gate, where the billing mode allows it.
+    pub gate: bool,
+    /// Receive claude's api_request telemetry events.
+    pub telemetry: bool,
+    pub reserve: crate::meter::Reserve,
+    /// At the ceiling an interactive claude stays open showing the refusal (`block`), or the
+    /// session is stopped (`stop`).
+    pub block: bool,
+}
+
+impl Default for Metering {
+    fn default() -> Self {
+        Metering { gate: true, telemetry: true, reserve: crate::meter::Reserve::Expected, block: false }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +84,7 @@ impl Default for Config {
             alert_sinks: crate::alert::Sinks::default(),
             prices_file: None,
             pool: None,
+            metering: Metering::default(),
         }
     }
 }
@@ -80,6 +101,16 @@ struct File {
     alerts: FileAlerts,
     prices: FilePrices,
     pool: Option<Spanned<FilePool>>,
+    metering: FileMetering,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileMetering {
+    gate: Option<bool>,
+    telemetry: Option<bool>,
+    reserve: Option<Spanned<String>>,
+    on_ceiling: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -308,6 +339,31 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
             include_unmetered: fp.include_unmetered.unwrap_or(true),
         });
     }
+    let m = file.metering;
+    c.metering.gate = m.gate.unwrap_or(true);
+    c.metering.telemetry = m.telemetry.unwrap_or(true);
+    if let Some(r) = m.reserve {
+        c.metering.reserve = match r.get_ref().as_str() {
+            "none" => crate::meter::Reserve::None,
+            "expected" => crate::meter::Reserve::Expected,
+            "worst" => crate::meter::Reserve::Worst,
+            other => {
+                return Err(at(
+                    r.span(),
+                    format!("[metering] reserve '{other}' must be \"none\", \"expected\" or \"worst\""),
+                ))
+            }
+        };
+    }
+    if let Some(o) = m.on_ceiling {
+        c.metering.block = match o.get_ref().as_str() {
+            "stop" => false,
+            "block" => true,
+            other => {
+                return Err(at(o.span(), format!("[metering] on_ceiling '{other}' must be \"stop\" or \"block\"")))
+            }
+        };
+    }
     if let Some(v) = file.prices.file {
         c.prices_file = Some(crate::paths::expand_tilde(v.get_ref()));
     }
@@ -355,6 +411,17 @@ impl Config {
         if self.alert_sinks.webhook.is_some() {
             out.push_str("# webhook: set (not shown)\n");
         }
+        out.push_str(&format!(
+            "\n[metering]\ngate = {}\ntelemetry = {}\nreserve = {:?}\non_ceiling = {:?}\n",
+            self.metering.gate,
+            self.metering.telemetry,
+            match self.metering.reserve {
+                crate::meter::Reserve::None => "none",
+                crate::meter::Reserve::Expected => "expected",
+                crate::meter::Reserve::Worst => "worst",
+            },
+            if self.metering.block { "block" } else { "stop" }
+        ));
         match &self.pool {
             Some(p) => out.push_str(&format!(
                 "\n[pool]\nplan = {:?}\namount_usd = {}\nbilling_day = {}\noverage = {:?}\ninclude_unmetered = {}\n",
@@ -421,6 +488,16 @@ mod tests {
             ("[alerts]\nsession = [0, 50]\n", "line 2: [alerts] session: 0 must be a percentage"),
             ("[ceilings]\nopus = nan\n", "line 2: [ceilings] opus = NaN must be"),
             ("\n\n[ceilings]\ninteractive = inf\n", "line 4:"),
+            ("[pool]\nplan = \"ultra\"\n", "line 2: [pool] plan 'ultra' is not a plan: use one of pro, max-5x"),
+            ("[pool]\nplan = \"pro\"\nbilling_day = 32\n", "line 3: [pool] billing_day = 32 must be"),
+            ("[pool]\nplan = \"pro\"\noverage = \"maybe\"\n", "line 3: [pool] overage 'maybe'"),
+            ("[pool]\nplan = \"pro\"\namount_usd = 0\n", "line 3: [pool] amount_usd = 0 must be"),
+            ("[pool]\nbilling_day = 3\n", "[pool] needs plan"),
+            ("[alerts]\nwebhook = \"ftp://secret\"\n", "line 2: [alerts] webhook must be an http"),
+            ("[alerts]\ncommand = []\n", "line 2: [alerts] command must be"),
+            ("[metering]\nreserve = \"some\"\n", "line 2: [metering] reserve 'some' must be"),
+            ("[metering]\non_ceiling = \"pause\"\n", "line 2: [metering] on_ceiling 'pause' must be"),
+            ("[metering]\ngate = \"yes\"\n", "line 2: invalid type"),
         ];
         for (text, want) in cases {
             let e = p(text).unwrap_err();

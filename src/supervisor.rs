@@ -3,8 +3,9 @@
 //! the ceiling. One event loop: signals, usage, output end and stop deadlines all arrive on one
 //! channel.
 
-use crate::budget::{Added, Budget, Signal as BudgetSignal, Tally};
+use crate::budget::{Signal as BudgetSignal, Tally};
 use crate::follow::{Feed, Follower, Spec};
+use crate::meter::{Meter, Outcome as Counted};
 use crate::money::Usd;
 use crate::pricing::{Match, PriceTable};
 use crate::procs;
@@ -44,7 +45,8 @@ pub enum StopCause {
 
 /// Things the caller wants to hear as the session goes (the ledger records usage as it arrives).
 pub trait Observer {
-    fn usage(&mut self, _event: &UsageEvent, _cost: Usd, _total: Usd) {}
+    /// A response was counted, first heard from `source` (`gate`, `telemetry`, `transcript`).
+    fn usage(&mut self, _event: &UsageEvent, _cost: Usd, _total: Usd, _source: &str) {}
     fn threshold(&mut self, _pct: u32, _spent: Usd, _ceiling: Usd) {}
     fn session_file(&mut self, _id: &str) {}
 }
@@ -57,7 +59,14 @@ pub struct Options {
     pub print_mode: bool,
     pub follow: Option<Spec>,
     pub ceiling: Option<Usd>,
-    pub thresholds: Vec<u32>,
+    /// The session's one meter, shared with the gate.
+    pub meter: Arc<Meter>,
+    /// The gate, bound, with the upstream it forwards to.
+    pub gate: Option<(crate::gate::Gate, crate::gate::Upstream)>,
+    /// The telemetry receiver, bound.
+    pub telemetry: Option<crate::telemetry::Receiver>,
+    /// At the ceiling, leave an interactive claude open (the gate refuses every further call).
+    pub block_at_ceiling: bool,
     pub prices: Arc<PriceTable>,
     /// Stop (instead of warn) when an Opus model answers; `None` when Opus is allowed.
     pub opus_guard: Option<bool>,
@@ -73,6 +82,8 @@ pub struct Outcome {
     pub stopped: Option<StopReport>,
     pub tally: Tally,
     pub fired: Vec<u32>,
+    /// The ceiling was reached (the session may have ended on its own after a refusal).
+    pub ceiling_reached: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +115,10 @@ pub struct StopReport {
 enum Ev {
     Signal { sig: i32, from_user: bool },
     Feed(Feed),
+    Gate(crate::gate::GateEvent),
+    Telemetry(crate::telemetry::ApiRequest),
     OutputDone,
+    Problem(String),
 }
 
 /// What the output pump needs to know to place a notice between claude's escape sequences.
@@ -274,7 +288,32 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
         })?;
     }
 
-    // Usage: the transcript follower feeds the same loop.
+    // Usage: the gate, the telemetry receiver and the transcript follower feed the same loop.
+    let mut opts = opts;
+    if let Some((mut gate, upstream)) = opts.gate.take() {
+        let tx2 = tx.clone();
+        match gate.serve(upstream, opts.meter.clone(), opts.prices.clone(), move |e| {
+            let _ = tx2.send(Ev::Gate(e));
+        }) {
+            Ok(problems) => {
+                for p in problems {
+                    let _ = tx.send(Ev::Problem(p));
+                }
+            }
+            Err(e) => {
+                let _ =
+                    tx.send(Ev::Problem(format!("the gate could not start ({e}); metering from the other sources")));
+            }
+        }
+    }
+    if let Some(mut rx_tel) = opts.telemetry.take() {
+        let tx2 = std::sync::Mutex::new(tx.clone());
+        if let Err(e) = rx_tel.serve(move |r| {
+            let _ = tx2.lock().map(|t| t.send(Ev::Telemetry(r)));
+        }) {
+            let _ = tx.send(Ev::Problem(format!("the telemetry receiver could not start ({e})")));
+        }
+    }
     let follower = match opts.follow.clone() {
         Some(spec) => {
             let tx = tx.clone();
@@ -299,8 +338,7 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
         raw_guard,
         bar,
         out_state,
-        budget: Budget::new(opts.ceiling, &opts.thresholds),
-        tally: Tally::default(),
+        ceiling_reached: false,
         status: None,
         stop: None,
         stop_report: None,
@@ -335,6 +373,15 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
         match ev {
             Some(Ev::Signal { sig, from_user }) => s.on_signal(sig, from_user),
             Some(Ev::Feed(f)) => s.on_feed(f, observer),
+            Some(Ev::Gate(crate::gate::GateEvent::Usage { event, outcome })) => {
+                s.counted(&event, outcome, "gate", observer)
+            }
+            Some(Ev::Gate(crate::gate::GateEvent::Refused)) => s.reached_ceiling(),
+            Some(Ev::Telemetry(r)) => {
+                let outcome = s.opts.meter.report_priced(&r.event, &s.opts.prices, r.cost_nanos.map(Usd));
+                s.counted(&r.event, outcome, "telemetry", observer);
+            }
+            Some(Ev::Problem(p)) => s.notice(p),
             Some(Ev::OutputDone) => s.output_done = true,
             None => {}
         }
@@ -359,8 +406,14 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
     }
     // Feeds sent during that last read are still on the channel.
     while let Ok(ev) = rx.try_recv() {
-        if let Ev::Feed(f) = ev {
-            s.on_feed(f, observer);
+        match ev {
+            Ev::Feed(f) => s.on_feed(f, observer),
+            Ev::Gate(crate::gate::GateEvent::Usage { event, outcome }) => s.counted(&event, outcome, "gate", observer),
+            Ev::Telemetry(r) => {
+                let outcome = s.opts.meter.report_priced(&r.event, &s.opts.prices, r.cost_nanos.map(Usd));
+                s.counted(&r.event, outcome, "telemetry", observer);
+            }
+            _ => {}
         }
     }
     // The ceiling reached only by the last lines of a session that already ended: nothing to stop.
@@ -373,8 +426,9 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
     Ok(Outcome {
         status: s.status.unwrap_or(ChildEnd::Code(1)),
         stopped: s.stop_report,
-        fired: s.budget.fired.clone(),
-        tally: s.tally,
+        fired: s.opts.meter.snapshot().1,
+        tally: s.opts.meter.snapshot().0,
+        ceiling_reached: s.ceiling_reached,
     })
 }
 
@@ -412,8 +466,7 @@ struct Session<'a> {
     raw_guard: Option<RawGuard>,
     bar: Option<indicatif::ProgressBar>,
     out_state: Arc<Mutex<OutState>>,
-    budget: Budget,
-    tally: Tally,
+    ceiling_reached: bool,
     status: Option<ChildEnd>,
     stop: Option<Stopping>,
     stop_report: Option<StopReport>,
@@ -459,7 +512,7 @@ impl Session<'_> {
 
     fn on_feed(&mut self, f: Feed, observer: &mut dyn Observer) {
         match f {
-            Feed::Malformed => self.tally.malformed += 1,
+            Feed::Malformed => self.opts.meter.note_malformed(),
             Feed::Session { id } => {
                 if !self.session_ids.contains(&id) {
                     observer.session_file(&id);
@@ -467,55 +520,78 @@ impl Session<'_> {
                 }
             }
             Feed::Usage(e) => {
-                let Added::Counted { cost, new_unknown } = self.tally.add(&e, &self.opts.prices) else {
-                    return;
-                };
-                observer.usage(&e, cost, self.tally.total);
-                if let Some(how) = new_unknown {
-                    let basis = match how {
-                        Match::Family => {
-                            format!("the highest {} rates", crate::pricing::family_of(&e.model))
-                        }
-                        _ => "the highest rates of all models".to_string(),
-                    };
+                let outcome = self.opts.meter.report(&e, &self.opts.prices);
+                self.counted(&e, outcome, "transcript", observer);
+            }
+        }
+    }
+
+    /// A response the meter has counted (or found counted already), from any source.
+    fn counted(&mut self, e: &UsageEvent, outcome: Counted, source: &str, observer: &mut dyn Observer) {
+        let Counted::Counted { cost, total, signal, unknown_model } = outcome else { return };
+        // The stop first: recording and notices can wait a moment, the next paid call cannot.
+        match signal {
+            Some(BudgetSignal::Ceiling { .. }) => self.reached_ceiling(),
+            Some(BudgetSignal::Threshold { pct, spent, ceiling }) => {
+                observer.threshold(pct, spent, ceiling);
+                self.notice(format!("{pct}% of the {ceiling} session ceiling spent ({spent})"));
+            }
+            None => {}
+        }
+        observer.usage(e, cost, total, source);
+        if unknown_model {
+            let (_, how) = self.opts.prices.lookup(&e.model);
+            let basis = match how {
+                Match::Family => format!("the highest {} rates", crate::pricing::family_of(&e.model)),
+                _ => "the highest rates of all models".to_string(),
+            };
+            self.notice(format!(
+                "no price for model '{}': priced at {basis}; add it to a price file (see `ccb prices`)",
+                e.model
+            ));
+        }
+        if let Some(stop) = self.opts.opus_guard {
+            if crate::plan::is_opus(&e.model, &Default::default()) && !self.opus_warned {
+                self.opus_warned = true;
+                if stop {
                     self.notice(format!(
-                        "no price for model '{}': priced at {basis}; add it to a price file (see `ccb prices`)",
+                        "'{}' answered but this session has no Opus reason: stopping it (opus_without_reason = \"stop\")",
+                        e.model
+                    ));
+                    self.begin_stop(StopCause::OpusWithoutReason);
+                } else {
+                    self.notice(format!(
+                        "'{}' answered but this session has no Opus reason; start Opus sessions with --reason",
                         e.model
                     ));
                 }
-                if let Some(stop) = self.opts.opus_guard {
-                    if crate::plan::is_opus(&e.model, &Default::default()) && !self.opus_warned {
-                        self.opus_warned = true;
-                        if stop {
-                            self.notice(format!("'{}' answered but this session has no Opus reason: stopping it (opus_without_reason = \"stop\")", e.model));
-                            self.begin_stop(StopCause::OpusWithoutReason);
-                        } else {
-                            self.notice(format!(
-                                "'{}' answered but this session has no Opus reason; start Opus sessions with --reason",
-                                e.model
-                            ));
-                        }
-                    }
-                }
-                if let Some(b) = &self.bar {
-                    let t = &self.tally;
-                    b.set_message(format!(
-                        "ccb {} · {} of {} · {} tokens",
-                        self.opts.label,
-                        t.total,
-                        self.opts.ceiling.map(|c| c.to_string()).unwrap_or_else(|| "no ceiling".into()),
-                        crate::human::tokens(t.usage.total_tokens())
-                    ));
-                }
-                match self.budget.observe(self.tally.total) {
-                    Some(BudgetSignal::Threshold { pct, spent, ceiling }) => {
-                        observer.threshold(pct, spent, ceiling);
-                        self.notice(format!("{pct}% of the {ceiling} session ceiling spent ({spent})"));
-                    }
-                    Some(BudgetSignal::Ceiling { .. }) => self.begin_stop(StopCause::Ceiling),
-                    None => {}
-                }
             }
+        }
+        if let Some(b) = &self.bar {
+            let (total, usage) = self.opts.meter.totals();
+            b.set_message(format!(
+                "ccb {} · {} of {} · {} tokens",
+                self.opts.label,
+                total,
+                self.opts.ceiling.map(|c| c.to_string()).unwrap_or_else(|| "no ceiling".into()),
+                crate::human::tokens(usage.total_tokens())
+            ));
+        }
+    }
+
+    /// The ceiling is reached (a response crossed it, or the gate refused a call): no further
+    /// call goes out; the session is stopped, or with `on_ceiling = "block"` an interactive
+    /// claude stays open showing the refusal.
+    fn reached_ceiling(&mut self) {
+        if self.ceiling_reached {
+            return;
+        }
+        self.ceiling_reached = true;
+        self.opts.meter.close();
+        if self.opts.block_at_ceiling && self.opts.pty && !self.opts.print_mode {
+            self.notice("session ceiling reached: claude stays open, every further model call is refused".into());
+        } else {
+            self.begin_stop(StopCause::Ceiling);
         }
     }
 
@@ -604,7 +680,7 @@ impl Session<'_> {
             cause: st.cause,
             took: st.began.elapsed(),
             processes: st.processes,
-            spent: self.tally.total,
+            spent: self.opts.meter.total(),
         });
     }
 

@@ -60,7 +60,9 @@ fn claude_arguments_pass_unchanged_after_what_ccb_adds() {
     let args = args.rsplit_once(' ').unwrap().0; // the timestamp
     let tail = args.split_once("--model sonnet ").expect("ccb adds --model sonnet when none is named").1;
     assert_eq!(tail, "-p two words --verbose -- --budget -x", "ccb's own --budget is taken out; claude's `--` stays");
-    assert!(args.starts_with("--session-id "), "{args}");
+    // In front: ccb's --settings (the gate and telemetry endpoints), then --session-id.
+    assert!(args.starts_with("--settings {\"env\":{"), "{args}");
+    assert!(args.contains(" --session-id "), "{args}");
 }
 
 #[test]
@@ -155,7 +157,9 @@ fn dry_run_prints_the_plan_and_no_secret() {
     assert_eq!(v["ceiling_usd"], 2.5);
     assert_eq!(v["claude"], claude_bin().display().to_string());
     let args: Vec<&str> = v["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-    assert_eq!(&args[2..], &["-p", "--model", "opus", "hi"]);
+    assert_eq!(&args[args.len() - 4..], &["-p", "--model", "opus", "hi"]);
+    assert_eq!(v["sources"], serde_json::json!(["gate", "telemetry", "transcript"]));
+    assert_eq!(v["upstream"], "https://api.anthropic.com");
     assert!(!out.contains("SECRETSECRET") && !err.contains("SECRETSECRET"), "{out}");
     assert_eq!(v["credentials"]["ANTHROPIC_API_KEY"], "set (…abcd)");
     // OAuth, programmatic: the credit pool; interactive would be the subscription.

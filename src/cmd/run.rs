@@ -27,6 +27,104 @@ pub struct Prepared {
     pub env: plan::Env,
     pub claude_dir: Option<PathBuf>,
     pub cwd: PathBuf,
+    /// Where usage is heard from: `gate`, `telemetry`, `transcript`.
+    pub sources: Vec<&'static str>,
+}
+
+/// The sources of usage for a plan: the gate where the billing mode lets ccb stand in the
+/// request path (cloud providers sign requests for their own hosts), telemetry unless the user
+/// exports their own, and always the transcripts.
+pub fn sources(plan: &Plan, config: &Config, env: &plan::Env) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if plan.passthrough {
+        return v;
+    }
+    use plan::BillingMode::*;
+    if config.metering.gate && matches!(plan.billing_mode, Oauth | ApiKey | AuthToken | CustomEndpoint) {
+        v.push("gate");
+    }
+    if config.metering.telemetry && !crate::telemetry::user_exports(env) {
+        v.push("telemetry");
+    }
+    v.push("transcript");
+    v
+}
+
+/// Claude's arguments with ccb's settings merged in: `env` entries that point claude at the gate
+/// and the telemetry receiver. Claude takes one `--settings` (a file or a JSON string), and it
+/// beats an `env` block in the user's settings files, so a user's own `--settings` is merged
+/// (ccb's entries win) and otherwise one is added in front.
+pub fn with_settings(
+    args: &[OsString],
+    cwd: &std::path::Path,
+    env_block: serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<OsString>, String> {
+    if env_block.is_empty() {
+        return Ok(args.to_vec());
+    }
+    let mut out = args.to_vec();
+    let mut at: Option<(usize, bool, String)> = None;
+    for (i, a) in args.iter().enumerate() {
+        let Some(a) = a.to_str() else { continue };
+        if a == "--" {
+            break;
+        }
+        if a == "--settings" {
+            if let Some(v) = args.get(i + 1).and_then(|v| v.to_str()) {
+                at = Some((i + 1, false, v.to_string()));
+            }
+            break;
+        }
+        if let Some(v) = a.strip_prefix("--settings=") {
+            at = Some((i, true, v.to_string()));
+            break;
+        }
+    }
+    let merge = |mut base: serde_json::Value| -> serde_json::Value {
+        if !base.is_object() {
+            base = serde_json::json!({});
+        }
+        let env = base.as_object_mut().expect("object").entry("env").or_insert_with(|| serde_json::json!({}));
+        if !env.is_object() {
+            *env = serde_json::json!({});
+        }
+        for (k, v) in &env_block {
+            env.as_object_mut().expect("object").insert(k.clone(), v.clone());
+        }
+        base
+    };
+    match at {
+        None => {
+            let json = merge(serde_json::json!({})).to_string();
+            out.splice(0..0, [OsString::from("--settings"), OsString::from(json)]);
+        }
+        Some((i, inline, value)) => {
+            let user: serde_json::Value = if value.trim_start().starts_with('{') {
+                serde_json::from_str(&value).map_err(|e| format!("--settings is not valid JSON ({e})"))?
+            } else {
+                let path = cwd.join(&value);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read --settings {}: {}", path.display(), paths::io_reason(&e)))?;
+                serde_json::from_str(&text)
+                    .map_err(|e| format!("--settings {} is not valid JSON ({e})", path.display()))?
+            };
+            let json = merge(user).to_string();
+            out[i] = if inline { OsString::from(format!("--settings={json}")) } else { OsString::from(json) };
+        }
+    }
+    Ok(out)
+}
+
+/// ccb's `env` entries for claude, given the gate's URL and the telemetry endpoint.
+fn env_block(gate_url: Option<&str>, telemetry_endpoint: Option<&str>) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    if let Some(u) = gate_url {
+        m.insert("ANTHROPIC_BASE_URL".into(), serde_json::Value::String(u.into()));
+    }
+    if let Some(t) = telemetry_endpoint {
+        m.extend(crate::telemetry::settings_env(t));
+    }
+    m
 }
 
 pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
@@ -64,7 +162,8 @@ pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
         }
     }
     a.extend(inv.claude_args.iter().cloned());
-    Ok(Prepared { inv, config, plan, claude, args: a, session_id, env, claude_dir, cwd })
+    let sources = sources(&plan, &config, &env);
+    Ok(Prepared { sources, inv, config, plan, claude, args: a, session_id, env, claude_dir, cwd })
 }
 
 fn credentials(env: &plan::Env) -> serde_json::Map<String, serde_json::Value> {
@@ -79,7 +178,10 @@ fn credentials(env: &plan::Env) -> serde_json::Map<String, serde_json::Value> {
 
 fn dry_run(p: &Prepared) -> i32 {
     let plan = &p.plan;
-    let args: Vec<String> = p.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let gate = p.sources.contains(&"gate").then_some("http://127.0.0.1:<gate-port>");
+    let tel = p.sources.contains(&"telemetry").then_some("http://127.0.0.1:<telemetry-port>/v1/logs");
+    let shown = with_settings(&p.args, &p.cwd, env_block(gate, tel)).unwrap_or_else(|_| p.args.clone());
+    let args: Vec<String> = shown.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     if p.inv.json {
         let v = json!({
             "class": plan.class,
@@ -95,7 +197,8 @@ fn dry_run(p: &Prepared) -> i32 {
             "pty": plan.pty,
             "passthrough": plan.passthrough,
             "session_id": p.session_id,
-            "sources": if plan.passthrough { json!([]) } else { json!(["transcript"]) },
+            "sources": p.sources,
+            "upstream": p.sources.contains(&"gate").then(|| crate::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)).base),
             "credentials": credentials(&p.env),
             "config": p.config.path.as_ref().map(|c| c.display().to_string()),
         });
@@ -129,7 +232,11 @@ fn dry_run(p: &Prepared) -> i32 {
     row("ceiling", plan.ceiling.map(|c| c.to_string()).unwrap_or_else(|| "none (passed through, not metered)".into()));
     row("terminal", if plan.pty { "pty".into() } else { "pipes".into() });
     row("claude", p.claude.display().to_string());
-    row("args", args::display(&p.args));
+    row("sources", if p.sources.is_empty() { "-".into() } else { p.sources.join(", ") });
+    if p.sources.contains(&"telemetry") == false && !plan.passthrough && crate::telemetry::user_exports(&p.env) {
+        row("", "telemetry: you export your own; ccb leaves your settings alone".into());
+    }
+    row("args", args::display(&shown));
     0
 }
 
@@ -181,7 +288,7 @@ impl Recorder {
 }
 
 impl supervisor::Observer for Recorder {
-    fn usage(&mut self, e: &UsageEvent, cost: Usd, _total: Usd) {
+    fn usage(&mut self, e: &UsageEvent, cost: Usd, _total: Usd, source: &str) {
         let sid =
             e.session_id.clone().unwrap_or_else(|| self.ids.first().cloned().unwrap_or_else(|| self.start.id.clone()));
         self.begin(&sid);
@@ -193,7 +300,7 @@ impl supervisor::Observer for Recorder {
             agent_id: e.agent_id.clone(),
             usage: e.usage,
             cost,
-            source: "transcript".into(),
+            source: source.into(),
         };
         if let Some(l) = &self.ledger {
             if let Err(err) = l.record(&row) {
@@ -297,19 +404,46 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         follow_new_files: !p.plan.programmatic,
     });
     let stderr_tty = std::io::stderr().is_terminal();
+    let meter = Arc::new(crate::meter::Meter::new(p.plan.ceiling, &p.config.session_alerts, p.config.metering.reserve));
+    // Bind before claude starts: the ports go into its settings.
+    let mut gate = None;
+    if p.sources.contains(&"gate") {
+        match crate::gate::Gate::bind() {
+            Ok(g) => gate = Some((g, crate::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)))),
+            Err(e) => eprintln!("ccb: the gate could not start ({e}); metering from telemetry and transcripts"),
+        }
+    }
+    let mut telemetry = None;
+    if p.sources.contains(&"telemetry") {
+        match crate::telemetry::Receiver::bind() {
+            Ok(r) => telemetry = Some(r),
+            Err(e) => eprintln!("ccb: the telemetry receiver could not start ({e})"),
+        }
+    }
+    let gate_url = gate.as_ref().map(|(g, _)| g.url());
+    let tel_endpoint = telemetry.as_ref().map(|r| r.endpoint());
+    let claude_args = with_settings(&p.args, &p.cwd, env_block(gate_url.as_deref(), tel_endpoint.as_deref()))
+        .map_err(|e| Exit::usage(format!("{e}: fix it, or leave --settings out")))?;
+    let mut child_env = vec![
+        (locate::PARENT_VAR.to_string(), std::process::id().to_string()),
+        ("CCB_SESSION_ID".to_string(), p.session_id.clone().unwrap_or_default()),
+    ];
+    if let Some(u) = &gate_url {
+        child_env.push(("ANTHROPIC_BASE_URL".to_string(), u.clone()));
+    }
     let label = p.plan.model.clone().unwrap_or_default();
     let opts = supervisor::Options {
         program: p.claude.clone(),
-        args: p.args.clone(),
-        env: vec![
-            (locate::PARENT_VAR.to_string(), std::process::id().to_string()),
-            ("CCB_SESSION_ID".to_string(), p.session_id.clone().unwrap_or_default()),
-        ],
+        args: claude_args,
+        env: child_env,
         pty: p.plan.pty,
         print_mode: p.plan.print_mode,
         follow,
         ceiling: p.plan.ceiling,
-        thresholds: p.config.session_alerts.clone(),
+        meter: meter.clone(),
+        gate,
+        telemetry,
+        block_at_ceiling: p.config.metering.block,
         prices,
         opus_guard: (!p.plan.opus).then_some(p.config.opus_without_reason == OpusWithoutReason::Stop),
         progress: p.plan.print_mode && stderr_tty,
@@ -322,6 +456,9 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
             StopCause::OpusWithoutReason => exit::POLICY,
             StopCause::Signal(sig) => 128 + sig,
         },
+        // The gate refused a call at the ceiling and claude ended (or, with on_ceiling =
+        // "block", the user ended it).
+        None if out.ceiling_reached => exit::CEILING,
         None => out.status.exit_code(),
     };
     if let Some(s) = &out.stopped {
@@ -375,6 +512,13 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         .finish(std::time::Duration::from_secs(3))
     {
         eprintln!("ccb: {problem}");
+    }
+    if out.stopped.is_none() && out.ceiling_reached {
+        eprintln!(
+            "ccb: session ceiling of {} reached: {} spent; model calls past it were refused. Raise it with --budget <USD>",
+            p.plan.ceiling.unwrap_or_default(),
+            out.tally.total
+        );
     }
     if stderr_tty {
         eprintln!("{}", summary(&p, &out));

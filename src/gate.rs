@@ -1,0 +1,737 @@
+//! The gate: ccb in the request path. A local HTTP endpoint on 127.0.0.1 that claude uses as its
+//! `ANTHROPIC_BASE_URL`; every request is forwarded unchanged (method, path and query, headers,
+//! body) to the real upstream, and every response is streamed back chunk by chunk as it arrives.
+//!
+//! On the way it reads each model response's usage from the stream (`message_start`,
+//! `message_delta`), prices it, and counts it in the session's meter before the response ends,
+//! so the next call already sees it. A model call that the meter refuses gets HTTP 400 with an
+//! Anthropic-style `invalid_request_error`: claude stops at once, retries nothing, and shows the
+//! message as given (a 429 or 529 would be retried for minutes, a 403 taken for a login problem).
+//!
+//! Auth headers pass through untouched and are never stored or printed.
+
+use crate::meter::{Admission, Meter};
+use crate::pricing::{PriceTable, Usage};
+use crate::transcript::{usage_from_api, UsageEvent};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the gate tells the session.
+#[derive(Debug)]
+pub enum GateEvent {
+    /// A response was counted (or found counted already) in the meter.
+    Usage { event: Box<UsageEvent>, outcome: crate::meter::Outcome },
+    /// A model call was refused at the ceiling.
+    Refused,
+}
+
+/// Where requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// `https://api.anthropic.com`, or the user's `ANTHROPIC_BASE_URL` without a trailing '/'.
+    pub base: String,
+}
+
+impl Upstream {
+    pub fn new(base_url: Option<&str>) -> Upstream {
+        let b = base_url.filter(|b| !b.trim().is_empty()).unwrap_or("https://api.anthropic.com");
+        Upstream { base: b.trim().trim_end_matches('/').to_string() }
+    }
+    fn host(&self) -> &str {
+        let rest = self.base.split_once("://").map(|(_, r)| r).unwrap_or(&self.base);
+        let hp = rest.split('/').next().unwrap_or("");
+        let hp = hp.rsplit_once('@').map(|(_, h)| h).unwrap_or(hp);
+        if let Some(h) = hp.strip_prefix('[') {
+            return h.split(']').next().unwrap_or("");
+        }
+        hp.split(':').next().unwrap_or("")
+    }
+    fn https(&self) -> bool {
+        self.base.to_ascii_lowercase().starts_with("https://")
+    }
+}
+
+/// The proxy for a host, from `HTTPS_PROXY`/`HTTP_PROXY` (and lower-case forms), unless
+/// `NO_PROXY` names the host (exact, a domain suffix, or `*`).
+pub fn proxy_for(host: &str, https: bool, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let get = |k: &str| env(k).or_else(|| env(&k.to_ascii_lowercase())).filter(|v| !v.trim().is_empty());
+    let proxy = if https {
+        get("HTTPS_PROXY").or_else(|| get("ALL_PROXY"))
+    } else {
+        get("HTTP_PROXY").or_else(|| get("ALL_PROXY"))
+    }?;
+    if let Some(no) = get("NO_PROXY") {
+        let host = host.to_ascii_lowercase();
+        for entry in no.split(',').map(|e| e.trim().to_ascii_lowercase()) {
+            let entry = entry.split(':').next().unwrap_or("").trim_start_matches('.').to_string();
+            if entry == "*" || (!entry.is_empty() && (host == entry || host.ends_with(&format!(".{entry}")))) {
+                return None;
+            }
+        }
+    }
+    Some(proxy)
+}
+
+/// TLS roots: the bundled web PKI roots, plus the PEM files named by `SSL_CERT_FILE` and
+/// `NODE_EXTRA_CA_CERTS` (what a corporate proxy's CA is usually given to claude with).
+pub fn tls_config(env: &dyn Fn(&str) -> Option<String>) -> (Arc<rustls::ClientConfig>, Vec<String>) {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut problems = Vec::new();
+    for var in ["SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"] {
+        let Some(path) = env(var).filter(|p| !p.is_empty()) else { continue };
+        match rustls_pki_types::CertificateDer::pem_file_iter(&path) {
+            Ok(certs) => {
+                for c in certs.flatten() {
+                    if roots.add(c).is_err() {
+                        problems.push(format!("{var}: a certificate in {path} is not usable"));
+                    }
+                }
+            }
+            Err(_) => problems.push(format!("{var}: cannot read certificates from {path}")),
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (Arc::new(cfg), problems)
+}
+
+pub struct Gate {
+    pub port: u16,
+    listener: Option<TcpListener>,
+}
+
+impl Gate {
+    /// Bind 127.0.0.1 on a free port (before claude starts: the port goes into its environment).
+    pub fn bind() -> io::Result<Gate> {
+        let l = TcpListener::bind("127.0.0.1:0")?;
+        Ok(Gate { port: l.local_addr()?.port(), listener: Some(l) })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Serve until the process ends.
+    pub fn serve(
+        &mut self,
+        upstream: Upstream,
+        meter: Arc<Meter>,
+        prices: Arc<PriceTable>,
+        events: impl Fn(GateEvent) + Send + Sync + 'static,
+    ) -> io::Result<Vec<String>> {
+        let env = |k: &str| std::env::var(k).ok();
+        let (tls, problems) = tls_config(&env);
+        let mut b = ureq::AgentBuilder::new()
+            .tls_config(tls)
+            .redirects(0)
+            .timeout_connect(Duration::from_secs(30))
+            .timeout_read(Duration::from_secs(900));
+        if let Some(p) = proxy_for(upstream.host(), upstream.https(), &env) {
+            match ureq::Proxy::new(&p) {
+                Ok(proxy) => b = b.proxy(proxy),
+                Err(_) => return Err(io::Error::other("HTTPS_PROXY/HTTP_PROXY is not a proxy URL ccb can use")),
+            }
+        }
+        let ctx = Arc::new(Ctx {
+            agent: b.build(),
+            upstream,
+            meter,
+            prices,
+            events: Box::new(events),
+            refusals: AtomicU64::new(0),
+        });
+        let listener = self.listener.take().ok_or_else(|| io::Error::other("gate already serving"))?;
+        std::thread::Builder::new().name("ccb-gate".into()).spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let ctx = ctx.clone();
+                let _ = std::thread::Builder::new().name("ccb-gate-conn".into()).spawn(move || {
+                    let _ = serve_connection(conn, &ctx);
+                });
+            }
+        })?;
+        Ok(problems)
+    }
+}
+
+struct Ctx {
+    agent: ureq::Agent,
+    upstream: Upstream,
+    meter: Arc<Meter>,
+    prices: Arc<PriceTable>,
+    events: Box<dyn Fn(GateEvent) + Send + Sync>,
+    refusals: AtomicU64,
+}
+
+/// One request as it came from claude.
+struct Request {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "expect",
+];
+
+fn read_request(r: &mut BufReader<TcpStream>, w: &mut TcpStream) -> io::Result<Option<Request>> {
+    let mut line = String::new();
+    // Request line (skipping stray empty lines between requests).
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        if !line.trim().is_empty() {
+            break;
+        }
+    }
+    let mut parts = line.split_whitespace();
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "bad request line"));
+    };
+    let (method, target) = (method.to_string(), target.to_string());
+    let mut headers = Vec::new();
+    let mut head_bytes = 0usize;
+    loop {
+        line.clear();
+        let n = r.read_line(&mut line)?;
+        head_bytes += n;
+        if n == 0 || head_bytes > 256 * 1024 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "bad request head"));
+        }
+        let l = line.trim_end_matches(['\r', '\n']);
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let get = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+    if get("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
+    let mut body = Vec::new();
+    if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+        loop {
+            line.clear();
+            r.read_line(&mut line)?;
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk"))?;
+            if size == 0 {
+                // Trailers, up to the empty line.
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line)? == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            r.read_exact(&mut body[start..])?;
+            line.clear();
+            r.read_line(&mut line)?;
+        }
+    } else if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(len, 0);
+        r.read_exact(&mut body)?;
+    }
+    Ok(Some(Request { method, target, headers, body }))
+}
+
+fn serve_connection(conn: TcpStream, ctx: &Ctx) -> io::Result<()> {
+    conn.set_nodelay(true)?;
+    let mut w = conn.try_clone()?;
+    let mut r = BufReader::new(conn);
+    while let Some(req) = read_request(&mut r, &mut w)? {
+        let close =
+            req.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
+        handle(req, &mut w, ctx)?;
+        if close {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// What a model call asks for, from its JSON body.
+struct Call {
+    model: String,
+    max_tokens: u64,
+}
+
+fn model_call(req: &Request) -> Option<Call> {
+    let path = req.target.split('?').next().unwrap_or("");
+    if req.method != "POST" || !path.ends_with("/v1/messages") {
+        return None;
+    }
+    #[derive(serde::Deserialize)]
+    struct Body {
+        model: Option<String>,
+        max_tokens: Option<u64>,
+    }
+    let b: Body = serde_json::from_slice(&req.body).unwrap_or(Body { model: None, max_tokens: None });
+    Some(Call { model: b.model.unwrap_or_default(), max_tokens: b.max_tokens.unwrap_or(0) })
+}
+
+fn refuse(w: &mut TcpStream, ctx: &Ctx, spent: crate::money::Usd, ceiling: crate::money::Usd) -> io::Result<()> {
+    let n = ctx.refusals.fetch_add(1, Ordering::Relaxed) + 1;
+    let msg = format!("ccb: session budget reached: {spent} of the {ceiling} ceiling spent; start a new session with a higher --budget to go on");
+    let body =
+        serde_json::json!({"type": "error", "error": {"type": "invalid_request_error", "message": msg}}).to_string();
+    let head = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nrequest-id: ccb-refused-{n}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    w.write_all(head.as_bytes())?;
+    w.write_all(body.as_bytes())?;
+    w.flush()?;
+    (ctx.events)(GateEvent::Refused);
+    Ok(())
+}
+
+fn handle(req: Request, w: &mut TcpStream, ctx: &Ctx) -> io::Result<()> {
+    let call = model_call(&req);
+    let mut admitted = None;
+    if let Some(c) = &call {
+        match ctx.meter.admit(&c.model, c.max_tokens, req.body.len() as u64, &ctx.prices) {
+            Admission::Refuse { spent, ceiling, .. } => return refuse(w, ctx, spent, ceiling),
+            Admission::Go { call, .. } => admitted = Some(call),
+        }
+    }
+    let result = forward(&req, w, ctx, call.as_ref());
+    if let Some(id) = admitted {
+        ctx.meter.release(id);
+    }
+    result
+}
+
+fn forward(req: &Request, w: &mut TcpStream, ctx: &Ctx, call: Option<&Call>) -> io::Result<()> {
+    let url = format!("{}{}", ctx.upstream.base, req.target);
+    let mut up = ctx.agent.request(&req.method, &url);
+    for (k, v) in &req.headers {
+        if !HOP_BY_HOP.iter().any(|h| k.eq_ignore_ascii_case(h)) {
+            up = up.set(k, v);
+        }
+    }
+    let sent = if req.body.is_empty() && matches!(req.method.as_str(), "GET" | "HEAD" | "DELETE" | "OPTIONS") {
+        up.call()
+    } else {
+        up.send_bytes(&req.body)
+    };
+    let resp = match sent {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(ureq::Error::Transport(t)) => {
+            let msg = format!("ccb gate: the upstream API could not be reached ({})", t.kind());
+            let body = serde_json::json!({"type": "error", "error": {"type": "api_error", "message": msg}}).to_string();
+            let head = format!(
+                "HTTP/1.1 502 Bad Gateway\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            w.write_all(head.as_bytes())?;
+            w.write_all(body.as_bytes())?;
+            return w.flush();
+        }
+    };
+    let status = resp.status();
+    let mut head = format!("HTTP/1.1 {} {}\r\n", status, resp.status_text());
+    for name in resp.headers_names() {
+        if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            continue;
+        }
+        for v in resp.all(&name) {
+            head.push_str(&format!("{name}: {v}\r\n"));
+        }
+    }
+    let no_body = req.method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
+    if !no_body {
+        head.push_str("transfer-encoding: chunked\r\n");
+    }
+    head.push_str("\r\n");
+    let request_id = resp.header("request-id").map(String::from);
+    let sse = resp.content_type() == "text/event-stream";
+    let encoding = resp.header("content-encoding").map(|e| e.to_ascii_lowercase());
+    w.write_all(head.as_bytes())?;
+    w.flush()?;
+    if no_body {
+        return Ok(());
+    }
+    let mut watcher =
+        call.filter(|_| status == 200).map(|c| UsageWatch::new(c.model.clone(), sse, encoding.as_deref()));
+    let mut reader = resp.into_reader();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut client_gone = false;
+    let mut upstream_ok = true;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) => {
+                upstream_ok = false;
+                break;
+            }
+        };
+        if let Some(wt) = &mut watcher {
+            wt.feed(&buf[..n]);
+            // Count the response as soon as it is complete, before claude has its last bytes:
+            // its next call must already see this one's cost.
+            if wt.complete() && !wt.counted {
+                wt.counted = true;
+                count(ctx, wt, request_id.as_deref(), false);
+            }
+        }
+        let chunk = format!("{n:x}\r\n");
+        if w.write_all(chunk.as_bytes())
+            .and_then(|_| w.write_all(&buf[..n]))
+            .and_then(|_| w.write_all(b"\r\n"))
+            .and_then(|_| w.flush())
+            .is_err()
+        {
+            client_gone = true;
+            break;
+        }
+    }
+    if let Some(wt) = &mut watcher {
+        wt.finish();
+        if !wt.counted && (wt.complete() || wt.started()) {
+            // Cut off (Esc, a kill, a broken upstream): charge what was streamed.
+            wt.counted = true;
+            count(ctx, wt, request_id.as_deref(), !wt.complete());
+        }
+    }
+    if client_gone {
+        return Err(io::Error::new(io::ErrorKind::BrokenPipe, "client went away"));
+    }
+    if !upstream_ok {
+        return Err(io::Error::other("upstream broke off"));
+    }
+    w.write_all(b"0\r\n\r\n")?;
+    w.flush()
+}
+
+fn count(ctx: &Ctx, wt: &UsageWatch, request_id: Option<&str>, estimated: bool) {
+    let Some(usage) = wt.usage(estimated) else { return };
+    let message_id = wt.message_id.clone();
+    let key = match (&message_id, request_id) {
+        (Some(m), Some(r)) => format!("{m}:{r}"),
+        (Some(m), None) => m.clone(),
+        (None, Some(r)) => format!(":{r}"),
+        (None, None) => return,
+    };
+    let event = UsageEvent {
+        key,
+        request_id: request_id.map(String::from),
+        session_id: None,
+        agent_id: None,
+        // Claude Code prices the model it asked for; so does ccb.
+        model: if wt.model.is_empty() { wt.response_model.clone().unwrap_or_default() } else { wt.model.clone() },
+        usage,
+        mods: crate::pricing::Modifiers { fast: wt.fast, geo: wt.geo.clone() },
+        timestamp: Some(jiff::Timestamp::now().to_string()),
+        entrypoint: None,
+        cwd: None,
+    };
+    let outcome = ctx.meter.report(&event, &ctx.prices);
+    (ctx.events)(GateEvent::Usage { event: Box::new(event), outcome });
+}
+
+/// Reads a model response as it streams by: the usage of `message_start`, merged with the
+/// final figures of `message_delta` (a figure above zero wins), and how much text streamed, for
+/// an estimate when the stream is cut off.
+pub struct UsageWatch {
+    model: String,
+    sse: bool,
+    decoder: Option<Box<dyn Write + Send>>,
+    decoded: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    line: Vec<u8>,
+    json: Vec<u8>,
+    message_id: Option<String>,
+    response_model: Option<String>,
+    start: Option<serde_json::Value>,
+    delta: Option<serde_json::Value>,
+    stopped: bool,
+    streamed_bytes: u64,
+    fast: bool,
+    geo: Option<String>,
+    counted: bool,
+}
+
+/// Collects decompressed bytes for the watcher.
+struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+impl Write for Sink {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl UsageWatch {
+    pub fn new(model: String, sse: bool, encoding: Option<&str>) -> UsageWatch {
+        let decoded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let decoder: Option<Box<dyn Write + Send>> = match encoding {
+            Some("gzip") => Some(Box::new(flate2::write::GzDecoder::new(Sink(decoded.clone())))),
+            Some("deflate") => Some(Box::new(flate2::write::ZlibDecoder::new(Sink(decoded.clone())))),
+            _ => None,
+        };
+        UsageWatch {
+            model,
+            sse,
+            decoder,
+            decoded,
+            line: Vec::new(),
+            json: Vec::new(),
+            message_id: None,
+            response_model: None,
+            start: None,
+            delta: None,
+            stopped: false,
+            streamed_bytes: 0,
+            fast: false,
+            geo: None,
+            counted: false,
+        }
+    }
+
+    pub fn feed(&mut self, bytes: &[u8]) {
+        let plain: Vec<u8> = match &mut self.decoder {
+            Some(d) => {
+                let _ = d.write_all(bytes);
+                let _ = d.flush();
+                std::mem::take(&mut *self.decoded.lock().unwrap_or_else(|e| e.into_inner()))
+            }
+            None => bytes.to_vec(),
+        };
+        if !self.sse {
+            if self.json.len() < 32 * 1024 * 1024 {
+                self.json.extend_from_slice(&plain);
+            }
+            return;
+        }
+        for &b in &plain {
+            if b == b'\n' {
+                let line = std::mem::take(&mut self.line);
+                self.sse_line(&line);
+            } else {
+                self.line.push(b);
+            }
+        }
+    }
+
+    fn sse_line(&mut self, line: &[u8]) {
+        let Some(data) = line.strip_prefix(b"data:") else { return };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(data.trim_ascii()) else { return };
+        match v["type"].as_str() {
+            Some("message_start") => {
+                self.message_id = v["message"]["id"].as_str().map(String::from);
+                self.response_model = v["message"]["model"].as_str().map(String::from);
+                self.start = Some(v["message"]["usage"].clone());
+            }
+            Some("message_delta") => self.delta = Some(v["usage"].clone()),
+            Some("message_stop") => self.stopped = true,
+            Some("content_block_delta") => {
+                let d = &v["delta"];
+                for k in ["text", "partial_json", "thinking"] {
+                    if let Some(s) = d[k].as_str() {
+                        self.streamed_bytes += s.len() as u64;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The end of the body: a non-streamed response is parsed whole.
+    pub fn finish(&mut self) {
+        if self.sse {
+            if !self.line.is_empty() {
+                let line = std::mem::take(&mut self.line);
+                self.sse_line(&line);
+            }
+            return;
+        }
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&self.json) {
+            if v["type"] == "message" {
+                self.message_id = v["id"].as_str().map(String::from);
+                self.response_model = v["model"].as_str().map(String::from);
+                self.start = Some(v["usage"].clone());
+                self.stopped = true;
+            }
+        }
+    }
+
+    pub fn started(&self) -> bool {
+        self.start.is_some()
+    }
+
+    pub fn complete(&self) -> bool {
+        self.stopped && self.start.is_some()
+    }
+
+    /// The response's usage; `estimated` for a cut-off stream (output from what streamed).
+    pub fn usage(&self, estimated: bool) -> Option<Usage> {
+        let start = self.start.as_ref()?;
+        let pick = |k: &str| -> u64 {
+            let d = self.delta.as_ref().and_then(|d| d[k].as_u64()).unwrap_or(0);
+            if d > 0 {
+                d
+            } else {
+                start[k].as_u64().unwrap_or(0)
+            }
+        };
+        let one_hour = self
+            .delta
+            .as_ref()
+            .and_then(|d| d["cache_creation"]["ephemeral_1h_input_tokens"].as_u64())
+            .filter(|n| *n > 0)
+            .or_else(|| start["cache_creation"]["ephemeral_1h_input_tokens"].as_u64());
+        let web = self
+            .delta
+            .as_ref()
+            .and_then(|d| d["server_tool_use"]["web_search_requests"].as_u64())
+            .filter(|n| *n > 0)
+            .or_else(|| start["server_tool_use"]["web_search_requests"].as_u64())
+            .unwrap_or(0);
+        let mut output = pick("output_tokens");
+        if estimated {
+            // About four bytes of text per token; never less than what was reported.
+            output = output.max(self.streamed_bytes.div_ceil(4));
+        }
+        Some(usage_from_api(
+            pick("input_tokens"),
+            output,
+            pick("cache_creation_input_tokens"),
+            one_hour,
+            pick("cache_read_input_tokens"),
+            web,
+        ))
+    }
+}
+
+impl std::fmt::Debug for UsageWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageWatch").field("message_id", &self.message_id).field("stopped", &self.stopped).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sse(events: &[serde_json::Value]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for e in events {
+            out.extend_from_slice(format!("event: {}\ndata: {}\n\n", e["type"].as_str().unwrap(), e).as_bytes());
+        }
+        out
+    }
+
+    fn stream() -> Vec<serde_json::Value> {
+        use serde_json::json;
+        vec![
+            json!({"type": "message_start", "message": {"id": "msg_1", "model": "claude-sonnet-4-6", "usage": {"input_tokens": 100, "cache_creation_input_tokens": 30, "cache_read_input_tokens": 7, "cache_creation": {"ephemeral_5m_input_tokens": 10, "ephemeral_1h_input_tokens": 20}, "output_tokens": 1}}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello, world! This is streamed."}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 42}}),
+            json!({"type": "message_stop"}),
+        ]
+    }
+
+    #[test]
+    fn reads_usage_from_a_stream_in_any_chunking() {
+        let bytes = sse(&stream());
+        for chunk in [1, 7, 64, bytes.len()] {
+            let mut w = UsageWatch::new("claude-sonnet-4-6".into(), true, None);
+            for c in bytes.chunks(chunk) {
+                w.feed(c);
+            }
+            w.finish();
+            assert!(w.complete(), "chunk {chunk}");
+            assert_eq!(w.message_id.as_deref(), Some("msg_1"));
+            let u = w.usage(false).unwrap();
+            assert_eq!(
+                u,
+                Usage { input: 100, output: 42, cache_write_5m: 10, cache_write_1h: 20, cache_read: 7, web_search: 0 }
+            );
+        }
+    }
+
+    #[test]
+    fn a_cut_off_stream_is_charged_for_what_streamed() {
+        let bytes = sse(&stream()[..3]);
+        let mut w = UsageWatch::new("m".into(), true, None);
+        w.feed(&bytes);
+        w.finish();
+        assert!(w.started() && !w.complete());
+        let u = w.usage(true).unwrap();
+        assert_eq!(u.input, 100);
+        assert_eq!(u.output, 8, "31 bytes of text: about 8 tokens, more than message_start's 1");
+    }
+
+    #[test]
+    fn reads_a_gzipped_json_response() {
+        use std::io::Write;
+        let body = serde_json::json!({"type": "message", "id": "msg_9", "model": "claude-haiku-4-5", "usage": {"input_tokens": 5, "output_tokens": 6}}).to_string();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(body.as_bytes()).unwrap();
+        let z = gz.finish().unwrap();
+        let mut w = UsageWatch::new("claude-haiku-4-5".into(), false, Some("gzip"));
+        for c in z.chunks(5) {
+            w.feed(c);
+        }
+        w.finish();
+        assert!(w.complete());
+        assert_eq!(w.usage(false).unwrap().output, 6);
+    }
+
+    #[test]
+    fn proxies_and_no_proxy() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        let e = env(&[("HTTPS_PROXY", "http://proxy:3128")]);
+        assert_eq!(proxy_for("api.anthropic.com", true, &e).as_deref(), Some("http://proxy:3128"));
+        assert_eq!(proxy_for("api.anthropic.com", false, &e), None, "HTTPS_PROXY is for https");
+        let e = env(&[("https_proxy", "http://p:1"), ("no_proxy", "localhost,.anthropic.com")]);
+        assert_eq!(proxy_for("api.anthropic.com", true, &e), None);
+        assert_eq!(proxy_for("example.com", true, &e).as_deref(), Some("http://p:1"));
+        let e = env(&[("HTTPS_PROXY", "http://p:1"), ("NO_PROXY", "*")]);
+        assert_eq!(proxy_for("x", true, &e), None);
+    }
+
+    #[test]
+    fn upstream_hosts() {
+        assert_eq!(Upstream::new(None).host(), "api.anthropic.com");
+        assert_eq!(Upstream::new(Some("http://127.0.0.1:8080/")).base, "http://127.0.0.1:8080");
+        assert_eq!(Upstream::new(Some("https://u:p@gw.corp:8443/anthropic")).host(), "gw.corp");
+        assert_eq!(Upstream::new(Some("http://[::1]:9/")).host(), "::1");
+    }
+}

@@ -1,0 +1,206 @@
+//! One session's meter, shared by every source of usage: the gate in the request path, the
+//! telemetry feed and the transcript follower. Whichever source reports a response first counts
+//! it (by request id, else by `message.id:requestId`); the budget decides on the one total.
+//!
+//! The gate also asks it before each model call: reservations for calls in flight keep parallel
+//! calls from running together far past the ceiling.
+
+use crate::budget::{Budget, Signal, Tally};
+use crate::money::Usd;
+use crate::pricing::{PriceTable, Usage};
+use crate::transcript::UsageEvent;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// How much to hold back for a call in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserve {
+    None,
+    /// The session's average cost per call so far.
+    Expected,
+    /// The request's `max_tokens` at the model's output rate, plus its prompt at the input rate.
+    Worst,
+}
+
+/// What became of a reported response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Duplicate,
+    Counted { cost: Usd, total: Usd, signal: Option<Signal>, unknown_model: bool },
+}
+
+#[derive(Debug)]
+struct State {
+    tally: Tally,
+    budget: Budget,
+    reserved: HashMap<u64, Usd>,
+    next_call: u64,
+    /// A model call was refused: the ceiling is reached for good.
+    refused: bool,
+}
+
+#[derive(Debug)]
+pub struct Meter {
+    state: Mutex<State>,
+    pub reserve: Reserve,
+}
+
+/// The answer to "may this model call go ahead?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Go { call: u64, reserved: Usd },
+    Refuse { spent: Usd, reserved: Usd, ceiling: Usd },
+}
+
+impl Meter {
+    pub fn new(ceiling: Option<Usd>, thresholds: &[u32], reserve: Reserve) -> Meter {
+        Meter {
+            state: Mutex::new(State {
+                tally: Tally::default(),
+                budget: Budget::new(ceiling, thresholds),
+                reserved: HashMap::new(),
+                next_call: 1,
+                refused: false,
+            }),
+            reserve,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Count a response (any source).
+    pub fn report(&self, e: &UsageEvent, prices: &PriceTable) -> Outcome {
+        self.report_priced(e, prices, None)
+    }
+
+    /// Count a response whose cost the source gives (claude's telemetry).
+    pub fn report_priced(&self, e: &UsageEvent, prices: &PriceTable, cost: Option<Usd>) -> Outcome {
+        let mut st = self.lock();
+        match st.tally.add_priced(e, prices, cost) {
+            crate::budget::Added::Duplicate => Outcome::Duplicate,
+            crate::budget::Added::Counted { cost, new_unknown } => {
+                let total = st.tally.total;
+                let signal = st.budget.observe(total);
+                Outcome::Counted { cost, total, signal, unknown_model: new_unknown.is_some() }
+            }
+        }
+    }
+
+    /// Before a model call: refuse when what is spent plus what calls in flight are expected to
+    /// cost reaches the ceiling; else reserve this call's estimate.
+    pub fn admit(&self, model: &str, max_tokens: u64, prompt_bytes: u64, prices: &PriceTable) -> Admission {
+        let mut st = self.lock();
+        let spent = st.tally.total;
+        let reserved: Usd = st.reserved.values().copied().sum();
+        if let Some(ceiling) = st.budget.ceiling {
+            if st.refused || spent + reserved >= ceiling {
+                st.refused = true;
+                return Admission::Refuse { spent, reserved, ceiling };
+            }
+        }
+        let estimate = match self.reserve {
+            Reserve::None => Usd::ZERO,
+            Reserve::Expected if st.tally.responses > 0 => Usd(st.tally.total.nanos() / st.tally.responses as i64),
+            Reserve::Expected => Usd::ZERO,
+            Reserve::Worst => {
+                // About four bytes of JSON per prompt token: an over-estimate, as a worst case should be.
+                let u = Usage { input: prompt_bytes / 4, output: max_tokens, ..Usage::default() };
+                prices.cost(model, &u, &Default::default()).0
+            }
+        };
+        let call = st.next_call;
+        st.next_call += 1;
+        st.reserved.insert(call, estimate);
+        Admission::Go { call, reserved: estimate }
+    }
+
+    /// The call is over (answered, failed or cut off): its reservation goes.
+    pub fn release(&self, call: u64) {
+        self.lock().reserved.remove(&call);
+    }
+
+    /// Spend and tokens so far.
+    pub fn totals(&self) -> (Usd, Usage) {
+        let st = self.lock();
+        (st.tally.total, st.tally.usage)
+    }
+
+    pub fn total(&self) -> Usd {
+        self.lock().tally.total
+    }
+
+    pub fn refused(&self) -> bool {
+        self.lock().refused
+    }
+
+    /// The ceiling was reached by another source: refuse every further call.
+    pub fn close(&self) {
+        self.lock().refused = true;
+    }
+
+    pub fn snapshot(&self) -> (Tally, Vec<u32>) {
+        let st = self.lock();
+        (st.tally.clone(), st.budget.fired.clone())
+    }
+
+    pub fn note_malformed(&self) {
+        self.lock().tally.malformed += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    const D: i64 = crate::money::NANOS_PER_USD;
+
+    fn ev(key: &str, req: Option<&str>, input: u64) -> UsageEvent {
+        UsageEvent {
+            key: key.into(),
+            request_id: req.map(String::from),
+            session_id: None,
+            agent_id: None,
+            model: "claude-haiku-4-5".into(),
+            usage: Usage { input, ..Usage::default() },
+            mods: Default::default(),
+            timestamp: None,
+            entrypoint: None,
+            cwd: None,
+        }
+    }
+
+    #[test]
+    fn one_response_counts_once_whichever_source_reports_it() {
+        let p = PriceTable::load(None).unwrap();
+        let m = Meter::new(Some(Usd(10 * D)), &[50], Reserve::None);
+        // Telemetry knows only the request id; the transcript knows both.
+        assert!(matches!(m.report(&ev(":req1", Some("req1"), 1_000_000), &p), Outcome::Counted { .. }));
+        assert_eq!(m.report(&ev("msg1:req1", Some("req1"), 1_000_000), &p), Outcome::Duplicate);
+        assert_eq!(m.total(), Usd(D));
+    }
+
+    #[test]
+    fn admission_with_reservations() {
+        let p = PriceTable::load(None).unwrap();
+        let m = Meter::new(Some(Usd(D)), &[], Reserve::Expected);
+        let Admission::Go { call: c1, reserved } = m.admit("claude-haiku-4-5", 1000, 100, &p) else { panic!() };
+        assert_eq!(reserved, Usd::ZERO, "nothing known yet");
+        m.report(&ev("a", Some("a"), 627_000), &p);
+        m.release(c1);
+        // $0.627 spent: the next call goes, reserving the average ($0.627)…
+        let Admission::Go { call: c2, reserved } = m.admit("claude-haiku-4-5", 1000, 100, &p) else { panic!() };
+        assert_eq!(reserved, Usd(627_000_000));
+        // …so a parallel third is refused: 0.627 + 0.627 ≥ 1.
+        assert!(matches!(m.admit("claude-haiku-4-5", 1000, 100, &p), Admission::Refuse { .. }));
+        m.release(c2);
+        assert!(matches!(m.admit("claude-haiku-4-5", 1000, 100, &p), Admission::Refuse { .. }), "refused for good");
+        let worst = Meter::new(Some(Usd(D)), &[], Reserve::Worst);
+        // Haiku: 100k output tokens at $5/M = $0.50 (+ 1k prompt tokens at $1/M).
+        let Admission::Go { reserved, .. } = worst.admit("claude-haiku-4-5", 100_000, 4000, &p) else { panic!() };
+        assert_eq!(reserved, Usd(501_000_000));
+        let none = Meter::new(Some(Usd(D)), &[], Reserve::None);
+        none.report(&ev("x", None, 1_000_000), &p);
+        assert!(matches!(none.admit("claude-haiku-4-5", 1, 1, &p), Admission::Refuse { .. }), "at the ceiling");
+    }
+}
