@@ -387,6 +387,9 @@ fn forward(req: &Request, w: &mut TcpStream, ctx: &Ctx, call: Option<&Call>) -> 
     let mut buf = vec![0u8; 64 * 1024];
     let mut client_gone = false;
     let mut upstream_ok = true;
+    // The meter learns of a response at once (the next call must see it), the session only once
+    // claude has the whole response: a stop must not cut off what is already paid for.
+    let mut pending = None;
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -402,7 +405,7 @@ fn forward(req: &Request, w: &mut TcpStream, ctx: &Ctx, call: Option<&Call>) -> 
             // its next call must already see this one's cost.
             if wt.complete() && !wt.counted {
                 wt.counted = true;
-                count(ctx, wt, request_id.as_deref(), false);
+                pending = count(ctx, wt, request_id.as_deref(), false);
             }
         }
         let chunk = format!("{n:x}\r\n");
@@ -421,8 +424,16 @@ fn forward(req: &Request, w: &mut TcpStream, ctx: &Ctx, call: Option<&Call>) -> 
         if !wt.counted && (wt.complete() || wt.started()) {
             // Cut off (Esc, a kill, a broken upstream): charge what was streamed.
             wt.counted = true;
-            count(ctx, wt, request_id.as_deref(), !wt.complete());
+            pending = count(ctx, wt, request_id.as_deref(), !wt.complete());
         }
+    }
+    let tell = |pending: Option<GateEvent>| {
+        if let Some(e) = pending {
+            (ctx.events)(e);
+        }
+    };
+    if client_gone || !upstream_ok {
+        tell(pending.take());
     }
     if client_gone {
         return Err(io::Error::new(io::ErrorKind::BrokenPipe, "client went away"));
@@ -430,18 +441,21 @@ fn forward(req: &Request, w: &mut TcpStream, ctx: &Ctx, call: Option<&Call>) -> 
     if !upstream_ok {
         return Err(io::Error::other("upstream broke off"));
     }
-    w.write_all(b"0\r\n\r\n")?;
-    w.flush()
+    let done = w.write_all(b"0\r\n\r\n").and_then(|_| w.flush());
+    tell(pending);
+    done
 }
 
-fn count(ctx: &Ctx, wt: &UsageWatch, request_id: Option<&str>, estimated: bool) {
-    let Some(usage) = wt.usage(estimated) else { return };
+/// Count a response in the meter; the event for the session is returned, to send when claude
+/// has the response.
+fn count(ctx: &Ctx, wt: &UsageWatch, request_id: Option<&str>, estimated: bool) -> Option<GateEvent> {
+    let usage = wt.usage(estimated)?;
     let message_id = wt.message_id.clone();
     let key = match (&message_id, request_id) {
         (Some(m), Some(r)) => format!("{m}:{r}"),
         (Some(m), None) => m.clone(),
         (None, Some(r)) => format!(":{r}"),
-        (None, None) => return,
+        (None, None) => return None,
     };
     let event = UsageEvent {
         key,
@@ -457,7 +471,7 @@ fn count(ctx: &Ctx, wt: &UsageWatch, request_id: Option<&str>, estimated: bool) 
         cwd: None,
     };
     let outcome = ctx.meter.report(&event, &ctx.prices);
-    (ctx.events)(GateEvent::Usage { event: Box::new(event), outcome });
+    Some(GateEvent::Usage { event: Box::new(event), outcome })
 }
 
 /// Reads a model response as it streams by: the usage of `message_start`, merged with the
