@@ -1,0 +1,125 @@
+//! The gate's figures: what it adds to a response's latency, and how many calls get past the
+//! ceiling with each source of usage. Prints a table; run with `cargo bench --bench gate`
+//! (benches/run runs it with the rest).
+//!
+//! 1. Latency: the same streamed response fetched straight from the mock API and through the
+//!    gate (ccb's library, in this process), by a plain HTTP/1.1 client on loopback: time to the
+//!    first byte of the body, and to the end of the stream. Medians of 200.
+//! 2. Calls past the ceiling: the real Claude Code in a `-p` tool loop against a mock answering
+//!    instantly, each answer costing $0.627, with a $1.00 ceiling (the second answer crosses it):
+//!    calls that reached the upstream after the crossing one, with the gate, with telemetry alone
+//!    and with transcripts alone. Median and worst of 5 runs each.
+
+#[path = "../tests/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// POST a streamed model call and time the first body byte and the end.
+fn fetch(addr: std::net::SocketAddr, body: &str) -> (Duration, Duration) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    let req = format!(
+        "POST /v1/messages?beta=true HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-api-key: k\r\nanthropic-version: 2023-06-01\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let t0 = Instant::now();
+    s.write_all(req.as_bytes()).unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut one = [0u8; 1];
+    r.read_exact(&mut one).unwrap();
+    let first = t0.elapsed();
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    (first, t0.elapsed())
+}
+
+fn latency() {
+    let api = MockApi::start(|_req: &Request| {
+        Reply::text("a streamed answer of a few words, as text deltas").with_event_delay(Duration::from_millis(2))
+    });
+    let prices = Arc::new(ccb::pricing::PriceTable::load(None).unwrap());
+    let meter = Arc::new(ccb::meter::Meter::new(None, &[], ccb::meter::Reserve::Expected));
+    let mut gate = ccb::gate::Gate::bind().unwrap();
+    let gate_addr: std::net::SocketAddr = format!("127.0.0.1:{}", gate.port).parse().unwrap();
+    gate.serve(ccb::gate::Upstream::new(Some(&api.base_url())), meter.clone(), prices, |_| {}).unwrap();
+    let body = r#"{"model":"claude-sonnet-4-6","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    for _ in 0..20 {
+        fetch(api.addr(), body);
+        fetch(gate_addr, body);
+    }
+    let (mut d_first, mut d_all, mut g_first, mut g_all) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..200 {
+        let (f, a) = fetch(api.addr(), body);
+        d_first.push(f.as_secs_f64() * 1e3);
+        d_all.push(a.as_secs_f64() * 1e3);
+        let (f, a) = fetch(gate_addr, body);
+        g_first.push(f.as_secs_f64() * 1e3);
+        g_all.push(a.as_secs_f64() * 1e3);
+    }
+    let (df, da, gf, ga) = (median(&mut d_first), median(&mut d_all), median(&mut g_first), median(&mut g_all));
+    println!("gate latency (median of 200, loopback, streamed response of ~12 events 2 ms apart)");
+    println!("  {:<22} {:>10} {:>12} {:>10}", "", "direct", "through gate", "added");
+    println!("  {:<22} {:>8.3}ms {:>10.3}ms {:>8.3}ms  (goal: < 1 ms)", "first byte of the body", df, gf, gf - df);
+    println!("  {:<22} {:>8.3}ms {:>10.3}ms {:>8.3}ms", "whole response", da, ga, ga - da);
+    println!("  responses the gate counted: {}", meter.snapshot().0.responses);
+}
+
+fn calls_past_ceiling(config: &str) -> usize {
+    let api = MockApi::start(scripts::bash_loop_with("echo step", 50, Usage::new(0, 41_800), Duration::ZERO));
+    let home = ClaudeHome::new();
+    let cfg = home.path().join(".config/ccb/config.toml");
+    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    std::fs::write(&cfg, config).unwrap();
+    let out = output_with_timeout(
+        ccb_command(&home, &api.base_url(), &claude_bin()).args(["-p", "loop", "--budget", "1", "--allowedTools", "Bash"]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    // The second answer crosses the ceiling: every main-loop call after it went past.
+    api.requests_of(RequestKind::Main).len().saturating_sub(2)
+}
+
+fn past_the_ceiling() {
+    println!("\ncalls past the ceiling (real claude -p tool loop, instant mock, $0.627 a call, $1.00 ceiling, 5 runs)");
+    println!("  {:<34} {:>7} {:>7}", "sources", "median", "worst");
+    for (name, cfg) in [
+        ("gate + telemetry + transcript", "[metering]\ngate = true\ntelemetry = true\n"),
+        ("telemetry + transcript (no gate)", "[metering]\ngate = false\ntelemetry = true\n"),
+        ("transcript only", "[metering]\ngate = false\ntelemetry = false\n"),
+    ] {
+        let mut v: Vec<f64> = (0..5).map(|_| calls_past_ceiling(cfg) as f64).collect();
+        let worst = v.iter().cloned().fold(0.0, f64::max);
+        println!("  {:<34} {:>7} {:>7}", name, median(&mut v), worst);
+    }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; a filter argument picks one part.
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    let want = |n: &str| filter.as_deref().is_none_or(|f| n.contains(f));
+    if want("latency") {
+        latency();
+    }
+    if want("ceiling") {
+        past_the_ceiling();
+    }
+}
