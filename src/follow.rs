@@ -33,16 +33,22 @@ pub enum Feed {
 pub struct Spec {
     /// `<claude config dir>/projects/<slug>`.
     pub project_dir: PathBuf,
-    /// Known in advance (ccb passed `--session-id`), else found as the first transcript written
-    /// after launch (`--resume`, `--continue`).
+    /// Known in advance (ccb passed `--session-id`); else learnt from another source (telemetry
+    /// names it) or, with `guess`, taken to be the first transcript written after launch
+    /// (`--resume`, `--continue`).
     pub session_id: Option<String>,
-    /// Also follow new top-level transcripts created after launch (`/clear` in an interactive
-    /// session starts one).
-    pub follow_new_files: bool,
+    /// Guess which transcripts are this session's when no other source says: the first one to
+    /// grow after launch, and (interactive sessions) new ones, as `/clear` starts one. A guess can
+    /// take another claude's session in the same directory, so ccb guesses only when neither the
+    /// gate nor telemetry runs (they hear every call of this claude, `/clear` or not).
+    pub guess: bool,
+    pub interactive: bool,
 }
 
 enum Msg {
     Fs(notify::Result<notify::Event>),
+    /// Another source named a session id of this claude: follow its transcript from here on.
+    Adopt(String),
     Finish(mpsc::Sender<()>),
 }
 
@@ -69,6 +75,12 @@ impl Follower {
             state.run(&rx, &mut watcher);
         })?;
         Ok(Follower { ctl: tx, thread: Some(thread) })
+    }
+
+    /// Follow the transcripts of a session id another source reported (what was written before
+    /// launch does not count).
+    pub fn adopt(&self, id: &str) {
+        let _ = self.ctl.send(Msg::Adopt(id.to_string()));
     }
 
     /// Read every followed file to its end one last time, then stop.
@@ -132,6 +144,19 @@ impl State {
                     }
                 }
                 Msg::Fs(Err(_)) => self.rescan(watcher),
+                Msg::Adopt(id) => {
+                    if self.sessions.insert(id.clone()) {
+                        let file = self.spec.project_dir.join(format!("{id}.jsonl"));
+                        if let (Some(&size), Ok(meta)) = (self.preexisting.get(&file), std::fs::metadata(&file)) {
+                            self.files.insert(
+                                file.clone(),
+                                FileState { offset: size, inode: meta.ino(), partial: Vec::new() },
+                            );
+                        }
+                        self.touch(&file, watcher);
+                        self.touch(&self.spec.project_dir.join(&id), watcher);
+                    }
+                }
                 Msg::Finish(done) => {
                     self.rescan(watcher);
                     self.flush_partials();
@@ -203,11 +228,15 @@ impl State {
         let Ok(meta) = std::fs::metadata(p) else {
             return false;
         };
+        if !self.spec.guess {
+            return false;
+        }
+        let unknown = self.spec.session_id.is_none() && self.sessions.is_empty();
         let ok = match self.preexisting.get(p) {
             // `--resume`/`--continue`: the first existing transcript that grows is the session's.
-            Some(&size) => self.spec.session_id.is_none() && self.sessions.is_empty() && meta.len() > size,
+            Some(&size) => unknown && meta.len() > size,
             // A new file: the session's own when its id was not known, or after `/clear`.
-            None => (self.spec.session_id.is_none() && self.sessions.is_empty()) || self.spec.follow_new_files,
+            None => unknown || self.spec.interactive,
         };
         if !ok {
             return false;
@@ -349,7 +378,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let proj = d.path().join("projects/-w");
         let (got, out) = collect();
-        let spec = Spec { project_dir: proj.clone(), session_id: Some("S".into()), follow_new_files: false };
+        let spec = Spec { project_dir: proj.clone(), session_id: Some("S".into()), guess: true, interactive: false };
         let f = Follower::start(spec, out).unwrap();
         let mut main = std::fs::OpenOptions::new().create(true).append(true).open(proj.join("S.jsonl")).unwrap();
         let l1 = line("r1", 10);
@@ -386,12 +415,34 @@ mod tests {
         std::fs::write(proj.join("IDLE.jsonl"), line("idle", 1)).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         let (got, out) = collect();
-        let spec = Spec { project_dir: proj.clone(), session_id: None, follow_new_files: false };
+        let spec = Spec { project_dir: proj.clone(), session_id: None, guess: true, interactive: false };
         let f = Follower::start(spec, out).unwrap();
         let mut old = std::fs::OpenOptions::new().append(true).open(proj.join("OLD.jsonl")).unwrap();
         old.write_all(line("new", 1).as_bytes()).unwrap();
         let v = wait_for(&got, 2);
         assert_eq!(v, vec!["session OLD", "usage mnew:new "]);
         f.finish(Duration::from_secs(5));
+    }
+
+    #[test]
+    fn without_guessing_only_known_or_adopted_sessions_are_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let proj = d.path().join("p");
+        std::fs::create_dir_all(&proj).unwrap();
+        std::fs::write(proj.join("RESUMED.jsonl"), line("before", 1)).unwrap();
+        let (got, out) = collect();
+        let spec = Spec { project_dir: proj.clone(), session_id: None, guess: false, interactive: true };
+        let f = Follower::start(spec, out).unwrap();
+        // Another claude in the same directory: not this session's.
+        std::fs::write(proj.join("NEIGHBOUR.jsonl"), line("n1", 1)).unwrap();
+        let mut resumed = std::fs::OpenOptions::new().append(true).open(proj.join("RESUMED.jsonl")).unwrap();
+        resumed.write_all(line("r1", 1).as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(got.lock().unwrap().is_empty(), "{:?}", got.lock().unwrap());
+        // Telemetry names the session: from then on it is followed, from where it was at launch.
+        f.adopt("RESUMED");
+        assert_eq!(wait_for(&got, 1), vec!["usage mr1:r1 "]);
+        f.finish(Duration::from_secs(5));
+        assert_eq!(got.lock().unwrap().len(), 1);
     }
 }

@@ -378,6 +378,17 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
             }
             Some(Ev::Gate(crate::gate::GateEvent::Refused)) => s.reached_ceiling(),
             Some(Ev::Telemetry(r)) => {
+                // Telemetry names this claude's session (after `/clear` or `--resume` too): its
+                // transcripts are this session's.
+                if let Some(id) = r.event.session_id.as_deref() {
+                    if !s.session_ids.iter().any(|x| x == id) {
+                        s.session_ids.push(id.to_string());
+                        observer.session_file(id);
+                        if let Some(f) = &follower {
+                            f.adopt(id);
+                        }
+                    }
+                }
                 let outcome = s.opts.meter.report_priced(&r.event, &s.opts.prices, r.cost_nanos.map(Usd));
                 s.counted(&r.event, outcome, "telemetry", observer);
             }

@@ -105,12 +105,18 @@ fn a_resumed_session_counts_only_what_this_run_spends() {
     std::fs::create_dir_all(&project).unwrap();
     let old = r#"{"type":"assistant","sessionId":"fake-session","requestId":"old","message":{"id":"old","model":"claude-haiku-4-5","usage":{"input_tokens":5000000,"output_tokens":0}}}"#;
     std::fs::write(project.join("fake-session.jsonl"), format!("{old}\n")).unwrap();
+    // The fake child sends no telemetry and does not call the gate: transcripts are all ccb has,
+    // so it takes the first transcript to grow after launch to be the session's.
+    let cfg = home.path().join("transcripts-only.toml");
+    std::fs::write(&cfg, "[metering]\ngate = false\ntelemetry = false\n").unwrap();
     let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
+        .env("CCB_CONFIG", &cfg)
         .env("FAKE_SCRIPT", "sleep:100;usd:0.4;sleep:100;exit:0")
         .args(["--resume", "fake-session", "-p", "--budget", "1", "go"]));
     assert_eq!(code, 0, "{err}");
     // And the run's own usage does count.
     let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
+        .env("CCB_CONFIG", &cfg)
         .env("FAKE_SCRIPT", "sleep:100;usd:0.6;sleep:50;usd:0.6;sleep:60000")
         .args(["--continue", "-p", "--budget", "1", "go"]));
     assert_eq!(code, 3, "{err}");

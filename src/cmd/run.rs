@@ -401,7 +401,8 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     let follow = project_dir.map(|project_dir| Spec {
         project_dir,
         session_id: p.session_id.clone(),
-        follow_new_files: !p.plan.programmatic,
+        guess: !p.sources.contains(&"gate") && !p.sources.contains(&"telemetry"),
+        interactive: !p.plan.programmatic,
     });
     let stderr_tty = std::io::stderr().is_terminal();
     let meter = Arc::new(crate::meter::Meter::new(p.plan.ceiling, &p.config.session_alerts, p.config.metering.reserve));
