@@ -392,3 +392,39 @@ fn relay(tcp: std::net::TcpStream, cfg: Arc<rustls::ServerConfig>, mock: std::ne
         }
     }
 }
+
+/// A stream cut off mid-way is charged for what streamed, though it reaches no transcript.
+#[test]
+fn a_cut_off_stream_is_charged_an_estimate() {
+    let calls = Arc::new(Mutex::new(0usize));
+    let c = calls.clone();
+    let api = MockApi::start(move |req: &Request| {
+        if req.is_title() {
+            return Reply::title("t");
+        }
+        let mut n = c.lock().unwrap();
+        *n += 1;
+        if *n == 1 {
+            // message_start, ping, content_block_start and two text deltas of the 4,000 bytes,
+            // then the line drops.
+            Reply::text(&"x".repeat(4000)).with_usage(Usage::new(1000, 1000)).cut_after_events(5)
+        } else {
+            Reply::text("recovered").with_usage(Usage::new(1000, 10))
+        }
+    });
+    let home = ClaudeHome::new();
+    let (code, out, err) = run(ccb_command(&home, &api.base_url(), &claude_bin()).args(["-p", "hi"]));
+    assert_eq!(code, 0, "claude retries the broken stream: {out}\n{err}");
+    let db = rusqlite::Connection::open(home.path().join(".local/share/ccb/ledger.db")).unwrap();
+    let rows: Vec<(i64, i64, String)> = db
+        .prepare("SELECT input, output, source FROM usage ORDER BY ts_ms")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 2, "the cut-off response and the retry: {rows:?}");
+    assert_eq!(rows[0].0, 1000, "message_start's input tokens");
+    assert!(rows[0].1 >= 300, "output estimated from the streamed text, not message_start's 1: {rows:?}");
+    assert_eq!(rows[0].2, "gate");
+}
