@@ -539,3 +539,23 @@ fn threshold_notice_is_one_osc9_sequence() {
     assert!(text.contains("$1.00"), "names the ceiling: {text}");
     assert_eq!(count_bytes(&raw, b"\x1b]9;ccb: 80%"), 0, "$0.60 of $1 is not 80%");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Print mode on a terminal: a progress line on stderr, nothing extra on stdout
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn print_mode_on_a_terminal_shows_a_progress_line() {
+    let home = ClaudeHome::new();
+    let mut cmd = ccb_command(&home, "http://127.0.0.1:9", &fake_bin());
+    cmd.env("FAKE_SCRIPT", "usd:0.1;sleep:400;usd:0.15;sleep:400;print:RESULT_LINE;exit:0")
+        .args(["-p", "--budget", "1", "go"]);
+    let mut t = Pty::spawn(&mut cmd, ROWS, COLS);
+    // Spent of ceiling, the model, tokens: updated as usage arrives.
+    t.expect("$0.25 of $1.00", SHOW);
+    t.expect("RESULT_LINE", SHOW);
+    let status = t.wait(EXIT);
+    assert_eq!(status.code(), Some(0), "{}", t.screen());
+    let screen = t.screen();
+    assert!(screen.contains("claude-haiku-4-5") || screen.contains("sonnet"), "{screen}");
+}
