@@ -254,36 +254,87 @@ fn record_refusal(start: &SessionStart) {
 }
 
 /// Records the session as it goes, and sends its alerts.
+enum LedgerMsg {
+    Begin(SessionStart),
+    Record(UsageRow),
+    End(SessionEnd),
+}
+
+/// The ledger's writer: a thread of its own, so a ledger that is slow or locked by another
+/// process (SQLite waits up to its busy timeout) never holds up the session's loop, and with it
+/// a stop at the ceiling.
+struct LedgerWriter {
+    tx: Option<std::sync::mpsc::Sender<LedgerMsg>>,
+    thread: Option<std::thread::JoinHandle<Option<String>>>,
+}
+
+impl LedgerWriter {
+    fn start() -> LedgerWriter {
+        let (tx, rx) = std::sync::mpsc::channel::<LedgerMsg>();
+        let thread = std::thread::Builder::new()
+            .name("ccb-ledger".into())
+            .spawn(move || {
+                let ledger = match Ledger::open_default() {
+                    Ok(l) => l,
+                    Err(e) => return Some(format!("{e:#}")),
+                };
+                for msg in rx {
+                    let r = match &msg {
+                        LedgerMsg::Begin(s) => ledger.begin(s),
+                        LedgerMsg::Record(u) => ledger.record(u).map(|_| ()),
+                        LedgerMsg::End(e) => ledger.end(e),
+                    };
+                    if let Err(e) = r {
+                        return Some(format!("{e:#}"));
+                    }
+                }
+                None
+            })
+            .ok();
+        LedgerWriter { tx: Some(tx), thread }
+    }
+
+    fn send(&self, m: LedgerMsg) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(m);
+        }
+    }
+
+    /// Wait for everything sent to be written (at most `timeout`); the problem, if any.
+    fn finish(&mut self, timeout: std::time::Duration) -> Option<String> {
+        drop(self.tx.take());
+        let t = self.thread.take()?;
+        let t0 = std::time::Instant::now();
+        while !t.is_finished() && t0.elapsed() < timeout {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        if t.is_finished() {
+            t.join().unwrap_or_else(|_| Some("the ledger writer failed".into()))
+        } else {
+            Some(format!(
+                "the ledger stayed busy for {} s; the last records of this session were not written",
+                timeout.as_secs()
+            ))
+        }
+    }
+}
+
+/// Records the session as it goes, and sends its alerts.
 struct Recorder {
-    ledger: Option<Ledger>,
+    ledger: LedgerWriter,
     start: SessionStart,
     /// Session ids begun in the ledger (a `/clear` or a resumed session adds one).
     ids: Vec<String>,
     alerts: alert::Dispatcher,
-    failed: bool,
 }
 
 impl Recorder {
-    fn fail(&mut self, e: anyhow::Error) {
-        if !self.failed {
-            self.failed = true;
-            eprintln!(
-                "ccb: cannot record this session in the ledger ({e:#}); it goes on, metered and bounded as before"
-            );
-        }
-        self.ledger = None;
-    }
     fn begin(&mut self, id: &str) {
         if self.ids.iter().any(|i| i == id) {
             return;
         }
         self.ids.push(id.to_string());
-        let start = SessionStart { id: id.to_string(), ..self.start.clone() };
-        if let Some(l) = &self.ledger {
-            if let Err(e) = l.begin(&start) {
-                self.fail(e);
-            }
-        }
+        self.ledger.send(LedgerMsg::Begin(SessionStart { id: id.to_string(), ..self.start.clone() }));
     }
 }
 
@@ -302,11 +353,7 @@ impl supervisor::Observer for Recorder {
             cost,
             source: source.into(),
         };
-        if let Some(l) = &self.ledger {
-            if let Err(err) = l.record(&row) {
-                self.fail(err);
-            }
-        }
+        self.ledger.send(LedgerMsg::Record(row));
     }
     fn threshold(&mut self, pct: u32, spent: Usd, ceiling: Usd) {
         self.alerts.send(alert::Alert {
@@ -384,16 +431,11 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         }
     };
     let mut rec = Recorder {
-        ledger: None,
+        ledger: LedgerWriter::start(),
         start: SessionStart { overage, ..start },
         ids: Vec::new(),
         alerts: alert::Dispatcher::new(p.config.alert_sinks.clone()),
-        failed: false,
     };
-    match Ledger::open_default() {
-        Ok(l) => rec.ledger = Some(l),
-        Err(e) => rec.fail(e),
-    }
     if let Some(id) = &p.session_id {
         rec.begin(id);
     }
@@ -494,20 +536,18 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         (None, ChildEnd::Code(_)) => "exited",
         (None, ChildEnd::Signal(_)) => "signaled",
     };
-    if let Some(l) = &rec.ledger {
-        for id in &rec.ids {
-            let e = SessionEnd {
-                id: id.clone(),
-                ended_ms: now_ms(),
-                end: end.into(),
-                exit_code: Some(code),
-                thresholds: out.fired.clone(),
-            };
-            if let Err(e) = l.end(&e) {
-                eprintln!("ccb: cannot record the end of the session ({e:#})");
-                break;
-            }
-        }
+    for id in &rec.ids {
+        let e = SessionEnd {
+            id: id.clone(),
+            ended_ms: now_ms(),
+            end: end.into(),
+            exit_code: Some(code),
+            thresholds: out.fired.clone(),
+        };
+        rec.ledger.send(LedgerMsg::End(e));
+    }
+    if let Some(problem) = rec.ledger.finish(std::time::Duration::from_secs(15)) {
+        eprintln!("ccb: cannot record this session in the ledger ({problem}); it ran metered and bounded all the same");
     }
     for problem in std::mem::replace(&mut rec.alerts, alert::Dispatcher::new(Default::default()))
         .finish(std::time::Duration::from_secs(3))
