@@ -16,7 +16,7 @@ use crate::transcript::{usage_from_api, UsageEvent};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What the gate tells the session.
@@ -26,6 +26,8 @@ pub enum GateEvent {
     Usage { event: Box<UsageEvent>, outcome: crate::meter::Outcome },
     /// A model call was refused at the ceiling.
     Refused,
+    /// Something the user should know (an unreadable CA file).
+    Problem(String),
 }
 
 /// Where requests go.
@@ -129,9 +131,7 @@ impl Gate {
         events: impl Fn(GateEvent) + Send + Sync + 'static,
     ) -> io::Result<Vec<String>> {
         let env = |k: &str| std::env::var(k).ok();
-        let (tls, problems) = tls_config(&env);
         let mut b = ureq::AgentBuilder::new()
-            .tls_config(tls)
             .redirects(0)
             .timeout_connect(Duration::from_secs(30))
             .timeout_read(Duration::from_secs(900));
@@ -141,8 +141,13 @@ impl Gate {
                 Err(_) => return Err(io::Error::other("HTTPS_PROXY/HTTP_PROXY is not a proxy URL ccb can use")),
             }
         }
+        // Reading the CA files (SSL_CERT_FILE is often a whole system bundle) takes milliseconds
+        // of CPU: done at the first call upstream, not while claude starts, and only for HTTPS.
+        let agent = if upstream.https() { Lazy::Pending(Mutex::new(Some(b))) } else { Lazy::Ready(b.build()) };
+        let problems = Vec::new();
         let ctx = Arc::new(Ctx {
-            agent: b.build(),
+            agent,
+            ready: std::sync::OnceLock::new(),
             upstream,
             meter,
             prices,
@@ -163,8 +168,15 @@ impl Gate {
     }
 }
 
+/// The upstream client, built on a thread of its own when TLS roots must be read.
+enum Lazy {
+    Ready(ureq::Agent),
+    Pending(Mutex<Option<ureq::AgentBuilder>>),
+}
+
 struct Ctx {
-    agent: ureq::Agent,
+    agent: Lazy,
+    ready: std::sync::OnceLock<ureq::Agent>,
     upstream: Upstream,
     meter: Arc<Meter>,
     prices: Arc<PriceTable>,
@@ -330,9 +342,26 @@ fn handle(req: Request, w: &mut TcpStream, ctx: &Ctx) -> io::Result<()> {
     result
 }
 
+impl Ctx {
+    fn agent(&self) -> &ureq::Agent {
+        match &self.agent {
+            Lazy::Ready(a) => a,
+            Lazy::Pending(builder) => self.ready.get_or_init(|| {
+                let b =
+                    builder.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_else(ureq::AgentBuilder::new);
+                let (tls, problems) = tls_config(&|k: &str| std::env::var(k).ok());
+                for p in problems {
+                    (self.events)(GateEvent::Problem(p));
+                }
+                b.tls_config(tls).build()
+            }),
+        }
+    }
+}
+
 fn forward(req: &Request, w: &mut TcpStream, ctx: &Ctx, call: Option<&Call>) -> io::Result<()> {
     let url = format!("{}{}", ctx.upstream.base, req.target);
-    let mut up = ctx.agent.request(&req.method, &url);
+    let mut up = ctx.agent().request(&req.method, &url);
     for (k, v) in &req.headers {
         if !HOP_BY_HOP.iter().any(|h| k.eq_ignore_ascii_case(h)) {
             up = up.set(k, v);

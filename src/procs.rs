@@ -32,7 +32,24 @@ pub fn release_own(pid: u32) {
 /// Reap the dead children of this process that are not ccb's own (orphans the subreaper
 /// inherited), by pid; `waitpid(-1)` would take an alert command's status from under it.
 pub fn reap_orphans(except: i32) {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
     let own = OWN.lock().unwrap_or_else(|e| e.into_inner());
+    // Peek first (WNOWAIT): most of the time no orphan has ended and /proc need not be read.
+    loop {
+        let peek = waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT);
+        let pid = match peek {
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(st) => match st.pid() {
+                Some(p) => p.as_raw(),
+                None => return,
+            },
+        };
+        if pid == except || own.as_ref().is_some_and(|s| s.contains(&pid)) {
+            // Not ours to reap here; others may be waiting behind it: look at them all.
+            break;
+        }
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+    }
     let me = std::process::id() as i32;
     for (pid, ppid) in parents() {
         if ppid != me || pid == except || own.as_ref().is_some_and(|s| s.contains(&pid)) || !is_zombie(pid) {
@@ -107,6 +124,21 @@ pub fn is_zombie(pid: i32) -> bool {
 /// Send a signal to each pid; returns how many it reached.
 pub fn signal_all(pids: &[i32], sig: Signal) -> usize {
     pids.iter().filter(|&&p| kill(Pid::from_raw(p), sig).is_ok()).count()
+}
+
+/// End every live descendant of this process at once (SIGKILL, until none is left or half a
+/// second has passed, so a process forking meanwhile is caught too). For ccb's last moments
+/// (a panic), when there is no time to interrupt claude politely.
+pub fn end_all_descendants() {
+    let t0 = std::time::Instant::now();
+    loop {
+        let left = live_descendants_of_self();
+        if left.is_empty() || t0.elapsed() > std::time::Duration::from_millis(500) {
+            break;
+        }
+        signal_all(&left, Signal::SIGKILL);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// The live (non-zombie) descendants of this process.

@@ -377,6 +377,7 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
                 s.counted(&event, outcome, "gate", observer)
             }
             Some(Ev::Gate(crate::gate::GateEvent::Refused)) => s.reached_ceiling(),
+            Some(Ev::Gate(crate::gate::GateEvent::Problem(p))) => s.notice(p),
             Some(Ev::Telemetry(r)) => {
                 // Telemetry names this claude's session (after `/clear` or `--resume` too): its
                 // transcripts are this session's.

@@ -253,7 +253,7 @@ fn record_refusal(start: &SessionStart) {
     }
 }
 
-/// Records the session as it goes, and sends its alerts.
+/// What the ledger's writer is asked to write.
 enum LedgerMsg {
     Begin(SessionStart),
     Record(UsageRow),
@@ -265,33 +265,47 @@ enum LedgerMsg {
 /// a stop at the ceiling.
 struct LedgerWriter {
     tx: Option<std::sync::mpsc::Sender<LedgerMsg>>,
-    thread: Option<std::thread::JoinHandle<Option<String>>>,
+    /// The writer's last word: None when all was written.
+    done: std::sync::mpsc::Receiver<Option<String>>,
 }
 
 impl LedgerWriter {
     fn start() -> LedgerWriter {
         let (tx, rx) = std::sync::mpsc::channel::<LedgerMsg>();
-        let thread = std::thread::Builder::new()
-            .name("ccb-ledger".into())
-            .spawn(move || {
-                let ledger = match Ledger::open_default() {
-                    Ok(l) => l,
-                    Err(e) => return Some(format!("{e:#}")),
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let write_all = move |ledger: &Ledger| -> Option<String> {
+            for msg in rx {
+                let r = match &msg {
+                    LedgerMsg::Begin(s) => ledger.begin(s),
+                    LedgerMsg::Record(u) => ledger.record(u).map(|_| ()),
+                    LedgerMsg::End(e) => ledger.end(e),
                 };
-                for msg in rx {
-                    let r = match &msg {
-                        LedgerMsg::Begin(s) => ledger.begin(s),
-                        LedgerMsg::Record(u) => ledger.record(u).map(|_| ()),
-                        LedgerMsg::End(e) => ledger.end(e),
-                    };
-                    if let Err(e) = r {
-                        return Some(format!("{e:#}"));
-                    }
+                if let Err(e) = r {
+                    return Some(format!("{e:#}"));
                 }
-                None
-            })
-            .ok();
-        LedgerWriter { tx: Some(tx), thread }
+            }
+            None
+        };
+        let spawned = std::thread::Builder::new().name("ccb-ledger".into()).spawn(move || {
+            match Ledger::open_default() {
+                Ok(ledger) => {
+                    // Every row is committed when the last message is written: say so before
+                    // closing, since closing the last connection checkpoints the WAL with an
+                    // fsync, which ccb need not wait for (an interrupted checkpoint is safe).
+                    let _ = done_tx.send(write_all(&ledger));
+                    drop(ledger);
+                }
+                Err(e) => {
+                    let _ = done_tx.send(Some(format!("{e:#}")));
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            let (t, r) = std::sync::mpsc::channel();
+            let _ = t.send(Some(format!("cannot start the ledger writer: {e}")));
+            return LedgerWriter { tx: None, done: r };
+        }
+        LedgerWriter { tx: Some(tx), done }
     }
 
     fn send(&self, m: LedgerMsg) {
@@ -303,18 +317,13 @@ impl LedgerWriter {
     /// Wait for everything sent to be written (at most `timeout`); the problem, if any.
     fn finish(&mut self, timeout: std::time::Duration) -> Option<String> {
         drop(self.tx.take());
-        let t = self.thread.take()?;
-        let t0 = std::time::Instant::now();
-        while !t.is_finished() && t0.elapsed() < timeout {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        if t.is_finished() {
-            t.join().unwrap_or_else(|_| Some("the ledger writer failed".into()))
-        } else {
-            Some(format!(
+        match self.done.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Some(format!(
                 "the ledger stayed busy for {} s; the last records of this session were not written",
                 timeout.as_secs()
-            ))
+            )),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Some("the ledger writer failed".into()),
         }
     }
 }
