@@ -61,7 +61,8 @@ fn latency() {
     let mut gate = ccb::gate::Gate::bind().unwrap();
     let gate_addr: std::net::SocketAddr = format!("127.0.0.1:{}", gate.port).parse().unwrap();
     gate.serve(ccb::gate::Upstream::new(Some(&api.base_url())), meter.clone(), prices, |_| {}).unwrap();
-    let body = r#"{"model":"claude-sonnet-4-6","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let body =
+        r#"{"model":"claude-sonnet-4-6","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     for _ in 0..20 {
         fetch(api.addr(), body);
         fetch(gate_addr, body);
@@ -90,7 +91,14 @@ fn calls_past_ceiling(config: &str) -> usize {
     std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
     std::fs::write(&cfg, config).unwrap();
     let out = output_with_timeout(
-        ccb_command(&home, &api.base_url(), &claude_bin()).args(["-p", "loop", "--budget", "1", "--allowedTools", "Bash"]),
+        ccb_command(&home, &api.base_url(), &claude_bin()).args([
+            "-p",
+            "loop",
+            "--budget",
+            "1",
+            "--allowedTools",
+            "Bash",
+        ]),
         Duration::from_secs(120),
     );
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));

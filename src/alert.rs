@@ -51,6 +51,10 @@ pub fn deliver(sinks: &Sinks, a: &Alert) -> Vec<String> {
 
 fn run_command(argv: &[String], a: &Alert) -> Result<(), String> {
     let mut cmd = Command::new(&argv[0]);
+    // An alert command notifies; it has no use for the user's API credentials.
+    for k in crate::plan::SECRET_VARS {
+        cmd.env_remove(k);
+    }
     cmd.args(&argv[1..])
         .env("CCB_ALERT_KIND", a.kind)
         .env("CCB_ALERT_THRESHOLD", a.threshold.to_string())

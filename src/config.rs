@@ -182,6 +182,22 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
+/// serde names the Rust type it wanted (`expected f64`, `expected struct FileCeilings`); a user
+/// wrote TOML, so say it in TOML's words.
+fn plain_types(msg: &str) -> String {
+    let Some(i) = msg.find("expected ") else { return msg.to_string() };
+    let (head, want) = msg.split_at(i + "expected ".len());
+    let plain = match want {
+        "f64" | "f32" => "a number",
+        "i64" | "u64" | "i32" | "u32" | "u8" | "u16" | "i8" | "i16" | "usize" => "a whole number",
+        "a sequence" => "a list",
+        "a boolean" => "true or false",
+        w if w.starts_with("struct ") => "a table",
+        w => w,
+    };
+    format!("{head}{plain}")
+}
+
 /// Parse and validate a config file's text.
 pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
     let at = |span: std::ops::Range<usize>, msg: String| {
@@ -191,6 +207,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
         // toml's message is several lines with a source excerpt; keep its first line.
         let msg = e.message().lines().next().unwrap_or("invalid TOML").to_string();
         let msg = msg.replace("unknown field", "unknown key").replace(", expected one of", "; the keys here are");
+        let msg = plain_types(&msg);
         match e.span() {
             Some(s) => at(s, msg),
             None => Exit::usage(format!("config {}: {msg}", path.display())),
@@ -497,7 +514,14 @@ mod tests {
             ("[alerts]\ncommand = []\n", "line 2: [alerts] command must be"),
             ("[metering]\nreserve = \"some\"\n", "line 2: [metering] reserve 'some' must be"),
             ("[metering]\non_ceiling = \"pause\"\n", "line 2: [metering] on_ceiling 'pause' must be"),
-            ("[metering]\ngate = \"yes\"\n", "line 2: invalid type"),
+            ("[metering]\ngate = \"yes\"\n", "line 2: invalid type: string \"yes\", expected true or false"),
+            ("[ceilings]\ninteractive = \"ten\"\n", "line 2: invalid type: string \"ten\", expected a number"),
+            ("ceilings = 5\n", "line 1: invalid type: integer `5`, expected a table"),
+            ("[alerts]\nsession = 50\n", "line 2: invalid type: integer `50`, expected a list"),
+            (
+                "[pool]\nplan = \"pro\"\nbilling_day = 15.5\n",
+                "line 3: invalid type: floating point `15.5`, expected a whole number",
+            ),
         ];
         for (text, want) in cases {
             let e = p(text).unwrap_err();

@@ -33,7 +33,9 @@ fn check(path: &Path, what: &str, fix: &str) -> Result<PathBuf, Exit> {
 pub fn find(env_value: Option<&str>, config_value: Option<&Path>, own_exe: Option<&Path>) -> Result<PathBuf, Exit> {
     let is_self = |p: &Path| own_exe.is_some_and(|me| same_file(p, me));
     let self_msg = |p: &Path, what: &str| {
-        Exit::usage(format!("{what} {} is ccb itself; point it at the real Claude Code", p.display()))
+        // `CCB_CLAUDE=/path`, `config claude = /path`
+        let sep = if what.ends_with('=') && !what.ends_with(" =") { "" } else { " " };
+        Exit::usage(format!("{what}{sep}{} is ccb itself; point it at the real Claude Code", p.display()))
     };
     if let Some(v) = env_value.filter(|v| !v.is_empty()) {
         let p = check(Path::new(v), "CCB_CLAUDE=", "set CCB_CLAUDE to the real Claude Code")
@@ -96,7 +98,12 @@ mod tests {
         std::os::unix::fs::symlink(&me, &link).unwrap();
         assert_eq!(find(Some(real.to_str().unwrap()), None, Some(&me)).unwrap(), real);
         let e = find(Some(link.to_str().unwrap()), None, Some(&me)).unwrap_err();
-        assert!(e.message.contains("is ccb itself"), "{}", e.message);
+        assert_eq!(e.message, format!("CCB_CLAUDE={} is ccb itself; point it at the real Claude Code", link.display()));
+        let e = find(None, Some(&link), Some(&me)).unwrap_err();
+        assert_eq!(
+            e.message,
+            format!("config claude = {} is ccb itself; point it at the real Claude Code", link.display())
+        );
         let e = find(Some("/nonexistent/claude"), None, Some(&me)).unwrap_err();
         assert!(e.message.contains("CCB_CLAUDE=/nonexistent/claude: no such file"), "{}", e.message);
         let noexec = d.path().join("noexec");

@@ -61,6 +61,11 @@ impl Usd {
             Some((i, f)) => (i, f),
             None => (t, ""),
         };
+        // `007` is 7: leading zeros do not make an amount larger than the largest budget.
+        let int = match int.trim_start_matches('0') {
+            "" if !int.is_empty() => "0",
+            rest => rest,
+        };
         let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
         if t.is_empty() || (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
             return Err(format!("'{s}' is not an amount of dollars: write it like 2 or 2.50"));
@@ -148,6 +153,8 @@ mod tests {
             (".5", 500_000_000),
             ("1000000", 1_000_000 * NANOS_PER_USD),
             ("0.000000001", 1),
+            ("00000002", 2_000_000_000),
+            ("0000000.5", 500_000_000),
         ];
         for (s, n) in ok {
             assert_eq!(Usd::parse_budget(s), Ok(Usd(n)), "{s}");

@@ -57,7 +57,7 @@ impl Agg {
 }
 
 /// Everything a report is made from.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Dataset {
     pub sessions: Vec<SessionAttr>,
     session_idx: HashMap<String, u32>,

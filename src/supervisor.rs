@@ -213,6 +213,9 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
         }
     };
     let child_pid = child.id() as i32;
+    // The Command holds our copies of the PTY's slave side: while any stays open the master
+    // never reads EOF when claude exits. Only the child keeps the slave now.
+    drop(cmd);
     // We reap with waitpid ourselves (the subreaper also inherits orphans); `Child` is not waited.
     drop(child);
 

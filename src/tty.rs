@@ -61,10 +61,18 @@ impl Drop for RawGuard {
 }
 
 /// Restore the terminal before the default panic message, so it is readable and the shell works.
+///
+/// A panic on the main thread (where the session loop runs) ends ccb, and with it the meter and
+/// the ceiling: nothing of the session may outlive it. Claude gets its parent-death signal, but
+/// its tools and anything it double-forked (reparented to ccb, the subreaper) would run on
+/// under init, so they are ended here, before ccb goes.
 pub fn install_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         restore();
+        if std::thread::current().name() == Some("main") {
+            crate::procs::end_all_descendants();
+        }
         default(info);
     }));
 }

@@ -121,7 +121,7 @@ fn interactive_the_gate_refuses_and_ccb_stops_the_session() {
     let mut cmd = ccb_command(&home, &api.base_url(), &claude_bin());
     cmd.args(["--budget", "1", "--allowedTools", "Bash"]);
     let mut t = Pty::spawn(&mut cmd, 30, 100);
-    let before = t.termios();
+    let before = t.initial_termios();
     t.expect("← for agents", Duration::from_secs(30));
     t.type_line("loop please", Duration::from_secs(20));
     let status = t.wait(Duration::from_secs(60));

@@ -121,7 +121,7 @@ fn harness_runs_a_shell_on_a_terminal() {
     let mut cmd = std::process::Command::new("/bin/sh");
     cmd.args(["-c", "stty size; tty; read line; echo got:$line; exit 7"]);
     let mut t = Pty::spawn(&mut cmd, 21, 77);
-    let before = t.termios();
+    let before = t.initial_termios();
     assert!(before.is_cooked());
     t.expect("21 77", SHOW);
     t.expect("/dev/pts/", SHOW);
@@ -145,7 +145,7 @@ fn interactive_session_answers_and_leaves_the_terminal_as_it_was() {
     });
     let home = ClaudeHome::new();
     let mut t = Pty::spawn(&mut ccb_command(&home, &api.base_url(), &claude_bin()), ROWS, COLS);
-    let before = t.termios();
+    let before = t.initial_termios();
     assert!(before.is_cooked(), "a new terminal is cooked: {before:?}");
 
     t.expect(PROMPT_READY, START);
@@ -188,7 +188,7 @@ fn ctrl_c_twice_exits_with_claudes_code() {
         ),
     );
     let mut t = Pty::spawn(&mut ccb_command(&home, &api.base_url(), &wrapper), ROWS, COLS);
-    let before = t.termios();
+    let before = t.initial_termios();
     t.expect(PROMPT_READY, START);
 
     let from = t.mark();
@@ -241,7 +241,7 @@ fn ceiling_stops_an_interactive_session_and_its_tool() {
     let mut cmd = ccb_command(&home, &api.base_url(), &claude_bin());
     cmd.args(["--budget", "0.05", "--dangerously-skip-permissions"]);
     let mut t = Pty::spawn(&mut cmd, ROWS, COLS);
-    let before = t.termios();
+    let before = t.initial_termios();
     t.expect(PROMPT_READY, START);
     t.type_line("run the sleep", SHOW);
 
@@ -352,7 +352,7 @@ fn ceiling_stop_ends_a_background_tool() {
     let mut cmd = ccb_command(&home, &api.base_url(), &claude_bin());
     cmd.args(["--budget", "0.05", "--dangerously-skip-permissions"]);
     let mut t = Pty::spawn(&mut cmd, ROWS, COLS);
-    let before = t.termios();
+    let before = t.initial_termios();
     t.expect(PROMPT_READY, START);
     t.type_line("sleep in the background", SHOW);
 
@@ -395,7 +395,7 @@ fn ceiling_stop_interrupts_through_the_terminal_first() {
     let mut cmd = ccb_command(&home, &api.base_url(), &fake_bin());
     cmd.args(["--budget", "0.5"]).env("FAKE_SCRIPT", "tool;usd:0.6;sleep:60000").env("FAKE_LOG", &log);
     let mut t = Pty::spawn(&mut cmd, ROWS, COLS);
-    let before = t.termios();
+    let before = t.initial_termios();
     let status = t.wait(EXIT);
     let _cleanup = KillPids(
         fake_log_field(&log, "TOOL ")
@@ -430,7 +430,7 @@ fn window_size_reaches_the_child_and_follows_resizes() {
         "#!/bin/sh\ntrap 'stty size' WINCH\nstty size\nwhile :; do sleep 0.05; done\n",
     );
     let mut t = Pty::spawn(&mut ccb_command(&home, &api.base_url(), &child), 27, 91);
-    let before = t.termios();
+    let before = t.initial_termios();
     t.expect("27 91", SHOW);
 
     let from = t.mark();
@@ -468,7 +468,7 @@ fn signal_mid_session(sig: i32, stubborn: bool) {
         cmd.env("FAKE_IGNORE", "INT,TERM,HUP");
     }
     let mut t = Pty::spawn(&mut cmd, ROWS, COLS);
-    let before = t.termios();
+    let before = t.initial_termios();
 
     let tools = wait_for(&mut t, "the fake child's two tools", SHOW, || {
         let tools = fake_log_field(&log, "TOOL ");
@@ -523,7 +523,7 @@ fn threshold_notice_is_one_osc9_sequence() {
     let mut cmd = ccb_command(&home, &api.base_url(), &fake_bin());
     cmd.args(["--budget", "1"]).env("FAKE_SCRIPT", "usd:0.6;sleep:300;exit:0");
     let mut t = Pty::spawn(&mut cmd, ROWS, COLS);
-    let before = t.termios();
+    let before = t.initial_termios();
     let status = t.wait(EXIT);
     let raw = t.raw_output();
 

@@ -193,7 +193,7 @@ fn several_claude_config_dirs_are_read() {
             tline(
                 "S",
                 &format!("m{i}"),
-                "r",
+                &format!("r{i}"),
                 &ts,
                 "claude-haiku-4-5",
                 json!({"input_tokens": n, "output_tokens": 0}),
@@ -457,4 +457,53 @@ fn a_ledger_written_by_an_older_ccb_still_opens() {
     let n: i64 =
         rusqlite::Connection::open(&db).unwrap().query_row("SELECT COUNT(*) FROM usage", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 3);
+}
+
+/// A response first heard from telemetry is in the ledger under its request id alone; its
+/// transcript line names the message too. Reports count it once.
+#[test]
+fn a_response_heard_by_telemetry_and_transcript_counts_once_in_reports() {
+    let home = ClaudeHome::new();
+    let (code, _, err) =
+        run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).env("FAKE_SCRIPT", "exit:0").args(["-p", "go"]));
+    assert_eq!(code, 0, "{err}");
+    let today = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC).date();
+    let ts = format!("{today}T12:00:00Z");
+    let ms = jiff::Timestamp::from_str_compat(&ts);
+    let db = rusqlite::Connection::open(ledger_path(&home)).unwrap();
+    db.execute(
+        "INSERT INTO usage (key, session_id, ts_ms, model, agent_id, input, output, cache_write_5m, cache_write_1h, cache_read, web_search, cost_nanos, source)
+         VALUES (':req_T1', 'S-T', ?1, 'claude-haiku-4-5', NULL, 1000000, 0, 0, 0, 0, 0, 1000000000, 'telemetry')",
+        [ms],
+    )
+    .unwrap();
+    drop(db);
+    let proj = home.project_dir(Path::new("/t"));
+    std::fs::create_dir_all(&proj).unwrap();
+    std::fs::write(
+        proj.join("S-T.jsonl"),
+        tline(
+            "S-T",
+            "msg_T1",
+            "req_T1",
+            &ts,
+            "claude-haiku-4-5",
+            json!({"input_tokens": 1_000_000, "output_tokens": 0}),
+            "",
+        ),
+    )
+    .unwrap();
+    let (code, out, err) =
+        run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).args(["usage", "--json", "--timezone", "UTC"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(micros(&json_of(&out)["totals"]["totalCost"]), 1_000_000, "{out}");
+}
+
+trait FromStrCompat {
+    fn from_str_compat(s: &str) -> i64;
+}
+impl FromStrCompat for jiff::Timestamp {
+    fn from_str_compat(s: &str) -> i64 {
+        s.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+    }
 }

@@ -1,13 +1,12 @@
 //! `ccb usage [daily|weekly|monthly|session]`: what was spent, on what, from which meter.
 
 use crate::exit::Exit;
-use crate::ledger::{Ledger, Store};
+use crate::ledger::Ledger;
 use crate::report::{self, Dataset, Period, Split};
 use crate::scan;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::ToSpan;
-use std::collections::HashSet;
 use std::io::IsTerminal;
 
 /// `2026-11-20`, `20261120`, `today`, `yesterday`, `7d` (the last 7 days, today included).
@@ -41,11 +40,41 @@ pub fn parse_day(s: &str, today: Date, flag: &str) -> Result<Date, Exit> {
 
 pub fn time_zone(name: Option<&str>) -> Result<TimeZone, Exit> {
     match name {
-        None => Ok(TimeZone::system()),
-        Some(n) => TimeZone::get(n).map_err(|_| {
-            Exit::usage(format!("--timezone '{n}' is not a time zone: use an IANA name like Europe/Berlin, or UTC"))
+        None => Ok(system_time_zone()),
+        Some(n) => tzif(n).map(Ok).unwrap_or_else(|| {
+            TimeZone::get(n).map_err(|_| {
+                Exit::usage(format!("--timezone '{n}' is not a time zone: use an IANA name like Europe/Berlin, or UTC"))
+            })
         }),
     }
+}
+
+/// The system's time zone (`$TZ`, else /etc/localtime) read straight from its TZif file.
+/// jiff's own `TimeZone::system()` and `TimeZone::get()` first index the whole zoneinfo database
+/// (a few milliseconds, on every report; status lines run one every few seconds); a report needs
+/// only the zone's rules. Anything else (a POSIX `TZ` rule, no zoneinfo) goes through jiff.
+fn system_time_zone() -> TimeZone {
+    let from_env = std::env::var("TZ").ok().filter(|v| !v.is_empty());
+    let tz = match from_env.as_deref() {
+        Some(v) => tzif(v.strip_prefix(':').unwrap_or(v)),
+        None => std::fs::read("/etc/localtime").ok().and_then(|b| TimeZone::tzif("localtime", &b).ok()),
+    };
+    tz.unwrap_or_else(TimeZone::system)
+}
+
+/// A zone by IANA name or TZif path, from the zoneinfo files.
+fn tzif(name: &str) -> Option<TimeZone> {
+    let path = if name.starts_with('/') {
+        std::path::PathBuf::from(name)
+    } else {
+        if name.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+            return None;
+        }
+        let dir = std::env::var_os("TZDIR").filter(|d| !d.is_empty()).unwrap_or_else(|| "/usr/share/zoneinfo".into());
+        std::path::Path::new(&dir).join(name)
+    };
+    let bytes = std::fs::read(path).ok()?;
+    TimeZone::tzif(name, &bytes).ok()
 }
 
 /// The ledger, if one exists and opens; a report works from transcripts alone otherwise.
@@ -63,15 +92,38 @@ pub fn open_ledger_for_reading() -> Option<Ledger> {
     }
 }
 
-/// Ledger and transcripts from `since_ms` on, each response once.
+/// The ledger for a report: opened, or created (it holds the report cache too). A report works
+/// from transcripts alone when there is none and none can be made.
+fn open_ledger_for_report() -> Option<Ledger> {
+    let path = crate::ledger::default_path()?;
+    match Ledger::open(&path) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            if path.exists() {
+                eprintln!("ccb: cannot read the ledger ({e:#}); reporting from transcripts only");
+            }
+            None
+        }
+    }
+}
+
+/// Ledger and transcripts from `since_ms` on, each response once (through the report cache in
+/// the ledger database: see scan.rs).
 pub fn dataset(since_ms: i64, tz: &TimeZone, prices: &crate::pricing::PriceTable) -> anyhow::Result<Dataset> {
     let mut ds = Dataset::default();
-    let mut seen = HashSet::new();
-    if let Some(l) = open_ledger_for_reading() {
-        scan::add_ledger(&mut ds, &l as &dyn Store, since_ms, tz, &mut seen)?;
+    let ledger = open_ledger_for_report();
+    let dirs = scan::claude_dirs();
+    match scan::add_all(&mut ds, ledger.as_ref(), &dirs, since_ms, tz, prices) {
+        Ok(_) => Ok(ds),
+        Err(e) => {
+            // A ledger that cannot be read now (locked for longer than the busy timeout, damaged):
+            // still report the transcripts.
+            eprintln!("ccb: cannot read the ledger ({e:#}); reporting from transcripts only");
+            let mut ds = Dataset::default();
+            scan::add_transcripts(&mut ds, &dirs, since_ms, tz, prices);
+            Ok(ds)
+        }
     }
-    scan::add_transcripts(&mut ds, &scan::claude_dirs(), since_ms, tz, prices, seen);
-    Ok(ds)
 }
 
 pub struct Args {

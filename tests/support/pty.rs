@@ -90,6 +90,7 @@ pub struct Pty {
     reader: Option<JoinHandle<()>>,
     /// What the test ran, for messages.
     pub label: String,
+    initial: TermiosSnapshot,
 }
 
 fn cvt(r: libc::c_int, what: &str) -> libc::c_int {
@@ -124,6 +125,9 @@ impl Pty {
     /// new session), in a `rows`×`cols` window.
     pub fn spawn(cmd: &mut Command, rows: u16, cols: u16) -> Pty {
         let (master, slave) = open_pair(rows, cols);
+        // The settings the terminal had before anything ran on it: a snapshot taken after the
+        // spawn could already see ccb's raw mode on a busy machine.
+        let initial = TermiosSnapshot::of(slave.as_raw_fd());
         let dup = || Stdio::from(slave.try_clone().expect("dup pty slave"));
         cmd.stdin(dup()).stdout(dup()).stderr(dup());
         // SAFETY: setsid and ioctl are async-signal-safe.
@@ -154,7 +158,12 @@ impl Pty {
                 .spawn(move || read_loop(fd, &shared))
                 .expect("spawn pty reader")
         };
-        Pty { master, slave, child: Some(child), pid, status: None, shared, reader: Some(reader), label }
+        Pty { master, slave, child: Some(child), pid, status: None, shared, reader: Some(reader), label, initial }
+    }
+
+    /// The terminal's settings before the child was started.
+    pub fn initial_termios(&self) -> TermiosSnapshot {
+        self.initial.clone()
     }
 
     pub fn pid(&self) -> i32 {

@@ -1,0 +1,31 @@
+//! The gate's reading of a model response as it streams by (server-sent events, or JSON,
+//! plain or gzip), in any chunking: never a panic, whatever the upstream sends.
+#![no_main]
+use ccb::gate::UsageWatch;
+use libfuzzer_sys::fuzz_target;
+
+#[path = "common.rs"]
+mod common;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let encoding = match mode % 3 {
+        0 => None,
+        1 => Some("gzip"),
+        _ => Some("deflate"),
+    };
+    let mut w = UsageWatch::new("claude-sonnet-4-6".into(), mode & 4 == 0, encoding);
+    let chunk = 1 + (mode as usize >> 3);
+    for c in rest.chunks(chunk) {
+        w.feed(c);
+    }
+    w.finish();
+    for estimated in [false, true] {
+        if let Some(u) = w.usage(estimated) {
+            if !common::tokens_overflow(&u) {
+                let _ = common::embedded().cost("claude-sonnet-4-6", &u, &Default::default());
+            }
+        }
+    }
+    let _ = (w.started(), w.complete());
+});

@@ -1,0 +1,30 @@
+//! One transcript line → usage event → price: what the follower does with every line claude
+//! writes, and `ccb usage` with every line of the history. Never a panic; a priced response
+//! never costs less than nothing.
+#![no_main]
+use ccb::transcript::{parse_line, Line};
+use libfuzzer_sys::fuzz_target;
+
+#[path = "common.rs"]
+mod common;
+
+fuzz_target!(|data: &[u8]| {
+    match parse_line(data) {
+        Line::Usage(e) => {
+            if common::empty_key(&e.key) {
+                return;
+            }
+            assert!(!e.key.is_empty(), "every response has a key");
+            assert!(!e.model.is_empty());
+            if common::tokens_overflow(&e.usage) || common::normalize_panics(&e.model) {
+                return;
+            }
+            let (cost, _) = common::embedded().cost(&e.model, &e.usage, &e.mods);
+            assert!(cost.nanos() >= 0);
+            if let Some(ts) = e.timestamp.as_deref() {
+                let _ = ccb::scan::parse_ts_ms(ts);
+            }
+        }
+        Line::Malformed | Line::Other => {}
+    }
+});
