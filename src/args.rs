@@ -58,7 +58,10 @@ pub fn split(args: &[OsString]) -> Result<Invocation, String> {
                     return Err("--reason was given twice: give it once".into());
                 }
                 if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                    return Err(format!("--reason '{v}' must be one word (letters, digits, '-' or '_')"));
+                    return Err(format!(
+                        "--reason '{}' must be one word (letters, digits, '-' or '_')",
+                        v.escape_debug()
+                    ));
                 }
                 inv.reason = Some(v);
                 i += used;

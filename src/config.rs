@@ -182,6 +182,12 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
 
+/// A value the user wrote, for a one-line message: control characters (a newline, an escape
+/// sequence) escaped, so the message stays one line and cannot drive the terminal.
+fn shown(s: &str) -> String {
+    s.escape_debug().to_string()
+}
+
 /// serde names the Rust type it wanted (`expected f64`, `expected struct FileCeilings`); a user
 /// wrote TOML, so say it in TOML's words.
 fn plain_types(msg: &str) -> String {
@@ -227,7 +233,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
         let span = v.span();
         let s = v.into_inner();
         if s.trim().is_empty() || s.contains(char::is_whitespace) {
-            return Err(at(span, format!("default_model '{s}' must be a model name such as \"sonnet\"")));
+            return Err(at(span, format!("default_model '{}' must be a model name such as \"sonnet\"", shown(&s))));
         }
         c.default_model = s;
     }
@@ -235,7 +241,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
         c.opus_without_reason = match v.get_ref().as_str() {
             "warn" => OpusWithoutReason::Warn,
             "stop" => OpusWithoutReason::Stop,
-            other => return Err(at(v.span(), format!("opus_without_reason '{other}' must be \"warn\" or \"stop\""))),
+            other => {
+                return Err(at(
+                    v.span(),
+                    format!("opus_without_reason '{}' must be \"warn\" or \"stop\"", shown(other)),
+                ))
+            }
         };
     }
     let ceiling = |v: Option<Spanned<f64>>, key: &str, default: Usd| -> Result<Usd, Exit> {
@@ -259,7 +270,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
         let reasons = v.into_inner();
         for r in &reasons {
             if r.is_empty() || !r.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
-                return Err(at(span, format!("[opus] reasons: '{r}' must be one word (letters, digits, '-' or '_')")));
+                return Err(at(
+                    span,
+                    format!("[opus] reasons: '{}' must be one word (letters, digits, '-' or '_')", shown(r)),
+                ));
             }
         }
         c.opus_reasons = reasons;
@@ -311,7 +325,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
                 if crate::pool::plan_amount(p.get_ref()).is_none() {
                     return Err(at(
                         p.span(),
-                        format!("[pool] plan '{}' is not a plan: use one of {plans}", p.get_ref()),
+                        format!("[pool] plan '{}' is not a plan: use one of {plans}", shown(p.get_ref())),
                     ));
                 }
                 p.get_ref().clone()
@@ -345,7 +359,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
             None | Some(("reject", _)) => crate::pool::Overage::Reject,
             Some(("allow", _)) => crate::pool::Overage::Allow,
             Some((other, span)) => {
-                return Err(at(span, format!("[pool] overage '{other}' must be \"reject\" or \"allow\"")))
+                return Err(at(span, format!("[pool] overage '{}' must be \"reject\" or \"allow\"", shown(other))))
             }
         };
         c.pool = Some(crate::pool::PoolConfig {
@@ -367,7 +381,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
             other => {
                 return Err(at(
                     r.span(),
-                    format!("[metering] reserve '{other}' must be \"none\", \"expected\" or \"worst\""),
+                    format!("[metering] reserve '{}' must be \"none\", \"expected\" or \"worst\"", shown(other)),
                 ))
             }
         };
@@ -377,7 +391,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
             "stop" => false,
             "block" => true,
             other => {
-                return Err(at(o.span(), format!("[metering] on_ceiling '{other}' must be \"stop\" or \"block\"")))
+                return Err(at(
+                    o.span(),
+                    format!("[metering] on_ceiling '{}' must be \"stop\" or \"block\"", shown(other)),
+                ))
             }
         };
     }

@@ -56,6 +56,8 @@ impl Usd {
     /// 9 decimal places, must be greater than zero and at most [`MAX_BUDGET`].
     pub fn parse_budget(s: &str) -> Result<Usd, String> {
         let t = s.trim();
+        // Shown in messages: escaped, so a message stays one line and cannot drive the terminal.
+        let s = &s.escape_debug().to_string();
         let t = t.strip_prefix('$').unwrap_or(t);
         let (int, frac) = match t.split_once('.') {
             Some((i, f)) => (i, f),

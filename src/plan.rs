@@ -226,7 +226,8 @@ pub fn decide(
         match reason {
             None => {
                 return Err(Exit::policy(format!(
-                    "Opus ('{model}' from {why}) needs a reason: add --reason <{}>, or run with --model sonnet",
+                    "Opus ('{}' from {why}) needs a reason: add --reason <{}>, or run with --model sonnet",
+                    model.escape_debug(),
                     config.opus_reasons.join("|")
                 )))
             }
