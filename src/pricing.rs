@@ -393,6 +393,10 @@ impl PriceTable {
                 *e = (*e).max(*v);
             }
         }
+        // Bounded: a history (or a fuzzer) full of distinct unknown names must not grow it forever.
+        if cache.len() >= 1024 {
+            cache.clear();
+        }
         cache.insert(model.to_string(), (p.clone(), how));
         (p, how)
     }
