@@ -65,9 +65,15 @@ impl TermiosSnapshot {
 }
 
 /// What the reader thread has collected.
-#[derive(Default)]
 struct Output {
     bytes: Vec<u8>,
+    /// The same bytes fed to a terminal emulator: what a user would see. A TUI that redraws
+    /// only the cells that changed (as Claude Code's renderer does) leaves words split across
+    /// cursor moves in the byte stream; the rendered screen has them whole.
+    term: vt100::Parser,
+    /// The rendered screen at each offset handed out by [`Pty::mark`], so that a wait "after
+    /// the mark" does not match text that was already on the screen then.
+    marks: Vec<(usize, String)>,
     /// Incremented each time a poll of the master found nothing to read for its whole timeout.
     idle_polls: u64,
 }
@@ -146,7 +152,12 @@ impl Pty {
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {label}: {e}"));
         let pid = child.id() as i32;
         let shared = Arc::new(Shared {
-            out: Mutex::new(Output::default()),
+            out: Mutex::new(Output {
+                bytes: Vec::new(),
+                term: vt100::Parser::new(rows, cols, 0),
+                marks: Vec::new(),
+                idle_polls: 0,
+            }),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
         });
@@ -204,6 +215,7 @@ impl Pty {
         let ws = winsize(rows, cols);
         // SAFETY: TIOCSWINSZ reads our struct.
         cvt(unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) }, "TIOCSWINSZ");
+        lock(&self.shared.out).term.screen_mut().set_size(rows, cols);
     }
 
     /// Every byte the child wrote so far, escapes and all.
@@ -216,21 +228,39 @@ impl Pty {
         strip_ansi(&self.raw_output())
     }
 
-    /// Wait until `want` holds for the output text (escapes stripped); returns that text.
-    /// Panics on timeout, showing the text, after killing the child and its descendants.
+    /// The screen as a terminal would show it now, rendered by a terminal emulator.
+    pub fn rendered(&self) -> String {
+        lock(&self.shared.out).term.screen().contents()
+    }
+
+    /// Wait until `want` holds for the output text (escapes stripped) or for the rendered
+    /// screen; returns the text that matched. Panics on timeout, showing both, after killing
+    /// the child and its descendants.
     pub fn expect(&mut self, want: impl Matcher, timeout: Duration) -> String {
         self.expect_from(0, want, timeout)
     }
 
-    /// [`expect`](Self::expect) on the output after the first `offset` raw bytes (use
+    /// [`expect`](Self::expect) on the output after the first `offset` raw bytes, or on a
+    /// rendered screen that matches when the screen at the mark did not (use
     /// [`mark`](Self::mark) to take an offset).
     pub fn expect_from(&mut self, offset: usize, want: impl Matcher, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         let mut out = lock(&self.shared.out);
+        let before = match offset {
+            0 => None,
+            _ => out.marks.iter().find(|(at, _)| *at == offset).map(|(_, screen)| screen.clone()),
+        };
         loop {
             let text = strip_ansi(&out.bytes[offset.min(out.bytes.len())..]);
             if want.matches(&text) {
                 return text;
+            }
+            let screen = out.term.screen().contents();
+            // An offset that did not come from `mark` has no screen to compare with: the byte
+            // stream alone decides.
+            let fresh = offset == 0 || before.as_ref().is_some_and(|b| !want.matches(b));
+            if fresh && want.matches(&screen) {
+                return screen;
             }
             let now = Instant::now();
             if now >= deadline {
@@ -247,9 +277,14 @@ impl Pty {
         }
     }
 
-    /// How many raw bytes have arrived so far.
+    /// How many raw bytes have arrived so far (remembering the screen as it is now).
     pub fn mark(&self) -> usize {
-        lock(&self.shared.out).bytes.len()
+        let mut out = lock(&self.shared.out);
+        let at = out.bytes.len();
+        let screen = out.term.screen().contents();
+        out.marks.retain(|(m, _)| *m != at);
+        out.marks.push((at, screen));
+        at
     }
 
     /// Wait until the reader has seen the master stay quiet for one whole poll after this call,
@@ -298,7 +333,12 @@ impl Pty {
     pub fn fail(&mut self, why: &str) -> ! {
         self.kill_tree();
         self.settle();
-        panic!("{}: {why}\n--- screen (escapes stripped) ---\n{}\n--- end of screen ---", self.label, self.screen());
+        panic!(
+            "{}: {why}\n--- output (escapes stripped) ---\n{}\n--- rendered screen ---\n{}\n--- end of screen ---",
+            self.label,
+            self.screen(),
+            self.rendered()
+        );
     }
 
     /// SIGKILL the child and all its descendants (found in /proc before the kill), and reap it.
@@ -360,7 +400,11 @@ fn read_loop(fd: RawFd, shared: &Shared) {
             std::thread::sleep(Duration::from_millis(20));
             continue;
         }
-        lock(&shared.out).bytes.extend_from_slice(&buf[..n as usize]);
+        {
+            let mut out = lock(&shared.out);
+            out.bytes.extend_from_slice(&buf[..n as usize]);
+            out.term.process(&buf[..n as usize]);
+        }
         shared.changed.notify_all();
     }
 }
