@@ -28,3 +28,4 @@ pub mod supervisor;
 pub mod telemetry;
 pub mod transcript;
 pub mod tty;
+pub mod warden;

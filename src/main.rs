@@ -2,13 +2,16 @@
 //!
 //! Thin on purpose: decide which command runs, run it, and turn its result into an exit code.
 
-use ccb::{cli, cmd, exit, report, tty};
+use ccb::{cli, cmd, exit, report, tty, warden};
 use clap::{CommandFactory, Parser};
 use std::ffi::OsString;
 
 fn main() {
-    tty::install_panic_hook();
     let argv: Vec<OsString> = std::env::args_os().collect();
+    if argv.len() == 2 && argv[1] == warden::ARG {
+        std::process::exit(warden::main());
+    }
+    tty::install_panic_hook();
     let code = match dispatch(&argv) {
         Ok(code) => code,
         Err(e) => {

@@ -22,9 +22,24 @@ pub fn spawn_own(cmd: &mut std::process::Command) -> std::io::Result<std::proces
     Ok(child)
 }
 
+/// Children ccb started that are not part of the session (the warden): never counted among the
+/// session's processes, never signalled when it ends.
+static SPARED: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+
+/// Spawn a child of ccb's own that the session's end must leave alone (see [`SPARED`]).
+pub fn spawn_spared(cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+    let mut spared = SPARED.lock().unwrap_or_else(|e| e.into_inner());
+    let child = spawn_own(cmd)?;
+    spared.get_or_insert_with(HashSet::new).insert(child.id() as i32);
+    Ok(child)
+}
+
 /// After its `wait`: the pid may be reused by anything.
 pub fn release_own(pid: u32) {
     if let Some(s) = OWN.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        s.remove(&(pid as i32));
+    }
+    if let Some(s) = SPARED.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
         s.remove(&(pid as i32));
     }
 }
@@ -141,7 +156,8 @@ pub fn end_all_descendants() {
     }
 }
 
-/// The live (non-zombie) descendants of this process.
+/// The live (non-zombie) descendants of this process, but for the spared ones (the warden).
 pub fn live_descendants_of_self() -> Vec<i32> {
-    descendants(std::process::id() as i32).into_iter().filter(|&p| !is_zombie(p)).collect()
+    let spared = SPARED.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default();
+    descendants(std::process::id() as i32).into_iter().filter(|p| !spared.contains(p) && !is_zombie(*p)).collect()
 }

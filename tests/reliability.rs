@@ -271,6 +271,90 @@ fn sigkill_of_ccb_sends_claude_its_death_signal_and_keeps_the_figures() {
     }
 }
 
+/// SIGKILL of ccb with a claude and tools that ignore SIGINT, SIGTERM and SIGHUP, start their own
+/// sessions and double-fork: the warden ends every one of them (SIGKILL after its grace), in
+/// every mode. (A process that also clears its environment carries no marker; see
+/// RELIABILITY.md.)
+#[test]
+fn sigkill_of_ccb_with_stubborn_tools_leaves_nothing() {
+    for mode in MODES {
+        let home = ClaudeHome::new();
+        let log = home.path().join("fake.log");
+        let session = new_session_id();
+        let marker = unique_digits();
+        let _reap = Reap { session: session.clone(), marker: Some(marker.clone()) };
+        let ign = "trap '' INT TERM HUP";
+        let claude = script(
+            &home.path().join("stubborn-claude"),
+            &format!(
+                "#!/bin/sh\n\
+                 setsid sh -c \"{ign}; exec sleep 611.{marker}\" </dev/null >/dev/null 2>&1 &\n\
+                 ( setsid sh -c \"{ign}; sleep 612.{marker} & exit 0\" </dev/null >/dev/null 2>&1 & )\n\
+                 sh -c \"{ign}; exec sleep 613.{marker}\" </dev/null >/dev/null 2>&1 &\n\
+                 setsid sh -c \"{ign}; while :; do sleep 614.{marker}; done\" </dev/null >/dev/null 2>&1 &\n\
+                 exec {} \"$@\"\n",
+                sh_quote(&fake_bin())
+            ),
+        );
+        let mut cmd = ccb_command(&home, "http://127.0.0.1:9", &claude);
+        cmd.env("FAKE_LOG", &log)
+            .env("FAKE_IGNORE", "INT,TERM,HUP")
+            .env("FAKE_SCRIPT", "usd:0.01;sleep:60000")
+            .args(mode_args(mode))
+            .args(["--session-id", &session, "go"]);
+        let (pid, mut pty, mut child) = spawn_in(mode, &mut cmd);
+        wait_until("a usage line", Duration::from_secs(30), || fake_log(&log).iter().any(|e| e[0] == "WROTE"));
+        wait_until("the four tools", Duration::from_secs(10), || processes_with(&marker).len() >= 4);
+        let before = session_processes(&session, Some(&marker)).len();
+        let killed = Instant::now();
+        kill(pid, libc::SIGKILL);
+        wait_ended(&mut pty, &mut child);
+        let deadline = killed + Duration::from_secs(10);
+        while !session_processes(&session, Some(&marker)).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let took = killed.elapsed();
+        let left = session_processes(&session, Some(&marker));
+        assert!(left.is_empty(), "{mode:?}: left 10 s after SIGKILL of ccb: {left:?}");
+        figure(&format!(
+            "SIGKILL of ccb ({mode:?}, {before} stubborn processes ignoring INT/TERM/HUP): all gone after {} ms",
+            took.as_millis()
+        ));
+    }
+}
+
+/// A session that ends normally dismisses its warden: it is gone when ccb is, and leaves alone
+/// what the session left behind on purpose (a daemon claude's tool started, as without ccb).
+#[test]
+fn a_normal_end_dismisses_the_warden() {
+    let home = ClaudeHome::new();
+    let session = new_session_id();
+    let _reap = Reap { session: session.clone(), marker: None };
+    let mut cmd = ccb_command(&home, "http://127.0.0.1:9", &fake_bin());
+    cmd.env("FAKE_SCRIPT", "usd:0.01;daemon;sleep:300").args(["-p", "--session-id", &session, "go"]);
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let ccb = child.id() as i32;
+    let mut warden = None;
+    wait_until("the warden", Duration::from_secs(10), || {
+        warden = support::pty::descendants(ccb)
+            .into_iter()
+            .find(|&p| std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.ends_with(b"--ccb-warden\0")));
+        warden.is_some()
+    });
+    let warden = warden.unwrap();
+    let env = std::fs::read(format!("/proc/{warden}/environ")).unwrap();
+    assert!(
+        !env.split(|&b| b == 0).any(|v| v.starts_with(b"CCB_SESSION_ID=")),
+        "the warden is not a process of the session"
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_until("the warden to exit", Duration::from_secs(5), || !alive(warden));
+    let daemons = session_processes(&session, None);
+    assert_eq!(daemons.len(), 1, "the daemon the session started is still there: {daemons:?}");
+    assert!(daemons[0].1.contains("sleep 600"), "{daemons:?}");
+}
+
 /// A mock for a `-p` or interactive tool loop: every main call runs a short Bash command and
 /// costs $0.0306 (Sonnet: 200 input, 2,000 output tokens), after `delay`.
 fn loop_mock(marker: &str, delay: Duration) -> MockApi {
@@ -411,12 +495,11 @@ fn sigterm_and_sighup_leave_the_real_claude_nothing_to_spend() {
     }
 }
 
-/// After SIGKILL, a tool claude was running when ccb died outlives it in a PTY session and in
-/// pipes without `-p` (claude exits on SIGHUP/SIGTERM without ending its tool; in print mode
-/// SIGINT makes it end the tool). Nothing is left to end it once ccb is gone: a known gap,
-/// measured here; see RELIABILITY.md for the proposed fix (a reaper that outlives ccb).
+/// After SIGKILL, a tool claude was running when ccb died does not outlive it: claude exits on
+/// its death signal without ending its tool (in a PTY, and in pipes without `-p`), and ccb's
+/// warden, a process outside the session that sees ccb's end of its pipe close, ends every
+/// process carrying the session's marker.
 #[test]
-#[ignore = "known gap: a running tool outlives a SIGKILLed ccb in PTY and non-print pipe sessions (RELIABILITY.md)"]
 fn sigkill_of_ccb_leaves_no_tool_running() {
     for mode in MODES {
         let marker = format!("57.{}", unique_digits());
@@ -441,11 +524,24 @@ fn sigkill_of_ccb_leaves_no_tool_running() {
             _ => spawn_in(mode, cmd.args(mode_args(mode)).args(["sleep", "--allowedTools", "Bash"])),
         };
         wait_until("the tool", Duration::from_secs(60), || !processes_with(&marker).is_empty());
+        let killed = Instant::now();
         kill(pid, libc::SIGKILL);
         wait_ended(&mut pty, &mut child);
-        std::thread::sleep(Duration::from_secs(3));
+        let deadline = killed + Duration::from_secs(10);
+        while !session_processes(&session, Some(&marker)).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let took = killed.elapsed();
         let left = session_processes(&session, Some(&marker));
-        assert!(left.is_empty(), "{mode:?}: left after SIGKILL of ccb: {left:?}");
+        assert!(left.is_empty(), "{mode:?}: left 10 s after SIGKILL of ccb: {left:?}");
+        // And it stays so: nothing was restarted behind the warden's back.
+        std::thread::sleep(Duration::from_secs(1));
+        let left = session_processes(&session, Some(&marker));
+        assert!(left.is_empty(), "{mode:?}: running again after SIGKILL of ccb: {left:?}");
+        figure(&format!(
+            "SIGKILL of ccb ({mode:?}, real claude running a tool): the session's last process gone after {} ms",
+            took.as_millis()
+        ));
     }
 }
 

@@ -233,7 +233,7 @@ fn dry_run(p: &Prepared) -> i32 {
     row("terminal", if plan.pty { "pty".into() } else { "pipes".into() });
     row("claude", p.claude.display().to_string());
     row("sources", if p.sources.is_empty() { "-".into() } else { p.sources.join(", ") });
-    if p.sources.contains(&"telemetry") == false && !plan.passthrough && crate::telemetry::user_exports(&p.env) {
+    if !p.sources.contains(&"telemetry") && !plan.passthrough && crate::telemetry::user_exports(&p.env) {
         row("", "telemetry: you export your own; ccb leaves your settings alone".into());
     }
     row("args", args::display(&shown));
@@ -439,6 +439,17 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
             return Err(e.into());
         }
     };
+    // The session's marker, inherited by every process of the session: how the warden finds
+    // them if ccb is killed. Started on its own thread: claude need not wait for it.
+    let marker = p
+        .session_id
+        .clone()
+        .filter(|id| crate::warden::valid_marker(id))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let warden = {
+        let marker = marker.clone();
+        std::thread::spawn(move || crate::warden::Warden::start(&marker))
+    };
     let mut rec = Recorder {
         ledger: LedgerWriter::start(),
         start: SessionStart { overage, ..start },
@@ -476,10 +487,8 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     let tel_endpoint = telemetry.as_ref().map(|r| r.endpoint());
     let claude_args = with_settings(&p.args, &p.cwd, env_block(gate_url.as_deref(), tel_endpoint.as_deref()))
         .map_err(|e| Exit::usage(format!("{e}: fix it, or leave --settings out")))?;
-    let mut child_env = vec![
-        (locate::PARENT_VAR.to_string(), std::process::id().to_string()),
-        ("CCB_SESSION_ID".to_string(), p.session_id.clone().unwrap_or_default()),
-    ];
+    let mut child_env =
+        vec![(locate::PARENT_VAR.to_string(), std::process::id().to_string()), ("CCB_SESSION_ID".to_string(), marker)];
     if let Some(u) = &gate_url {
         child_env.push(("ANTHROPIC_BASE_URL".to_string(), u.clone()));
     }
@@ -501,7 +510,19 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         progress: p.plan.print_mode && stderr_tty,
         label,
     };
+    let warden = match warden.join() {
+        Ok(Ok(w)) => Some(w),
+        Ok(Err(e)) => {
+            eprintln!("ccb: the warden could not start ({e}); should ccb be killed, claude's tools may outlive it");
+            None
+        }
+        Err(_) => None,
+    };
     let out = supervisor::run(opts, &mut rec)?;
+    // Every process of the session has ended: nothing for the warden to do.
+    if let Some(w) = warden {
+        w.dismiss();
+    }
     let code = match &out.stopped {
         Some(s) => match s.cause {
             StopCause::Ceiling => exit::CEILING,

@@ -1,0 +1,254 @@
+//! The warden: a small process that outlives ccb, to end the session if ccb is killed.
+//!
+//! ccb ends every process of a session itself, whichever way the session ends, except one: a
+//! SIGKILL of ccb, which no process can catch. Claude then gets its parent-death signal, but the
+//! tools it was running do not (in a terminal no signal to claude ends them), and ccb, the
+//! subreaper that knew them, is gone. So at session start ccb re-executes itself as the warden
+//! (`ccb --ccb-warden`), in its own session, its stdin a pipe whose other end only ccb holds:
+//!
+//! - ccb writes the session's marker (the `CCB_SESSION_ID` every process of the session
+//!   inherits) as the first line, and `done` when the session is over and ended;
+//! - end of input without `done` means ccb died: the warden ends every process whose
+//!   environment carries the marker (SIGTERM, then SIGKILL after half a second, rescanning so
+//!   a process forking meanwhile is caught), says so on stderr, and exits.
+//!
+//! The warden never reads the terminal, holds no descriptor but its pipe and stderr, and sits
+//! blocked in `read` for the whole session: no CPU, about a megabyte of memory.
+
+use std::io::{BufRead, Read, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The argument that makes `ccb` the warden (alone, as the only argument).
+pub const ARG: &str = "--ccb-warden";
+
+/// How long the session's processes get after SIGTERM before SIGKILL.
+const TERM_GRACE: Duration = Duration::from_millis(500);
+/// The most the warden spends ending a session.
+const GIVE_UP: Duration = Duration::from_secs(5);
+
+/// ccb's handle on its warden.
+pub struct Warden {
+    child: Child,
+    pipe: Option<ChildStdin>,
+}
+
+/// Is `marker` usable as a session marker: something `CCB_SESSION_ID=` can be matched on?
+pub fn valid_marker(marker: &str) -> bool {
+    !marker.is_empty()
+        && marker.len() <= 200
+        && marker.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Does this `/proc/PID/environ` content (NUL-separated `NAME=value`) set `CCB_SESSION_ID` to
+/// exactly `marker`?
+pub fn environ_has(environ: &[u8], marker: &str) -> bool {
+    let want = format!("CCB_SESSION_ID={marker}");
+    environ.split(|&b| b == 0).any(|var| var == want.as_bytes())
+}
+
+impl Warden {
+    /// Start the warden for the session whose processes carry `CCB_SESSION_ID=marker`.
+    pub fn start(marker: &str) -> std::io::Result<Warden> {
+        use std::os::unix::process::CommandExt;
+        if !valid_marker(marker) {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a usable session marker"));
+        }
+        // /proc/self/exe is this very binary, even if it was replaced on disk since.
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg(ARG)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .current_dir("/")
+            // Not a process of the session itself.
+            .env_remove("CCB_SESSION_ID");
+        // SAFETY: setsid is async-signal-safe. Its own session: Ctrl-C and a hangup of the
+        // terminal, meant for ccb and claude, do not reach the warden.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = crate::procs::spawn_spared(&mut cmd)?;
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        if let Err(e) = writeln!(pipe, "{marker}") {
+            let _ = child.kill();
+            let _ = child.wait();
+            crate::procs::release_own(child.id());
+            return Err(e);
+        }
+        Ok(Warden { child, pipe: Some(pipe) })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The session is over and ccb ended it: the warden exits without doing anything.
+    pub fn dismiss(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        let Some(mut pipe) = self.pipe.take() else { return };
+        let _ = pipe.write_all(b"done\n");
+        drop(pipe);
+        // It exits at once; if it has not yet, it is left to init rather than waited for.
+        for _ in 0..20 {
+            match self.child.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        crate::procs::release_own(self.child.id());
+    }
+}
+
+impl Drop for Warden {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// The warden's main: returns its exit code (0, or 2 for input that is not a marker).
+pub fn main() -> i32 {
+    close_other_descriptors();
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut first = String::new();
+    if input.read_line(&mut first).is_err() {
+        return 2;
+    }
+    let marker = first.trim_end_matches('\n');
+    if !valid_marker(marker) {
+        eprintln!("ccb: {ARG} is ccb's own: it reads a session marker on stdin from ccb, and got none");
+        return 2;
+    }
+    let marker = marker.to_string();
+    let mut rest = Vec::new();
+    let mut buf = [0u8; 64];
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                rest.extend_from_slice(&buf[..n]);
+                if rest.windows(5).any(|w| w == b"done\n") {
+                    return 0;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    // ccb is gone without saying `done`: end what is left of its session.
+    let ended = sweep(&marker);
+    if ended > 0 {
+        eprintln!(
+            "\r\nccb: ccb was killed; its warden ended {ended} process{} left of session {marker}\r",
+            if ended == 1 { "" } else { "es" }
+        );
+    }
+    0
+}
+
+/// End every live process carrying `marker`; returns how many there were.
+pub fn sweep(marker: &str) -> usize {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    use std::collections::HashMap;
+    let t0 = Instant::now();
+    // pid → when it was sent SIGTERM.
+    let mut termed: HashMap<i32, Instant> = HashMap::new();
+    loop {
+        let found = session_processes(marker);
+        if found.is_empty() || t0.elapsed() > GIVE_UP {
+            break;
+        }
+        let now = Instant::now();
+        for pid in found {
+            match termed.get(&pid) {
+                None => {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+                    // A stopped process would not act on SIGTERM until continued.
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+                    termed.insert(pid, now);
+                }
+                Some(&at) if now.duration_since(at) >= TERM_GRACE => {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+                Some(_) => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    termed.len()
+}
+
+/// The live processes (not zombies, not this one) whose environment carries `marker`.
+pub fn session_processes(marker: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        // Another user's processes are unreadable here, and not ours to end.
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if environ_has(&env, marker) && !crate::procs::is_zombie(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Close every descriptor but stdin, stdout and stderr (ccb's are close-on-exec, but a
+/// descriptor ccb itself inherited without that flag would be held open for as long as the
+/// warden lives).
+fn close_other_descriptors() {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok())).collect())
+        .unwrap_or_default();
+    for fd in fds.into_iter().filter(|&fd| fd > 2) {
+        // SAFETY: closing descriptors this process does not use (the directory's own is
+        // already closed; closing it again fails harmlessly).
+        unsafe {
+            libc::close(fd);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_are_plain_ids() {
+        assert!(valid_marker("0f8c2a4e-5b1d-4c7e-9a3f-2d6b8e1c4a70"));
+        assert!(valid_marker("my_session.2"));
+        assert!(!valid_marker(""));
+        assert!(!valid_marker("a b"));
+        assert!(!valid_marker("a=b"));
+        assert!(!valid_marker("a\0b"));
+        assert!(!valid_marker(&"x".repeat(201)));
+    }
+
+    #[test]
+    fn environ_matches_the_whole_variable_only() {
+        let env = b"HOME=/h\0CCB_SESSION_ID=abc\0PATH=/bin\0";
+        assert!(environ_has(env, "abc"));
+        assert!(!environ_has(env, "ab"), "a prefix of the marker is another session");
+        assert!(!environ_has(b"CCB_SESSION_ID=abcd\0", "abc"));
+        assert!(!environ_has(b"XCCB_SESSION_ID=abc\0", "abc"));
+        assert!(!environ_has(b"OTHER=CCB_SESSION_ID=abc\0", "abc"));
+        assert!(environ_has(b"CCB_SESSION_ID=abc", "abc"), "last variable, no trailing NUL");
+    }
+}
