@@ -94,7 +94,7 @@ impl Tally {
     /// Like [`Tally::add`], with the cost given by the source (claude's own figure for the call,
     /// from its telemetry) instead of priced from the table.
     pub fn add_priced(&mut self, e: &UsageEvent, prices: &PriceTable, given: Option<Usd>) -> Added {
-        let dup_request = e.request_id.as_ref().is_some_and(|r| self.seen_requests.contains(r));
+        let dup_request = e.request_id.as_ref().is_some_and(|r| !r.is_empty() && self.seen_requests.contains(r));
         if dup_request || !self.seen.insert(e.key.clone()) {
             self.duplicates += 1;
             return Added::Duplicate;

@@ -24,23 +24,34 @@ pub struct Usage {
 }
 
 impl Usage {
+    // Sums saturate: counts come from files and streams ccb does not control, and a sum that
+    // wrapped would report a small number for an absurd one.
     pub fn cache_write(&self) -> u64 {
-        self.cache_write_5m + self.cache_write_1h
+        self.cache_write_5m.saturating_add(self.cache_write_1h)
     }
     /// Every token of the prompt: what long-context bands are measured against.
     pub fn prompt_tokens(&self) -> u64 {
-        self.input + self.cache_write() + self.cache_read
+        self.input.saturating_add(self.cache_write()).saturating_add(self.cache_read)
     }
     pub fn total_tokens(&self) -> u64 {
-        self.prompt_tokens() + self.output
+        self.prompt_tokens().saturating_add(self.output)
     }
     pub fn add(&mut self, o: &Usage) {
-        self.input += o.input;
-        self.output += o.output;
-        self.cache_write_5m += o.cache_write_5m;
-        self.cache_write_1h += o.cache_write_1h;
-        self.cache_read += o.cache_read;
-        self.web_search += o.web_search;
+        self.input = self.input.saturating_add(o.input);
+        self.output = self.output.saturating_add(o.output);
+        self.cache_write_5m = self.cache_write_5m.saturating_add(o.cache_write_5m);
+        self.cache_write_1h = self.cache_write_1h.saturating_add(o.cache_write_1h);
+        self.cache_read = self.cache_read.saturating_add(o.cache_read);
+        self.web_search = self.web_search.saturating_add(o.web_search);
+    }
+
+    /// Could one response have these counts? None has a trillion tokens (2^40): a count
+    /// above that is a corrupted or crafted record, not usage.
+    pub fn is_plausible(&self) -> bool {
+        const MAX: u64 = 1 << 40;
+        [self.input, self.output, self.cache_write_5m, self.cache_write_1h, self.cache_read, self.web_search]
+            .iter()
+            .all(|&n| n <= MAX)
     }
 }
 
@@ -246,8 +257,11 @@ pub fn normalize(id: &str) -> String {
     if let Some(rest) = s.strip_suffix("-latest") {
         s = rest.to_string();
     }
-    if s.len() > 9 {
-        let (head, tail) = s.split_at(s.len() - 9);
+    // A date suffix: "-20250929". Sliced only on a character boundary (an id may hold any
+    // character; one from a transcript or a request is not checked before it gets here).
+    let cut = s.len().saturating_sub(9);
+    if s.len() > 9 && s.is_char_boundary(cut) {
+        let (head, tail) = s.split_at(cut);
         if tail.starts_with('-') && tail[1..].chars().all(|c| c.is_ascii_digit()) {
             s = head.to_string();
         }
@@ -438,6 +452,27 @@ pub fn price(p: &ModelPrice, u: &Usage, mods: &Modifiers, web_search_nanos: i64)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalize_takes_any_text() {
+        // The cut for a date suffix would fall inside "é".
+        assert_eq!(normalize("claude-h\u{e9}12345678"), "claude-h\u{e9}12345678");
+        assert_eq!(normalize("claude-sonnet-4-5-20250929"), "claude-sonnet-4-5");
+        assert_eq!(normalize("\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}"), "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}");
+        assert_eq!(normalize("x-\u{e9}-v1:0"), "x-\u{e9}");
+    }
+
+    #[test]
+    fn token_sums_saturate_and_absurd_counts_are_implausible() {
+        let mut u = Usage { input: u64::MAX, cache_read: 1, ..Default::default() };
+        assert_eq!(u.prompt_tokens(), u64::MAX);
+        assert_eq!(u.total_tokens(), u64::MAX);
+        u.add(&Usage { input: 5, ..Default::default() });
+        assert_eq!(u.input, u64::MAX);
+        assert!(!u.is_plausible());
+        assert!(Usage { input: 1 << 40, output: 200_000, ..Default::default() }.is_plausible());
+        assert!(!Usage { cache_read: (1 << 40) + 1, ..Default::default() }.is_plausible());
+    }
 
     const T: &str = r#"
 schema = 1

@@ -171,10 +171,13 @@ fn parse_with_serde(trimmed: &[u8]) -> Line {
         u.cache_read_input_tokens.unwrap_or(0),
         u.server_tool_use.and_then(|s| s.web_search_requests).unwrap_or(0),
     );
+    if !usage.is_plausible() {
+        return Line::Malformed;
+    }
     let key = key_of(msg.id.as_deref(), raw.request_id.as_deref(), trimmed);
     Line::Usage(Box::new(UsageEvent {
         key,
-        request_id: raw.request_id.map(Cow::into_owned),
+        request_id: raw.request_id.filter(|r| !r.is_empty()).map(Cow::into_owned),
         session_id: raw.session_id.map(Cow::into_owned),
         agent_id: if raw.sidechain == Some(true) || raw.agent_id.is_some() {
             raw.agent_id.map(Cow::into_owned)
@@ -191,6 +194,9 @@ fn parse_with_serde(trimmed: &[u8]) -> Line {
 }
 
 fn key_of(msg_id: Option<&str>, request_id: Option<&str>, trimmed: &[u8]) -> String {
+    // An empty id identifies nothing: every such response would share it.
+    let msg_id = msg_id.filter(|m| !m.is_empty());
+    let request_id = request_id.filter(|r| !r.is_empty());
     match (msg_id, request_id) {
         (Some(m), Some(r)) => format!("{m}:{r}"),
         (Some(m), None) => m.to_string(),
@@ -289,11 +295,15 @@ mod fast {
             t(3),
             if f.server_tools == Some(true) { f.web_search.flatten() } else { None }.unwrap_or(0),
         );
+        if !usage.is_plausible() {
+            // Malformed: serde's reading says so the same way.
+            return None;
+        }
         let request_id = f.request_id.flatten();
         let agent_id = f.agent_id.flatten();
         Some(Line::Usage(Box::new(UsageEvent {
             key: key_of(f.msg_id.flatten(), request_id, line),
-            request_id: request_id.map(str::to_string),
+            request_id: request_id.filter(|r| !r.is_empty()).map(str::to_string),
             session_id: f.session_id.flatten().map(str::to_string),
             agent_id: if f.sidechain.flatten() == Some(true) || agent_id.is_some() {
                 agent_id.map(str::to_string)

@@ -419,12 +419,11 @@ fn parsers_never_panic_on_mutated_input() {
 }
 
 /// A transcript line with token counts whose sum overflows 64 bits (a corrupted or crafted
-/// file; a real response has millions of tokens at most). Today the sum in
-/// `pricing::Usage::prompt_tokens` overflows: a debug build panics in the scanning thread, a
-/// release build wraps and reports a wrong total. The report must count the other responses
-/// and either skip the absurd one or saturate; never panic, never wrap.
+/// file; a real response has millions of tokens at most). The sum in
+/// `pricing::Usage::prompt_tokens` used to overflow: a debug build panicked in the scanning
+/// thread, a release build wrapped and reported a wrong total. The report must count the other
+/// responses and either skip the absurd one or saturate; never panic, never wrap.
 #[test]
-#[ignore = "known bug: token sums overflow in pricing::Usage (RELIABILITY.md)"]
 fn absurd_token_counts_do_not_break_a_report() {
     let home = ClaudeHome::new();
     let project = home.projects_dir().join("-x");
@@ -444,11 +443,10 @@ fn absurd_token_counts_do_not_break_a_report() {
 }
 
 /// A model id with a character outside ASCII (a typo in `--model`, a gateway's own model
-/// name, a corrupted transcript): `pricing::normalize` cuts the id at a byte offset and panics
-/// when that falls inside a character, which ends a live session with exit 101 (and, in the
+/// name, a corrupted transcript): `pricing::normalize` cut the id at a byte offset and panicked
+/// when that fell inside a character, which ended a live session with exit 101 (and, in the
 /// gate, the connection). It must be priced like any unknown model.
 #[test]
-#[ignore = "known bug: pricing::normalize panics on some non-ASCII model ids (RELIABILITY.md)"]
 fn a_model_id_that_is_not_ascii_is_priced() {
     let home = ClaudeHome::new();
     // "claude-h" + "é" + "12345678": the cut at len - 9 falls inside "é".
@@ -460,11 +458,10 @@ fn a_model_id_that_is_not_ascii_is_priced() {
 }
 
 /// Two different responses whose `message.id` is empty and that carry no `requestId` (a
-/// corrupted or hand-made transcript): both get the key "" in `transcript::parse_line`, so the
-/// second counts as a duplicate of the first. Found by the `transcript_line` fuzzer. A key must
+/// corrupted or hand-made transcript): both got the key "" in `transcript::parse_line`, so the
+/// second counted as a duplicate of the first. Found by the `transcript_line` fuzzer. A key must
 /// identify a response: without ids, the line's content (as when there is no id at all).
 #[test]
-#[ignore = "known bug: responses with an empty message.id and no requestId share the key \"\" (RELIABILITY.md)"]
 fn responses_without_ids_are_not_merged() {
     let home = ClaudeHome::new();
     let project = home.projects_dir().join("-x");
