@@ -60,7 +60,12 @@ pub struct Follower {
 impl Follower {
     /// Start following. Events go to `out` (a closure, so the caller picks the channel).
     pub fn start(spec: Spec, out: impl FnMut(Feed) + Send + 'static) -> std::io::Result<Follower> {
-        std::fs::create_dir_all(&spec.project_dir)?;
+        // It will hold the session's whole conversation: what ccb creates is owner-only
+        // (claude writes into whatever exists).
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&spec.project_dir)?;
+        }
         let (tx, rx) = mpsc::channel();
         let fs_tx = tx.clone();
         let mut watcher = notify::recommended_watcher(move |res| {

@@ -461,10 +461,9 @@ fn files_ccb_creates_are_owner_only_even_under_umask_000() {
 }
 
 /// The transcript directory ccb creates before claude starts (to watch it from the first
-/// byte) holds the session's conversation; created by ccb, it must be owner-only too. Today it
-/// gets the umask's mode (0777 under umask 000, 0755 under 022).
+/// byte) holds the session's conversation; created by ccb, it must be owner-only too (it used to
+/// get the umask's mode: 0777 under umask 000, 0755 under 022).
 #[test]
-#[ignore = "known bug: follow.rs creates the project directory with the umask's mode (RELIABILITY.md)"]
 fn the_transcript_directory_ccb_creates_is_owner_only() {
     let s = Secrets::new();
     let home = ClaudeHome::new();
