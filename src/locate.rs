@@ -80,9 +80,49 @@ pub fn guard_recursion() -> Result<(), Exit> {
     Ok(())
 }
 
+/// Why `program` could not be started, in words: for a script whose `#!` interpreter is
+/// missing, the kernel says ENOENT as if the script itself were, so that is named.
+pub fn why_not_started(program: &Path, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::NotFound && program.is_file() {
+        if let Some(interp) = shebang(program) {
+            return format!(
+                "its interpreter {} (its #! line) was not found: install it or fix that line",
+                interp.escape_debug()
+            );
+        }
+    }
+    crate::paths::io_reason(e)
+}
+
+/// The interpreter a script's `#!` line names (its first word), if it has one.
+fn shebang(program: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(program).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    let text = String::from_utf8_lossy(line);
+    text.split_ascii_whitespace().next().map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_interpreter_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("claude");
+        std::fs::write(&script, "#!/nonexistent/node --flag\nrest\n").unwrap();
+        let enoent = std::io::Error::from(std::io::ErrorKind::NotFound);
+        assert_eq!(
+            why_not_started(&script, &enoent),
+            "its interpreter /nonexistent/node (its #! line) was not found: install it or fix that line"
+        );
+        assert_eq!(why_not_started(&dir.path().join("absent"), &enoent), "no such file or directory");
+        std::fs::write(&script, "\x7fELF").unwrap();
+        assert_eq!(why_not_started(&script, &enoent), "no such file or directory");
+    }
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

@@ -261,7 +261,11 @@ pub fn transcript_files_with(dirs: &[PathBuf], known: &Listings) -> (Vec<FileId>
         made.extend(m);
     }
     out.sort_unstable_by(|a, b| a.path.as_os_str().as_bytes().cmp(b.path.as_os_str().as_bytes()));
-    out.dedup_by(|a, b| a.path == b.path);
+    // One file reached by two paths (a symlinked directory or transcript, a hard link) is read
+    // once, by the first path in order: its responses would count once anyway (by id), but its
+    // malformed lines would be reported twice.
+    let mut files_seen = HashSet::with_capacity(out.len());
+    out.retain(|f| files_seen.insert((f.dev, f.ino)));
     // Remembered directories under these roots that were not met: forget them.
     let gone = known
         .0

@@ -207,7 +207,7 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
             return Err(crate::exit::Exit::launch(format!(
                 "cannot start {}: {}",
                 opts.program.display(),
-                crate::paths::io_reason(&e)
+                crate::locate::why_not_started(&opts.program, &e)
             ))
             .into());
         }

@@ -177,7 +177,7 @@ fn cases() -> Vec<Case> {
             prep: Some(|h| {
                 script(&h.join("bad-interpreter"), "#!/nonexistent/interpreter\n");
             }),
-            ..case("claude's #! interpreter missing", "#!/nonexistent/interpreter", &["-p", "hi"], 5, "cannot start <home>/bad-interpreter: no such file or directory")
+            ..case("claude's #! interpreter missing", "#!/nonexistent/interpreter", &["-p", "hi"], 5, "cannot start <home>/bad-interpreter: its interpreter /nonexistent/interpreter (its #! line) was not found: install it or fix that line")
         },
         Case {
             env: &[("CCB_CLAUDE", "<home>/wrapper")],
