@@ -164,13 +164,44 @@ pub fn default_path() -> Option<PathBuf> {
     crate::paths::data_dir().map(|d| d.join("ledger.db"))
 }
 
+/// A ledger error in words, for "cannot read the ledger (…)" and "cannot record … (…)": what
+/// the operating system or SQLite said, without error codes, and what to do where there is
+/// something to do.
+pub fn describe(e: &anyhow::Error, path: &Path) -> String {
+    use rusqlite::ErrorCode as C;
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        return format!("{}: {}", path.display(), crate::paths::io_reason(io));
+    }
+    let Some(rusqlite::Error::SqliteFailure(f, _)) = e.downcast_ref::<rusqlite::Error>() else {
+        return format!("{e:#}");
+    };
+    let what = match f.code {
+        C::NotADatabase => "not a SQLite database; move it aside and ccb starts a new one",
+        C::DatabaseCorrupt => "damaged; `sqlite3 FILE .recover` can save what is left",
+        C::ReadOnly => "read-only",
+        C::PermissionDenied => "permission denied",
+        C::DatabaseBusy | C::DatabaseLocked => "locked by another process for too long",
+        C::DiskFull => "the disk is full",
+        C::CannotOpen => "cannot be opened",
+        C::SystemIoFailure => "an I/O error",
+        C::OutOfMemory => "out of memory",
+        _ => return format!("{}: {}", path.display(), rusqlite::ffi::code_to_str(f.extended_code)),
+    };
+    format!("{}: {what}", path.display())
+}
+
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
 impl Ledger {
-    /// Open (creating it, owner-only, on first use) and bring the schema up to date.
+    /// Open (creating it, owner-only, on first use) and bring the schema up to date. The error
+    /// says what is wrong in words (see [`describe`]).
     pub fn open(path: &Path) -> anyhow::Result<Ledger> {
+        Ledger::open_raw(path).map_err(|e| anyhow::anyhow!(describe(&e, path)))
+    }
+
+    fn open_raw(path: &Path) -> anyhow::Result<Ledger> {
         if let Some(dir) = path.parent() {
             crate::paths::create_private_dir(dir)?;
         }
