@@ -284,7 +284,7 @@ pub fn to_json(r: &Report, split: Split) -> Value {
 
 /// A readable table; `color` adds ANSI colour, `bar` a cost bar per row.
 pub fn to_table(r: &Report, color: bool) -> String {
-    use crate::human::tokens;
+    use crate::human::{printable, tokens};
     let period = r.period.unwrap_or(Period::Daily);
     let head = match period {
         Period::Daily => "Date",
@@ -296,8 +296,26 @@ pub fn to_table(r: &Report, color: bool) -> String {
         if color { ("\x1b[1m", "\x1b[2m", "\x1b[32m", "\x1b[0m") } else { ("", "", "", "") };
     let max_cost = r.rows.iter().map(|x| x.total.cost).max().unwrap_or_default();
     let mut out = String::new();
-    let key_w = r.rows.iter().map(|x| x.key.len().min(36)).max().unwrap_or(4).max(head.len());
-    let split_w = r.rows.iter().filter_map(|x| x.split.as_ref().map(|s| s.len().min(28))).max().unwrap_or(0);
+    // Keys (session ids), splits (models, reasons) and model names come from transcripts and
+    // users: printed with control characters escaped, cut by characters, never inside one.
+    let keys: Vec<String> =
+        r.rows.iter().map(|x| crate::human::head_chars(&printable(&x.key), 36).to_string()).collect();
+    let splits: Vec<Option<String>> = r
+        .rows
+        .iter()
+        .map(|x| {
+            x.split.as_ref().map(|s| {
+                let s = printable(s);
+                if s.chars().count() > 28 {
+                    format!("…{}", crate::human::tail_chars(&s, 27))
+                } else {
+                    s
+                }
+            })
+        })
+        .collect();
+    let key_w = keys.iter().map(|k| k.chars().count()).max().unwrap_or(4).max(head.len());
+    let split_w = splits.iter().filter_map(|s| s.as_ref().map(|s| s.chars().count())).max().unwrap_or(0);
     out.push_str(&format!("{bold}{:<key_w$}", head));
     if split_w > 0 {
         out.push_str(&format!("  {:<split_w$}", ""));
@@ -306,22 +324,14 @@ pub fn to_table(r: &Report, color: bool) -> String {
         "  {:>8} {:>8} {:>8} {:>8} {:>9}  {:>10}  {}{reset}\n",
         "Input", "Output", "CacheWr", "CacheRd", "Total", "Cost", "Models"
     ));
-    for row in &r.rows {
+    for (i, row) in r.rows.iter().enumerate() {
         let u = &row.total.usage;
-        let mut key = row.key.clone();
-        if key.len() > 36 {
-            key.truncate(36);
-        }
-        out.push_str(&format!("{:<key_w$}", key));
+        out.push_str(&format!("{:<key_w$}", keys[i]));
         if split_w > 0 {
-            let mut s = row.split.clone().unwrap_or_default();
-            if s.len() > 28 {
-                s = format!("…{}", &s[s.len() - 27..]);
-            }
-            out.push_str(&format!("  {dim}{:<split_w$}{reset}", s));
+            out.push_str(&format!("  {dim}{:<split_w$}{reset}", splits[i].as_deref().unwrap_or("")));
         }
         let bar = cost_bar(row.total.cost, max_cost, 12);
-        let models: Vec<String> = row.models.keys().map(|m| short_model(m)).collect();
+        let models: Vec<String> = row.models.keys().map(|m| printable(&short_model(m))).collect();
         out.push_str(&format!(
             "  {:>8} {:>8} {:>8} {:>8} {:>9}  {green}{:>10}{reset}  {} {dim}{}{reset}\n",
             tokens(u.input),
@@ -496,5 +506,30 @@ mod tests {
         );
         assert!(!t.contains('\x1b'), "no colour when asked for none");
         assert!(to_table(&build(&ds(), Period::Daily, Split::None, None, None), true).contains('\x1b'));
+    }
+
+    /// Session ids, reasons and model names come from transcripts and users: any text, cut
+    /// by characters and printed without control characters.
+    #[test]
+    fn table_takes_any_text() {
+        let mut d = Dataset::default();
+        let id = format!("{}\u{1b}]0;title\u{7}", "\u{e9}".repeat(40));
+        let a = d.session(SessionAttr {
+            id: id.clone(),
+            project: "/p".into(),
+            class: "programmatic".into(),
+            meter: "api".into(),
+            reason: Some(format!("r\n{}", "\u{e9}".repeat(30))),
+            ccb: true,
+        });
+        let m = d.model("claude-\u{e9}\u{1b}[2J");
+        let mut x = Agg::default();
+        x.add(&Usage { input: 1, ..Usage::default() }, Usd(1), 1);
+        d.add(date(2026, 11, 16), a, m, &x);
+        for split in [Split::None, Split::Reason, Split::Model] {
+            let t = to_table(&build(&d, Period::Session, split, None, None), false);
+            assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+            assert_eq!(t.lines().count(), 3, "{t}");
+        }
     }
 }

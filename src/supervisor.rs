@@ -613,6 +613,9 @@ impl Session<'_> {
     /// A notice that does not draw over claude: a line on stderr in pipe mode, a line above the
     /// progress bar in print mode, and a desktop notification (OSC 9) in a full-screen session.
     fn notice(&mut self, text: String) {
+        // Notices quote model ids from transcripts and requests: no control character of
+        // theirs may reach the terminal.
+        let text = crate::human::printable(&text);
         if let Some(b) = &self.bar {
             b.println(format!("ccb: {text}"));
         } else if self.opts.pty {

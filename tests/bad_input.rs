@@ -87,6 +87,8 @@ fn cases() -> Vec<Case> {
         case("date without a value", "ccb usage --since", &["usage", "--since"], 2, "a value is required for '--since <DATE>' but none was supplied (see ccb help)"),
         case("range backwards", "ccb usage --since 2026-11-20 --until 2026-11-01", &["usage", "--since", "2026-11-20", "--until", "2026-11-01"], 2, "--since 2026-11-20 is after --until 2026-11-01"),
         case("unknown time zone", "ccb usage --timezone Mars/Olympus", &["usage", "--timezone", "Mars/Olympus"], 2, "--timezone 'Mars/Olympus' is not a time zone: use an IANA name like Europe/Berlin, or UTC"),
+        case("date holding a newline", "ccb usage --since $'1\\n2'", &["usage", "--since", "1\n2"], 2, "--since '1\\n2' is not a date: use YYYY-MM-DD, YYYYMMDD, today, yesterday or Nd (e.g. 7d)"),
+        case("time zone holding an escape sequence", "ccb usage --timezone $'\\e]0;x\\a'", &["usage", "--timezone", "\u{1b}]0;x\u{7}"], 2, "--timezone '\\u{1b}]0;x\\u{7}' is not a time zone: use an IANA name like Europe/Berlin, or UTC"),
         case("pool without [pool]", "ccb pool", &["pool"], 2, "no [pool] in the config: add [pool] with plan = \"pro\" | \"max-5x\" | \"max-20x\" | … and billing_day (see ccb config init)"),
         Case { config: Some("[pool]\nplan = \"pro\"\n"), ..case("alert threshold 0%", "ccb pool check --alert-at 0", &["pool", "check", "--alert-at", "0"], 2, "--alert-at 0 must be a percentage from 1 to 100") },
         Case { config: Some("[pool]\nplan = \"pro\"\n"), ..case("alert threshold 101%", "ccb pool check --alert-at 101", &["pool", "check", "--alert-at", "101"], 2, "--alert-at 101 must be a percentage from 1 to 100") },

@@ -456,6 +456,21 @@ fn a_model_id_that_is_not_ascii_is_priced() {
     assert!(err.contains("no price for model"), "{err}");
 }
 
+/// A model id holding control characters (a crafted transcript or a gateway's own name) is
+/// quoted in ccb's notices with them escaped: it cannot clear the screen, set the terminal's
+/// title, or put text on a line of its own.
+#[test]
+fn a_model_id_cannot_drive_the_terminal() {
+    let home = ClaudeHome::new();
+    let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
+        .env("FAKE_SCRIPT", "usd:0.1:claude-\u{1b}[2Jx\nbogus\u{7};exit:0")
+        .args(["-p", "go"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("no price for model 'claude-\\u{1b}[2Jx\\nbogus\\u{7}'"), "{err}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    assert!(!err.lines().any(|l| l.starts_with("bogus")), "{err}");
+}
+
 /// Two different responses whose `message.id` is empty and that carry no `requestId` (a
 /// corrupted or hand-made transcript): both got the key "" in `transcript::parse_line`, so the
 /// second counted as a duplicate of the first. Found by the `transcript_line` fuzzer. A key must

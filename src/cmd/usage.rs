@@ -12,7 +12,10 @@ use std::io::IsTerminal;
 /// `2026-11-20`, `20261120`, `today`, `yesterday`, `7d` (the last 7 days, today included).
 pub fn parse_day(s: &str, today: Date, flag: &str) -> Result<Date, Exit> {
     let bad = || {
-        Exit::usage(format!("{flag} '{s}' is not a date: use YYYY-MM-DD, YYYYMMDD, today, yesterday or Nd (e.g. 7d)"))
+        Exit::usage(format!(
+            "{flag} '{}' is not a date: use YYYY-MM-DD, YYYYMMDD, today, yesterday or Nd (e.g. 7d)",
+            s.escape_debug()
+        ))
     };
     let t = s.trim();
     match t {
@@ -43,7 +46,10 @@ pub fn time_zone(name: Option<&str>) -> Result<TimeZone, Exit> {
         None => Ok(system_time_zone()),
         Some(n) => tzif(n).map(Ok).unwrap_or_else(|| {
             TimeZone::get(n).map_err(|_| {
-                Exit::usage(format!("--timezone '{n}' is not a time zone: use an IANA name like Europe/Berlin, or UTC"))
+                Exit::usage(format!(
+                    "--timezone '{}' is not a time zone: use an IANA name like Europe/Berlin, or UTC",
+                    n.escape_debug()
+                ))
             })
         }),
     }
