@@ -22,9 +22,6 @@ fuzz_target!(|data: &[u8]| {
         cache_read: pick(4),
         web_search: pick(5),
     };
-    if common::tokens_overflow(&u) || common::normalize_panics(&id) {
-        return;
-    }
     let t = common::embedded();
     let mods = Modifiers { fast: f[3].first().is_some_and(|b| b & 1 == 1), geo: (!geo.is_empty()).then_some(geo) };
     let (p, _) = t.lookup(&id);
