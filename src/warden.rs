@@ -122,7 +122,10 @@ pub fn main() -> i32 {
     }
     let marker = first.trim_end_matches('\n');
     if !valid_marker(marker) {
-        eprintln!("ccb: {ARG} is ccb's own: it reads a session marker on stdin from ccb, and got none");
+        let _ = writeln!(
+            std::io::stderr(),
+            "ccb: {ARG} is ccb's own: it reads a session marker on stdin from ccb, and got none"
+        );
         return 2;
     }
     let marker = marker.to_string();
@@ -144,7 +147,9 @@ pub fn main() -> i32 {
     // ccb is gone without saying `done`: end what is left of its session.
     let ended = sweep(&marker);
     if ended > 0 {
-        eprintln!(
+        // Whoever read ccb's stderr may be gone too: a failed write is not the warden's concern.
+        let _ = writeln!(
+            std::io::stderr(),
             "\r\nccb: ccb was killed; its warden ended {ended} process{} left of session {marker}\r",
             if ended == 1 { "" } else { "es" }
         );

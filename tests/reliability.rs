@@ -316,6 +316,10 @@ fn sigkill_of_ccb_with_stubborn_tools_leaves_nothing() {
         let took = killed.elapsed();
         let left = session_processes(&session, Some(&marker));
         assert!(left.is_empty(), "{mode:?}: left 10 s after SIGKILL of ccb: {left:?}");
+        if let Some(t) = pty.as_mut() {
+            // The user is told, on ccb's terminal.
+            t.expect("its warden ended", Duration::from_secs(5));
+        }
         figure(&format!(
             "SIGKILL of ccb ({mode:?}, {before} stubborn processes ignoring INT/TERM/HUP): all gone after {} ms",
             took.as_millis()
