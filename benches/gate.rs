@@ -25,12 +25,13 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// POST a streamed model call and time the first body byte and the end.
-fn fetch(addr: std::net::SocketAddr, body: &str) -> (Duration, Duration) {
+/// POST a streamed model call (to `prefix` + `/v1/messages`: the gate's path token) and time the
+/// first body byte and the end.
+fn fetch(addr: std::net::SocketAddr, prefix: &str, body: &str) -> (Duration, Duration) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_nodelay(true).unwrap();
     let req = format!(
-        "POST /v1/messages?beta=true HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-api-key: k\r\nanthropic-version: 2023-06-01\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "POST {prefix}/v1/messages?beta=true HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-api-key: k\r\nanthropic-version: 2023-06-01\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     let t0 = Instant::now();
@@ -60,19 +61,20 @@ fn latency() {
     let meter = Arc::new(ccb::meter::Meter::new(None, &[], ccb::meter::Reserve::Expected));
     let mut gate = ccb::gate::Gate::bind().unwrap();
     let gate_addr: std::net::SocketAddr = format!("127.0.0.1:{}", gate.port).parse().unwrap();
+    let prefix = gate.path_prefix().to_string();
     gate.serve(ccb::gate::Upstream::new(Some(&api.base_url())), meter.clone(), prices, |_| {}).unwrap();
     let body =
         r#"{"model":"claude-sonnet-4-6","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     for _ in 0..20 {
-        fetch(api.addr(), body);
-        fetch(gate_addr, body);
+        fetch(api.addr(), "", body);
+        fetch(gate_addr, &prefix, body);
     }
     let (mut d_first, mut d_all, mut g_first, mut g_all) = (vec![], vec![], vec![], vec![]);
     for _ in 0..200 {
-        let (f, a) = fetch(api.addr(), body);
+        let (f, a) = fetch(api.addr(), "", body);
         d_first.push(f.as_secs_f64() * 1e3);
         d_all.push(a.as_secs_f64() * 1e3);
-        let (f, a) = fetch(gate_addr, body);
+        let (f, a) = fetch(gate_addr, &prefix, body);
         g_first.push(f.as_secs_f64() * 1e3);
         g_all.push(a.as_secs_f64() * 1e3);
     }

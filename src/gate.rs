@@ -9,6 +9,12 @@
 //! message as given (a 429 or 529 would be retried for minutes, a 403 taken for a login problem).
 //!
 //! Auth headers pass through untouched and are never stored or printed.
+//!
+//! Any local user can connect to a loopback port, so claude's base URL carries an unguessable
+//! path prefix (`http://127.0.0.1:PORT/<128-bit token>`), which claude learns from its
+//! environment and its owner-only settings file. The gate checks it on the request line, before
+//! reading anything else, strips it, and forwards the rest; a request without it is answered 404
+//! and goes nowhere, so no one else can spend through the gate or read its answers.
 
 use crate::meter::{Admission, Meter};
 use crate::pricing::{PriceTable, Usage};
@@ -108,18 +114,28 @@ pub fn tls_config(env: &dyn Fn(&str) -> Option<String>) -> (Arc<rustls::ClientCo
 
 pub struct Gate {
     pub port: u16,
+    /// `/<token>`: the path prefix every request must carry.
+    prefix: String,
     listener: Option<TcpListener>,
 }
 
 impl Gate {
     /// Bind 127.0.0.1 on a free port (before claude starts: the port goes into its environment).
     pub fn bind() -> io::Result<Gate> {
+        let prefix = format!("/{}", crate::paths::random_token()?);
         let l = TcpListener::bind("127.0.0.1:0")?;
-        Ok(Gate { port: l.local_addr()?.port(), listener: Some(l) })
+        Ok(Gate { port: l.local_addr()?.port(), prefix, listener: Some(l) })
     }
 
+    /// Claude's `ANTHROPIC_BASE_URL`; it holds the token: never print it.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}{}", self.port, self.prefix)
+    }
+
+    /// The path prefix requests must start with (the token): for tests and benchmarks that
+    /// talk to the gate themselves.
+    pub fn path_prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// Serve until the process ends.
@@ -146,6 +162,7 @@ impl Gate {
         let agent = if upstream.https() { Lazy::Pending(Mutex::new(Some(b))) } else { Lazy::Ready(b.build()) };
         let problems = Vec::new();
         let ctx = Arc::new(Ctx {
+            prefix: self.prefix.clone(),
             agent,
             ready: std::sync::OnceLock::new(),
             upstream,
@@ -175,6 +192,7 @@ enum Lazy {
 }
 
 struct Ctx {
+    prefix: String,
     agent: Lazy,
     ready: std::sync::OnceLock<ureq::Agent>,
     upstream: Upstream,
@@ -207,7 +225,54 @@ const HOP_BY_HOP: &[&str] = &[
     "expect",
 ];
 
-fn read_request(r: &mut BufReader<TcpStream>, w: &mut TcpStream) -> io::Result<Option<Request>> {
+/// The request target without the gate's path prefix, or None when it does not carry it:
+/// `/<token>/v1/messages?beta=true` → `/v1/messages?beta=true`, `/<token>` → `/`.
+fn strip_prefix<'a>(target: &'a str, prefix: &str) -> Option<std::borrow::Cow<'a, str>> {
+    let head = target.get(..prefix.len())?;
+    if !crate::paths::token_eq(head.as_bytes(), prefix.as_bytes()) {
+        return None;
+    }
+    let rest = &target[prefix.len()..];
+    match rest.as_bytes().first() {
+        None => Some("/".into()),
+        Some(b'/') => Some(rest.into()),
+        Some(b'?') => Some(format!("/{rest}").into()),
+        Some(_) => None,
+    }
+}
+
+/// Answer a request that does not carry the gate's prefix, and close the connection.
+fn turn_away(w: &mut TcpStream) -> io::Result<()> {
+    let body = r#"{"type":"error","error":{"type":"not_found_error","message":"Not found"}}"#;
+    let head = format!(
+        "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    w.write_all(head.as_bytes())?;
+    w.write_all(body.as_bytes())?;
+    w.flush()?;
+    close_unread(w);
+    Ok(())
+}
+
+/// Close a connection whose request was not read: stop writing, then drop what the client
+/// still sends (at most 256 KiB, for at most a second), so that the kernel does not answer its
+/// unread bytes with a reset that would discard the answer before the client reads it.
+pub(crate) fn close_unread(conn: &TcpStream) {
+    let _ = conn.shutdown(std::net::Shutdown::Write);
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+    let until = std::time::Instant::now() + Duration::from_secs(1);
+    let mut buf = [0u8; 8192];
+    let mut left = 256 * 1024usize;
+    while let Ok(n @ 1..) = (&*conn).read(&mut buf) {
+        left = left.saturating_sub(n);
+        if left == 0 || std::time::Instant::now() >= until {
+            break;
+        }
+    }
+}
+
+fn read_request(r: &mut BufReader<TcpStream>, w: &mut TcpStream, prefix: &str) -> io::Result<Option<Request>> {
     let mut line = String::new();
     // Request line (skipping stray empty lines between requests).
     loop {
@@ -223,7 +288,12 @@ fn read_request(r: &mut BufReader<TcpStream>, w: &mut TcpStream) -> io::Result<O
     let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "bad request line"));
     };
-    let (method, target) = (method.to_string(), target.to_string());
+    // Checked before anything else is read: a stranger's headers and body are never taken in.
+    let Some(target) = strip_prefix(target, prefix) else {
+        turn_away(w)?;
+        return Err(io::Error::new(io::ErrorKind::PermissionDenied, "no gate token"));
+    };
+    let (method, target) = (method.to_string(), target.into_owned());
     let mut headers = Vec::new();
     let mut head_bytes = 0usize;
     loop {
@@ -279,7 +349,7 @@ fn serve_connection(conn: TcpStream, ctx: &Ctx) -> io::Result<()> {
     conn.set_nodelay(true)?;
     let mut w = conn.try_clone()?;
     let mut r = BufReader::new(conn);
-    while let Some(req) = read_request(&mut r, &mut w)? {
+    while let Some(req) = read_request(&mut r, &mut w, &ctx.prefix)? {
         let close =
             req.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
         handle(req, &mut w, ctx)?;
@@ -768,6 +838,28 @@ mod tests {
         assert_eq!(proxy_for("example.com", true, &e).as_deref(), Some("http://p:1"));
         let e = env(&[("HTTPS_PROXY", "http://p:1"), ("NO_PROXY", "*")]);
         assert_eq!(proxy_for("x", true, &e), None);
+    }
+
+    #[test]
+    fn only_requests_with_the_prefix_pass_and_lose_it() {
+        let p = "/0123456789abcdef0123456789abcdef";
+        let pass = |t: &str| strip_prefix(t, p).map(|c| c.into_owned());
+        assert_eq!(pass(&format!("{p}/v1/messages?beta=true")).as_deref(), Some("/v1/messages?beta=true"));
+        assert_eq!(pass(p).as_deref(), Some("/"));
+        assert_eq!(pass(&format!("{p}?x=1")).as_deref(), Some("/?x=1"));
+        assert_eq!(pass(&format!("{p}/")).as_deref(), Some("/"));
+        for wrong in [
+            "/v1/messages",
+            "/",
+            "",
+            "/0123456789abcdef0123456789abcde",
+            "/0123456789abcdef0123456789abcdeg/v1/messages",
+            "/0123456789abcdef0123456789abcdefX/v1/messages",
+            "http://127.0.0.1:1/0123456789abcdef0123456789abcdef/v1/messages",
+            "/0123456789abcdef0123456789abcde\u{e9}/v1",
+        ] {
+            assert_eq!(pass(wrong), None, "{wrong}");
+        }
     }
 
     #[test]

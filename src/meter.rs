@@ -12,6 +12,10 @@ use crate::transcript::UsageEvent;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+/// The most one response can be taken to cost from a source's own figure (see
+/// [`crate::telemetry::MAX_CALL_COST_USD`]).
+pub const MAX_CALL_COST: Usd = Usd(1_000 * crate::money::NANOS_PER_USD);
+
 /// How much to hold back for a call in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reserve {
@@ -75,10 +79,16 @@ impl Meter {
         self.report_priced(e, prices, None)
     }
 
-    /// Count a response whose cost the source gives (claude's telemetry).
+    /// Count a response whose cost the source gives (claude's telemetry). A given cost that is
+    /// negative or absurd is not taken: the response is priced from the table instead, and no
+    /// response ever costs less than zero, so nothing can lower the session's total.
     pub fn report_priced(&self, e: &UsageEvent, prices: &PriceTable, cost: Option<Usd>) -> Outcome {
+        let cost = cost
+            .filter(|c| (Usd::ZERO..=MAX_CALL_COST).contains(c))
+            .unwrap_or_else(|| prices.cost(&e.model, &e.usage, &e.mods).0)
+            .max(Usd::ZERO);
         let mut st = self.lock();
-        match st.tally.add_priced(e, prices, cost) {
+        match st.tally.add_priced(e, prices, Some(cost)) {
             crate::budget::Added::Duplicate => Outcome::Duplicate,
             crate::budget::Added::Counted { cost, new_unknown } => {
                 let total = st.tally.total;
@@ -178,6 +188,31 @@ mod tests {
         assert!(matches!(m.report(&ev(":req1", Some("req1"), 1_000_000), &p), Outcome::Counted { .. }));
         assert_eq!(m.report(&ev("msg1:req1", Some("req1"), 1_000_000), &p), Outcome::Duplicate);
         assert_eq!(m.total(), Usd(D));
+    }
+
+    #[test]
+    fn a_given_cost_never_lowers_the_total() {
+        let p = PriceTable::load(None).unwrap();
+        let m = Meter::new(Some(Usd(D)), &[], Reserve::None);
+        m.report(&ev("a", Some("a"), 600_000), &p);
+        // Haiku at $1/M input: 1,000 tokens are $0.001, whatever the source says.
+        for (i, bad) in [Usd(-100 * D), Usd(i64::MIN), Usd(MAX_CALL_COST.0 + 1), Usd(i64::MAX)].into_iter().enumerate()
+        {
+            let key = format!("bad{i}");
+            let Outcome::Counted { cost, .. } = m.report_priced(&ev(&key, Some(&key), 1_000), &p, Some(bad)) else {
+                panic!()
+            };
+            assert_eq!(cost, Usd(1_000_000), "{bad:?} is priced from the table");
+        }
+        assert_eq!(m.total(), Usd(604_000_000));
+        // A plausible figure from claude is taken as given (it prices things the tokens do not say).
+        let Outcome::Counted { cost, total, signal, .. } =
+            m.report_priced(&ev("ok", Some("ok"), 1), &p, Some(Usd(D / 2)))
+        else {
+            panic!()
+        };
+        assert_eq!((cost, total), (Usd(D / 2), Usd(1_104_000_000)));
+        assert!(matches!(signal, Some(crate::budget::Signal::Ceiling { .. })));
     }
 
     #[test]

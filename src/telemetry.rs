@@ -4,6 +4,12 @@
 //!
 //! It answers every export at once, with TCP_NODELAY: claude sends exports one at a time over one
 //! keep-alive connection, so a slow answer would delay every later event and claude's exit.
+//!
+//! Any local user can connect to a loopback port, so the receiver listens on an unguessable
+//! path (`/v1/logs/<128-bit token>`), which only claude learns (from its settings file, owner-only,
+//! never its command line). Every other request is answered 404, its body unread, and ignored.
+//! Claude's own figures are checked too: a cost that is negative, not a number or absurd is
+//! dropped, and the call is priced from its token counts instead.
 
 use crate::pricing::Usage;
 use crate::transcript::UsageEvent;
@@ -13,8 +19,18 @@ use std::net::{TcpListener, TcpStream};
 
 pub struct Receiver {
     pub port: u16,
+    /// The secret part of the endpoint's path.
+    token: String,
     listener: Option<TcpListener>,
 }
+
+/// The most a single model call can be taken to cost. The dearest call in the embedded price
+/// table (a 1M-token prompt written to the 1-hour cache and 128k tokens of output, at fast-mode
+/// Opus rates of $60 and $150 per million) costs about $80; a figure above this is not claude's.
+pub const MAX_CALL_COST_USD: f64 = 1_000.0;
+
+/// Token counts above this (about a trillion) are not a response's: the event is malformed.
+const MAX_TOKENS: f64 = (1u64 << 40) as f64;
 
 /// One `api_request` event: claude's own figures for one call.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,22 +43,26 @@ pub struct ApiRequest {
 
 impl Receiver {
     pub fn bind() -> io::Result<Receiver> {
+        let token = crate::paths::random_token()?;
         let l = TcpListener::bind("127.0.0.1:0")?;
-        Ok(Receiver { port: l.local_addr()?.port(), listener: Some(l) })
+        Ok(Receiver { port: l.local_addr()?.port(), token, listener: Some(l) })
     }
 
+    /// The endpoint for claude's settings; it holds the token: never print it.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/v1/logs", self.port)
+        format!("http://127.0.0.1:{}{}", self.port, logs_path(&self.token))
     }
 
     pub fn serve(&mut self, on_event: impl Fn(ApiRequest) + Send + Sync + 'static) -> io::Result<()> {
         let listener = self.listener.take().ok_or_else(|| io::Error::other("telemetry receiver already serving"))?;
         let on_event = std::sync::Arc::new(on_event);
+        let path: std::sync::Arc<str> = logs_path(&self.token).into();
         std::thread::Builder::new().name("ccb-telemetry".into()).spawn(move || {
             for conn in listener.incoming().flatten() {
                 let on_event = on_event.clone();
+                let path = path.clone();
                 let _ = std::thread::Builder::new().name("ccb-telemetry-conn".into()).spawn(move || {
-                    let _ = serve_connection(conn, &*on_event);
+                    let _ = serve_connection(conn, &path, &*on_event);
                 });
             }
         })?;
@@ -50,7 +70,22 @@ impl Receiver {
     }
 }
 
-fn serve_connection(conn: TcpStream, on_event: &dyn Fn(ApiRequest)) -> io::Result<()> {
+fn logs_path(token: &str) -> String {
+    format!("/v1/logs/{token}")
+}
+
+/// Is this request line a POST to `path`?
+fn authorized(request_line: &str, path: &str) -> bool {
+    let mut parts = request_line.split_whitespace();
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else { return false };
+    let target = target.split('?').next().unwrap_or("");
+    method == "POST" && crate::paths::token_eq(target.as_bytes(), path.as_bytes())
+}
+
+/// The largest export body read (claude's are a few kilobytes).
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+fn serve_connection(conn: TcpStream, path: &str, on_event: &dyn Fn(ApiRequest)) -> io::Result<()> {
     conn.set_nodelay(true)?;
     let mut w = conn.try_clone()?;
     let mut r = BufReader::new(conn);
@@ -62,6 +97,13 @@ fn serve_connection(conn: TcpStream, on_event: &dyn Fn(ApiRequest)) -> io::Resul
         }
         if line.trim().is_empty() {
             continue;
+        }
+        if !authorized(&line, path) {
+            // Not from this session's claude: no body is read, nothing is counted.
+            w.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")?;
+            w.flush()?;
+            crate::gate::close_unread(&w);
+            return Ok(());
         }
         let mut len = 0usize;
         let mut chunked = false;
@@ -95,13 +137,16 @@ fn serve_connection(conn: TcpStream, on_event: &dyn Fn(ApiRequest)) -> io::Resul
                     break;
                 }
                 let s = body.len();
+                if n > MAX_BODY - s {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "export too large"));
+                }
                 body.resize(s + n, 0);
                 r.read_exact(&mut body[s..])?;
                 line.clear();
                 r.read_line(&mut line)?;
             }
         } else {
-            body.resize(len.min(64 * 1024 * 1024), 0);
+            body.resize(len.min(MAX_BODY), 0);
             r.read_exact(&mut body)?;
         }
         // Answer first: claude waits for it before its next export.
@@ -147,17 +192,22 @@ pub fn api_requests(export: &Value) -> Vec<ApiRequest> {
                 if !(name == "api_request" || name == "claude_code.api_request" || body == "claude_code.api_request") {
                     continue;
                 }
-                let n =
-                    |k: &str| attrs.get(k).and_then(|v| v.parse::<f64>().ok()).map(|f| f.max(0.0) as u64).unwrap_or(0);
+                let count = |k: &str| attrs.get(k).and_then(|v| v.parse::<f64>().ok()).filter(|f| f.is_finite());
+                if ["input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens"]
+                    .iter()
+                    .any(|k| count(k).is_some_and(|f| f > MAX_TOKENS))
+                {
+                    continue;
+                }
+                let n = |k: &str| count(k).map(|f| f.max(0.0) as u64).unwrap_or(0);
                 let Some(request_id) = attrs.get("request_id").filter(|r| !r.is_empty()).cloned() else { continue };
                 let model = attrs.get("model").cloned().unwrap_or_default();
-                let cost_nanos = attrs
-                    .get("cost_usd_micros")
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .map(|m| (m * 1000.0).round() as i64)
-                    .or_else(|| {
-                        attrs.get("cost_usd").and_then(|v| v.parse::<f64>().ok()).map(|d| (d * 1e9).round() as i64)
-                    });
+                // Claude's cost, in nano-dollars: `cost_usd_micros`, else `cost_usd`.
+                let nanos = |k: &str, nanos_per_unit: f64| {
+                    let v = attrs.get(k).and_then(|v| v.parse::<f64>().ok())?;
+                    plausible_cost(v * nanos_per_unit / 1e9).then(|| (v * nanos_per_unit).round() as i64)
+                };
+                let cost_nanos = nanos("cost_usd_micros", 1e3).or_else(|| nanos("cost_usd", 1e9));
                 let usage = Usage {
                     input: n("input_tokens"),
                     output: n("output_tokens"),
@@ -189,6 +239,12 @@ pub fn api_requests(export: &Value) -> Vec<ApiRequest> {
         }
     }
     out
+}
+
+/// A cost claude could have reported for one call: a number, not negative, not absurd. Anything
+/// else is dropped and the call priced from its tokens.
+fn plausible_cost(usd: f64) -> bool {
+    usd.is_finite() && (0.0..=MAX_CALL_COST_USD).contains(&usd)
 }
 
 /// Does the user export telemetry already? Then ccb leaves their settings alone.
@@ -251,6 +307,61 @@ mod tests {
         assert_eq!(e.cost_nanos, Some(627_000_000));
         assert_eq!(e.query_source.as_deref(), Some("sdk"));
         assert!(api_requests(&json!({"nope": 1})).is_empty());
+    }
+
+    fn one_event(attrs: &[(&str, &str)]) -> Vec<ApiRequest> {
+        let mut a = vec![
+            json!({"key": "event.name", "value": {"stringValue": "api_request"}}),
+            json!({"key": "request_id", "value": {"stringValue": "req_1"}}),
+            json!({"key": "model", "value": {"stringValue": "claude-haiku-4-5"}}),
+        ];
+        a.extend(attrs.iter().map(|(k, v)| json!({"key": k, "value": {"stringValue": v}})));
+        api_requests(&json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{"attributes": a}]}]}]}))
+    }
+
+    #[test]
+    fn implausible_costs_are_dropped_and_absurd_counts_make_no_event() {
+        for (cost, want) in [
+            ("0.5", Some(500_000_000)),
+            ("0", Some(0)),
+            ("1000", Some(1_000_000_000_000)),
+            ("-100", None),
+            ("-0.000001", None),
+            ("NaN", None),
+            ("inf", None),
+            ("1000.01", None),
+            ("1e300", None),
+            ("not a number", None),
+        ] {
+            let got = one_event(&[("cost_usd", cost), ("input_tokens", "10")]);
+            assert_eq!(got.len(), 1, "{cost}: the event still counts, priced from its tokens");
+            assert_eq!(got[0].cost_nanos, want, "{cost}");
+        }
+        // cost_usd_micros first; when it is implausible, cost_usd.
+        assert_eq!(one_event(&[("cost_usd_micros", "1500"), ("cost_usd", "9")])[0].cost_nanos, Some(1_500_000));
+        assert_eq!(one_event(&[("cost_usd_micros", "-1500"), ("cost_usd", "0.25")])[0].cost_nanos, Some(250_000_000));
+        // No response has a trillion tokens: such an event is malformed.
+        assert!(one_event(&[("output_tokens", "2000000000000")]).is_empty());
+        assert_eq!(one_event(&[("output_tokens", "-5")])[0].event.usage.output, 0);
+    }
+
+    #[test]
+    fn only_a_post_to_the_secret_path_is_heard() {
+        let p = logs_path("0123456789abcdef0123456789abcdef");
+        assert!(authorized(&format!("POST {p} HTTP/1.1\r\n"), &p));
+        assert!(authorized(&format!("POST {p}?x=1 HTTP/1.1\r\n"), &p));
+        for line in [
+            "POST /v1/logs HTTP/1.1\r\n".to_string(),
+            "POST /v1/logs/ HTTP/1.1\r\n".to_string(),
+            format!("GET {p} HTTP/1.1\r\n"),
+            format!("POST {p}0 HTTP/1.1\r\n"),
+            format!("POST {}X HTTP/1.1\r\n", &p[..p.len() - 1]),
+            format!("POST /x{p} HTTP/1.1\r\n"),
+            "POST\r\n".to_string(),
+            String::new(),
+        ] {
+            assert!(!authorized(&line, &p), "{line:?}");
+        }
     }
 
     #[test]

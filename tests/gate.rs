@@ -172,10 +172,11 @@ fn with_the_gate_off_telemetry_alone_stops_the_loop() {
 }
 
 /// A user's own `--settings` is merged with ccb's: their model and env apply, and ccb still
-/// hears telemetry.
+/// hears telemetry. The merged settings reach claude in a private file: the plan names their
+/// `env` entries, never their values.
 #[test]
 fn a_users_settings_are_merged() {
-    let api = MockApi::start(scripts::bash_loop("echo merged", 3));
+    let api = MockApi::start(scripts::bash_loop("echo marker=$MY_MARKER", 3));
     let home = ClaudeHome::new();
     write_config(&home, "[metering]\ngate = false\n");
     let user = home.path().join("my-settings.json");
@@ -192,6 +193,8 @@ fn a_users_settings_are_merged() {
     assert_eq!(out.trim(), "done");
     let main = api.requests_of(RequestKind::Main);
     assert_eq!(main[0].model(), Some("claude-haiku-4-5"), "the user's settings still apply");
+    let results: Vec<String> = main.iter().flat_map(|r| r.tool_results()).map(|t| t.content).collect();
+    assert!(results.iter().any(|c| c.contains("marker=kept")), "the user's env block applies: {results:?}");
     let sources = ledger_sources(&home);
     assert!(sources.iter().any(|(_, s)| s == "telemetry"), "{sources:?}");
     let (_, out, _) = run(ccb_command(&home, &api.base_url(), &claude_bin()).args([
@@ -205,11 +208,86 @@ fn a_users_settings_are_merged() {
     let v: Value = serde_json::from_str(&out).unwrap();
     let args: Vec<&str> = v["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     let i = args.iter().position(|a| *a == "--settings").unwrap();
-    let merged: Value = serde_json::from_str(args[i + 1]).unwrap();
-    assert_eq!(merged["model"], "claude-haiku-4-5");
-    assert_eq!(merged["env"]["MY_MARKER"], "kept");
-    assert_eq!(merged["env"]["OTEL_LOGS_EXPORTER"], "otlp");
+    assert_eq!(args[i + 1], "<private file>", "{args:?}");
     assert_eq!(args.iter().filter(|a| **a == "--settings").count(), 1, "claude takes one --settings");
+    assert_eq!(v["settings"]["merged_from"], user.to_str().unwrap());
+    let env: Vec<&str> = v["settings"]["env"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
+    assert!(env.contains(&"MY_MARKER") && env.contains(&"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"), "{env:?}");
+    assert!(!out.contains("kept"), "values are not shown: {out}");
+}
+
+/// The gate answers only requests whose path starts with its token, which claude has from its
+/// environment and its private settings file: another local user who finds the port can neither
+/// spend through it nor make it read a body. The token is stripped before forwarding (the
+/// upstream sees claude's own paths: see the test above).
+#[test]
+fn the_gate_turns_away_requests_without_its_token() {
+    let api = MockApi::start(scripts::always_text("only for claude"));
+    let home = ClaudeHome::new();
+    let log = home.path().join("fake.log");
+    let env_dump = home.path().join("env.txt");
+    // A claude that shows its base URL (it is in its environment) and waits.
+    let claude = home.path().join("env-claude");
+    std::fs::write(
+        &claude,
+        format!("#!/bin/sh\necho \"$@\" > {}\nenv > {}\nsleep 3\n", log.display(), env_dump.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&claude, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut child = ccb_command(&home, &api.base_url(), &claude)
+        .args(["-p", "hi"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let base = loop {
+        let env = std::fs::read_to_string(&env_dump).unwrap_or_default();
+        if let Some(v) = env.lines().find_map(|l| l.strip_prefix("ANTHROPIC_BASE_URL=")) {
+            break v.to_string();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "claude did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (port, token) = {
+        let rest = base.strip_prefix("http://127.0.0.1:").expect("the gate's URL");
+        let (port, token) = rest.split_once('/').expect("a path");
+        (port.parse::<u16>().unwrap(), token.to_string())
+    };
+    assert!(token.len() == 32 && token.chars().all(|c| c.is_ascii_hexdigit()), "128 bits as hex: {token}");
+    let args = std::fs::read_to_string(&log).unwrap();
+    assert!(!args.contains(&token), "the token is not on claude's command line: {args}");
+    let body = r#"{"model":"claude-haiku-4-5","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#;
+    let ask = |path: &str| -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\nx-api-key: k\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let wrong_token: String = token.chars().rev().collect();
+    for path in [
+        "/v1/messages",
+        "/v1/messages?beta=true",
+        &format!("/{wrong_token}/v1/messages"),
+        "/",
+        &format!("/{token}x/v1/messages"),
+    ] {
+        let answer = ask(path);
+        assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+    }
+    assert!(api.message_requests().is_empty(), "nothing reached the upstream");
+    // With the token, the same request goes through, without it.
+    let answer = ask(&format!("/{token}/v1/messages"));
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("only for claude"), "{answer}");
+    let reqs = api.message_requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].path, "/v1/messages", "the token is stripped");
+    let _ = child.wait();
 }
 
 /// A tiny HTTP server that records each POST body (a user's own OTLP endpoint).

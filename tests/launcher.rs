@@ -60,8 +60,11 @@ fn claude_arguments_pass_unchanged_after_what_ccb_adds() {
     let args = args.rsplit_once(' ').unwrap().0; // the timestamp
     let tail = args.split_once("--model sonnet ").expect("ccb adds --model sonnet when none is named").1;
     assert_eq!(tail, "-p two words --verbose -- --budget -x", "ccb's own --budget is taken out; claude's `--` stays");
-    // In front: ccb's --settings (the gate and telemetry endpoints), then --session-id.
-    assert!(args.starts_with("--settings {\"env\":{"), "{args}");
+    // In front: ccb's --settings (a private file with the gate and telemetry endpoints, removed
+    // when the session ends), then --session-id.
+    let settings = args.strip_prefix("--settings ").and_then(|a| a.split(' ').next()).unwrap_or_default();
+    assert!(settings.starts_with('/') && settings.ends_with(".json"), "{args}");
+    assert!(!std::path::Path::new(settings).exists(), "{settings} outlived the session");
     assert!(args.contains(" --session-id "), "{args}");
 }
 

@@ -135,7 +135,9 @@ fn ccb(home: &ClaudeHome, s: &Secrets, base_url: &str, claude: &Path) -> Command
     cmd.env("ANTHROPIC_API_KEY", &s.api_key)
         .env("ANTHROPIC_AUTH_TOKEN", &s.auth_token)
         .env("CLAUDE_CODE_OAUTH_TOKEN", &s.oauth)
-        .env("CCB_CONFIG", home.path().join("secret-config.toml"));
+        .env("CCB_CONFIG", home.path().join("secret-config.toml"))
+        // Claude's settings file goes under the data directory, where the checks below look.
+        .env_remove("XDG_RUNTIME_DIR");
     // SAFETY: umask is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
@@ -410,8 +412,8 @@ fn no_secret_leaks_from_any_command_or_mode() {
 }
 
 /// Files and directories ccb creates are owner-only, whatever the umask: the data directory and
-/// the ledger (with SQLite's -wal and -shm), and the config directory and file `config init`
-/// writes.
+/// the ledger (with SQLite's -wal and -shm), the directory of claude's settings files, and the
+/// config directory and file `config init` writes.
 #[test]
 fn files_ccb_creates_are_owner_only_even_under_umask_000() {
     let s = Secrets::new();
@@ -436,6 +438,7 @@ fn files_ccb_creates_are_owner_only_even_under_umask_000() {
         (h.join(".local/share"), 0o700),
         (h.join(".local/share/ccb"), 0o700),
         (h.join(".local/share/ccb/ledger.db"), 0o600),
+        (h.join(".local/share/ccb/run"), 0o700),
         (h.join(".config"), 0o700),
         (h.join(".config/ccb"), 0o700),
         (h.join(".config/ccb/config.toml"), 0o600),
@@ -480,41 +483,141 @@ fn the_transcript_directory_ccb_creates_is_owner_only() {
     }
 }
 
-/// Claude Code's `--settings` takes a file; ccb merges its own entries into it and passes the
-/// result on claude's command line, which every local user can read (`ps`, /proc/PID/cmdline),
-/// and prints it in `--dry-run`. A key kept in that file must not end up there.
+/// The file claude got with `--settings`, from the fake claude's log of its arguments.
+fn settings_arg(log: &Path) -> PathBuf {
+    let lines = fake_log(log);
+    let start = lines.iter().find(|l| l.first().is_some_and(|w| w == "START")).expect("claude started");
+    let i = start.iter().position(|w| w == "args=--settings" || w == "--settings").expect("--settings is passed");
+    PathBuf::from(&start[i + 1])
+}
+
+/// The files in a directory, by name.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+/// Claude Code's `--settings` takes a file or a JSON string; ccb merges its own entries into the
+/// user's and hands claude the result in a file only the user can read: never on claude's
+/// command line, which every local user can read (`ps`, /proc/PID/cmdline), nor in `--dry-run`.
+/// A key kept in the user's settings file must not end up in either. The file lives in
+/// `$XDG_RUNTIME_DIR/ccb` (else the data directory), 0600 in a 0700 directory even under
+/// umask 000, and is gone when the session ends, however it ends; one a SIGKILLed ccb left a day
+/// ago is removed by the next session.
 #[test]
-#[ignore = "known bug: a --settings file's env block goes onto claude's command line (RELIABILITY.md)"]
 fn a_key_in_a_settings_file_stays_off_the_command_line() {
     let s = Secrets::new();
     let home = ClaudeHome::new();
     let cmd_path = alert_command(home.path());
     write_config(&home, "http://127.0.0.1:9/x", &cmd_path);
     let settings = home.workdir().join("my-settings.json");
-    std::fs::write(&settings, serde_json::json!({"env": {"ANTHROPIC_API_KEY": s.api_key}}).to_string()).unwrap();
-    let (_, out, err) = run(ccb(&home, &s, "http://127.0.0.1:9", &fake_bin()).env_remove("ANTHROPIC_API_KEY").args([
-        "--dry-run",
-        "--settings",
-        "my-settings.json",
-        "-p",
-        "hi",
-    ]));
-    s.assert_absent("--dry-run", format!("{out}{err}").as_bytes());
-    let log = home.path().join("fake.log");
-    let (_, _, _) = run(ccb(&home, &s, "http://127.0.0.1:9", &fake_bin())
-        .env_remove("ANTHROPIC_API_KEY")
-        .env("FAKE_LOG", &log)
-        .args(["--settings", "my-settings.json", "-p", "hi"]));
-    s.assert_absent("claude's command line", &std::fs::read(&log).unwrap());
+    let user_settings = serde_json::json!({"env": {"ANTHROPIC_API_KEY": s.api_key}});
+    std::fs::write(&settings, user_settings.to_string()).unwrap();
+    let inline = format!("--settings={user_settings}");
+    for args in [
+        &["--dry-run", "--settings", "my-settings.json", "-p", "hi"][..],
+        &["--dry-run", "--json", "--settings", "my-settings.json", "-p", "hi"],
+        &["--dry-run", &inline, "-p", "hi"],
+        &["--dry-run", "--json", &inline, "-p", "hi"],
+    ] {
+        let (code, out, err) =
+            run(ccb(&home, &s, "http://127.0.0.1:9", &fake_bin()).env_remove("ANTHROPIC_API_KEY").args(args));
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("<private file>"), "{out}");
+        s.assert_absent(&format!("--dry-run {args:?}"), format!("{out}{err}").as_bytes());
+    }
+
+    let runtime = home.path().join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    let private = runtime.join("ccb");
+    std::fs::create_dir(&private).unwrap();
+    // What SIGKILLed sessions left: one two days ago (removed), one a minute ago (kept: its
+    // session may still run).
+    let stale = private.join("settings-1-0123456789abcdef.json");
+    let recent = private.join("settings-2-0123456789abcdef.json");
+    for p in [&stale, &recent] {
+        std::fs::write(p, "{}").unwrap();
+    }
+    let two_days = std::time::SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
+    std::fs::File::options().write(true).open(&stale).unwrap().set_modified(two_days).unwrap();
+    let ended = |code: i32, how: &str, claude: &Path, script: &str, extra: &[&str], signal: Option<i32>| {
+        let log = home.path().join(format!("fake-{}.log", how.replace(' ', "-")));
+        let mut c = ccb(&home, &s, "http://127.0.0.1:9", claude);
+        c.env_remove("ANTHROPIC_API_KEY")
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env("FAKE_LOG", &log)
+            .env("FAKE_SCRIPT", script)
+            .args(["--settings", "my-settings.json", "-p"])
+            .args(extra)
+            .arg("hi")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = c.spawn().unwrap();
+        if let Some(sig) = signal {
+            wait_until("claude to start", Duration::from_secs(20), || !fake_log(&log).is_empty());
+            std::thread::sleep(Duration::from_millis(200));
+            kill(child.id() as i32, sig);
+        }
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{how}");
+        assert_eq!(names_in(&private), vec![recent.file_name().unwrap().to_string_lossy().into_owned()], "{how}");
+    };
+
+    for (label, runtime_dir, dir) in [
+        ("in $XDG_RUNTIME_DIR", Some(&runtime), private.clone()),
+        ("in the data directory", None, home.path().join(".local/share/ccb/run")),
+    ] {
+        let log = home.path().join(format!("fake {label}.log"));
+        let mut c = ccb(&home, &s, "http://127.0.0.1:9", &fake_bin());
+        c.env_remove("ANTHROPIC_API_KEY")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env("FAKE_LOG", &log)
+            .env("FAKE_SCRIPT", "sleep:1000;exit:0")
+            .args(["--settings", "my-settings.json", "-p", "hi"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(r) = runtime_dir {
+            c.env("XDG_RUNTIME_DIR", r);
+        }
+        let mut child = c.spawn().unwrap();
+        wait_until("claude to start", Duration::from_secs(20), || !fake_log(&log).is_empty());
+        s.assert_absent("claude's command line", &std::fs::read(&log).unwrap());
+        let file = settings_arg(&log);
+        assert_eq!(file.parent(), Some(dir.as_path()), "{label}: {}", file.display());
+        assert_eq!((mode(&file), mode(&dir)), (0o600, 0o700), "{label}: {}", file.display());
+        let text = std::fs::read_to_string(&file).unwrap();
+        let merged: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(merged["env"]["ANTHROPIC_API_KEY"], s.api_key.as_str(), "claude gets the user's settings");
+        assert!(
+            merged["env"]["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"].as_str().is_some_and(|e| e.contains("/v1/logs/"))
+                && merged["env"]["ANTHROPIC_BASE_URL"].as_str().is_some_and(|u| u.starts_with("http://127.0.0.1:")),
+            "and ccb's entries: {text}"
+        );
+        assert_eq!(child.wait().unwrap().code(), Some(0), "{label}");
+        assert!(!file.exists(), "{label}: {} outlived the session", file.display());
+    }
+    assert!(!stale.exists(), "a day-old file a killed ccb left is removed");
+    assert!(recent.exists(), "a recent one is not");
+
+    // Every other way a session ends: nothing is left.
+    let no_interpreter = script(&home.path().join("broken-claude"), "#!/nonexistent/interpreter\n");
+    ended(5, "claude cannot start", &no_interpreter, "", &[], None);
+    ended(3, "stopped at the ceiling", &fake_bin(), "usd:0.6;sleep:100;usd:0.6;sleep:30000", &["--budget", "1"], None);
+    ended(143, "SIGTERM to ccb", &fake_bin(), "sleep:30000", &[], Some(libc::SIGTERM));
+    ended(129, "SIGHUP to ccb", &fake_bin(), "sleep:30000", &[], Some(libc::SIGHUP));
 }
 
-/// ccb's telemetry receiver listens on 127.0.0.1 without any credential, and its port is on
-/// claude's command line (`--settings`), which every local user can read. An `api_request`
-/// event posted there with a negative `cost_usd` lowers the session's total: the ceiling never
-/// triggers. Claude never reports a negative cost; ccb must not accept one (nor, better, events
-/// from anyone but its claude).
+/// ccb's telemetry receiver listens on 127.0.0.1, where any local user can reach it (its port is
+/// easy to find: /proc/net/tcp, a port scan). It answers only its unguessable path, which is in
+/// claude's private settings file and nowhere else: a stranger's `api_request` events are turned
+/// away unread. And even claude's own figures are checked: a negative `cost_usd` (which once
+/// lowered the session's total, so the ceiling never triggered) is dropped and the call priced
+/// from its tokens.
 #[test]
-#[ignore = "known bug: a forged telemetry event with a negative cost lifts the ceiling (RELIABILITY.md)"]
 fn a_forged_telemetry_event_cannot_lift_the_ceiling() {
     let home = ClaudeHome::new();
     let log = home.path().join("fake.log");
@@ -528,39 +631,75 @@ fn a_forged_telemetry_event_cannot_lift_the_ceiling() {
         .spawn()
         .unwrap();
     wait_until("the session to start", Duration::from_secs(10), || !fake_log(&log).is_empty());
-    // What any local user sees in `ps`: the receiver's endpoint.
+    // What any local user sees in `ps`: not the receiver's endpoint.
     let args = std::fs::read_to_string(&log).unwrap();
-    let endpoint = args
-        .split("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT\":\"")
-        .nth(1)
-        .expect("telemetry is on")
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
-    let port: u16 = endpoint.split(':').nth(2).unwrap().split('/').next().unwrap().parse().unwrap();
-    let body = serde_json::json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{
-    "body": {"stringValue": "claude_code.api_request"},
-    "attributes": [
-        {"key": "event.name", "value": {"stringValue": "api_request"}},
-        {"key": "model", "value": {"stringValue": "claude-haiku-4-5"}},
-        {"key": "cost_usd", "value": {"doubleValue": -100.0}},
-        {"key": "input_tokens", "value": {"intValue": "1"}},
-        {"key": "request_id", "value": {"stringValue": "forged-1"}}
-    ]}]}]}]})
-    .to_string();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "POST /v1/logs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    assert!(!args.contains("OTEL_") && !args.contains("127.0.0.1"), "{args}");
+    // The endpoint, from the settings file only claude's user can read.
+    let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(settings_arg(&log)).unwrap()).unwrap();
+    let endpoint = file["env"]["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"].as_str().expect("telemetry is on").to_string();
+    let rest = endpoint.strip_prefix("http://127.0.0.1:").unwrap();
+    let (port, path) = rest.split_at(rest.find('/').unwrap());
+    let port: u16 = port.parse().unwrap();
+    let token = path.strip_prefix("/v1/logs/").expect("the path holds the token");
+    assert!(token.len() == 32 && token.chars().all(|c| c.is_ascii_hexdigit()), "128 bits as hex: {token}");
+    let event = |request_id: &str, cost: f64| {
+        serde_json::json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{
+        "body": {"stringValue": "claude_code.api_request"},
+        "attributes": [
+            {"key": "event.name", "value": {"stringValue": "api_request"}},
+            {"key": "model", "value": {"stringValue": "claude-haiku-4-5"}},
+            {"key": "cost_usd", "value": {"doubleValue": cost}},
+            {"key": "input_tokens", "value": {"intValue": "1"}},
+            {"key": "request_id", "value": {"stringValue": request_id}}
+        ]}]}]}]})
+        .to_string()
+    };
+    let post = |path: &str, body: &str| -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = String::new();
+        // The receiver keeps claude's connection open: the status line is enough.
+        let _ = BufReader::new(s).read_line(&mut answer);
+        answer
+    };
+    // A stranger: the old path, a guessed token, the right path without its token. A cost of
+    // -$100, and a plausible one, which would be counted if accepted.
+    let wrong: String = token.chars().rev().collect();
+    for (i, p) in ["/v1/logs", &format!("/v1/logs/{wrong}"), "/v1/logs/", "/"].into_iter().enumerate() {
+        for (j, cost) in [-100.0, 0.01].into_iter().enumerate() {
+            let answer = post(p, &event(&format!("stranger-{i}-{j}"), cost));
+            assert!(answer.starts_with("HTTP/1.1 404"), "{p}: {answer}");
+        }
+    }
+    // With the token (claude, or anything the user runs): a negative, an infinite (a string
+    // "inf" parses as one) and an absurd cost are not taken; each call is priced from its one
+    // input token.
+    assert!(post(path, &event("forged-negative", -100.0)).starts_with("HTTP/1.1 200"));
+    assert!(post(path, &event("forged-absurd", 1e12)).starts_with("HTTP/1.1 200"));
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
         Some(3),
         "stopped at the $1 ceiling all the same: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let db = open_ledger(&ledger_path(&home));
+    let rows: Vec<(String, i64)> = db
+        .prepare("SELECT key, cost_nanos FROM usage WHERE source = 'telemetry' ORDER BY key")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    // Haiku at $1 per million input tokens: one token is a thousand nano-dollars.
+    assert_eq!(
+        rows,
+        vec![(":forged-absurd".to_string(), 1_000), (":forged-negative".to_string(), 1_000)],
+        "no stranger's event is counted; claude's own figures are priced from the table"
     );
 }

@@ -50,19 +50,51 @@ pub fn sources(plan: &Plan, config: &Config, env: &plan::Env) -> Vec<&'static st
     v
 }
 
-/// Claude's arguments with ccb's settings merged in: `env` entries that point claude at the gate
-/// and the telemetry receiver. Claude takes one `--settings` (a file or a JSON string), and it
-/// beats an `env` block in the user's settings files, so a user's own `--settings` is merged
-/// (ccb's entries win) and otherwise one is added in front.
-pub fn with_settings(
+/// Claude's arguments and ccb's settings for it: `env` entries that point claude at the gate and
+/// the telemetry receiver. Claude takes one `--settings` (a file or a JSON string), and it beats
+/// an `env` block in the user's settings files, so a user's own `--settings` is merged (ccb's
+/// entries win) and otherwise one is added in front.
+///
+/// The merged settings go to claude in a file, never on its command line, which every local user
+/// can read (`ps`, `/proc/PID/cmdline`): they hold the endpoints' tokens, and the user's file may
+/// hold a key. [`Merged::args`] gives the arguments with that file's path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Merged {
+    args: Vec<OsString>,
+    /// Where the path goes: the index in `args`, and whether it is the `--settings=` form.
+    slot: usize,
+    joined: bool,
+    /// What to write to the file.
+    pub settings: serde_json::Value,
+    /// The user's own `--settings`, as given (a path, or `inline JSON`), for the plan.
+    pub from_user: Option<String>,
+}
+
+impl Merged {
+    /// Claude's arguments, with `--settings PATH`.
+    pub fn args(&self, path: &std::ffi::OsStr) -> Vec<OsString> {
+        let mut out = self.args.clone();
+        out[self.slot] = if self.joined {
+            let mut a = OsString::from("--settings=");
+            a.push(path);
+            a
+        } else {
+            path.to_owned()
+        };
+        out
+    }
+}
+
+/// Merge ccb's `env` entries into the user's `--settings` (read from its file when it names
+/// one), or into new settings. None when ccb has nothing to add: the arguments stay as they are.
+pub fn merge_settings(
     args: &[OsString],
     cwd: &std::path::Path,
     env_block: serde_json::Map<String, serde_json::Value>,
-) -> Result<Vec<OsString>, String> {
+) -> Result<Option<Merged>, String> {
     if env_block.is_empty() {
-        return Ok(args.to_vec());
+        return Ok(None);
     }
-    let mut out = args.to_vec();
     let mut at: Option<(usize, bool, String)> = None;
     for (i, a) in args.iter().enumerate() {
         let Some(a) = a.to_str() else { continue };
@@ -93,27 +125,40 @@ pub fn with_settings(
         }
         base
     };
-    match at {
+    Ok(Some(match at {
         None => {
-            let json = merge(serde_json::json!({})).to_string();
-            out.splice(0..0, [OsString::from("--settings"), OsString::from(json)]);
+            let mut args = args.to_vec();
+            args.splice(0..0, [OsString::from("--settings"), OsString::new()]);
+            Merged { args, slot: 1, joined: false, settings: merge(serde_json::json!({})), from_user: None }
         }
-        Some((i, inline, value)) => {
-            let user: serde_json::Value = if value.trim_start().starts_with('{') {
-                serde_json::from_str(&value).map_err(|e| format!("--settings is not valid JSON ({e})"))?
+        Some((slot, joined, value)) => {
+            let (user, from_user) = if value.trim_start().starts_with('{') {
+                let v = serde_json::from_str(&value).map_err(|e| format!("--settings is not valid JSON ({e})"))?;
+                (v, "inline JSON".to_string())
             } else {
                 let path = cwd.join(&value);
                 let text = std::fs::read_to_string(&path)
                     .map_err(|e| format!("cannot read --settings {}: {}", path.display(), paths::io_reason(&e)))?;
-                serde_json::from_str(&text)
-                    .map_err(|e| format!("--settings {} is not valid JSON ({e})", path.display()))?
+                let v = serde_json::from_str(&text)
+                    .map_err(|e| format!("--settings {} is not valid JSON ({e})", path.display()))?;
+                (v, value)
             };
-            let json = merge(user).to_string();
-            out[i] = if inline { OsString::from(format!("--settings={json}")) } else { OsString::from(json) };
+            Merged { args: args.to_vec(), slot, joined, settings: merge(user), from_user: Some(from_user) }
         }
-    }
-    Ok(out)
+    }))
 }
+
+/// The merged settings, written where only the user can read them; the file goes when the
+/// session does (see [`paths::PrivateFile`]).
+fn write_settings(settings: &serde_json::Value) -> std::io::Result<paths::PrivateFile> {
+    paths::PrivateFile::create(&paths::private_run_dirs(), SETTINGS_PREFIX, "json", settings.to_string().as_bytes())
+}
+
+const SETTINGS_PREFIX: &str = "settings";
+
+/// How `--dry-run` shows the settings file's path: nothing is written, and its contents are
+/// not shown (they may hold a key).
+const DRY_RUN_SETTINGS: &str = "<private file>";
 
 /// ccb's `env` entries for claude, given the gate's URL and the telemetry endpoint.
 fn env_block(gate_url: Option<&str>, telemetry_endpoint: Option<&str>) -> serde_json::Map<String, serde_json::Value> {
@@ -176,11 +221,27 @@ fn credentials(env: &plan::Env) -> serde_json::Map<String, serde_json::Value> {
     m
 }
 
-fn dry_run(p: &Prepared) -> i32 {
+/// A bad `--settings` is the usage error a session would meet.
+fn settings_error(e: String) -> Exit {
+    Exit::usage(format!("{e}: fix it, or leave --settings out"))
+}
+
+fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     let plan = &p.plan;
-    let gate = p.sources.contains(&"gate").then_some("http://127.0.0.1:<gate-port>");
-    let tel = p.sources.contains(&"telemetry").then_some("http://127.0.0.1:<telemetry-port>/v1/logs");
-    let shown = with_settings(&p.args, &p.cwd, env_block(gate, tel)).unwrap_or_else(|_| p.args.clone());
+    let gate = p.sources.contains(&"gate").then_some("http://127.0.0.1:<gate-port>/<token>");
+    let tel = p.sources.contains(&"telemetry").then_some("http://127.0.0.1:<telemetry-port>/v1/logs/<token>");
+    // The user's --settings is never shown as given either: inline, it may hold a key.
+    let merged = merge_settings(&p.args, &p.cwd, env_block(gate, tel)).map_err(settings_error)?;
+    let shown = match &merged {
+        Some(m) => m.args(DRY_RUN_SETTINGS.as_ref()),
+        None => p.args.clone(),
+    };
+    // What the settings file holds: the names of its `env` entries, never their values.
+    let settings_env: Vec<String> = match &merged {
+        Some(m) => m.settings["env"].as_object().map(|e| e.keys().cloned().collect()).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let from_user = merged.as_ref().and_then(|m| m.from_user.clone());
     let args: Vec<String> = shown.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     if p.inv.json {
         let v = json!({
@@ -200,10 +261,15 @@ fn dry_run(p: &Prepared) -> i32 {
             "sources": p.sources,
             "upstream": p.sources.contains(&"gate").then(|| crate::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)).base),
             "credentials": credentials(&p.env),
+            "settings": merged.as_ref().map(|_| json!({
+                "file": "private (owner-only, written at launch, removed when the session ends)",
+                "merged_from": from_user,
+                "env": settings_env,
+            })),
             "config": p.config.path.as_ref().map(|c| c.display().to_string()),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        return 0;
+        return Ok(0);
     }
     let model = match (&plan.model, plan.model_source) {
         (Some(m), Some(plan::ModelSource::CcbDefault)) => {
@@ -236,8 +302,20 @@ fn dry_run(p: &Prepared) -> i32 {
     if !p.sources.contains(&"telemetry") && !plan.passthrough && crate::telemetry::user_exports(&p.env) {
         row("", "telemetry: you export your own; ccb leaves your settings alone".into());
     }
+    if merged.is_some() {
+        let from =
+            from_user.as_deref().map(|f| format!("your --settings ({}) and ", f.escape_debug())).unwrap_or_default();
+        let what: Vec<&str> = [gate.map(|_| "the gate"), tel.map(|_| "telemetry")].into_iter().flatten().collect();
+        row(
+            "settings",
+            format!(
+                "{DRY_RUN_SETTINGS}: {from}ccb's env entries for {}; owner-only, removed when the session ends",
+                what.join(" and ")
+            ),
+        );
+    }
     row("args", args::display(&shown));
-    0
+    Ok(0)
 }
 
 fn record_refusal(start: &SessionStart) {
@@ -410,7 +488,7 @@ fn check_pool(p: &Prepared) -> Result<bool, Exit> {
 pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     let p = prepare(argv)?;
     if p.inv.dry_run {
-        return Ok(dry_run(&p));
+        return Ok(dry_run(&p)?);
     }
     if p.plan.passthrough {
         // Nothing to meter: become claude, with no process in between.
@@ -438,6 +516,37 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
             record_refusal(&start);
             return Err(e.into());
         }
+    };
+    // Bind before claude starts: the ports go into its settings.
+    let mut gate = None;
+    if p.sources.contains(&"gate") {
+        match crate::gate::Gate::bind() {
+            Ok(g) => gate = Some((g, crate::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)))),
+            Err(e) => eprintln!("ccb: the gate could not start ({e}); metering from telemetry and transcripts"),
+        }
+    }
+    let mut telemetry = None;
+    if p.sources.contains(&"telemetry") {
+        match crate::telemetry::Receiver::bind() {
+            Ok(r) => telemetry = Some(r),
+            Err(e) => eprintln!("ccb: the telemetry receiver could not start ({e})"),
+        }
+    }
+    let gate_url = gate.as_ref().map(|(g, _)| g.url());
+    let tel_endpoint = telemetry.as_ref().map(|r| r.endpoint());
+    // Before the warden and the ledger: a bad --settings ends here with nothing to undo.
+    let merged = merge_settings(&p.args, &p.cwd, env_block(gate_url.as_deref(), tel_endpoint.as_deref()))
+        .map_err(settings_error)?;
+    // Dropped, and the file removed, once claude is gone, or on any way out of this function.
+    let settings_file = match &merged {
+        Some(m) => Some(write_settings(&m.settings).map_err(|e| {
+            Exit::launch(format!("cannot write claude's settings to a private file: {}", paths::io_reason(&e)))
+        })?),
+        None => None,
+    };
+    let claude_args = match (&merged, &settings_file) {
+        (Some(m), Some(f)) => m.args(f.path().as_os_str()),
+        _ => p.args.clone(),
     };
     // The session's marker, inherited by every process of the session: how the warden finds
     // them if ccb is killed. Started on its own thread: claude need not wait for it.
@@ -468,25 +577,6 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     });
     let stderr_tty = std::io::stderr().is_terminal();
     let meter = Arc::new(crate::meter::Meter::new(p.plan.ceiling, &p.config.session_alerts, p.config.metering.reserve));
-    // Bind before claude starts: the ports go into its settings.
-    let mut gate = None;
-    if p.sources.contains(&"gate") {
-        match crate::gate::Gate::bind() {
-            Ok(g) => gate = Some((g, crate::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)))),
-            Err(e) => eprintln!("ccb: the gate could not start ({e}); metering from telemetry and transcripts"),
-        }
-    }
-    let mut telemetry = None;
-    if p.sources.contains(&"telemetry") {
-        match crate::telemetry::Receiver::bind() {
-            Ok(r) => telemetry = Some(r),
-            Err(e) => eprintln!("ccb: the telemetry receiver could not start ({e})"),
-        }
-    }
-    let gate_url = gate.as_ref().map(|(g, _)| g.url());
-    let tel_endpoint = telemetry.as_ref().map(|r| r.endpoint());
-    let claude_args = with_settings(&p.args, &p.cwd, env_block(gate_url.as_deref(), tel_endpoint.as_deref()))
-        .map_err(|e| Exit::usage(format!("{e}: fix it, or leave --settings out")))?;
     let mut child_env =
         vec![(locate::PARENT_VAR.to_string(), std::process::id().to_string()), ("CCB_SESSION_ID".to_string(), marker)];
     if let Some(u) = &gate_url {
@@ -519,6 +609,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         Err(_) => None,
     };
     let out = supervisor::run(opts, &mut rec)?;
+    drop(settings_file);
     // Every process of the session has ended: nothing for the warden to do.
     if let Some(w) = warden {
         w.dismiss();
@@ -618,4 +709,60 @@ fn summary(p: &Prepared, out: &supervisor::Outcome) -> String {
         s.push_str(&format!(" · {} malformed transcript lines skipped", t.malformed));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    fn block() -> serde_json::Map<String, serde_json::Value> {
+        env_block(Some("http://127.0.0.1:1/tok"), Some("http://127.0.0.1:2/v1/logs/tok"))
+    }
+
+    #[test]
+    fn settings_go_in_a_file_named_on_the_command_line() {
+        let cwd = tempfile::tempdir().unwrap();
+        let path = std::ffi::OsStr::new("/run/ccb/settings-1-x.json");
+        // Nothing to add: claude's arguments as they are.
+        assert_eq!(merge_settings(&os(&["-p", "hi"]), cwd.path(), Default::default()).unwrap(), None);
+        // No --settings of the user's: one in front.
+        let m = merge_settings(&os(&["-p", "hi"]), cwd.path(), block()).unwrap().unwrap();
+        assert_eq!(m.args(path), os(&["--settings", "/run/ccb/settings-1-x.json", "-p", "hi"]));
+        assert_eq!(m.settings["env"]["ANTHROPIC_BASE_URL"], "http://127.0.0.1:1/tok");
+        assert_eq!(m.from_user, None);
+        // A file of the user's: merged, ccb's entries winning, and its place taken by the path.
+        let user = json!({"model": "haiku", "env": {"ANTHROPIC_API_KEY": "sk-secret", "ANTHROPIC_BASE_URL": "x"}});
+        std::fs::write(cwd.path().join("mine.json"), user.to_string()).unwrap();
+        let m = merge_settings(&os(&["-p", "--settings", "mine.json", "hi"]), cwd.path(), block()).unwrap().unwrap();
+        let args = m.args(path);
+        assert_eq!(args, os(&["-p", "--settings", "/run/ccb/settings-1-x.json", "hi"]));
+        assert!(!args.iter().any(|a| a.to_string_lossy().contains("sk-secret")));
+        assert_eq!(m.settings["model"], "haiku");
+        assert_eq!(m.settings["env"]["ANTHROPIC_API_KEY"], "sk-secret");
+        assert_eq!(m.settings["env"]["ANTHROPIC_BASE_URL"], "http://127.0.0.1:1/tok");
+        assert_eq!(m.settings["env"]["OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"], "http://127.0.0.1:2/v1/logs/tok");
+        assert_eq!(m.from_user.as_deref(), Some("mine.json"));
+        // Inline JSON, in the `--settings=` form: off the command line too.
+        let inline = format!("--settings={user}");
+        let m = merge_settings(&os(&[&inline, "-p"]), cwd.path(), block()).unwrap().unwrap();
+        assert_eq!(m.args(path), os(&["--settings=/run/ccb/settings-1-x.json", "-p"]));
+        assert_eq!(m.settings["env"]["ANTHROPIC_API_KEY"], "sk-secret");
+        assert_eq!(m.from_user.as_deref(), Some("inline JSON"));
+        // After `--`, a `--settings` is claude's prompt text, not a flag.
+        let m = merge_settings(&os(&["--", "--settings", "mine.json"]), cwd.path(), block()).unwrap().unwrap();
+        assert_eq!(m.args(path), os(&["--settings", "/run/ccb/settings-1-x.json", "--", "--settings", "mine.json"]));
+        // Errors say which --settings and why.
+        let e = merge_settings(&os(&["--settings", "missing.json"]), cwd.path(), block()).unwrap_err();
+        assert!(
+            e.starts_with("cannot read --settings ") && e.ends_with("missing.json: no such file or directory"),
+            "{e}"
+        );
+        let e = merge_settings(&os(&["--settings", "{bad"]), cwd.path(), block()).unwrap_err();
+        assert!(e.starts_with("--settings is not valid JSON"), "{e}");
+    }
 }
