@@ -232,6 +232,11 @@ impl Ledger {
         Ok(l)
     }
 
+    /// The ledger's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     pub fn open_default() -> anyhow::Result<Ledger> {
         let p = default_path().ok_or_else(|| anyhow::anyhow!("no data directory: set HOME or XDG_DATA_HOME"))?;
         Ledger::open(&p)

@@ -7,15 +7,16 @@
 //! (`ccb --ccb-warden`), in its own session, its stdin a pipe whose other end only ccb holds:
 //!
 //! - ccb writes the session's marker (the `CCB_SESSION_ID` every process of the session
-//!   inherits) as the first line, and `done` when the session is over and ended;
+//!   inherits) as the first line, then `remove PATH` for each file of ccb's that must not
+//!   outlive the session (the private settings file), and `done` when the session is over;
 //! - end of input without `done` means ccb died: the warden ends every process whose
 //!   environment carries the marker (SIGTERM, then SIGKILL after half a second, rescanning so
-//!   a process forking meanwhile is caught), says so on stderr, and exits.
+//!   a process forking meanwhile is caught), removes those files, says so on stderr, and exits.
 //!
 //! The warden never reads the terminal, holds no descriptor but its pipe and stderr, and sits
 //! blocked in `read` for the whole session: no CPU, about a megabyte of memory.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -48,8 +49,9 @@ pub fn environ_has(environ: &[u8], marker: &str) -> bool {
 }
 
 impl Warden {
-    /// Start the warden for the session whose processes carry `CCB_SESSION_ID=marker`.
-    pub fn start(marker: &str) -> std::io::Result<Warden> {
+    /// Start the warden for the session whose processes carry `CCB_SESSION_ID=marker`; should
+    /// ccb die, it removes `files` too.
+    pub fn start(marker: &str, files: &[std::path::PathBuf]) -> std::io::Result<Warden> {
         use std::os::unix::process::CommandExt;
         if !valid_marker(marker) {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a usable session marker"));
@@ -72,7 +74,14 @@ impl Warden {
         }
         let mut child = crate::procs::spawn_spared(&mut cmd)?;
         let mut pipe = child.stdin.take().expect("piped stdin");
-        if let Err(e) = writeln!(pipe, "{marker}") {
+        let mut msg = format!("{marker}\n");
+        for f in files {
+            // A name with a newline cannot be told on a line: such a file is left to ccb.
+            if let Some(f) = f.to_str().filter(|f| !f.contains('\n')) {
+                msg.push_str(&format!("remove {f}\n"));
+            }
+        }
+        if let Err(e) = pipe.write_all(msg.as_bytes()) {
             let _ = child.kill();
             let _ = child.wait();
             crate::procs::release_own(child.id());
@@ -94,14 +103,11 @@ impl Warden {
         let Some(mut pipe) = self.pipe.take() else { return };
         let _ = pipe.write_all(b"done\n");
         drop(pipe);
-        // It exits at once; if it has not yet, it is left to init rather than waited for.
-        for _ in 0..20 {
-            match self.child.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) => std::thread::sleep(Duration::from_millis(1)),
-            }
+        // It exits at once, but ccb does not wait for that (it is about to exit too, and init
+        // reaps what it leaves). Reaped here only if it is already gone.
+        if let Ok(Some(_)) = self.child.try_wait() {
+            crate::procs::release_own(self.child.id());
         }
-        crate::procs::release_own(self.child.id());
     }
 }
 
@@ -129,15 +135,15 @@ pub fn main() -> i32 {
         return 2;
     }
     let marker = marker.to_string();
-    let mut rest = Vec::new();
-    let mut buf = [0u8; 64];
+    let mut files = Vec::new();
     loop {
-        match input.read(&mut buf) {
+        let mut line = String::new();
+        match input.read_line(&mut line) {
             Ok(0) => break,
-            Ok(n) => {
-                rest.extend_from_slice(&buf[..n]);
-                if rest.windows(5).any(|w| w == b"done\n") {
-                    return 0;
+            Ok(_) if line == "done\n" => return 0,
+            Ok(_) => {
+                if let Some(f) = line.strip_prefix("remove ").and_then(|l| l.strip_suffix('\n')) {
+                    files.push(std::path::PathBuf::from(f));
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -146,6 +152,9 @@ pub fn main() -> i32 {
     }
     // ccb is gone without saying `done`: end what is left of its session.
     let ended = sweep(&marker);
+    for f in &files {
+        let _ = std::fs::remove_file(f);
+    }
     if ended > 0 {
         // Whoever read ccb's stderr may be gone too: a failed write is not the warden's concern.
         let _ = writeln!(

@@ -516,7 +516,10 @@ fn sigkill_of_ccb_leaves_no_tool_running() {
         let session = new_session_id();
         let _reap = Reap { session: session.clone(), marker: Some(marker.clone()) };
         let mut cmd = ccb_command(&home, &api.base_url(), &claude_bin());
-        cmd.args(["--session-id", &session]);
+        // Where ccb keeps claude's private settings file for the session.
+        let runtime = home.path().join("runtime");
+        std::fs::create_dir_all(&runtime).unwrap();
+        cmd.env("XDG_RUNTIME_DIR", &runtime).args(["--session-id", &session]);
         let (pid, mut pty, mut child) = match mode {
             Mode::Pty => {
                 cmd.arg("--dangerously-skip-permissions");
@@ -542,6 +545,8 @@ fn sigkill_of_ccb_leaves_no_tool_running() {
         std::thread::sleep(Duration::from_secs(1));
         let left = session_processes(&session, Some(&marker));
         assert!(left.is_empty(), "{mode:?}: running again after SIGKILL of ccb: {left:?}");
+        let settings: Vec<_> = std::fs::read_dir(runtime.join("ccb")).unwrap().flatten().map(|e| e.path()).collect();
+        assert!(settings.is_empty(), "{mode:?}: the warden removes claude's settings file too: {settings:?}");
         figure(&format!(
             "SIGKILL of ccb ({mode:?}, real claude running a tool): the session's last process gone after {} ms",
             took.as_millis()

@@ -359,7 +359,7 @@ impl LedgerWriter {
                     LedgerMsg::End(e) => ledger.end(e),
                 };
                 if let Err(e) = r {
-                    return Some(format!("{e:#}"));
+                    return Some(crate::ledger::describe(&e, ledger.path()));
                 }
             }
             None
@@ -557,7 +557,14 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let warden = {
         let marker = marker.clone();
-        std::thread::spawn(move || crate::warden::Warden::start(&marker))
+        let files: Vec<std::path::PathBuf> = settings_file.iter().map(|f| f.path().to_path_buf()).collect();
+        std::thread::spawn(move || match crate::warden::Warden::start(&marker, &files) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                eprintln!("ccb: the warden could not start ({e}); should ccb be killed, claude's tools may outlive it");
+                None
+            }
+        })
     };
     let mut rec = Recorder {
         ledger: LedgerWriter::start(),
@@ -600,20 +607,16 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         progress: p.plan.print_mode && stderr_tty,
         label,
     };
-    let warden = match warden.join() {
-        Ok(Ok(w)) => Some(w),
-        Ok(Err(e)) => {
-            eprintln!("ccb: the warden could not start ({e}); should ccb be killed, claude's tools may outlive it");
-            None
-        }
-        Err(_) => None,
-    };
-    let out = supervisor::run(opts, &mut rec)?;
+    // The warden is not waited for: claude starts while it does (a session killed in the
+    // millisecond before it is ready has nothing running yet but claude, which its death
+    // signal ends).
+    let out = supervisor::run(opts, &mut rec);
     drop(settings_file);
     // Every process of the session has ended: nothing for the warden to do.
-    if let Some(w) = warden {
+    if let Ok(Some(w)) = warden.join() {
         w.dismiss();
     }
+    let out = out?;
     let code = match &out.stopped {
         Some(s) => match s.cause {
             StopCause::Ceiling => exit::CEILING,
