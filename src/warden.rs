@@ -64,11 +64,14 @@ impl Warden {
             .current_dir("/")
             // Not a process of the session itself.
             .env_remove("CCB_SESSION_ID");
-        // SAFETY: setsid is async-signal-safe. Its own session: Ctrl-C and a hangup of the
-        // terminal, meant for ccb and claude, do not reach the warden.
+        // SAFETY: setsid and setpriority are async-signal-safe. Its own session: Ctrl-C and a
+        // hangup of the terminal, meant for ccb and claude, do not reach the warden.
+        // A lower priority (nice 10): starting it must not slow claude's own start on a busy
+        // machine, and it has nothing to do until ccb is gone (then it still gets its share).
         unsafe {
             cmd.pre_exec(|| {
                 libc::setsid();
+                libc::setpriority(libc::PRIO_PROCESS, 0, 10);
                 Ok(())
             });
         }
