@@ -23,6 +23,10 @@ use std::time::{Duration, Instant};
 /// The argument that makes `ccb` the warden (alone, as the only argument).
 pub const ARG: &str = "--ccb-warden";
 
+/// How long claude gets to act on its parent-death signal (sent by the kernel as ccb's exit
+/// completes, a moment after the warden's pipe closes) before the warden steps in: the signal
+/// chosen per mode ends claude's agent loop the gentlest way, and in print mode its tools too.
+const HEAD_START: Duration = Duration::from_millis(100);
 /// How long the session's processes get after SIGTERM before SIGKILL.
 const TERM_GRACE: Duration = Duration::from_millis(500);
 /// The most the warden spends ending a session.
@@ -154,6 +158,7 @@ pub fn main() -> i32 {
         }
     }
     // ccb is gone without saying `done`: end what is left of its session.
+    std::thread::sleep(HEAD_START);
     let ended = sweep(&marker);
     for f in &files {
         let _ = std::fs::remove_file(f);
