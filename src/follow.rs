@@ -57,6 +57,15 @@ pub struct Follower {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// This process's inotify descriptors.
+fn inotify_fds() -> Vec<std::os::fd::RawFd> {
+    let Ok(rd) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
+    rd.flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:inotify"))
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect()
+}
+
 impl Follower {
     /// Start following. Events go to `out` (a closure, so the caller picks the channel).
     pub fn start(spec: Spec, out: impl FnMut(Feed) + Send + 'static) -> std::io::Result<Follower> {
@@ -68,10 +77,16 @@ impl Follower {
         }
         let (tx, rx) = mpsc::channel();
         let fs_tx = tx.clone();
+        let before = inotify_fds();
         let mut watcher = notify::recommended_watcher(move |res| {
             let _ = fs_tx.send(Msg::Fs(res));
         })
         .map_err(std::io::Error::other)?;
+        // The last close of an inotify instance is slow (see `warden`): the warden keeps a copy.
+        for fd in inotify_fds().into_iter().filter(|fd| !before.contains(fd)) {
+            // SAFETY: the watcher just opened it and holds it open until it is dropped.
+            crate::warden::hand_over(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
+        }
         watcher.watch(&spec.project_dir, RecursiveMode::NonRecursive).map_err(std::io::Error::other)?;
         let mut state = State::new(spec, Box::new(out));
         state.initial_scan();

@@ -13,11 +13,21 @@
 //!   environment carries the marker (SIGTERM, then SIGKILL after half a second, rescanning so
 //!   a process forking meanwhile is caught), removes those files, says so on stderr, and exits.
 //!
-//! The warden never reads the terminal, holds no descriptor but its pipe and stderr, and sits
-//! blocked in `read` for the whole session: no CPU, about a megabyte of memory.
+//! The warden never reads the terminal, holds no descriptor but its socket, stderr and what ccb
+//! hands it, and sits blocked in `recvmsg` for the whole session: no CPU, about a megabyte of
+//! memory.
+//!
+//! What ccb hands it: descriptors whose last close is slow. The last close of an inotify
+//! instance (the transcript follower's) waits for an RCU grace period, 10–20 ms, and a process
+//! cannot finish exiting before; so ccb sends the warden a copy (`SCM_RIGHTS`) and ccb's own
+//! close at exit is quick. The warden drops its stderr on `done` before it exits and pays that
+//! cost itself, waited for by no one.
 
-use std::io::{BufRead, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::io::Write;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The argument that makes `ccb` the warden (alone, as the only argument).
@@ -35,7 +45,52 @@ const GIVE_UP: Duration = Duration::from_secs(5);
 /// ccb's handle on its warden.
 pub struct Warden {
     child: Child,
-    pipe: Option<ChildStdin>,
+    sock: Option<UnixStream>,
+}
+
+/// Descriptors for the warden to keep (see the module's notes): sent at once when it is up,
+/// held until then. Off (nothing kept) unless [`expect`] said a warden is coming, so that a
+/// process without one (a report, a unit test) keeps nothing.
+static HANDOFF: Mutex<Handoff> = Mutex::new(Handoff { on: false, sock: None, pending: Vec::new() });
+
+struct Handoff {
+    on: bool,
+    sock: Option<UnixStream>,
+    pending: Vec<OwnedFd>,
+}
+
+fn handoff() -> std::sync::MutexGuard<'static, Handoff> {
+    HANDOFF.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A warden is about to be started for this process's session: keep what [`hand_over`] gets.
+pub fn expect() {
+    handoff().on = true;
+}
+
+/// Give the warden a copy of `fd` to keep until it exits (when a warden is expected).
+pub fn hand_over(fd: BorrowedFd<'_>) {
+    let mut h = handoff();
+    if !h.on {
+        return;
+    }
+    let Ok(copy) = fd.try_clone_to_owned() else { return };
+    match &h.sock {
+        Some(sock) => {
+            let _ = send_fd(sock, &copy);
+        }
+        None => h.pending.push(copy),
+    }
+}
+
+/// Send one descriptor with a `keep` line; the copy in flight holds the file open.
+fn send_fd(sock: &UnixStream, fd: &OwnedFd) -> std::io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [fd.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(b"keep\n")];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
+        .map(|_| ())
+        .map_err(std::io::Error::from)
 }
 
 /// Is `marker` usable as a session marker: something `CCB_SESSION_ID=` can be matched on?
@@ -62,9 +117,15 @@ impl Warden {
         }
         // /proc/self/exe is this very binary, even if it was replaced on disk since.
         let mut cmd = Command::new("/proc/self/exe");
+        let (ours, theirs) = UnixStream::pair()?;
+        // ccb's stderr only when it is a terminal, to tell the user if ccb is killed: a pipe
+        // held open by the warden would keep whoever reads ccb's stderr waiting for it.
+        let stderr =
+            if std::io::IsTerminal::is_terminal(&std::io::stderr()) { Stdio::inherit() } else { Stdio::null() };
         cmd.arg(ARG)
-            .stdin(Stdio::piped())
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
             .stdout(Stdio::null())
+            .stderr(stderr)
             .current_dir("/")
             // Not a process of the session itself.
             .env_remove("CCB_SESSION_ID");
@@ -80,7 +141,7 @@ impl Warden {
             });
         }
         let mut child = crate::procs::spawn_spared(&mut cmd)?;
-        let mut pipe = child.stdin.take().expect("piped stdin");
+        drop(cmd);
         let mut msg = format!("{marker}\n");
         for f in files {
             // A name with a newline cannot be told on a line: such a file is left to ccb.
@@ -88,13 +149,23 @@ impl Warden {
                 msg.push_str(&format!("remove {f}\n"));
             }
         }
-        if let Err(e) = pipe.write_all(msg.as_bytes()) {
+        if let Err(e) = (&ours).write_all(msg.as_bytes()) {
             let _ = child.kill();
             let _ = child.wait();
             crate::procs::release_own(child.id());
             return Err(e);
         }
-        Ok(Warden { child, pipe: Some(pipe) })
+        let mut h = handoff();
+        if h.on {
+            if let Ok(copy) = ours.try_clone() {
+                for fd in std::mem::take(&mut h.pending) {
+                    let _ = send_fd(&copy, &fd);
+                }
+                h.sock = Some(copy);
+            }
+        }
+        drop(h);
+        Ok(Warden { child, sock: Some(ours) })
     }
 
     pub fn pid(&self) -> u32 {
@@ -107,9 +178,14 @@ impl Warden {
     }
 
     fn finish(&mut self) {
-        let Some(mut pipe) = self.pipe.take() else { return };
-        let _ = pipe.write_all(b"done\n");
-        drop(pipe);
+        let Some(sock) = self.sock.take() else { return };
+        let _ = (&sock).write_all(b"done\n");
+        drop(sock);
+        let mut h = handoff();
+        h.sock = None;
+        h.on = false;
+        h.pending.clear();
+        drop(h);
         // It exits at once, but ccb does not wait for that (it is about to exit too, and init
         // reaps what it leaves). Reaped here only if it is already gone.
         if let Ok(Some(_)) = self.child.try_wait() {
@@ -124,37 +200,100 @@ impl Drop for Warden {
     }
 }
 
+/// The warden's input: lines, and the descriptors ccb hands over with them.
+struct Input {
+    buf: Vec<u8>,
+    kept: Vec<OwnedFd>,
+    /// stdin is not a socket (the warden run by hand): plain reads.
+    plain: bool,
+}
+
+impl Input {
+    /// The next line without its newline; None at end of input.
+    fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return Some(String::from_utf8_lossy(&line[..i]).into_owned());
+            }
+            let mut chunk = [0u8; 4096];
+            let n = if self.plain { self.read_plain(&mut chunk) } else { self.receive(&mut chunk) }?;
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn read_plain(&mut self, chunk: &mut [u8]) -> Option<usize> {
+        loop {
+            // SAFETY: reading into our own buffer from stdin.
+            let n = unsafe { libc::read(0, chunk.as_mut_ptr().cast(), chunk.len()) };
+            if n >= 0 {
+                return Some(n as usize);
+            }
+            if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                return None;
+            }
+        }
+    }
+
+    fn receive(&mut self, chunk: &mut [u8]) -> Option<usize> {
+        use nix::errno::Errno;
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        loop {
+            let mut space = nix::cmsg_space!([RawFd; 8]);
+            let mut iov = [std::io::IoSliceMut::new(chunk)];
+            match recvmsg::<()>(0, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC) {
+                Ok(msg) => {
+                    let n = msg.bytes;
+                    if let Ok(cmsgs) = msg.cmsgs() {
+                        for c in cmsgs {
+                            if let ControlMessageOwned::ScmRights(fds) = c {
+                                // SAFETY: the kernel installed these descriptors for us.
+                                self.kept.extend(fds.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                            }
+                        }
+                    }
+                    return Some(n);
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::ENOTSOCK) => {
+                    self.plain = true;
+                    return self.read_plain(chunk);
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
 /// The warden's main: returns its exit code (0, or 2 for input that is not a marker).
 pub fn main() -> i32 {
     close_other_descriptors();
-    let stdin = std::io::stdin();
-    let mut input = stdin.lock();
-    let mut first = String::new();
-    if input.read_line(&mut first).is_err() {
-        return 2;
-    }
-    let marker = first.trim_end_matches('\n');
-    if !valid_marker(marker) {
+    let mut input = Input { buf: Vec::new(), kept: Vec::new(), plain: false };
+    let first = input.line().unwrap_or_default();
+    if !valid_marker(&first) {
         let _ = writeln!(
             std::io::stderr(),
             "ccb: {ARG} is ccb's own: it reads a session marker on stdin from ccb, and got none"
         );
         return 2;
     }
-    let marker = marker.to_string();
+    let marker = first;
     let mut files = Vec::new();
-    loop {
-        let mut line = String::new();
-        match input.read_line(&mut line) {
-            Ok(0) => break,
-            Ok(_) if line == "done\n" => return 0,
-            Ok(_) => {
-                if let Some(f) = line.strip_prefix("remove ").and_then(|l| l.strip_suffix('\n')) {
-                    files.push(std::path::PathBuf::from(f));
-                }
+    while let Some(line) = input.line() {
+        if line == "done" {
+            // Whoever reads ccb's stderr must not wait for the warden: let go of it first, then
+            // close what ccb handed over, slowly if it must be.
+            // SAFETY: closing our own stderr; nothing writes to it after this.
+            unsafe {
+                libc::close(2);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
+            return 0;
+        }
+        if let Some(f) = line.strip_prefix("remove ") {
+            files.push(std::path::PathBuf::from(f));
         }
     }
     // ccb is gone without saying `done`: end what is left of its session.

@@ -329,6 +329,7 @@ fn sigkill_of_ccb_with_stubborn_tools_leaves_nothing() {
 
 /// A session that ends normally dismisses its warden: it is gone when ccb is, and leaves alone
 /// what the session left behind on purpose (a daemon claude's tool started, as without ccb).
+/// Meanwhile it holds the copy of the follower's inotify instance ccb handed it.
 #[test]
 fn a_normal_end_dismisses_the_warden() {
     let home = ClaudeHome::new();
@@ -346,6 +347,15 @@ fn a_normal_end_dismisses_the_warden() {
         warden.is_some()
     });
     let warden = warden.unwrap();
+    // It keeps a copy of the transcript follower's inotify instance, so that the slow last close
+    // of it (an RCU grace period) happens in the warden's exit, not in ccb's.
+    wait_until("the warden to hold the follower's inotify instance", Duration::from_secs(5), || {
+        std::fs::read_dir(format!("/proc/{warden}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:inotify"))
+    });
     let env = std::fs::read(format!("/proc/{warden}/environ")).unwrap();
     assert!(
         !env.split(|&b| b == 0).any(|v| v.starts_with(b"CCB_SESSION_ID=")),

@@ -555,6 +555,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         .clone()
         .filter(|id| crate::warden::valid_marker(id))
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    crate::warden::expect();
     let warden = {
         let marker = marker.clone();
         let files: Vec<std::path::PathBuf> = settings_file.iter().map(|f| f.path().to_path_buf()).collect();
