@@ -496,7 +496,12 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         let e = std::process::Command::new(&p.claude).args(&p.args).exec();
         return Err(Exit::launch(format!("cannot start {}: {}", p.claude.display(), paths::io_reason(&e))).into());
     }
-    let prices = Arc::new(crate::cmd::prices::load_table(&p.config)?);
+    // Parsed alongside the rest of the set-up (half a millisecond); a bad price file still stops
+    // the session before claude starts.
+    let prices = {
+        let config = p.config.clone();
+        std::thread::spawn(move || crate::cmd::prices::load_table(&config))
+    };
     let start = SessionStart {
         id: p.session_id.clone().unwrap_or_default(),
         started_ms: now_ms(),
@@ -555,6 +560,8 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         .clone()
         .filter(|id| crate::warden::valid_marker(id))
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    // Before the warden and the ledger: a bad price file ends here with nothing recorded.
+    let prices = Arc::new(prices.join().map_err(|_| anyhow::anyhow!("the price table could not be read"))??);
     crate::warden::expect();
     let warden = {
         let marker = marker.clone();
