@@ -4,7 +4,7 @@
 //! SIGKILL of ccb, which no process can catch. Claude then gets its parent-death signal, but the
 //! tools it was running do not (in a terminal no signal to claude ends them), and ccb, the
 //! subreaper that knew them, is gone. So at session start ccb re-executes itself as the warden
-//! (`ccb --ccb-warden`), in its own session, its stdin a pipe whose other end only ccb holds:
+//! (`ccb --ccb-warden`), in its own session, its stdin a Unix socket whose other end only ccb holds:
 //!
 //! - ccb writes the session's marker (the `CCB_SESSION_ID` every process of the session
 //!   inherits) as the first line, then `remove PATH` for each file of ccb's that must not
@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 pub const ARG: &str = "--ccb-warden";
 
 /// How long claude gets to act on its parent-death signal (sent by the kernel as ccb's exit
-/// completes, a moment after the warden's pipe closes) before the warden steps in: the signal
+/// completes, a moment after the warden's socket closes) before the warden steps in: the signal
 /// chosen per mode ends claude's agent loop the gentlest way, and in print mode its tools too.
 const HEAD_START: Duration = Duration::from_millis(100);
 /// How long the session's processes get after SIGTERM before SIGKILL.
