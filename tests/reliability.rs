@@ -283,19 +283,7 @@ fn sigkill_of_ccb_with_stubborn_tools_leaves_nothing() {
         let session = new_session_id();
         let marker = unique_digits();
         let _reap = Reap { session: session.clone(), marker: Some(marker.clone()) };
-        let ign = "trap '' INT TERM HUP";
-        let claude = script(
-            &home.path().join("stubborn-claude"),
-            &format!(
-                "#!/bin/sh\n\
-                 setsid sh -c \"{ign}; exec sleep 611.{marker}\" </dev/null >/dev/null 2>&1 &\n\
-                 ( setsid sh -c \"{ign}; sleep 612.{marker} & exit 0\" </dev/null >/dev/null 2>&1 & )\n\
-                 sh -c \"{ign}; exec sleep 613.{marker}\" </dev/null >/dev/null 2>&1 &\n\
-                 setsid sh -c \"{ign}; while :; do sleep 614.{marker}; done\" </dev/null >/dev/null 2>&1 &\n\
-                 exec {} \"$@\"\n",
-                sh_quote(&fake_bin())
-            ),
-        );
+        let claude = stubborn_claude_shapes(home.path(), &marker, false);
         let mut cmd = ccb_command(&home, "http://127.0.0.1:9", &claude);
         cmd.env("FAKE_LOG", &log)
             .env("FAKE_IGNORE", "INT,TERM,HUP")

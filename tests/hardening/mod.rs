@@ -143,15 +143,25 @@ pub fn sh_quote(p: &Path) -> String {
 /// 4. a respawner in its own session that restarts its child whenever it dies;
 /// 5. a grandchild that has cleared its environment (found by the marker alone).
 pub fn stubborn_claude(dir: &Path, marker: &str) -> PathBuf {
+    stubborn_claude_shapes(dir, marker, true)
+}
+
+/// [`stubborn_claude`], with or without the grandchild that clears its environment (shape 5:
+/// found by its marker; after a SIGKILL of ccb nothing carries the session's id to find it by).
+pub fn stubborn_claude_shapes(dir: &Path, marker: &str, env_cleared: bool) -> PathBuf {
     let ign = "trap '' INT TERM HUP";
+    let fifth = if env_cleared {
+        format!("env -i sh -c \"{ign}; exec sleep 605.{marker}\" </dev/null >/dev/null 2>&1 &\n")
+    } else {
+        String::new()
+    };
     let body = format!(
         "#!/bin/sh\n\
          setsid sh -c \"{ign}; exec sleep 601.{marker}\" </dev/null >/dev/null 2>&1 &\n\
          ( setsid sh -c \"{ign}; sleep 602.{marker} & exit 0\" </dev/null >/dev/null 2>&1 & )\n\
          sh -c \"{ign}; exec sleep 603.{marker}\" </dev/null >/dev/null 2>&1 &\n\
          setsid sh -c \"{ign}; while :; do sleep 604.{marker}; done\" </dev/null >/dev/null 2>&1 &\n\
-         env -i sh -c \"{ign}; exec sleep 605.{marker}\" </dev/null >/dev/null 2>&1 &\n\
-         exec {} \"$@\"\n",
+         {fifth}exec {} \"$@\"\n",
         sh_quote(&fake_bin())
     );
     script(&dir.join("stubborn-claude"), &body)
