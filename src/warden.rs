@@ -168,10 +168,6 @@ impl Warden {
         Ok(Warden { child, sock: Some(ours) })
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// The session is over and ccb ended it: the warden exits without doing anything.
     pub fn dismiss(mut self) {
         self.finish();
@@ -314,7 +310,7 @@ pub fn main() -> i32 {
 }
 
 /// End every live process carrying `marker`; returns how many there were.
-pub fn sweep(marker: &str) -> usize {
+fn sweep(marker: &str) -> usize {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     use std::collections::HashMap;
@@ -347,7 +343,7 @@ pub fn sweep(marker: &str) -> usize {
 }
 
 /// The live processes (not zombies, not this one) whose environment carries `marker`.
-pub fn session_processes(marker: &str) -> Vec<i32> {
+fn session_processes(marker: &str) -> Vec<i32> {
     let me = std::process::id() as i32;
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
