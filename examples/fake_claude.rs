@@ -93,10 +93,12 @@ fn main() {
                     (main_file.clone(), r#""isSidechain":false,"#)
                 };
                 let pid = std::process::id();
+                // Now, as claude stamps its lines: reports group by the day a response happened.
+                let ts = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ");
                 // Any text, JSON-escaped as claude writes it.
                 let model = serde_json::Value::from(model).to_string();
                 let line = format!(
-                    r#"{{"parentUuid":null,{extra}"type":"assistant","sessionId":"{session}","requestId":"req_{pid}_{n}","timestamp":"2026-11-23T00:00:00.000Z","entrypoint":"sdk-cli","message":{{"id":"msg_{pid}_{n}","model":{model},"role":"assistant","content":[{{"type":"text","text":"ok"}}],"usage":{{"input_tokens":{tokens},"output_tokens":0}}}}}}"#
+                    r#"{{"parentUuid":null,{extra}"type":"assistant","sessionId":"{session}","requestId":"req_{pid}_{n}","timestamp":"{ts}","entrypoint":"sdk-cli","message":{{"id":"msg_{pid}_{n}","model":{model},"role":"assistant","content":[{{"type":"text","text":"ok"}}],"usage":{{"input_tokens":{tokens},"output_tokens":0}}}}}}"#
                 );
                 let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
                 f.write_all(format!("{line}\n").as_bytes()).unwrap();
