@@ -202,12 +202,14 @@ pub fn api_requests(export: &Value) -> Vec<ApiRequest> {
                 let n = |k: &str| count(k).map(|f| f.max(0.0) as u64).unwrap_or(0);
                 let Some(request_id) = attrs.get("request_id").filter(|r| !r.is_empty()).cloned() else { continue };
                 let model = attrs.get("model").cloned().unwrap_or_default();
-                // Claude's cost, in nano-dollars: `cost_usd_micros`, else `cost_usd`.
+                // Claude's cost, in nano-dollars: `cost_usd` (the double claude adds to its
+                // `total_cost_usd`), else `cost_usd_micros`, which is rounded to the micro-dollar
+                // per call and would drift from claude's total over a session.
                 let nanos = |k: &str, nanos_per_unit: f64| {
                     let v = attrs.get(k).and_then(|v| v.parse::<f64>().ok())?;
                     plausible_cost(v * nanos_per_unit / 1e9).then(|| (v * nanos_per_unit).round() as i64)
                 };
-                let cost_nanos = nanos("cost_usd_micros", 1e3).or_else(|| nanos("cost_usd", 1e9));
+                let cost_nanos = nanos("cost_usd", 1e9).or_else(|| nanos("cost_usd_micros", 1e3));
                 let usage = Usage {
                     input: n("input_tokens"),
                     output: n("output_tokens"),
@@ -337,9 +339,10 @@ mod tests {
             assert_eq!(got.len(), 1, "{cost}: the event still counts, priced from its tokens");
             assert_eq!(got[0].cost_nanos, want, "{cost}");
         }
-        // cost_usd_micros first; when it is implausible, cost_usd.
-        assert_eq!(one_event(&[("cost_usd_micros", "1500"), ("cost_usd", "9")])[0].cost_nanos, Some(1_500_000));
-        assert_eq!(one_event(&[("cost_usd_micros", "-1500"), ("cost_usd", "0.25")])[0].cost_nanos, Some(250_000_000));
+        // cost_usd first (full precision); when it is implausible or missing, cost_usd_micros.
+        assert_eq!(one_event(&[("cost_usd_micros", "1500"), ("cost_usd", "0.0015004")])[0].cost_nanos, Some(1_500_400));
+        assert_eq!(one_event(&[("cost_usd_micros", "1500"), ("cost_usd", "-9")])[0].cost_nanos, Some(1_500_000));
+        assert_eq!(one_event(&[("cost_usd_micros", "1500")])[0].cost_nanos, Some(1_500_000));
         // No response has a trillion tokens: such an event is malformed.
         assert!(one_event(&[("output_tokens", "2000000000000")]).is_empty());
         assert_eq!(one_event(&[("output_tokens", "-5")])[0].event.usage.output, 0);
