@@ -12,6 +12,9 @@ use std::ffi::OsString;
 pub struct Invocation {
     pub budget: Option<Usd>,
     pub reason: Option<String>,
+    /// Where `budget` and `reason` came from: `--budget`/`--reason`, or `CCB_BUDGET`/`CCB_REASON`.
+    pub budget_from: Option<&'static str>,
+    pub reason_from: Option<&'static str>,
     pub dry_run: bool,
     pub json: bool,
     /// Arguments for claude, unchanged and in order.
@@ -49,6 +52,7 @@ pub fn split(args: &[OsString]) -> Result<Invocation, String> {
                     return Err("--budget was given twice: give it once".into());
                 }
                 inv.budget = Some(Usd::parse_budget(&v).map_err(|e| format!("--budget {e}"))?);
+                inv.budget_from = Some("--budget");
                 i += used;
                 continue;
             }
@@ -57,13 +61,8 @@ pub fn split(args: &[OsString]) -> Result<Invocation, String> {
                 if inv.reason.is_some() {
                     return Err("--reason was given twice: give it once".into());
                 }
-                if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                    return Err(format!(
-                        "--reason '{}' must be one word (letters, digits, '-' or '_')",
-                        v.escape_debug()
-                    ));
-                }
-                inv.reason = Some(v);
+                inv.reason = Some(reason_word(&v, "--reason")?);
+                inv.reason_from = Some("--reason");
                 i += used;
                 continue;
             }
@@ -84,6 +83,40 @@ pub fn split(args: &[OsString]) -> Result<Invocation, String> {
     }
     Ok(inv)
 }
+
+/// A reason is one word (it goes into reports and file names of nobody's choosing).
+fn reason_word(v: &str, what: &str) -> Result<String, String> {
+    if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        let shown: String = v.chars().take(40).collect();
+        let more = if v.chars().count() > 40 { "…" } else { "" };
+        return Err(format!("{what} '{}{more}' must be one word (letters, digits, '-' or '_')", shown.escape_debug()));
+    }
+    Ok(v.to_string())
+}
+
+/// The environment's launch options, `CCB_BUDGET` and `CCB_REASON` (an Agent SDK's `env`, a CI
+/// step's environment), where the command line gave none: a flag wins over the environment,
+/// which wins over the config's ceilings. A bad value is the same one-line error as the flag's.
+/// Empty counts as unset.
+pub fn apply_env(inv: &mut Invocation, get: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+    if inv.budget.is_none() {
+        if let Some(v) = get("CCB_BUDGET").filter(|v| !v.is_empty()) {
+            inv.budget = Some(Usd::parse_budget(&v).map_err(|e| format!("CCB_BUDGET {e}"))?);
+            inv.budget_from = Some("CCB_BUDGET");
+        }
+    }
+    if inv.reason.is_none() {
+        if let Some(v) = get("CCB_REASON").filter(|v| !v.is_empty()) {
+            inv.reason = Some(reason_word(&v, "CCB_REASON")?);
+            inv.reason_from = Some("CCB_REASON");
+        }
+    }
+    Ok(())
+}
+
+/// ccb's own variables, never passed on to claude (its tools must not inherit a reason or a
+/// budget meant for this session).
+pub const OWN_ENV: &[&str] = &["CCB_BUDGET", "CCB_REASON"];
 
 /// `--flag value` or `--flag=value`: the value and how many arguments it used.
 fn value_of(args: &[OsString], i: usize, flag: &str) -> Result<(String, usize), String> {
@@ -149,7 +182,10 @@ pub struct ClaudeFlags {
     pub input_format: Option<String>,
     pub output_format: Option<String>,
     pub session_id: Option<String>,
+    /// `--resume`/`-r` (with or without an id), or `--continue`/`-c`.
     pub resume: bool,
+    /// The session `--resume ID` names, when it is a session id (not a search term).
+    pub resume_id: Option<String>,
     pub fork_session: bool,
     pub settings: Option<String>,
     pub setting_sources: Option<String>,
@@ -189,10 +225,23 @@ impl ClaudeFlags {
             match name {
                 "-p" | "--print" => f.print = true,
                 "-h" | "--help" | "-v" | "--version" => f.passthrough = true,
-                "-r" | "--resume" | "-c" | "--continue" => {
+                "-r" | "--resume" => {
                     f.resume = true;
-                    // `--resume [id]`: an optional value; not needed here.
+                    // `--resume [value]`: an optional value, a session id or a search term.
+                    let v = match &inline {
+                        Some(v) => Some(v.clone()),
+                        None => next().filter(|v| !v.starts_with('-')),
+                    };
+                    if let Some(v) = v {
+                        if inline.is_none() {
+                            step = 2;
+                        }
+                        if is_session_id(&v) {
+                            f.resume_id = Some(v.to_ascii_lowercase());
+                        }
+                    }
                 }
+                "-c" | "--continue" => f.resume = true,
                 "--fork-session" => f.fork_session = true,
                 "--model" => f.model = val(&mut step),
                 "--input-format" => f.input_format = val(&mut step),
@@ -212,6 +261,15 @@ impl ClaudeFlags {
     pub fn stream_json_input(&self) -> bool {
         self.input_format.as_deref() == Some("stream-json")
     }
+}
+
+/// A session id as claude makes them: a UUID.
+pub fn is_session_id(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 36
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) { *c == b'-' } else { c.is_ascii_hexdigit() })
 }
 
 /// For messages: an argument list as the user would type it.
@@ -298,5 +356,64 @@ mod tests {
         assert!(!ClaudeFlags::parse(&os(&["fix the mcp bug"])).passthrough);
         let f = ClaudeFlags::parse(&os(&["--continue", "--", "--model", "opus"]));
         assert!(f.resume && f.model.is_none());
+    }
+
+    #[test]
+    fn options_from_the_environment_yield_to_flags() {
+        let env = |k: &str| match k {
+            "CCB_BUDGET" => Some("1.5".to_string()),
+            "CCB_REASON" => Some("infra".to_string()),
+            _ => None,
+        };
+        let mut inv = split(&os(&["-p", "x"])).unwrap();
+        apply_env(&mut inv, env).unwrap();
+        assert_eq!((inv.budget, inv.budget_from), (Some(Usd(1_500_000_000)), Some("CCB_BUDGET")));
+        assert_eq!((inv.reason.as_deref(), inv.reason_from), (Some("infra"), Some("CCB_REASON")));
+        let mut inv = split(&os(&["--budget", "3", "--reason", "auth", "-p", "x"])).unwrap();
+        apply_env(&mut inv, env).unwrap();
+        assert_eq!((inv.budget, inv.budget_from), (Some(Usd(3_000_000_000)), Some("--budget")));
+        assert_eq!(inv.reason_from, Some("--reason"));
+        let bad = |k: &'static str, v: &'static str| {
+            let mut inv = split(&os(&["-p", "x"])).unwrap();
+            apply_env(&mut inv, move |x| (x == k).then(|| v.to_string())).unwrap_err()
+        };
+        assert_eq!(bad("CCB_BUDGET", "abc"), "CCB_BUDGET 'abc' is not an amount of dollars: write it like 2 or 2.50");
+        assert_eq!(bad("CCB_BUDGET", "0"), "CCB_BUDGET '0' must be more than $0");
+        assert_eq!(
+            bad("CCB_REASON", "two words"),
+            "CCB_REASON 'two words' must be one word (letters, digits, '-' or '_')"
+        );
+        assert!(bad("CCB_REASON", &*"x ".repeat(1000).leak()).len() < 120, "a short excerpt of a long value");
+        let mut inv = split(&os(&["-p", "x"])).unwrap();
+        apply_env(&mut inv, |_| Some(String::new())).unwrap();
+        assert_eq!((inv.budget, inv.reason), (None, None), "empty is unset");
+    }
+
+    #[test]
+    fn resume_in_every_spelling() {
+        let id = "0b6f3c1e-8d2a-4f5b-9c7d-1e2f3a4b5c6d";
+        for v in [
+            vec!["--resume", id, "-p", "x"],
+            vec![&*format!("--resume={id}").leak(), "-p", "x"],
+            vec!["-r", id],
+            vec!["-p", "x", "--resume", &*id.to_uppercase().leak()],
+        ] {
+            let f = ClaudeFlags::parse(&os(&v));
+            assert!(f.resume, "{v:?}");
+            assert_eq!(f.resume_id.as_deref(), Some(id), "{v:?}");
+        }
+        for v in [
+            vec!["--continue", "-p", "x"],
+            vec!["-c"],
+            vec!["--resume"],
+            vec!["--resume", "-p", "x"],
+            vec!["--resume", "fix the bug"],
+        ] {
+            let f = ClaudeFlags::parse(&os(&v));
+            assert!(f.resume && f.resume_id.is_none(), "{v:?}: resumed, id unknown before launch");
+        }
+        let f = ClaudeFlags::parse(&os(&["--resume", id, "-p", "x"]));
+        assert!(f.print, "the id is not taken for the prompt or a flag");
+        assert!(!is_session_id("0b6f3c1e-8d2a-4f5b-9c7d-1e2f3a4b5c6") && !is_session_id("g".repeat(36).as_str()));
     }
 }

@@ -2,9 +2,9 @@
 //! price them, and say when a threshold or the ceiling is crossed. Pure: no clock, no I/O.
 
 use crate::money::Usd;
-use crate::pricing::{Match, PriceTable, Usage};
+use crate::pricing::{Match, PriceSource, PriceTable, Usage};
 use crate::transcript::UsageEvent;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What the budget says after an observation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,18 +59,68 @@ pub struct ModelTally {
     pub responses: u64,
 }
 
+/// Claude's own figure for one call (its telemetry's `cost_usd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaudeCost {
+    pub cost: Usd,
+    /// Claude prices this model itself (its release's table or its price cache). For a model it
+    /// does not know, claude falls back to another model's rates: its figure is then only a floor.
+    pub trusted: bool,
+}
+
+/// Who priced a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PricedBy {
+    /// Claude's own per-call figure.
+    Claude,
+    /// A table's rates, from the source named.
+    Table(PriceSource),
+    /// The dearest rates of the model's family (nobody priced the model).
+    Dearest,
+}
+
+impl PricedBy {
+    /// As stored in the ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PricedBy::Claude => "claude",
+            PricedBy::Table(s) => s.as_str(),
+            PricedBy::Dearest => "family-dearest",
+        }
+    }
+}
+
+/// How a response's figure was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Priced {
+    pub by: PricedBy,
+    /// Not a price anybody set for this model: never below it, but an estimate.
+    pub estimated: bool,
+}
+
+/// A response as counted: enough to replace its figure when claude's own arrives.
+#[derive(Debug, Clone)]
+struct CountedCall {
+    key: String,
+    model: String,
+    cost: Usd,
+    priced: Priced,
+}
+
 /// A session's usage so far.
 #[derive(Debug, Default, Clone)]
 pub struct Tally {
     seen: HashSet<String>,
-    /// Request ids seen: telemetry reports a response by its request id alone.
-    seen_requests: HashSet<String>,
+    /// Responses by request id: telemetry reports a response by its request id alone.
+    by_request: HashMap<String, CountedCall>,
     pub by_model: BTreeMap<String, ModelTally>,
     pub total: Usd,
     pub usage: Usage,
     pub responses: u64,
     pub duplicates: u64,
     pub malformed: u64,
+    /// Responses whose figure is an estimate.
+    pub estimated: u64,
     /// Models priced by fallback, reported once each.
     pub unknown_models: Vec<String>,
 }
@@ -83,6 +133,18 @@ pub enum Added {
     Counted {
         cost: Usd,
         new_unknown: Option<Match>,
+        priced: Priced,
+        /// Claude priced a model no table of ccb's knows: the factor of its figure over the
+        /// family's dearest rates (thousandths), for estimates before the model's next calls.
+        learned: Option<i64>,
+    },
+    /// Counted before at a provisional figure; now at claude's own. `key` is the row to amend.
+    Repriced {
+        key: String,
+        old: Usd,
+        cost: Usd,
+        priced: Priced,
+        learned: Option<i64>,
     },
 }
 
@@ -91,23 +153,84 @@ impl Tally {
         self.add_priced(e, prices, None)
     }
 
-    /// Like [`Tally::add`], with the cost given by the source (claude's own figure for the call,
-    /// from its telemetry) instead of priced from the table.
-    pub fn add_priced(&mut self, e: &UsageEvent, prices: &PriceTable, given: Option<Usd>) -> Added {
-        let dup_request = e.request_id.as_ref().is_some_and(|r| !r.is_empty() && self.seen_requests.contains(r));
-        if dup_request || !self.seen.insert(e.key.clone()) {
+    /// The figure for a response, and how it was reached. Precedence: a user's price file, then
+    /// claude's own figure for a model claude prices, then the tables; for a model claude does
+    /// not price, the larger of claude's figure and the family's dearest, as an estimate.
+    fn price(e: &UsageEvent, prices: &PriceTable, given: Option<ClaudeCost>) -> (Usd, Priced, Option<i64>) {
+        let (p, how) = prices.lookup(&e.model);
+        let table = crate::pricing::price(&p, &e.usage, &e.mods, prices.web_search_nanos);
+        let known = how == Match::Known;
+        match given {
+            Some(_) if known && p.source == PriceSource::User => {
+                (table, Priced { by: PricedBy::Table(PriceSource::User), estimated: false }, None)
+            }
+            Some(g) if g.trusted || (known && p.source.is_claudes()) => {
+                // Claude knows a model ccb's tables do not: learn how it compares with the
+                // family's dearest rates, so the next estimate is closer (never lower than what
+                // the dearest rates scaled by the ratio give for this mix).
+                let learned = (!known).then(|| prices.dearest_cost(&e.model, &e.usage, &e.mods)).and_then(|d| {
+                    let d = d.nanos() as i128;
+                    (d > 0).then(|| ((g.cost.nanos() as i128 * 1000 + d - 1) / d).clamp(1, 1000) as i64)
+                });
+                (g.cost, Priced { by: PricedBy::Claude, estimated: false }, learned)
+            }
+            Some(g) => {
+                let dearest = prices.dearest_cost(&e.model, &e.usage, &e.mods);
+                let by = if dearest > g.cost { PricedBy::Dearest } else { PricedBy::Claude };
+                (g.cost.max(dearest), Priced { by, estimated: true }, None)
+            }
+            None if known => (table, Priced { by: PricedBy::Table(p.source), estimated: false }, None),
+            None if how == Match::Learned => {
+                (table, Priced { by: PricedBy::Table(PriceSource::Learned), estimated: true }, None)
+            }
+            None => (table, Priced { by: PricedBy::Dearest, estimated: true }, None),
+        }
+    }
+
+    /// Like [`Tally::add`], with claude's own figure for the call (from its telemetry). When
+    /// that figure arrives for a response another source counted first, it replaces that
+    /// source's provisional figure.
+    pub fn add_priced(&mut self, e: &UsageEvent, prices: &PriceTable, given: Option<ClaudeCost>) -> Added {
+        let request = e.request_id.as_deref().filter(|r| !r.is_empty());
+        if let Some(prev) = request.and_then(|r| self.by_request.get(r)).cloned() {
+            let replaceable = given.is_some()
+                && prev.priced.by != PricedBy::Claude
+                && prev.priced.by != PricedBy::Table(PriceSource::User);
+            if !replaceable {
+                self.duplicates += 1;
+                return Added::Duplicate;
+            }
+            let probe = UsageEvent { model: prev.model.clone(), ..e.clone() };
+            let (cost, priced, learned) = Tally::price(&probe, prices, given);
+            let m = self.by_model.entry(prev.model.clone()).or_default();
+            m.cost = m.cost - prev.cost + cost;
+            self.total = self.total - prev.cost + cost;
+            if prev.priced.estimated && !priced.estimated {
+                self.estimated = self.estimated.saturating_sub(1);
+            } else if !prev.priced.estimated && priced.estimated {
+                self.estimated += 1;
+            }
+            if let Some(r) = request {
+                self.by_request.insert(r.to_string(), CountedCall { cost, priced, ..prev.clone() });
+            }
+            return Added::Repriced { key: prev.key, old: prev.cost, cost, priced, learned };
+        }
+        if !self.seen.insert(e.key.clone()) {
             self.duplicates += 1;
             return Added::Duplicate;
         }
-        if let Some(r) = &e.request_id {
-            self.seen_requests.insert(r.clone());
+        let (cost, priced, learned) = Tally::price(e, prices, given);
+        if let Some(r) = request {
+            self.by_request
+                .insert(r.to_string(), CountedCall { key: e.key.clone(), model: e.model.clone(), cost, priced });
         }
-        let (priced, how) = prices.cost(&e.model, &e.usage, &e.mods);
-        let cost = given.unwrap_or(priced);
         let mut new_unknown = None;
-        if how != Match::Known && !self.unknown_models.contains(&e.model) {
+        if priced.estimated && !self.unknown_models.contains(&e.model) {
             self.unknown_models.push(e.model.clone());
-            new_unknown = Some(how);
+            new_unknown = Some(prices.lookup(&e.model).1);
+        }
+        if priced.estimated {
+            self.estimated += 1;
         }
         let m = self.by_model.entry(e.model.clone()).or_default();
         m.usage.add(&e.usage);
@@ -116,7 +239,7 @@ impl Tally {
         self.usage.add(&e.usage);
         self.total += cost;
         self.responses += 1;
-        Added::Counted { cost, new_unknown }
+        Added::Counted { cost, new_unknown, priced, learned }
     }
 }
 
@@ -172,5 +295,110 @@ mod tests {
         odd.key = "other2".into();
         odd.request_id = Some("r-other2".into());
         assert!(matches!(t.add(&odd, &prices), Added::Counted { new_unknown: None, .. }), "said once");
+    }
+
+    fn event(key: &str, req: &str, model: &str, input: u64) -> UsageEvent {
+        UsageEvent {
+            key: key.into(),
+            request_id: Some(req.into()),
+            session_id: None,
+            agent_id: None,
+            model: model.into(),
+            usage: Usage { input, ..Usage::default() },
+            mods: Default::default(),
+            timestamp: None,
+            entrypoint: None,
+            cwd: None,
+        }
+    }
+
+    #[test]
+    fn claudes_figure_replaces_the_provisional_one() {
+        let prices = PriceTable::load(None).unwrap();
+        let mut t = Tally::default();
+        // The gate prices claude-haiku-4-5 from the table first: 1M input = $1.
+        let gate = event("msg1:req1", "req1", "claude-haiku-4-5", 1_000_000);
+        let Added::Counted { cost, priced, .. } = t.add(&gate, &prices) else { panic!() };
+        assert_eq!((cost, priced.by, priced.estimated), (Usd(D), PricedBy::Table(PriceSource::Release), false));
+        // Claude's own figure for the same request arrives: it replaces the gate's.
+        let tel = event(":req1", "req1", "claude-haiku-4-5", 1_000_000);
+        let claude = ClaudeCost { cost: Usd(D * 9 / 10), trusted: true };
+        let Added::Repriced { key, old, cost, priced, .. } = t.add_priced(&tel, &prices, Some(claude)) else {
+            panic!()
+        };
+        assert_eq!((key.as_str(), old, cost), ("msg1:req1", Usd(D), Usd(D * 9 / 10)));
+        assert_eq!(priced, Priced { by: PricedBy::Claude, estimated: false });
+        assert_eq!((t.total, t.responses, t.by_model["claude-haiku-4-5"].cost), (Usd(D * 9 / 10), 1, Usd(D * 9 / 10)));
+        // Once claude has priced it, nothing else does, and the transcript line is a duplicate.
+        assert_eq!(t.add_priced(&tel, &prices, Some(claude)), Added::Duplicate);
+        assert_eq!(t.add(&event("msg1:req1", "req1", "claude-haiku-4-5", 1_000_000), &prices), Added::Duplicate);
+        // Telemetry first: its figure counts, the gate's later report is a duplicate.
+        let Added::Counted { cost, .. } =
+            t.add_priced(&event(":req2", "req2", "claude-haiku-4-5", 1_000_000), &prices, Some(claude))
+        else {
+            panic!()
+        };
+        assert_eq!(cost, Usd(D * 9 / 10));
+        assert_eq!(t.add(&event("msg2:req2", "req2", "claude-haiku-4-5", 1_000_000), &prices), Added::Duplicate);
+        assert_eq!(t.total, Usd(D * 18 / 10));
+    }
+
+    #[test]
+    fn claudes_figure_for_a_model_it_does_not_price_is_only_a_floor() {
+        let prices = PriceTable::load(None).unwrap();
+        let mut t = Tally::default();
+        // A Sonnet ccb has never heard of: the dearest Sonnet rates until claude speaks.
+        let e = event("m:r", "r", "claude-sonnet-77", 1_000_000);
+        let dearest = prices.dearest_cost("claude-sonnet-77", &e.usage, &e.mods);
+        let Added::Counted { cost, priced, new_unknown, .. } = t.add(&e, &prices) else { panic!() };
+        assert_eq!(
+            (cost, priced.by, priced.estimated, new_unknown),
+            (dearest, PricedBy::Dearest, true, Some(Match::Family))
+        );
+        assert_eq!(t.estimated, 1);
+        // Claude does not price it either (its fallback rates): the larger figure, still an estimate.
+        let low = ClaudeCost { cost: Usd(dearest.nanos() / 3), trusted: false };
+        let Added::Repriced { cost, priced, .. } =
+            t.add_priced(&event(":r", "r", "claude-sonnet-77", 1_000_000), &prices, Some(low))
+        else {
+            panic!()
+        };
+        assert_eq!((cost, priced), (dearest, Priced { by: PricedBy::Dearest, estimated: true }));
+        // A claude that prices it: its figure, not an estimate, and a factor to learn.
+        let mut t = Tally::default();
+        let e = event("m:r2", "r2", "claude-sonnet-77", 1_000_000);
+        t.add(&e, &prices);
+        let known = ClaudeCost { cost: Usd(dearest.nanos() / 3), trusted: true };
+        let Added::Repriced { cost, priced, learned, .. } =
+            t.add_priced(&event(":r2", "r2", "claude-sonnet-77", 1_000_000), &prices, Some(known))
+        else {
+            panic!()
+        };
+        assert_eq!((cost, priced.estimated, t.estimated), (Usd(dearest.nanos() / 3), false, 0));
+        assert_eq!(learned, Some(334), "a third of the dearest rates, rounded up");
+        let learned_table = PriceTable::load(None).unwrap().with_learned([("claude-sonnet-77".to_string(), 334)]);
+        let (p, how) = learned_table.lookup("claude-sonnet-77");
+        assert_eq!((how, p.source), (Match::Learned, PriceSource::Learned));
+        assert!(
+            crate::pricing::price(&p, &e.usage, &e.mods, 0) >= Usd(dearest.nanos() / 3),
+            "never below claude's figure"
+        );
+    }
+
+    #[test]
+    fn a_user_price_file_wins_over_claudes_figure() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.toml");
+        std::fs::write(&f, "[[model]]\nid = \"claude-haiku-4-5\"\ninput = 0.5\noutput = 2.5\ncache_write_5m = 0.6\ncache_write_1h = 1.0\ncache_read = 0.05\n").unwrap();
+        let prices = PriceTable::load(Some(&f)).unwrap();
+        let mut t = Tally::default();
+        let Added::Counted { cost, priced, .. } = t.add_priced(
+            &event(":r", "r", "claude-haiku-4-5", 1_000_000),
+            &prices,
+            Some(ClaudeCost { cost: Usd(D), trusted: true }),
+        ) else {
+            panic!()
+        };
+        assert_eq!((cost, priced.by), (Usd(D / 2), PricedBy::Table(PriceSource::User)), "negotiated rates");
     }
 }

@@ -35,6 +35,11 @@ pub struct Config {
     pub pool_alerts: Vec<u32>,
     pub alert_sinks: crate::alert::Sinks,
     pub prices_file: Option<PathBuf>,
+    /// Price as this Claude Code release (`[prices] release`), when claude's own cannot be told.
+    pub prices_release: Option<String>,
+    /// From which tier a model is premium and needs a reason: a family (`opus`, `fable`, …) or a
+    /// model id (`[premium] at`).
+    pub premium_at: String,
     /// The credit pool; None when the config has no `[pool]`.
     pub pool: Option<crate::pool::PoolConfig>,
     pub metering: Metering,
@@ -83,6 +88,8 @@ impl Default for Config {
             pool_alerts: vec![85],
             alert_sinks: crate::alert::Sinks::default(),
             prices_file: None,
+            prices_release: None,
+            premium_at: "opus".into(),
             pool: None,
             metering: Metering::default(),
         }
@@ -100,6 +107,7 @@ struct File {
     opus: FileOpus,
     alerts: FileAlerts,
     prices: FilePrices,
+    premium: FilePremium,
     pool: Option<Spanned<FilePool>>,
     metering: FileMetering,
 }
@@ -150,6 +158,13 @@ struct FileAlerts {
 #[serde(deny_unknown_fields, default)]
 struct FilePrices {
     file: Option<Spanned<String>>,
+    release: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FilePremium {
+    at: Option<Spanned<String>>,
 }
 
 /// Where the config file is: `$CCB_CONFIG`, else `$XDG_CONFIG_HOME/ccb/config.toml`, else
@@ -401,6 +416,25 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
     if let Some(v) = file.prices.file {
         c.prices_file = Some(crate::paths::expand_tilde(v.get_ref()));
     }
+    if let Some(v) = file.prices.release {
+        if crate::pricing::parse_version(v.get_ref()).is_none() {
+            return Err(at(
+                v.span(),
+                format!("[prices] release '{}' must be a Claude Code version such as \"2.1.332\"", shown(v.get_ref())),
+            ));
+        }
+        c.prices_release = Some(v.get_ref().trim().to_string());
+    }
+    if let Some(v) = file.premium.at {
+        let a = v.get_ref().trim().to_ascii_lowercase();
+        if a.is_empty() || a.len() > 64 || !a.chars().all(|ch| ch.is_ascii_alphanumeric() || "-._".contains(ch)) {
+            return Err(at(
+                v.span(),
+                format!("[premium] at '{}' must be a model family (opus, fable, …) or a model id", shown(v.get_ref())),
+            ));
+        }
+        c.premium_at = a;
+    }
     Ok(c)
 }
 
@@ -470,9 +504,16 @@ impl Config {
             )),
             None => out.push_str("\n# [pool]: not configured (ccb pool needs it)\n"),
         }
-        if let Some(p) = &self.prices_file {
-            out.push_str(&format!("\n[prices]\nfile = {:?}\n", p.display().to_string()));
+        if self.prices_file.is_some() || self.prices_release.is_some() {
+            out.push_str("\n[prices]\n");
         }
+        if let Some(p) = &self.prices_file {
+            out.push_str(&format!("file = {:?}\n", p.display().to_string()));
+        }
+        if let Some(r) = &self.prices_release {
+            out.push_str(&format!("release = {r:?}\n"));
+        }
+        out.push_str(&format!("\n[premium]\nat = {:?}\n", self.premium_at));
         out
     }
 }

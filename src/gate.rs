@@ -366,6 +366,15 @@ struct Call {
     max_tokens: u64,
 }
 
+/// The session id claude sends with each model call.
+fn session_header(req: &Request) -> Option<&str> {
+    req.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-claude-code-session-id"))
+        .map(|(_, v)| v.trim())
+        .filter(|v| crate::args::is_session_id(v))
+}
+
 fn model_call(req: &Request) -> Option<Call> {
     let path = req.target.split('?').next().unwrap_or("");
     if req.method != "POST" || !path.ends_with("/v1/messages") {
@@ -400,6 +409,11 @@ fn handle(req: Request, w: &mut TcpStream, ctx: &Ctx) -> io::Result<()> {
     let call = model_call(&req);
     let mut admitted = None;
     if let Some(c) = &call {
+        // Claude names its session on every call: a session resumed without its id on the
+        // command line (`--continue`) is known from here on, and its earlier spend counts.
+        if let Some(id) = session_header(&req) {
+            ctx.meter.learn_session(id);
+        }
         match ctx.meter.admit(&c.model, c.max_tokens, req.body.len() as u64, &ctx.prices) {
             Admission::Refuse { spent, ceiling, .. } => return refuse(w, ctx, spent, ceiling),
             Admission::Go { call, .. } => admitted = Some(call),
@@ -504,7 +518,7 @@ fn forward(req: &Request, w: &mut TcpStream, ctx: &Ctx, call: Option<&Call>) -> 
             // its next call must already see this one's cost.
             if wt.complete() && !wt.counted {
                 wt.counted = true;
-                pending = count(ctx, wt, request_id.as_deref(), false);
+                pending = count(ctx, wt, request_id.as_deref(), session_header(req), false);
             }
         }
         let chunk = format!("{n:x}\r\n");
@@ -523,7 +537,7 @@ fn forward(req: &Request, w: &mut TcpStream, ctx: &Ctx, call: Option<&Call>) -> 
         if !wt.counted && (wt.complete() || wt.started()) {
             // Cut off (Esc, a kill, a broken upstream): charge what was streamed.
             wt.counted = true;
-            pending = count(ctx, wt, request_id.as_deref(), !wt.complete());
+            pending = count(ctx, wt, request_id.as_deref(), session_header(req), !wt.complete());
         }
     }
     let tell = |pending: Option<GateEvent>| {
@@ -547,7 +561,13 @@ fn forward(req: &Request, w: &mut TcpStream, ctx: &Ctx, call: Option<&Call>) -> 
 
 /// Count a response in the meter; the event for the session is returned, to send when claude
 /// has the response.
-fn count(ctx: &Ctx, wt: &UsageWatch, request_id: Option<&str>, estimated: bool) -> Option<GateEvent> {
+fn count(
+    ctx: &Ctx,
+    wt: &UsageWatch,
+    request_id: Option<&str>,
+    session: Option<&str>,
+    estimated: bool,
+) -> Option<GateEvent> {
     let usage = wt.usage(estimated)?;
     let message_id = wt.message_id.clone();
     let key = match (&message_id, request_id) {
@@ -559,7 +579,7 @@ fn count(ctx: &Ctx, wt: &UsageWatch, request_id: Option<&str>, estimated: bool) 
     let event = UsageEvent {
         key,
         request_id: request_id.map(String::from),
-        session_id: None,
+        session_id: session.map(String::from),
         agent_id: None,
         // Claude Code prices the model it asked for; so does ccb.
         model: if wt.model.is_empty() { wt.response_model.clone().unwrap_or_default() } else { wt.model.clone() },

@@ -28,6 +28,34 @@ pub struct SessionStart {
     pub overage: bool,
 }
 
+/// One ccb invocation: a session has one run, or one more each time it is resumed.
+#[derive(Debug, Clone, Default)]
+pub struct RunStart {
+    pub id: String,
+    pub session_id: String,
+    pub started_ms: i64,
+    pub pid: u32,
+    /// The run continues a session recorded before (`--resume`, `--continue`).
+    pub resumed: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Default)]
+pub struct RunEnd {
+    pub id: String,
+    pub ended_ms: i64,
+    pub end: String,
+    pub exit_code: Option<i32>,
+}
+
+/// What a session has spent so far, over all its runs, and its ceiling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionSpend {
+    pub spent: Usd,
+    pub ceiling: Option<Usd>,
+    pub runs: u64,
+}
+
 /// How a session ended.
 #[derive(Debug, Clone, Default)]
 pub struct SessionEnd {
@@ -51,6 +79,13 @@ pub struct UsageRow {
     pub usage: Usage,
     pub cost: Usd,
     pub source: String,
+    /// Who priced it: `claude` (its own per-call figure), `claude-release`, `claude-cache`,
+    /// `user-file`, `learned`, `family-dearest` (see [`crate::budget::PricedBy`]).
+    pub priced_by: String,
+    /// The figure is an estimate (nobody priced the model); never below what it cost.
+    pub estimated: bool,
+    /// The ccb run that recorded it (None for rows written before runs were recorded).
+    pub run_id: Option<String>,
 }
 
 /// A usage row with its session's attributes, for reports.
@@ -68,10 +103,19 @@ pub trait Store {
     /// Record a response; false when it was recorded already (by another source).
     fn record(&self, u: &UsageRow) -> anyhow::Result<bool>;
     fn end(&self, e: &SessionEnd) -> anyhow::Result<()>;
+    /// Replace a recorded response's figure (claude's own arrived after a provisional one).
+    fn amend(&self, key: &str, cost: Usd, priced_by: &str, estimated: bool) -> anyhow::Result<()>;
+    /// A session's reason, set after it began (a premium model answered a session whose
+    /// `--reason` was not needed at the start).
+    fn set_reason(&self, session_id: &str, reason: &str) -> anyhow::Result<()>;
     /// Usage with `from_ms <= ts < to_ms`.
     fn usage_between(&self, from_ms: i64, to_ms: i64) -> anyhow::Result<Vec<LedgerUsage>>;
     /// Mark an alert as fired; true the first time for this (kind, scope, threshold).
     fn fire_once(&self, kind: &str, scope: &str, threshold: u32) -> anyhow::Result<bool>;
+    fn begin_run(&self, r: &RunStart) -> anyhow::Result<()>;
+    fn end_run(&self, e: &RunEnd) -> anyhow::Result<()>;
+    /// What a session spent so far and its ceiling; None when it is not in the ledger.
+    fn session_spend(&self, session_id: &str) -> anyhow::Result<Option<SessionSpend>>;
 }
 
 /// The schema, one migration per version (PRAGMA user_version). Never edit a published step:
@@ -149,6 +193,25 @@ const MIGRATIONS: &[&str] = &[
         listed_ns INTEGER NOT NULL,
         entries BLOB NOT NULL
     );",
+    // 3: who priced each response, and whether its figure is an estimate. Rows written before
+    // this step were priced from ccb's table of the day: `table`.
+    "ALTER TABLE usage ADD COLUMN priced_by TEXT NOT NULL DEFAULT 'table';
+    ALTER TABLE usage ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0;",
+    // 4: runs. A session resumed is one session with one run per ccb invocation; its spend and
+    // its ceiling are the session's. Rows written before this step have no run.
+    "CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        ended_ms INTEGER,
+        pid INTEGER,
+        resumed INTEGER NOT NULL DEFAULT 0,
+        end_kind TEXT,
+        exit_code INTEGER,
+        cost_nanos INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_session ON runs(session_id);
+    ALTER TABLE usage ADD COLUMN run_id TEXT;",
 ];
 
 pub struct Ledger {
@@ -536,8 +599,8 @@ impl Store for Ledger {
     fn record(&self, u: &UsageRow) -> anyhow::Result<bool> {
         let tx = self.conn.unchecked_transaction()?;
         let n = tx.execute(
-            "INSERT OR IGNORE INTO usage (key, session_id, ts_ms, model, agent_id, input, output, cache_write_5m, cache_write_1h, cache_read, web_search, cost_nanos, source)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            "INSERT OR IGNORE INTO usage (key, session_id, ts_ms, model, agent_id, input, output, cache_write_5m, cache_write_1h, cache_read, web_search, cost_nanos, source, priced_by, estimated, run_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             params![
                 u.key,
                 u.session_id,
@@ -551,7 +614,10 @@ impl Store for Ledger {
                 u.usage.cache_read as i64,
                 u.usage.web_search as i64,
                 u.cost.nanos(),
-                u.source
+                u.source,
+                u.priced_by,
+                u.estimated,
+                u.run_id
             ],
         )?;
         if n > 0 {
@@ -559,6 +625,9 @@ impl Store for Ledger {
                 "UPDATE sessions SET cost_nanos = cost_nanos + ?1 WHERE id = ?2",
                 params![u.cost.nanos(), u.session_id],
             )?;
+            if let Some(run) = &u.run_id {
+                tx.execute("UPDATE runs SET cost_nanos = cost_nanos + ?1 WHERE id = ?2", params![u.cost.nanos(), run])?;
+            }
         }
         tx.commit()?;
         Ok(n > 0)
@@ -572,11 +641,37 @@ impl Store for Ledger {
         Ok(())
     }
 
+    fn amend(&self, key: &str, cost: Usd, priced_by: &str, estimated: bool) -> anyhow::Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "UPDATE sessions SET cost_nanos = cost_nanos - (SELECT cost_nanos FROM usage WHERE key = ?1) + ?2
+             WHERE id = (SELECT session_id FROM usage WHERE key = ?1)",
+            params![key, cost.nanos()],
+        )?;
+        tx.execute(
+            "UPDATE runs SET cost_nanos = cost_nanos - (SELECT cost_nanos FROM usage WHERE key = ?1) + ?2
+             WHERE id = (SELECT run_id FROM usage WHERE key = ?1)",
+            params![key, cost.nanos()],
+        )?;
+        tx.execute(
+            "UPDATE usage SET cost_nanos = ?2, priced_by = ?3, estimated = ?4 WHERE key = ?1",
+            params![key, cost.nanos(), priced_by, estimated],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn set_reason(&self, session_id: &str, reason: &str) -> anyhow::Result<()> {
+        self.conn.execute("UPDATE sessions SET reason = ?2 WHERE id = ?1", params![session_id, reason])?;
+        Ok(())
+    }
+
     fn usage_between(&self, from_ms: i64, to_ms: i64) -> anyhow::Result<Vec<LedgerUsage>> {
         let mut st = self.conn.prepare_cached(
             "SELECT u.key, u.session_id, u.ts_ms, u.model, u.agent_id, u.input, u.output, u.cache_write_5m, u.cache_write_1h,
                     u.cache_read, u.web_search, u.cost_nanos, u.source,
-                    COALESCE(s.cwd, ''), COALESCE(s.class, 'unknown'), COALESCE(s.meter, 'unknown'), s.reason
+                    COALESCE(s.cwd, ''), COALESCE(s.class, 'unknown'), COALESCE(s.meter, 'unknown'), s.reason,
+                    u.priced_by, u.estimated, u.run_id
              FROM usage u LEFT JOIN sessions s ON s.id = u.session_id
              WHERE u.ts_ms >= ?1 AND u.ts_ms < ?2 ORDER BY u.ts_ms",
         )?;
@@ -598,6 +693,9 @@ impl Store for Ledger {
                     },
                     cost: Usd(r.get(11)?),
                     source: r.get(12)?,
+                    priced_by: r.get(17)?,
+                    estimated: r.get(18)?,
+                    run_id: r.get(19)?,
                 },
                 cwd: r.get(13)?,
                 class: r.get(14)?,
@@ -606,6 +704,37 @@ impl Store for Ledger {
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn begin_run(&self, r: &RunStart) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO runs (id, session_id, started_ms, pid, resumed) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![r.id, r.session_id, r.started_ms, r.pid, r.resumed],
+        )?;
+        Ok(())
+    }
+
+    fn end_run(&self, e: &RunEnd) -> anyhow::Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET ended_ms = ?2, end_kind = ?3, exit_code = ?4 WHERE id = ?1",
+            params![e.id, e.ended_ms, e.end, e.exit_code],
+        )?;
+        Ok(())
+    }
+
+    fn session_spend(&self, session_id: &str) -> anyhow::Result<Option<SessionSpend>> {
+        let row = self.conn.query_row(
+            "SELECT cost_nanos, ceiling_nanos, (SELECT COUNT(*) FROM runs WHERE session_id = ?1) FROM sessions WHERE id = ?1",
+            [session_id],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, i64>(2)?)),
+        );
+        match row {
+            Ok((spent, ceiling, runs)) => {
+                Ok(Some(SessionSpend { spent: Usd(spent), ceiling: ceiling.map(Usd), runs: runs.max(1) as u64 }))
+            }
+            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn fire_once(&self, kind: &str, scope: &str, threshold: u32) -> anyhow::Result<bool> {
@@ -631,6 +760,9 @@ mod tests {
             usage: Usage { input: 10, output: 2, ..Usage::default() },
             cost: Usd(cost),
             source: "transcript".into(),
+            priced_by: "claude-release".into(),
+            estimated: false,
+            run_id: None,
         }
     }
 

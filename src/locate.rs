@@ -105,6 +105,76 @@ fn shebang(program: &Path) -> Option<String> {
     text.split_ascii_whitespace().next().map(str::to_string)
 }
 
+/// The Claude Code release of an executable, from where it is installed, without running it
+/// (`claude --version` takes 100 ms): npm's `…/@anthropic-ai/claude-code/bin/claude.exe` (or the
+/// native package beside it) has a `package.json` a level or two up; the native installer keeps
+/// releases as `…/claude/versions/2.1.332`. None when neither says.
+pub fn claude_version(claude: &Path) -> Option<String> {
+    let real = std::fs::canonicalize(claude).ok()?;
+    let name = real.file_name()?.to_str()?;
+    if crate::pricing::parse_version(name).is_some() && name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Some(name.to_string());
+    }
+    for dir in real.ancestors().skip(1).take(3) {
+        let Ok(text) = std::fs::read_to_string(dir.join("package.json")) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+        if v["name"].as_str().is_some_and(|n| n.starts_with("@anthropic-ai/claude-code")) {
+            return v["version"].as_str().map(str::to_string);
+        }
+    }
+    None
+}
+
+/// The model ids a claude executable mentions: its release's model tables are compiled into it,
+/// so a model it names is one it knows. Read once, in 8 MiB pieces (the native binary is a few
+/// hundred MB; about 0.1 s from the page cache), and only when claude's figure for a model none
+/// of ccb's tables knows must be judged.
+pub fn mentioned_models(claude: &Path) -> std::collections::HashSet<String> {
+    use std::io::Read;
+    let mut found = std::collections::HashSet::new();
+    let Ok(mut f) = std::fs::File::open(claude) else { return found };
+    let finder = memchr::memmem::Finder::new(b"claude-");
+    const KEEP: usize = 64;
+    let mut buf = vec![0u8; 8 << 20];
+    let mut have = 0usize;
+    loop {
+        let n = match f.read(&mut buf[have..]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        have += n;
+        if have < buf.len() {
+            continue;
+        }
+        collect_ids(&buf[..have - KEEP], &buf[..have], &finder, &mut found);
+        buf.copy_within(have - KEEP..have, 0);
+        have = KEEP;
+    }
+    collect_ids(&buf[..have], &buf[..have], &finder, &mut found);
+    found
+}
+
+/// Every `claude-<family>-…` id starting in `starts` (a prefix of `all`, which holds the bytes
+/// after it too, so an id across the cut is read whole).
+fn collect_ids(
+    starts: &[u8],
+    all: &[u8],
+    finder: &memchr::memmem::Finder,
+    found: &mut std::collections::HashSet<String>,
+) {
+    for at in finder.find_iter(starts) {
+        let tail = &all[at..];
+        let len =
+            tail.iter().take(64).take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || **b == b'-').count();
+        let id = std::str::from_utf8(&tail[..len]).unwrap_or("").trim_end_matches('-');
+        if crate::pricing::family_of(id) != "other" && id.bytes().any(|b| b.is_ascii_digit()) {
+            found.insert(crate::pricing::normalize(id));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

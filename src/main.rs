@@ -16,7 +16,7 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             tty::restore();
-            eprintln!("ccb: {e:#}");
+            ccb::note!("ccb: {e:#}");
             exit::code_of(&e)
         }
     };
@@ -28,9 +28,12 @@ fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
     let first = rest.first().and_then(|a| a.to_str()).unwrap_or("");
     // Invoked as `claude` (a symlink to ccb): every argument is claude's.
     let as_claude = argv.first().and_then(|a| std::path::Path::new(a).file_name()).is_some_and(|n| n == "claude");
-    if !as_claude
-        && (cli::is_command(first) || (rest.len() == 1 && matches!(first, "-h" | "--help" | "-V" | "--version")))
-    {
+    // `-v`, `-V`, `--version`, as ccb or as `claude`: claude's version line first (the Agent SDK
+    // parses it), then ccb's.
+    if rest.len() == 1 && matches!(first, "-v" | "-V" | "--version") {
+        return cmd::run::version();
+    }
+    if !as_claude && (cli::is_command(first) || (rest.len() == 1 && matches!(first, "-h" | "--help"))) {
         let cli = match cli::Cli::try_parse_from(argv) {
             Ok(c) => c,
             Err(e)

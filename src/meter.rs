@@ -5,7 +5,7 @@
 //! The gate also asks it before each model call: reservations for calls in flight keep parallel
 //! calls from running together far past the ceiling.
 
-use crate::budget::{Budget, Signal, Tally};
+use crate::budget::{Added, Budget, ClaudeCost, Priced, Signal, Tally};
 use crate::money::Usd;
 use crate::pricing::{PriceTable, Usage};
 use crate::transcript::UsageEvent;
@@ -30,7 +30,25 @@ pub enum Reserve {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Duplicate,
-    Counted { cost: Usd, total: Usd, signal: Option<Signal>, unknown_model: bool },
+    Counted {
+        cost: Usd,
+        total: Usd,
+        signal: Option<Signal>,
+        unknown_model: bool,
+        priced: Priced,
+        /// A factor learned for a model no table knows (see [`crate::budget::Added`]).
+        learned: Option<i64>,
+    },
+    /// Claude's own figure replaced the provisional one of the response recorded as `key`.
+    Repriced {
+        key: String,
+        old: Usd,
+        cost: Usd,
+        total: Usd,
+        signal: Option<Signal>,
+        priced: Priced,
+        learned: Option<i64>,
+    },
 }
 
 #[derive(Debug)]
@@ -43,10 +61,25 @@ struct State {
     refused: bool,
 }
 
-#[derive(Debug)]
+/// What a session spent in earlier runs, and its ceiling: looked up (in the ledger) when a
+/// resumed session's id is learned.
+pub type Resumed = Option<(Usd, Option<Usd>)>;
+
+/// Looks up a session learned after launch (`--continue`, the resume picker); called once.
+pub type SessionLookup = Box<dyn FnOnce(&str) -> Resumed + Send>;
+
 pub struct Meter {
     state: Mutex<State>,
     pub reserve: Reserve,
+    /// The session's id, once known.
+    session: Mutex<Option<String>>,
+    lookup: Mutex<Option<SessionLookup>>,
+}
+
+impl std::fmt::Debug for Meter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meter").field("state", &self.state).field("reserve", &self.reserve).finish()
+    }
 }
 
 /// The answer to "may this model call go ahead?".
@@ -67,7 +100,57 @@ impl Meter {
                 refused: false,
             }),
             reserve,
+            session: Mutex::new(None),
+            lookup: Mutex::new(None),
         }
+    }
+
+    /// A resumed session: what its earlier runs spent counts toward its ceiling (`ceiling`, when
+    /// given, replaces the one the meter started with: the ceiling recorded for the session).
+    /// Thresholds already crossed do not fire again; a session already at its ceiling refuses
+    /// every call.
+    pub fn resume(&self, spent: Usd, ceiling: Option<Usd>) {
+        let mut st = self.lock();
+        if let Some(c) = ceiling {
+            st.budget.ceiling = Some(c);
+        }
+        st.tally.total += spent.max(Usd::ZERO);
+        let total = st.tally.total;
+        if let Some(Signal::Ceiling { .. }) = st.budget.observe(total) {
+            st.refused = true;
+        }
+    }
+
+    /// Set how a session learned after launch is looked up.
+    pub fn on_session(&self, lookup: SessionLookup) {
+        *self.lookup.lock().unwrap_or_else(|e| e.into_inner()) = Some(lookup);
+    }
+
+    /// The session's id, heard from a request or an event. The first id heard is the session's;
+    /// when it was not known at launch, its earlier spend is looked up then (before the call
+    /// that named it is admitted). True the first time.
+    pub fn learn_session(&self, id: &str) -> bool {
+        let mut known = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        if known.is_some() || id.is_empty() {
+            return false;
+        }
+        *known = Some(id.to_string());
+        drop(known);
+        let lookup = self.lookup.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((spent, ceiling)) = lookup.and_then(|f| f(id)) {
+            self.resume(spent, ceiling);
+        }
+        true
+    }
+
+    /// The ceiling in force (a resumed session's may differ from the plan's).
+    pub fn ceiling(&self) -> Option<Usd> {
+        self.lock().budget.ceiling
+    }
+
+    /// The session's id, once known.
+    pub fn session(&self) -> Option<String> {
+        self.session.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -79,21 +162,25 @@ impl Meter {
         self.report_priced(e, prices, None)
     }
 
-    /// Count a response whose cost the source gives (claude's telemetry). A given cost that is
+    /// Count a response with claude's own figure for it (its telemetry). A figure that is
     /// negative or absurd is not taken: the response is priced from the table instead, and no
-    /// response ever costs less than zero, so nothing can lower the session's total.
-    pub fn report_priced(&self, e: &UsageEvent, prices: &PriceTable, cost: Option<Usd>) -> Outcome {
-        let cost = cost
-            .filter(|c| (Usd::ZERO..=MAX_CALL_COST).contains(c))
-            .unwrap_or_else(|| prices.cost(&e.model, &e.usage, &e.mods).0)
-            .max(Usd::ZERO);
+    /// response ever costs less than zero, so nothing can lower the session's total below what
+    /// the tables say. A figure arriving for a response counted already replaces the
+    /// provisional one (see [`Tally::add_priced`]).
+    pub fn report_priced(&self, e: &UsageEvent, prices: &PriceTable, given: Option<ClaudeCost>) -> Outcome {
+        let given = given.filter(|g| (Usd::ZERO..=MAX_CALL_COST).contains(&g.cost));
         let mut st = self.lock();
-        match st.tally.add_priced(e, prices, Some(cost)) {
-            crate::budget::Added::Duplicate => Outcome::Duplicate,
-            crate::budget::Added::Counted { cost, new_unknown } => {
+        match st.tally.add_priced(e, prices, given) {
+            Added::Duplicate => Outcome::Duplicate,
+            Added::Counted { cost, new_unknown, priced, learned } => {
                 let total = st.tally.total;
                 let signal = st.budget.observe(total);
-                Outcome::Counted { cost, total, signal, unknown_model: new_unknown.is_some() }
+                Outcome::Counted { cost, total, signal, unknown_model: new_unknown.is_some(), priced, learned }
+            }
+            Added::Repriced { key, old, cost, priced, learned } => {
+                let total = st.tally.total;
+                let signal = st.budget.observe(total);
+                Outcome::Repriced { key, old, cost, total, signal, priced, learned }
             }
         }
     }
@@ -199,7 +286,9 @@ mod tests {
         for (i, bad) in [Usd(-100 * D), Usd(i64::MIN), Usd(MAX_CALL_COST.0 + 1), Usd(i64::MAX)].into_iter().enumerate()
         {
             let key = format!("bad{i}");
-            let Outcome::Counted { cost, .. } = m.report_priced(&ev(&key, Some(&key), 1_000), &p, Some(bad)) else {
+            let Outcome::Counted { cost, .. } =
+                m.report_priced(&ev(&key, Some(&key), 1_000), &p, Some(ClaudeCost { cost: bad, trusted: true }))
+            else {
                 panic!()
             };
             assert_eq!(cost, Usd(1_000_000), "{bad:?} is priced from the table");
@@ -207,7 +296,7 @@ mod tests {
         assert_eq!(m.total(), Usd(604_000_000));
         // A plausible figure from claude is taken as given (it prices things the tokens do not say).
         let Outcome::Counted { cost, total, signal, .. } =
-            m.report_priced(&ev("ok", Some("ok"), 1), &p, Some(Usd(D / 2)))
+            m.report_priced(&ev("ok", Some("ok"), 1), &p, Some(ClaudeCost { cost: Usd(D / 2), trusted: true }))
         else {
             panic!()
         };

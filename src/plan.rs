@@ -6,6 +6,7 @@ use crate::args::ClaudeFlags;
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::money::Usd;
+use crate::pricing::PriceTable;
 use crate::settings::Settings;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -138,18 +139,16 @@ pub fn model(flags: &ClaudeFlags, env: &Env, settings: &Settings) -> Option<(Str
     settings.model.clone().map(|m| (m, ModelSource::Settings))
 }
 
-/// Is this model (an alias or a full id, as claude would resolve it with this environment) an
-/// Opus model? `default` counts: for API keys and Max plans Claude Code's default is Opus.
-pub fn is_opus(model: &str, env: &Env) -> bool {
+/// Is this model (an alias or a full id) premium, as claude would resolve it with this
+/// environment and release: its output rate at or above `floor` (the cheapest current Opus's by
+/// default, `[premium] at`). `default` counts as premium: for API keys and Max plans claude's
+/// default is Opus. The resolved id is returned too, for messages.
+pub fn premium(model: &str, env: &Env, prices: &PriceTable, floor: i64) -> (bool, String) {
     let m = model.trim().to_ascii_lowercase();
     let base = m.strip_suffix("[1m]").unwrap_or(&m);
-    let resolved = match base {
-        "sonnet" => get(env, "ANTHROPIC_DEFAULT_SONNET_MODEL").unwrap_or("sonnet"),
-        "haiku" => get(env, "ANTHROPIC_DEFAULT_HAIKU_MODEL").unwrap_or("haiku"),
-        "opus" | "opusplan" | "best" | "default" => return true,
-        other => other,
-    };
-    resolved.to_ascii_lowercase().contains("opus")
+    let resolved = prices.resolve(model, &|k| get(env, k).map(str::to_string));
+    let premium = base == "default" || prices.is_premium(&resolved, floor);
+    (premium, resolved)
 }
 
 /// Everything about the terminal and invocation the plan depends on.
@@ -168,8 +167,13 @@ pub struct Plan {
     pub model_source: Option<ModelSource>,
     /// `--model` ccb adds because nothing named a model.
     pub inject_model: Option<String>,
-    pub opus: bool,
+    /// The model is premium (Opus's tier or above): it needed, and has, a reason.
+    pub premium: bool,
+    /// The reason recorded for the session: only a premium session's.
     pub reason: Option<String>,
+    /// A `--reason` given to a session that needs none: kept, and recorded only if a premium
+    /// model answers later (`/model opus`).
+    pub pending_reason: Option<String>,
     pub billing_mode: BillingMode,
     pub meter: Meter,
     pub ceiling: Option<Usd>,
@@ -179,7 +183,9 @@ pub struct Plan {
     pub passthrough: bool,
 }
 
-/// Decide the plan. Refusals (Opus without an allowed reason) are `Exit` errors with code 4.
+/// Decide the plan. Refusals (a premium model without an allowed reason) are `Exit` errors with
+/// code 4.
+#[allow(clippy::too_many_arguments)]
 pub fn decide(
     flags: &ClaudeFlags,
     env: &Env,
@@ -188,6 +194,7 @@ pub fn decide(
     budget: Option<Usd>,
     reason: Option<&str>,
     config: &Config,
+    prices: &PriceTable,
 ) -> Result<Plan, Exit> {
     let mode = billing_mode(env, settings);
     let sdk = get(env, "CLAUDE_CODE_ENTRYPOINT").is_some_and(|e| e.starts_with("sdk"));
@@ -201,8 +208,9 @@ pub fn decide(
             model: None,
             model_source: None,
             inject_model: None,
-            opus: false,
+            premium: false,
             reason: reason.map(str::to_string),
+            pending_reason: None,
             billing_mode: mode,
             meter: meter(mode, programmatic),
             ceiling: None,
@@ -214,8 +222,9 @@ pub fn decide(
         Some((m, s)) => (m, s, None),
         None => (config.default_model.clone(), ModelSource::CcbDefault, Some(config.default_model.clone())),
     };
-    let opus = is_opus(&model, env);
-    if opus {
+    let floor = prices.premium_floor(&config.premium_at);
+    let (premium, resolved) = premium(&model, env, prices, floor);
+    if premium {
         let allowed = config.opus_reasons.join(", ");
         let why = match source {
             ModelSource::Flag => "--model",
@@ -223,22 +232,28 @@ pub fn decide(
             ModelSource::Settings => "Claude Code's settings",
             ModelSource::CcbDefault => "ccb's default_model",
         };
+        // The id claude will call, where the name alone does not say it (`sonnet` remapped).
+        let what = if crate::pricing::family_of(&resolved) == crate::pricing::family_of(&model) {
+            format!("'{}' from {why}", model.escape_debug())
+        } else {
+            format!("'{}' from {why}, claude's {}", model.escape_debug(), resolved.escape_debug())
+        };
         match reason {
             None => {
                 return Err(Exit::policy(format!(
-                    "Opus ('{}' from {why}) needs a reason: add --reason <{}>, or run with --model sonnet",
-                    model.escape_debug(),
+                    "{what} is a premium model (Opus's price tier or above) and needs a reason: add --reason <{}>, or run with --model sonnet",
                     config.opus_reasons.join("|")
                 )))
             }
             Some(r) if !config.opus_reasons.iter().any(|a| a == r) => {
                 return Err(Exit::policy(format!(
-                    "'{r}' is not an allowed Opus reason (allowed: {allowed}; config [opus] reasons); or run with --model sonnet"
+                    "'{r}' is not an allowed reason for a premium model (allowed: {allowed}; config [opus] reasons); or run with --model sonnet"
                 )))
             }
             Some(_) => {}
         }
     }
+    let opus = premium;
     let class = if opus {
         Class::OpusWithReason
     } else if programmatic {
@@ -258,8 +273,9 @@ pub fn decide(
         model: Some(model),
         model_source: Some(source),
         inject_model: inject,
-        opus,
-        reason: reason.map(str::to_string),
+        premium,
+        reason: if premium { reason.map(str::to_string) } else { None },
+        pending_reason: if premium { None } else { reason.map(str::to_string) },
         billing_mode: mode,
         meter: meter(mode, programmatic),
         ceiling: Some(ceiling),
@@ -351,25 +367,47 @@ mod tests {
     }
 
     #[test]
-    fn opus_detection() {
-        let e = Env::new();
-        for m in [
-            "opus",
-            "opus[1m]",
-            "Opus",
-            "claude-opus-4-7",
-            "claude-opus-4-8[1m]",
-            "us.anthropic.claude-opus-4-1-20250805-v1:0",
-            "opusplan",
-            "default",
-        ] {
-            assert!(is_opus(m, &e), "{m}");
+    fn premium_is_by_price_under_every_name() {
+        for (release, _) in crate::pricing::RELEASES {
+            let t = PriceTable::release(Some(release)).unwrap();
+            let floor = t.premium_floor("opus");
+            let e = Env::new();
+            for m in [
+                "opus",
+                "opus[1m]",
+                "Opus",
+                "opusplan",
+                "best",
+                "default",
+                "claude-opus-4-7",
+                "claude-opus-4-8[1m]",
+                "us.anthropic.claude-opus-4-1-20250805-v1:0",
+                "claude-fable-5",
+                "claude-mythos-5",
+                "claude-opus-9-9",
+                "gpt-7",
+            ] {
+                assert!(premium(m, &e, &t, floor).0, "{release}: {m}");
+            }
+            for m in
+                ["sonnet", "sonnet[1m]", "haiku", "claude-sonnet-4-5-20250929", "claude-haiku-4-5", "claude-sonnet-9"]
+            {
+                assert!(!premium(m, &e, &t, floor).0, "{release}: {m}");
+            }
+            let remap = env(&[("ANTHROPIC_DEFAULT_SONNET_MODEL", "claude-opus-4-8")]);
+            assert_eq!(
+                premium("sonnet", &remap, &t, floor),
+                (true, "claude-opus-4-8".into()),
+                "an alias remapped to Opus"
+            );
+            let down = env(&[("ANTHROPIC_DEFAULT_OPUS_MODEL", "claude-sonnet-4-6")]);
+            assert!(!premium("opus", &down, &t, floor).0, "{release}: `opus` pointed at Sonnet costs Sonnet's price");
+            // The tier is configurable.
+            let sonnet = t.premium_floor("sonnet");
+            assert!(premium("sonnet", &e, &t, sonnet).0 && !premium("haiku", &e, &t, sonnet).0);
+            let fable = t.premium_floor("fable");
+            assert!(premium("claude-fable-5", &e, &t, fable).0 && !premium("claude-opus-4-8", &e, &t, fable).0);
         }
-        for m in ["sonnet", "sonnet[1m]", "haiku", "claude-sonnet-4-5-20250929", "claude-haiku-4-5"] {
-            assert!(!is_opus(m, &e), "{m}");
-        }
-        let remap = env(&[("ANTHROPIC_DEFAULT_SONNET_MODEL", "claude-opus-4-8")]);
-        assert!(is_opus("sonnet", &remap), "an alias remapped to Opus is Opus");
     }
 
     #[test]
@@ -386,7 +424,16 @@ mod tests {
 
     fn plan(args: &[&str], e: &[(&str, &str)], term: Terminal, reason: Option<&str>) -> Result<Plan, Exit> {
         let flags = ClaudeFlags::parse(&os(args));
-        decide(&flags, &env(e), &Settings::default(), term, None, reason, &Config::default())
+        decide(
+            &flags,
+            &env(e),
+            &Settings::default(),
+            term,
+            None,
+            reason,
+            &Config::default(),
+            &PriceTable::load(None).unwrap(),
+        )
     }
 
     #[test]
@@ -436,6 +483,10 @@ mod tests {
         assert_eq!(p.ceiling, Some(Config::default().ceilings.opus));
         let e = plan(&[], &[("ANTHROPIC_MODEL", "opus")], TERM, None).unwrap_err();
         assert!(e.message.contains("from ANTHROPIC_MODEL"), "{}", e.message);
+        // Dearer than Opus needs one too; a reason on a session that needs none is only kept.
+        assert!(plan(&["--model", "claude-fable-5", "-p", "x"], &[], TERM, None).is_err());
+        let p = plan(&["--model", "sonnet", "-p", "x"], &[], TERM, Some("infra")).unwrap();
+        assert_eq!((p.reason, p.pending_reason.as_deref(), p.class), (None, Some("infra"), Class::Programmatic));
     }
 
     #[test]
@@ -444,7 +495,8 @@ mod tests {
         assert_eq!(plan(&[], &[], TERM, None).unwrap().ceiling, Some(c.ceilings.interactive));
         assert_eq!(plan(&["-p", "x"], &[], TERM, None).unwrap().ceiling, Some(c.ceilings.programmatic));
         let flags = ClaudeFlags::parse(&os(&["-p"]));
-        let p = decide(&flags, &Env::new(), &Settings::default(), TERM, Some(Usd(42)), None, &c).unwrap();
+        let t = PriceTable::load(None).unwrap();
+        let p = decide(&flags, &Env::new(), &Settings::default(), TERM, Some(Usd(42)), None, &c, &t).unwrap();
         assert_eq!(p.ceiling, Some(Usd(42)));
     }
 

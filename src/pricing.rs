@@ -1,8 +1,21 @@
-//! Prices as data: one table embedded in the binary (`src/prices.toml`), overridable by a user
-//! file, and `usage × rate → nano-dollars` in integers.
+//! Prices as data, and `usage × rate → nano-dollars` in integers.
 //!
-//! A model the table does not know is never free: it is priced at the highest rates of its family
-//! (or of all models when even the family is unknown), and the caller says so once.
+//! The rates a session is priced with follow the Claude Code being run, since claude's own
+//! `total_cost_usd` is the figure users compare with, and each release prices its own set of
+//! models. Where a price comes from, strongest first:
+//!
+//! 1. the user's price file (negotiated rates win over everything);
+//! 2. claude's own cost for each call, from its telemetry (applied by the meter, not here);
+//! 3. claude's server-sent price cache (`additionalModelCostsCache` in its `.claude.json`), for
+//!    models its release does not price itself, as claude does;
+//! 4. the table derived from that Claude Code release (`src/prices/claude-*.toml`, written by
+//!    `scripts/derive-prices`, which runs the release against a mock API and checks every model);
+//! 5. a per-model factor learned from claude's own figures for a model none of the above knows
+//!    (estimates before a call only);
+//! 6. the dearest rates of the model's family (of all models when the family is unknown).
+//!
+//! A model priced by 5 or 6 is never free and never under-priced; the figure is marked as an
+//! estimate and the caller says once which model.
 
 use crate::money::Usd;
 use serde::Deserialize;
@@ -10,7 +23,63 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
 
-pub const EMBEDDED: &str = include_str!("prices.toml");
+/// The tables derived from Claude Code releases, oldest first: (release, TOML). Made by build.rs
+/// from `src/prices/claude-<version>.toml`.
+pub const RELEASES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/releases.rs"));
+
+/// The newest release's table: what a claude of unknown version is priced with.
+pub const EMBEDDED: &str = RELEASES[RELEASES.len() - 1].1;
+
+/// `"2.1.332"` → (2, 1, 332); anything after the numbers (` (Claude Code)`, `-beta`) is ignored.
+pub fn parse_version(v: &str) -> Option<(u32, u32, u32)> {
+    let v = v.trim().trim_start_matches('v');
+    let end = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
+    let mut it = v[..end].split('.').map(|p| p.parse::<u32>().ok());
+    Some((it.next()??, it.next()??, it.next().flatten().unwrap_or(0)))
+}
+
+/// The embedded table for a claude release: the newest release at or below it (the oldest when it
+/// is older than all; the newest when the version is unknown), and that release's number.
+pub fn release_table(version: Option<&str>) -> (&'static str, &'static str) {
+    let newest = RELEASES[RELEASES.len() - 1];
+    let Some(want) = version.and_then(parse_version) else { return newest };
+    let mut pick = RELEASES[0];
+    for r in RELEASES {
+        if parse_version(r.0).is_some_and(|v| v <= want) {
+            pick = *r;
+        }
+    }
+    pick
+}
+
+/// Where a model's rates came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PriceSource {
+    /// The table derived from the Claude Code release being run.
+    #[default]
+    Release,
+    /// Claude's server-sent price cache (`additionalModelCostsCache`).
+    ClaudeCache,
+    /// The user's price file.
+    User,
+    /// A factor learned from claude's own figures, over the family's dearest rates.
+    Learned,
+}
+
+impl PriceSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PriceSource::Release => "claude-release",
+            PriceSource::ClaudeCache => "claude-cache",
+            PriceSource::User => "user-file",
+            PriceSource::Learned => "learned",
+        }
+    }
+    /// Does claude itself price a model with rates from here?
+    pub fn is_claudes(self) -> bool {
+        matches!(self, PriceSource::Release | PriceSource::ClaudeCache)
+    }
+}
 
 /// Token counts of one API response, by kind.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -107,12 +176,16 @@ pub struct ModelPrice {
     /// Thousandths.
     pub fast_milli: Option<i64>,
     pub geo_milli: BTreeMap<String, i64>,
+    pub source: PriceSource,
 }
 
 /// How a model was priced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Match {
     Known,
+    /// Unknown to every table: the family's highest rates scaled by a factor learned from
+    /// claude's own figures for this model (an estimate).
+    Learned,
     /// Unknown model, priced at its family's highest rates.
     Family,
     /// Unknown model and family, priced at the highest rates of all.
@@ -122,7 +195,13 @@ pub enum Match {
 #[derive(Debug)]
 pub struct PriceTable {
     pub updated: String,
+    /// The Claude Code release the base table was derived from.
+    pub release: String,
+    /// What claude's model aliases resolve to in that release (`sonnet` → `claude-sonnet-5-5`).
+    pub aliases: BTreeMap<String, String>,
     pub web_search_nanos: i64,
+    /// Factors (thousandths) learned for models no table knows, over the family's dearest rates.
+    learned: HashMap<String, i64>,
     models: Vec<ModelPrice>,
     by_name: HashMap<String, usize>,
     /// Unknown models priced so far (for "priced as …" notices and speed).
@@ -140,6 +219,11 @@ struct FileTable {
     updated: Option<String>,
     #[serde(default)]
     web_search_per_1000: Option<f64>,
+    /// The Claude Code release a derived table was read from.
+    #[serde(default)]
+    claude: Option<String>,
+    #[serde(default)]
+    aliases: BTreeMap<String, String>,
     #[serde(default, rename = "model")]
     models: Vec<FileModel>,
 }
@@ -271,8 +355,13 @@ pub fn normalize(id: &str) -> String {
 
 impl PriceTable {
     /// Parse a table. `base` is merged under it (a user file overrides the embedded table model
-    /// by model).
+    /// by model); a table with a base is the user's.
     pub fn parse(text: &str, base: Option<PriceTable>) -> Result<PriceTable, String> {
+        let source = if base.is_some() { PriceSource::User } else { PriceSource::Release };
+        PriceTable::parse_as(text, base, source)
+    }
+
+    fn parse_as(text: &str, base: Option<PriceTable>, source: PriceSource) -> Result<PriceTable, String> {
         let file: FileTable = toml::from_str(text).map_err(|e| {
             let msg = e.message().lines().next().unwrap_or("invalid TOML").to_string();
             match e.span() {
@@ -288,9 +377,13 @@ impl PriceTable {
         let mut models: Vec<ModelPrice> = Vec::new();
         let mut names: Vec<(String, usize)> = Vec::new();
         let (mut updated, mut web_search_nanos) = (String::new(), 10_000_000);
+        let (mut release, mut aliases, mut learned) = (String::new(), BTreeMap::new(), HashMap::new());
         if let Some(b) = base {
             updated = b.updated;
             web_search_nanos = b.web_search_nanos;
+            release = b.release;
+            aliases = b.aliases;
+            learned = b.learned;
             let mut by_idx: Vec<(String, usize)> = b.by_name.into_iter().collect();
             by_idx.sort_by_key(|(_, i)| *i);
             models = b.models;
@@ -298,6 +391,12 @@ impl PriceTable {
         }
         if let Some(u) = file.updated {
             updated = u;
+        }
+        if let Some(c) = file.claude {
+            release = c;
+        }
+        for (k, v) in file.aliases {
+            aliases.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
         if let Some(w) = file.web_search_per_1000 {
             if !w.is_finite() || !(0.0..=100_000.0).contains(&w) {
@@ -326,6 +425,7 @@ impl PriceTable {
                 fast_milli: m.fast_multiplier.map(|f| milli(f, &format!("{id} fast_multiplier"))).transpose()?,
                 geo_milli,
                 id: id.clone(),
+                source,
             };
             let idx = match models.iter().position(|p| p.id == id) {
                 Some(i) => {
@@ -348,6 +448,9 @@ impl PriceTable {
         }
         Ok(PriceTable {
             updated,
+            release,
+            aliases,
+            learned,
             web_search_nanos,
             by_name: names.into_iter().collect(),
             models,
@@ -355,17 +458,81 @@ impl PriceTable {
         })
     }
 
-    /// The embedded table, with the user's file merged over it when one is given.
+    /// The newest release's table, with the user's file merged over it when one is given.
     pub fn load(user_file: Option<&Path>) -> Result<PriceTable, String> {
-        let base = PriceTable::parse(EMBEDDED, None).map_err(|e| format!("embedded price table: {e}"))?;
+        let base = PriceTable::release(None)?;
         match user_file {
             None => Ok(base),
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("cannot read price file {}: {}", p.display(), crate::paths::io_reason(&e)))?;
-                PriceTable::parse(&text, Some(base)).map_err(|e| format!("price file {} {e}", p.display()))
+            Some(p) => base.with_user_file(p),
+        }
+    }
+
+    /// The table derived from the claude release at or below `version` (see [`release_table`]).
+    pub fn release(version: Option<&str>) -> Result<PriceTable, String> {
+        let (v, text) = release_table(version);
+        let mut t = PriceTable::parse_as(text, None, PriceSource::Release)
+            .map_err(|e| format!("embedded price table of Claude Code {v}: {e}"))?;
+        if t.release.is_empty() {
+            t.release = v.to_string();
+        }
+        Ok(t)
+    }
+
+    /// This table with the user's price file over it.
+    pub fn with_user_file(self, p: &Path) -> Result<PriceTable, String> {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| format!("cannot read price file {}: {}", p.display(), crate::paths::io_reason(&e)))?;
+        PriceTable::parse_as(&text, Some(self), PriceSource::User)
+            .map_err(|e| format!("price file {} {e}", p.display()))
+    }
+
+    /// Add the models of claude's server-sent price cache (`additionalModelCostsCache` of its
+    /// `.claude.json`) that this table does not price: claude consults that cache only for models
+    /// its release has no price for, and so does ccb. Entries that are not a rate set are skipped.
+    pub fn with_claude_cache(mut self, cache: &serde_json::Value) -> PriceTable {
+        let Some(map) = cache.as_object() else { return self };
+        for (id, v) in map {
+            let id = id.trim().to_ascii_lowercase();
+            if id.is_empty() || self.by_name.contains_key(&id) || self.by_name.contains_key(&normalize(&id)) {
+                continue;
+            }
+            let Some(rates) = cache_rates(v) else { continue };
+            let fast_milli = v
+                .get("fast")
+                .and_then(cache_rates)
+                .and_then(|f| (rates.output > 0).then(|| (f.output as i128 * 1000 / rates.output as i128) as i64));
+            let idx = self.models.len();
+            self.models.push(ModelPrice {
+                family: family_of(&id).to_string(),
+                rates,
+                bands: Vec::new(),
+                fast_milli,
+                geo_milli: BTreeMap::new(),
+                id: id.clone(),
+                source: PriceSource::ClaudeCache,
+            });
+            self.by_name.insert(normalize(&id), idx);
+            self.by_name.insert(id, idx);
+        }
+        self.fallback_cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self
+    }
+
+    /// Factors learned from claude's own figures for models no table prices (thousandths of the
+    /// family's dearest rates): used for estimates only, never below the learned figure's basis.
+    pub fn with_learned(mut self, learned: impl IntoIterator<Item = (String, i64)>) -> PriceTable {
+        for (id, milli) in learned {
+            if (1..=1000).contains(&milli) {
+                self.learned.insert(normalize(&id), milli);
             }
         }
+        self.fallback_cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self
+    }
+
+    /// The learned factors (model, thousandths).
+    pub fn learned(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.learned.iter().map(|(k, v)| (k.as_str(), *v))
     }
 
     pub fn models(&self) -> &[ModelPrice] {
@@ -381,6 +548,23 @@ impl PriceTable {
         if let Some(hit) = cache.get(model) {
             return hit.clone();
         }
+        let (mut p, mut how) = self.dearest(model);
+        if let Some(&f) = self.learned.get(&normalize(model)) {
+            p.rates = p.rates.scaled(f);
+            p.source = PriceSource::Learned;
+            how = Match::Learned;
+        }
+        // Bounded: a history (or a fuzzer) full of distinct unknown names must not grow it forever.
+        if cache.len() >= 1024 {
+            cache.clear();
+        }
+        cache.insert(model.to_string(), (p.clone(), how));
+        (p, how)
+    }
+
+    /// The dearest rates of a model's family (of all models when no model of the family is
+    /// known): what a model no table prices is charged, so that it is never under-priced.
+    pub fn dearest(&self, model: &str) -> (ModelPrice, Match) {
         let fam = family_of(model);
         let same: Vec<&ModelPrice> = self.models.iter().filter(|m| m.family == fam).collect();
         let (pool, how) =
@@ -392,6 +576,7 @@ impl PriceTable {
             bands: Vec::new(),
             fast_milli: None,
             geo_milli: BTreeMap::new(),
+            source: PriceSource::Release,
         };
         for m in pool {
             p.rates = p.rates.max(m.rates);
@@ -407,12 +592,76 @@ impl PriceTable {
                 *e = (*e).max(*v);
             }
         }
-        // Bounded: a history (or a fuzzer) full of distinct unknown names must not grow it forever.
-        if cache.len() >= 1024 {
-            cache.clear();
-        }
-        cache.insert(model.to_string(), (p.clone(), how));
         (p, how)
+    }
+
+    /// The cost of one response at the dearest rates of its model's family.
+    pub fn dearest_cost(&self, model: &str, usage: &Usage, mods: &Modifiers) -> Usd {
+        price(&self.dearest(model).0, usage, mods, self.web_search_nanos)
+    }
+
+    /// What claude resolves a model name to in this release: an alias (`sonnet`, `opus[1m]`,
+    /// `best`…) through `ANTHROPIC_DEFAULT_*_MODEL` or the release's alias table; an id as is.
+    pub fn resolve(&self, model: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+        let m = model.trim();
+        let lower = m.to_ascii_lowercase();
+        let base = lower.strip_suffix("[1m]").unwrap_or(&lower);
+        let family_var = match base {
+            "sonnet" => Some("ANTHROPIC_DEFAULT_SONNET_MODEL"),
+            "haiku" => Some("ANTHROPIC_DEFAULT_HAIKU_MODEL"),
+            "opus" | "opusplan" | "best" => Some("ANTHROPIC_DEFAULT_OPUS_MODEL"),
+            _ => None,
+        };
+        if let Some(v) = family_var.and_then(env).filter(|v| !v.trim().is_empty()) {
+            return v.trim().to_string();
+        }
+        if let Some(id) = self.aliases.get(base) {
+            return id.clone();
+        }
+        match base {
+            // An alias this release's table does not list: the newest model of that family.
+            "opus" | "opusplan" | "best" | "default" => self.newest_of("opus"),
+            "sonnet" | "haiku" | "fable" | "mythos" => self.newest_of(base),
+            _ => m.to_string(),
+        }
+    }
+
+    fn newest_of(&self, family: &str) -> String {
+        // Ids sort by version within a family (claude-opus-4-8 < claude-opus-5 < claude-opus-5-5).
+        self.models
+            .iter()
+            .filter(|p| p.family == family && p.source != PriceSource::User)
+            .map(|p| p.id.clone())
+            .max_by(|a, b| version_key(a).cmp(&version_key(b)))
+            .unwrap_or_else(|| format!("claude-{family}"))
+    }
+
+    /// The output rate from which a model is premium: the cheapest output rate of the family
+    /// named (`opus`: the cheapest current Opus), or of the model named.
+    pub fn premium_floor(&self, at: &str) -> i64 {
+        let at = at.trim().to_ascii_lowercase();
+        let family: Vec<i64> = self.models.iter().filter(|m| m.family == at).map(|m| m.rates.output).collect();
+        if let Some(min) = family.iter().min() {
+            return *min;
+        }
+        match self.lookup(&at) {
+            (p, Match::Known) => p.rates.output,
+            // Not a family or a model: Opus's tier.
+            _ => self.models.iter().filter(|m| m.family == "opus").map(|m| m.rates.output).min().unwrap_or(0),
+        }
+    }
+
+    /// Is this (resolved) model at or above the premium floor? A model no table knows takes its
+    /// family's tier (the family's cheapest output rate); a model of no known family is premium.
+    pub fn is_premium(&self, model: &str, floor: i64) -> bool {
+        match self.lookup(model) {
+            (p, Match::Known) => p.rates.output >= floor,
+            (_, Match::Highest) => true,
+            (_, Match::Family | Match::Learned) => {
+                let fam = family_of(model);
+                self.models.iter().filter(|m| m.family == fam).map(|m| m.rates.output).min().is_none_or(|o| o >= floor)
+            }
+        }
     }
 
     /// The cost of one response.
@@ -420,6 +669,26 @@ impl PriceTable {
         let (p, how) = self.lookup(model);
         (price(&p, usage, mods, self.web_search_nanos), how)
     }
+}
+
+/// A rate set of claude's price cache, in USD per million tokens (`inputTokens`, `outputTokens`,
+/// `promptCacheWriteTokens`, optional `promptCacheWrite1hTokens`, `promptCacheReadTokens`).
+/// Without a 1-hour rate claude prices every cache write at the 5-minute rate.
+fn cache_rates(v: &serde_json::Value) -> Option<Rates> {
+    let r = |k: &str| -> Option<i64> { per_mtok_to_nanos(v.get(k)?.as_f64()?, k).ok() };
+    let write = r("promptCacheWriteTokens")?;
+    Some(Rates {
+        input: r("inputTokens")?,
+        output: r("outputTokens")?,
+        cache_write_5m: write,
+        cache_write_1h: r("promptCacheWrite1hTokens").unwrap_or(write),
+        cache_read: r("promptCacheReadTokens")?,
+    })
+}
+
+/// Sort key for model ids by their version numbers: `claude-opus-4-8` → [4, 8].
+fn version_key(id: &str) -> Vec<u32> {
+    id.split(['-', '.']).filter_map(|p| p.parse::<u32>().ok()).filter(|n| *n < 1000).collect()
 }
 
 /// `usage × rate` for one response, in nano-dollars.

@@ -66,6 +66,8 @@ pub struct Dataset {
     pub buckets: HashMap<(Date, u32, u16), Agg>,
     pub malformed: u64,
     pub files: u64,
+    /// Models whose figures are estimates (nobody priced them: the family's dearest rates).
+    pub estimated: std::collections::BTreeSet<String>,
 }
 
 impl Dataset {
@@ -143,6 +145,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub totals: Agg,
     pub malformed: u64,
+    /// Models of the report whose figures are estimates.
+    pub estimated: Vec<String>,
 }
 
 /// The Monday of a date's ISO week.
@@ -190,7 +194,8 @@ pub fn build(ds: &Dataset, period: Period, split: Split, since: Option<Date>, un
     if period == Period::Session {
         rows.sort_by(|a, b| a.total.last_ms.cmp(&b.total.last_ms).then(a.key.cmp(&b.key)));
     }
-    Report { period: Some(period), rows, totals, malformed: ds.malformed }
+    let estimated = ds.estimated.iter().filter(|m| rows.iter().any(|r| r.models.contains_key(*m))).cloned().collect();
+    Report { period: Some(period), rows, totals, malformed: ds.malformed, estimated }
 }
 
 fn tokens_json(u: &Usage) -> Map<String, Value> {
@@ -250,10 +255,14 @@ pub fn to_json(r: &Report, split: Split) -> Value {
                     b.insert("modelName".into(), json!(name));
                     b.extend(tokens_json(&a.usage));
                     b.insert("cost".into(), json!(a.cost.as_f64()));
+                    if r.estimated.contains(name) {
+                        b.insert("estimated".into(), json!(true));
+                    }
                     Value::Object(b)
                 })
                 .collect();
             m.insert("modelBreakdowns".into(), Value::Array(breakdowns));
+            m.insert("estimated".into(), json!(row.models.keys().any(|k| r.estimated.contains(k))));
             m.insert("responses".into(), json!(row.total.responses));
             if let Some(s) = &row.session {
                 m.insert("projectPath".into(), json!(s.project));
@@ -278,6 +287,9 @@ pub fn to_json(r: &Report, split: Split) -> Value {
     out.insert("totals".into(), Value::Object(totals));
     if r.malformed > 0 {
         out.insert("malformedLines".into(), json!(r.malformed));
+    }
+    if !r.estimated.is_empty() {
+        out.insert("estimatedModels".into(), json!(r.estimated));
     }
     Value::Object(out)
 }

@@ -318,6 +318,9 @@ pub fn add_ledger(
             ccb: true,
         });
         let m = ds.model(&u.row.model);
+        if u.row.estimated {
+            ds.estimated.insert(u.row.model.clone());
+        }
         let mut agg = Agg::default();
         agg.add(&u.row.usage, u.row.cost, u.row.ts_ms);
         ds.add(day_of(u.row.ts_ms, tz), s, m, &agg);
@@ -1055,7 +1058,7 @@ pub fn add_all(
     // Listings are remembered apart from the sums: each is checked against its directory.
     let _ = l.write_scan_dirs(&listed, &gone);
     if std::env::var_os("CCB_SCAN_STATS").is_some() {
-        eprintln!("ccb: scan {stats:?}; listed in {t_list:?}, cache read by {t_read:?}, done by {:?}", t0.elapsed());
+        crate::note!("ccb: scan {stats:?}; listed in {t_list:?}, cache read by {t_read:?}, done by {:?}", t0.elapsed());
     }
     Ok(stats)
 }
@@ -1385,7 +1388,7 @@ fn scan(
     }
     phase(&mut t_phase, "written");
     if std::env::var_os("CCB_SCAN_STATS").is_some() {
-        eprintln!("ccb: scan phases{}", t_phase.1);
+        crate::note!("ccb: scan phases{}", t_phase.1);
     }
     stats
 }
@@ -1651,6 +1654,9 @@ mod tests {
             usage: Default::default(),
             cost: crate::money::Usd(1_000_000_000),
             source: "transcript".into(),
+            priced_by: "claude-release".into(),
+            estimated: false,
+            run_id: None,
         })
         .unwrap();
         for _ in 0..2 {
@@ -1836,6 +1842,9 @@ mod tests {
             usage: crate::pricing::Usage { input: 2_000_000, ..Default::default() },
             cost: crate::money::Usd(2_000_000_000),
             source: "transcript".into(),
+            priced_by: "claude-release".into(),
+            estimated: false,
+            run_id: None,
         })
         .unwrap();
         let (out, st) = warm(&f.l, &f.dirs);

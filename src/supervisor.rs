@@ -3,7 +3,7 @@
 //! the ceiling. One event loop: signals, usage, output end and stop deadlines all arrive on one
 //! channel.
 
-use crate::budget::{Signal as BudgetSignal, Tally};
+use crate::budget::{ClaudeCost, Priced, Signal as BudgetSignal, Tally};
 use crate::follow::{Feed, Follower, Spec};
 use crate::meter::{Meter, Outcome as Counted};
 use crate::money::Usd;
@@ -46,7 +46,15 @@ pub enum StopCause {
 /// Things the caller wants to hear as the session goes (the ledger records usage as it arrives).
 pub trait Observer {
     /// A response was counted, first heard from `source` (`gate`, `telemetry`, `transcript`).
-    fn usage(&mut self, _event: &UsageEvent, _cost: Usd, _total: Usd, _source: &str) {}
+    fn usage(&mut self, _event: &UsageEvent, _cost: Usd, _total: Usd, _source: &str, _priced: Priced) {}
+    /// Claude's own figure replaced the provisional one of the response recorded as `key`.
+    fn repriced(&mut self, _key: &str, _cost: Usd, _priced: Priced) {}
+    /// Claude priced `model`, which no table of ccb's knows, at `milli` thousandths of its
+    /// family's dearest rates.
+    fn learned(&mut self, _model: &str, _milli: i64) {}
+    /// A premium model answered in a session started with a reason it did not need then: the
+    /// reason now applies.
+    fn reason_used(&mut self, _reason: &str) {}
     fn threshold(&mut self, _pct: u32, _spent: Usd, _ceiling: Usd) {}
     fn session_file(&mut self, _id: &str) {}
 }
@@ -68,11 +76,25 @@ pub struct Options {
     /// At the ceiling, leave an interactive claude open (the gate refuses every further call).
     pub block_at_ceiling: bool,
     pub prices: Arc<PriceTable>,
-    /// Stop (instead of warn) when an Opus model answers; `None` when Opus is allowed.
-    pub opus_guard: Option<bool>,
+    /// Whether claude itself prices a model (its release knows it): its figure is then trusted.
+    pub claude_knows: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    /// What to do when a premium model answers; `None` when premium models are allowed.
+    pub premium_guard: Option<PremiumGuard>,
     /// An indicatif line on stderr (print mode on a terminal).
     pub progress: bool,
     pub label: String,
+}
+
+/// A session started without a premium model: what happens if one answers (`/model opus`).
+#[derive(Debug, Clone)]
+pub struct PremiumGuard {
+    /// Stop the session (`opus_without_reason = "stop"`) rather than warn.
+    pub stop: bool,
+    /// The output rate (nano-dollars per token) from which a model is premium.
+    pub floor: i64,
+    /// A `--reason` given although the session needed none: it applies from the first premium
+    /// answer, and the guard is satisfied.
+    pub reason: Option<String>,
 }
 
 #[derive(Debug)]
@@ -152,6 +174,9 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
     let mut master: Option<File> = None;
     let mut cmd = Command::new(&opts.program);
     cmd.args(&opts.args);
+    for k in crate::args::OWN_ENV {
+        cmd.env_remove(k);
+    }
     for (k, v) in &opts.env {
         cmd.env(k, v);
     }
@@ -385,6 +410,8 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
                 // Telemetry names this claude's session (after `/clear` or `--resume` too): its
                 // transcripts are this session's.
                 if let Some(id) = r.event.session_id.as_deref() {
+                    // Without a gate, the first place a `--continue`d session is named.
+                    s.opts.meter.learn_session(id);
                     if !s.session_ids.iter().any(|x| x == id) {
                         s.session_ids.push(id.to_string());
                         observer.session_file(id);
@@ -393,7 +420,7 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
                         }
                     }
                 }
-                let outcome = s.opts.meter.report_priced(&r.event, &s.opts.prices, r.cost_nanos.map(Usd));
+                let outcome = s.telemetry(&r);
                 s.counted(&r.event, outcome, "telemetry", observer);
             }
             Some(Ev::Problem(p)) => s.notice(p),
@@ -425,7 +452,7 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
             Ev::Feed(f) => s.on_feed(f, observer),
             Ev::Gate(crate::gate::GateEvent::Usage { event, outcome }) => s.counted(&event, outcome, "gate", observer),
             Ev::Telemetry(r) => {
-                let outcome = s.opts.meter.report_priced(&r.event, &s.opts.prices, r.cost_nanos.map(Usd));
+                let outcome = s.telemetry(&r);
                 s.counted(&r.event, outcome, "telemetry", observer);
             }
             _ => {}
@@ -529,6 +556,7 @@ impl Session<'_> {
         match f {
             Feed::Malformed => self.opts.meter.note_malformed(),
             Feed::Session { id } => {
+                self.opts.meter.learn_session(&id);
                 if !self.session_ids.contains(&id) {
                     observer.session_file(&id);
                     self.session_ids.push(id);
@@ -541,43 +569,70 @@ impl Session<'_> {
         }
     }
 
+    /// Count a telemetry event, with claude's own figure for the call.
+    fn telemetry(&mut self, r: &crate::telemetry::ApiRequest) -> Counted {
+        let given =
+            r.cost_nanos.map(|c| ClaudeCost { cost: Usd(c), trusted: (self.opts.claude_knows)(&r.event.model) });
+        self.opts.meter.report_priced(&r.event, &self.opts.prices, given)
+    }
+
     /// A response the meter has counted (or found counted already), from any source.
     fn counted(&mut self, e: &UsageEvent, outcome: Counted, source: &str, observer: &mut dyn Observer) {
-        let Counted::Counted { cost, total, signal, unknown_model } = outcome else { return };
-        // The stop first: recording and notices can wait a moment, the next paid call cannot.
-        match signal {
-            Some(BudgetSignal::Ceiling { .. }) => self.reached_ceiling(),
-            Some(BudgetSignal::Threshold { pct, spent, ceiling }) => {
-                observer.threshold(pct, spent, ceiling);
-                self.notice(format!("{pct}% of the {ceiling} session ceiling spent ({spent})"));
+        let (signal, unknown_model, learned) = match outcome {
+            Counted::Duplicate => return,
+            Counted::Counted { cost, total, signal, unknown_model, priced, learned } => {
+                if matches!(signal, Some(BudgetSignal::Ceiling { .. })) {
+                    // The stop first: recording and notices can wait a moment, the next paid call cannot.
+                    self.reached_ceiling();
+                }
+                observer.usage(e, cost, total, source, priced);
+                (signal, unknown_model, learned)
             }
-            None => {}
+            Counted::Repriced { key, cost, signal, priced, learned, .. } => {
+                if matches!(signal, Some(BudgetSignal::Ceiling { .. })) {
+                    self.reached_ceiling();
+                }
+                observer.repriced(&key, cost, priced);
+                (signal, false, learned)
+            }
+        };
+        if let Some(BudgetSignal::Threshold { pct, spent, ceiling }) = signal {
+            observer.threshold(pct, spent, ceiling);
+            self.notice(format!("{pct}% of the {ceiling} session ceiling spent ({spent})"));
         }
-        observer.usage(e, cost, total, source);
+        if let Some(milli) = learned {
+            observer.learned(&e.model, milli);
+        }
         if unknown_model {
             let (_, how) = self.opts.prices.lookup(&e.model);
             let basis = match how {
+                Match::Learned => format!(
+                    "a rate learned from claude's own figures over the highest {} rates",
+                    crate::pricing::family_of(&e.model)
+                ),
                 Match::Family => format!("the highest {} rates", crate::pricing::family_of(&e.model)),
                 _ => "the highest rates of all models".to_string(),
             };
             self.notice(format!(
-                "no price for model '{}': priced at {basis}; add it to a price file (see `ccb prices`)",
-                e.model
+                "no price for model '{}': priced at {basis}, marked as an estimate; add it to a price file (see `ccb prices`)",
+                e.model.escape_debug()
             ));
         }
-        if let Some(stop) = self.opts.opus_guard {
-            if crate::plan::is_opus(&e.model, &Default::default()) && !self.opus_warned {
+        if let Some(guard) = &self.opts.premium_guard {
+            if !self.opus_warned && self.opts.prices.is_premium(&e.model, guard.floor) {
                 self.opus_warned = true;
-                if stop {
+                if let Some(r) = &guard.reason {
+                    observer.reason_used(r);
+                } else if guard.stop {
                     self.notice(format!(
-                        "'{}' answered but this session has no Opus reason: stopping it (opus_without_reason = \"stop\")",
-                        e.model
+                        "'{}' (a premium model) answered but this session has no reason: stopping it (opus_without_reason = \"stop\")",
+                        e.model.escape_debug()
                     ));
                     self.begin_stop(StopCause::OpusWithoutReason);
                 } else {
                     self.notice(format!(
-                        "'{}' answered but this session has no Opus reason; start Opus sessions with --reason",
-                        e.model
+                        "'{}' (a premium model) answered but this session has no reason; start premium sessions with --reason",
+                        e.model.escape_debug()
                     ));
                 }
             }
@@ -737,7 +792,7 @@ impl Session<'_> {
 }
 
 fn eprint_notice(text: &str) {
-    eprintln!("ccb: {text}");
+    crate::note!("ccb: {text}");
 }
 
 /// Does this chunk end inside an escape sequence or a multi-byte UTF-8 character? A notice

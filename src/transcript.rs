@@ -691,7 +691,7 @@ mod tests {
     fn the_fast_reading_agrees_with_serde_wherever_it_answers() {
         let big = MAIN.replace(
             r#""text":"hi \"usage\"""#,
-            &format!(r#""text":"{}""#, "fn main() {\\n    println!(\\\"hi\\\");\\n} \\u00e9 é 日本 ".repeat(20)),
+            &format!(r#""text":"{}""#, "fn main() {\\n    crate::out!(\\\"hi\\\");\\n} \\u00e9 é 日本 ".repeat(20)),
         );
         let sub = MAIN.replace(r#""isSidechain":false"#, r#""isSidechain":true,"agentId":"a7""#);
         let error = MAIN.replace(r#""type":"assistant""#, r#""type":"assistant","isApiErrorMessage":true"#);

@@ -6,7 +6,7 @@
 //! subreaper that knew them, is gone. So at session start ccb re-executes itself as the warden
 //! (`ccb --ccb-warden`), in its own session, its stdin a Unix socket whose other end only ccb holds:
 //!
-//! - ccb writes the session's marker (the `CCB_SESSION_ID` every process of the session
+//! - ccb writes the session's marker (the `CCB_RUN_ID` every process of the run
 //!   inherits) as the first line, then `remove PATH` for each file of ccb's that must not
 //!   outlive the session (the private settings file), and `done` when the session is over;
 //! - end of input without `done` means ccb died: the warden ends every process whose
@@ -93,22 +93,26 @@ fn send_fd(sock: &UnixStream, fd: &OwnedFd) -> std::io::Result<()> {
         .map_err(std::io::Error::from)
 }
 
-/// Is `marker` usable as a session marker: something `CCB_SESSION_ID=` can be matched on?
+/// The variable every process of a run carries: the warden finds them by it. Per run, not per
+/// session: two runs of one resumed session never end each other's tools.
+pub const RUN_VAR: &str = "CCB_RUN_ID";
+
+/// Is `marker` usable as a session marker: something `CCB_RUN_ID=` can be matched on?
 pub fn valid_marker(marker: &str) -> bool {
     !marker.is_empty()
         && marker.len() <= 200
         && marker.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// Does this `/proc/PID/environ` content (NUL-separated `NAME=value`) set `CCB_SESSION_ID` to
+/// Does this `/proc/PID/environ` content (NUL-separated `NAME=value`) set `CCB_RUN_ID` to
 /// exactly `marker`?
 pub fn environ_has(environ: &[u8], marker: &str) -> bool {
-    let want = format!("CCB_SESSION_ID={marker}");
+    let want = format!("{RUN_VAR}={marker}");
     environ.split(|&b| b == 0).any(|var| var == want.as_bytes())
 }
 
 impl Warden {
-    /// Start the warden for the session whose processes carry `CCB_SESSION_ID=marker`; should
+    /// Start the warden for the session whose processes carry `CCB_RUN_ID=marker`; should
     /// ccb die, it removes `files` too.
     pub fn start(marker: &str, files: &[std::path::PathBuf]) -> std::io::Result<Warden> {
         use std::os::unix::process::CommandExt;
@@ -128,7 +132,8 @@ impl Warden {
             .stderr(stderr)
             .current_dir("/")
             // Not a process of the session itself.
-            .env_remove("CCB_SESSION_ID");
+            .env_remove("CCB_SESSION_ID")
+            .env_remove(RUN_VAR);
         // SAFETY: setsid and setpriority are async-signal-safe. Its own session: Ctrl-C and a
         // hangup of the terminal, meant for ccb and claude, do not reach the warden.
         // A lower priority (nice 10): starting it must not slow claude's own start on a busy
@@ -400,12 +405,12 @@ mod tests {
 
     #[test]
     fn environ_matches_the_whole_variable_only() {
-        let env = b"HOME=/h\0CCB_SESSION_ID=abc\0PATH=/bin\0";
+        let env = b"HOME=/h\0CCB_RUN_ID=abc\0PATH=/bin\0";
         assert!(environ_has(env, "abc"));
         assert!(!environ_has(env, "ab"), "a prefix of the marker is another session");
-        assert!(!environ_has(b"CCB_SESSION_ID=abcd\0", "abc"));
-        assert!(!environ_has(b"XCCB_SESSION_ID=abc\0", "abc"));
-        assert!(!environ_has(b"OTHER=CCB_SESSION_ID=abc\0", "abc"));
-        assert!(environ_has(b"CCB_SESSION_ID=abc", "abc"), "last variable, no trailing NUL");
+        assert!(!environ_has(b"CCB_RUN_ID=abcd\0", "abc"));
+        assert!(!environ_has(b"XCCB_RUN_ID=abc\0", "abc"));
+        assert!(!environ_has(b"OTHER=CCB_RUN_ID=abc\0", "abc"));
+        assert!(environ_has(b"CCB_RUN_ID=abc", "abc"), "last variable, no trailing NUL");
     }
 }

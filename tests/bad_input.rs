@@ -66,14 +66,17 @@ fn cases() -> Vec<Case> {
         case("budget followed by a flag", "ccb --budget --dry-run", &["--budget", "--dry-run"], 2, "--budget needs a value, e.g. --budget 2.50"),
         case("budget given twice", "ccb --budget 1 --budget 2 -p hi", &["--budget", "1", "--budget", "2", "-p", "hi"], 2, "--budget was given twice: give it once"),
         case("budget not UTF-8", "ccb --budget $'\\xff' -p hi", &["--budget", "<non-utf8>", "-p", "hi"], 2, "--budget needs a value in UTF-8"),
+        Case { env: &[("CCB_BUDGET", "abc")], ..case("budget from the environment not a number", "CCB_BUDGET=abc ccb -p hi", &["-p", "hi"], 2, "CCB_BUDGET 'abc' is not an amount of dollars: write it like 2 or 2.50") },
+        Case { env: &[("CCB_BUDGET", "0")], ..case("budget from the environment zero", "CCB_BUDGET=0 ccb -p hi", &["-p", "hi"], 2, "CCB_BUDGET '0' must be more than $0") },
+        Case { env: &[("CCB_REASON", "two words")], ..case("reason from the environment of two words", "CCB_REASON='two words' ccb -p hi", &["-p", "hi"], 2, "CCB_REASON 'two words' must be one word (letters, digits, '-' or '_')") },
         case("budget holding a newline", "ccb --budget $'1\\n2' -p hi", &["--budget", "1\n2", "-p", "hi"], 2, "--budget '1\\n2' is not an amount of dollars: write it like 2 or 2.50"),
         case("reason holding an escape sequence", "ccb --reason $'\\e[2J' -p hi", &["--reason", "\u{1b}[2J", "-p", "hi"], 2, "--reason '\\u{1b}[2J' must be one word (letters, digits, '-' or '_')"),
-        case("Opus model name holding a newline", "ccb --model $'opus\\nx' -p hi", &["--model", "opus\nx", "-p", "hi"], 4, "Opus ('opus\\nx' from --model) needs a reason: add --reason <auth|infra|payments>, or run with --model sonnet"),
+        case("Opus model name holding a newline", "ccb --model $'opus\\nx' -p hi", &["--model", "opus\nx", "-p", "hi"], 4, "'opus\\nx' from --model is a premium model (Opus's price tier or above) and needs a reason: add --reason <auth|infra|payments>, or run with --model sonnet"),
         case("reason without a value", "ccb -p hi --reason", &["-p", "hi", "--reason"], 2, "--reason needs a value, e.g. --reason infra"),
         case("reason of two words", "ccb --reason 'two words' -p hi", &["--reason", "two words", "-p", "hi"], 2, "--reason 'two words' must be one word (letters, digits, '-' or '_')"),
         case("--json without --dry-run", "ccb --json -p hi", &["--json", "-p", "hi"], 2, "--json goes with --dry-run (or with a report: ccb usage --json)"),
-        case("Opus without a reason", "ccb --model opus -p hi", &["--model", "opus", "-p", "hi"], 4, "Opus ('opus' from --model) needs a reason: add --reason <auth|infra|payments>, or run with --model sonnet"),
-        case("Opus with a reason not allowed", "ccb --model opus --reason fun -p hi", &["--model", "opus", "--reason", "fun", "-p", "hi"], 4, "'fun' is not an allowed Opus reason (allowed: auth, infra, payments; config [opus] reasons); or run with --model sonnet"),
+        case("Opus without a reason", "ccb --model opus -p hi", &["--model", "opus", "-p", "hi"], 4, "'opus' from --model is a premium model (Opus's price tier or above) and needs a reason: add --reason <auth|infra|payments>, or run with --model sonnet"),
+        case("Opus with a reason not allowed", "ccb --model opus --reason fun -p hi", &["--model", "opus", "--reason", "fun", "-p", "hi"], 4, "'fun' is not an allowed reason for a premium model (allowed: auth, infra, payments; config [opus] reasons); or run with --model sonnet"),
         case("claude's --settings not JSON", "ccb --settings '{bad' -p hi", &["--settings", "{bad", "-p", "hi"], 2, "--settings is not valid JSON (key must be a string at line 1 column 2): fix it, or leave --settings out"),
         case("claude's --settings file missing", "ccb --settings missing.json -p hi", &["--settings", "missing.json", "-p", "hi"], 2, "cannot read --settings <home>/project/missing.json: no such file or directory: fix it, or leave --settings out"),
         // ccb's commands
@@ -112,7 +115,7 @@ fn cases() -> Vec<Case> {
         },
         // The config file
         cfg("TOML syntax error", "claude = \"x", &["--dry-run"], "config <home>/c.toml line 1: invalid basic string"),
-        cfg("unknown key", "bogus = 1", &["--dry-run"], "config <home>/c.toml line 1: unknown key `bogus`; the keys here are `claude`, `default_model`, `opus_without_reason`, `ceilings`, `opus`, `alerts`, `prices`, `pool`, `metering`"),
+        cfg("unknown key", "bogus = 1", &["--dry-run"], "config <home>/c.toml line 1: unknown key `bogus`; the keys here are `claude`, `default_model`, `opus_without_reason`, `ceilings`, `opus`, `alerts`, `prices`, `premium`, `pool`, `metering`"),
         cfg("unknown key in a table", "[ceilings]\nhourly = 3.0", &["--dry-run"], "config <home>/c.toml line 2: unknown key `hourly`; the keys here are `interactive`, `programmatic`, `opus`"),
         cfg("text where a number goes", "[ceilings]\ninteractive = \"ten\"", &["--dry-run"], "config <home>/c.toml line 2: invalid type: string \"ten\", expected a number"),
         cfg("a number where a table goes", "ceilings = 5", &["--dry-run"], "config <home>/c.toml line 1: invalid type: integer `5`, expected a table"),
@@ -215,7 +218,7 @@ fn cases() -> Vec<Case> {
                 c.pragma_update(None, "user_version", 99).unwrap();
             }),
             output: true,
-            ..case("ledger from a newer ccb", "ccb usage", &["usage"], 0, "cannot read the ledger (the ledger <home>/.local/share/ccb/ledger.db was written by a newer ccb (schema 99, this ccb knows 2): upgrade ccb); reporting from transcripts only")
+            ..case("ledger from a newer ccb", "ccb usage", &["usage"], 0, "cannot read the ledger (the ledger <home>/.local/share/ccb/ledger.db was written by a newer ccb (schema 99, this ccb knows 3): upgrade ccb); reporting from transcripts only")
         },
         Case {
             env: &[("XDG_DATA_HOME", "<home>/read-only"), ("FAKE_SCRIPT", "usd:0.01;exit:0")],

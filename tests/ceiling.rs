@@ -212,7 +212,11 @@ fn an_opus_answer_without_a_reason_warns_or_stops() {
         .env("FAKE_SCRIPT", "usd:0.01;usd:0.01:claude-opus-4-8;usd:0.01:claude-opus-4-8;exit:0")
         .args(["-p", "go"]));
     assert_eq!(code, 0, "{err}");
-    assert_eq!(err.matches("'claude-opus-4-8' answered but this session has no Opus reason").count(), 1, "{err}");
+    assert_eq!(
+        err.matches("'claude-opus-4-8' (a premium model) answered but this session has no reason").count(),
+        1,
+        "{err}"
+    );
     let cfg = home.path().join("c.toml");
     std::fs::write(&cfg, "opus_without_reason = \"stop\"\n").unwrap();
     let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
@@ -220,7 +224,7 @@ fn an_opus_answer_without_a_reason_warns_or_stops() {
         .env("FAKE_SCRIPT", "usd:0.01;usd:0.01:claude-opus-4-8;sleep:30000")
         .args(["-p", "go"]));
     assert_eq!(code, 4, "{err}");
-    assert!(err.contains("session stopped: an Opus model answered without an Opus reason"), "{err}");
+    assert!(err.contains("session stopped: a premium model answered without a reason"), "{err}");
     // With a reason, Opus is expected.
     let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
         .env("CCB_CONFIG", &cfg)

@@ -109,7 +109,7 @@ fn opus_without_a_reason_is_refused_before_anything_is_spent() {
         "hi",
     ]));
     assert_eq!(code, 4);
-    assert!(err.contains("'fun' is not an allowed Opus reason"), "{err}");
+    assert!(err.contains("'fun' is not an allowed reason for a premium model"), "{err}");
     // From the environment and from Claude Code's settings too.
     let (code, _, _) =
         run(ccb_command(&home, &api.base_url(), &claude_bin()).env("ANTHROPIC_MODEL", "opus[1m]").args(["-p", "hi"]));
@@ -308,4 +308,46 @@ fn config_init_show_and_completions() {
         assert_eq!(code, 0);
         assert!(out.contains("budget") && out.contains("dry-run"), "{shell}: {out}");
     }
+}
+
+/// `CCB_BUDGET` and `CCB_REASON` (an Agent SDK's `env`, a CI step's environment) work like the
+/// flags, yield to them, say where they came from, and never reach claude or its tools.
+#[test]
+fn budget_and_reason_from_the_environment() {
+    let home = ClaudeHome::new();
+    let dry = |env: &[(&str, &str)], args: &[&str]| {
+        let mut c = ccb_command(&home, "https://api.anthropic.com", &claude_bin());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let (code, out, err) = run(c.args(["--dry-run", "--json"]).args(args));
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    let v = dry(&[("CCB_BUDGET", "1.25"), ("CCB_REASON", "infra")], &["-p", "--model", "opus", "hi"]);
+    assert_eq!((v["ceiling_usd"].as_f64(), v["ceiling_from"].as_str()), (Some(1.25), Some("CCB_BUDGET")));
+    assert_eq!((v["reason"].as_str(), v["reason_from"].as_str()), (Some("infra"), Some("CCB_REASON")));
+    let v = dry(&[("CCB_BUDGET", "1.25")], &["--budget", "3", "-p", "hi"]);
+    assert_eq!((v["ceiling_usd"].as_f64(), v["ceiling_from"].as_str()), (Some(3.0), Some("--budget")), "the flag wins");
+    let v = dry(&[], &["-p", "hi"]);
+    assert_eq!(v["ceiling_from"], "[ceilings] programmatic", "else the config");
+    // A session: the budget from the environment stops it; claude's environment has neither.
+    let env_file = home.path().join("claude-env");
+    let claude = home.path().join("env-claude");
+    std::fs::write(
+        &claude,
+        format!("#!/bin/sh\nenv > '{}'\nexec '{}' \"$@\"\n", env_file.display(), fake_bin().display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&claude, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &claude)
+        .env("CCB_BUDGET", "0.5")
+        .env("CCB_REASON", "infra")
+        .env("FAKE_SCRIPT", "usd:0.3;usd:0.3;sleep:30000")
+        .args(["-p", "go"]));
+    assert_eq!(code, 3, "stopped at the $0.50 from CCB_BUDGET: {err}");
+    assert!(err.contains("session stopped at its $0.50 ceiling"), "{err}");
+    let seen = std::fs::read_to_string(&env_file).unwrap();
+    assert!(!seen.contains("CCB_BUDGET") && !seen.contains("CCB_REASON"), "claude inherited ccb's options:\n{seen}");
 }

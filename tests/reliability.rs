@@ -1103,3 +1103,47 @@ fn a_locked_ledger_does_not_delay_the_stop() {
     says_once(&err);
     figure(&format!("ledger locked by another process: the crossing response acted on {late} ms after it was written; one \"cannot record\" line"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Nobody listening: stdout and stderr closed
+// ---------------------------------------------------------------------------------------------
+
+/// A pipe whose reading end is already closed: every write to the other end fails with EPIPE.
+fn closed_pipe() -> Stdio {
+    let (r, w) = nix::unistd::pipe().unwrap();
+    drop(r);
+    Stdio::from(w)
+}
+
+/// Whoever read ccb's stdout and stderr is gone (an Agent SDK host killed while it pipes them):
+/// the notices at 50%, at the ceiling and after it are lost, not the session. ccb stops at the
+/// ceiling as it would have, exits 3, and the ledger holds every response and the ending.
+#[test]
+fn a_closed_stdout_and_stderr_lose_nothing_recorded() {
+    for mode in [Mode::Print, Mode::Pipes] {
+        let home = ClaudeHome::new();
+        let session = new_session_id();
+        let _reap = Reap { session: session.clone(), marker: None };
+        let mut cmd = ccb_command(&home, "http://127.0.0.1:9", &fake_bin());
+        cmd.env("FAKE_SCRIPT", "usd:0.3;sleep:100;usd:0.3;sleep:60000")
+            .args(["--budget", "0.5", "--session-id", &session])
+            .args(mode_args(mode))
+            .stdin(Stdio::null())
+            .stdout(closed_pipe())
+            .stderr(closed_pipe());
+        let mut child = cmd.spawn().unwrap();
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "{mode:?}: ccb did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.code(), Some(3), "{mode:?}: stopped at the ceiling, no panic (101)");
+        let db = open_ledger(&ledger_path(&home));
+        let (cost, end, code) = ledger_session(&db, &session).expect("the session is recorded");
+        assert_eq!((cost, end.as_deref(), code), (600_000_000, Some("ceiling"), Some(3)), "{mode:?}");
+        assert_eq!(ledger_keys(&db, &session).len(), 2, "{mode:?}: both responses, the crossing one too");
+    }
+}

@@ -21,17 +21,20 @@ pub fn run(cmd: ConfigCmd) -> anyhow::Result<i32> {
             crate::paths::write_private(&path, config::DEFAULT_FILE.as_bytes()).map_err(|e| {
                 Exit::usage(format!("cannot write {}: {}", path.display(), crate::paths::io_reason(&e)))
             })?;
-            println!("{}", path.display());
+            crate::out!("{}", path.display());
             Ok(0)
         }
         ConfigCmd::Show => {
             let c = config::load()?;
-            print!("{}", c.to_toml());
+            {
+                use std::io::Write as _;
+                let _ = write!(std::io::stdout(), "{}", c.to_toml());
+            }
             Ok(0)
         }
         ConfigCmd::Path => {
             match config::default_path() {
-                Some((p, _)) => println!("{}", p.display()),
+                Some((p, _)) => crate::out!("{}", p.display()),
                 None => return Err(Exit::usage("no config location: set HOME, XDG_CONFIG_HOME or CCB_CONFIG").into()),
             }
             Ok(0)

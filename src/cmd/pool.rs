@@ -79,10 +79,10 @@ pub fn run(json_out: bool) -> anyhow::Result<i32> {
             "overage": match pc.overage { pool::Overage::Reject => "reject", pool::Overage::Allow => "allow" },
             "includeUnmetered": pc.include_unmetered,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(0);
     }
-    println!(
+    crate::out!(
         "Credit pool ({}): {} of {} spent ({}), {} left",
         pc.plan,
         s.spent,
@@ -90,7 +90,7 @@ pub fn run(json_out: bool) -> anyhow::Result<i32> {
         pct(s.permille),
         s.remaining
     );
-    println!(
+    crate::out!(
         "Cycle {} to {} (resets {}), {} day{} left",
         s.start,
         s.end.checked_sub(jiff::ToSpan::day(1)).unwrap_or(s.end),
@@ -99,20 +99,20 @@ pub fn run(json_out: bool) -> anyhow::Result<i32> {
         if s.days_left == 1 { "" } else { "s" }
     );
     match (s.exhausted, s.runs_out) {
-        (true, _) => println!(
+        (true, _) => crate::out!(
             "Exhausted: programmatic calls are {} until {}",
             if pc.overage == pool::Overage::Reject { "refused" } else { "billed at API rates" },
             s.end
         ),
-        (false, Some(d)) => println!("At this cycle's rate it runs out on {d}, before the reset"),
-        (false, None) => println!("At this cycle's rate it lasts until the reset"),
+        (false, Some(d)) => crate::out!("At this cycle's rate it runs out on {d}, before the reset"),
+        (false, None) => crate::out!("At this cycle's rate it lasts until the reset"),
     }
     if !s.per_day.is_empty() {
         let max = s.per_day.iter().map(|(_, c)| *c).max().unwrap_or_default();
-        println!();
+        crate::out!();
         for (d, c) in &s.per_day {
             let w = if max.nanos() > 0 { ((c.nanos() as i128 * 30) / max.nanos() as i128) as usize } else { 0 };
-            println!("  {d}  {:>9}  {}", c.to_string(), "█".repeat(w.max(1)));
+            crate::out!("  {d}  {:>9}  {}", c.to_string(), "█".repeat(w.max(1)));
         }
     }
     Ok(0)
@@ -144,10 +144,10 @@ pub fn check(alert_at: Option<u32>) -> anyhow::Result<i32> {
         s.end
     );
     if reached.is_empty() {
-        println!("ok: {line}");
+        crate::out!("ok: {line}");
         return Ok(0);
     }
-    println!("alert: {line}");
+    crate::out!("alert: {line}");
     let ledger = crate::ledger::Ledger::open_default();
     for t in reached {
         let first = match &ledger {
@@ -164,7 +164,7 @@ pub fn check(alert_at: Option<u32>) -> anyhow::Result<i32> {
                 text: format!("ccb: {t}% of the {} credit pool reached: {} spent, resets {}", s.amount, s.spent, s.end),
             };
             for p in alert::deliver(&cfg.alert_sinks, &a) {
-                eprintln!("ccb: {p}");
+                crate::note!("ccb: {p}");
             }
         }
     }

@@ -29,6 +29,14 @@ pub struct Prepared {
     pub cwd: PathBuf,
     /// Where usage is heard from: `gate`, `telemetry`, `transcript`.
     pub sources: Vec<&'static str>,
+    /// The prices in force (those of the claude release being run).
+    pub prices: Arc<crate::pricing::PriceTable>,
+    /// That release, when it can be told from where claude is installed.
+    pub claude_version: Option<String>,
+    /// The session `--resume ID` continues (not a fork).
+    pub resumed: Option<String>,
+    /// This invocation: one run of the session (`CCB_RUN_ID`).
+    pub run_id: String,
 }
 
 /// The sources of usage for a plan: the gate where the billing mode lets ccb stand in the
@@ -173,12 +181,24 @@ fn env_block(gate_url: Option<&str>, telemetry_endpoint: Option<&str>) -> serde_
 }
 
 pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
-    let inv = args::split(argv).map_err(Exit::usage)?;
+    let mut inv = args::split(argv).map_err(Exit::usage)?;
+    args::apply_env(&mut inv, |k| std::env::var(k).ok()).map_err(Exit::usage)?;
     let config = crate::config::load()?;
     locate::guard_recursion()?;
     let flags = ClaudeFlags::parse(&inv.claude_args);
     let cwd = std::env::current_dir()
         .map_err(|e| Exit::launch(format!("cannot read the current directory: {}", paths::io_reason(&e))))?;
+    let own = std::env::current_exe().ok();
+    let claude = locate::find(std::env::var("CCB_CLAUDE").ok().as_deref(), config.claude.as_deref(), own.as_deref())?;
+    // The prices follow the claude being run; read alongside the rest of the set-up (a
+    // millisecond), since the plan needs them to tell a premium model.
+    let prices = {
+        let (config, claude) = (config.clone(), claude.clone());
+        std::thread::spawn(move || {
+            let version = locate::claude_version(&claude);
+            crate::cmd::prices::load_table_for(&config, version.as_deref()).map(|t| (t, version))
+        })
+    };
     let process_env: Vec<(String, String)> =
         std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
     let claude_dir_var = process_env.iter().find(|(k, _)| k == "CLAUDE_CONFIG_DIR").map(|(_, v)| v.clone());
@@ -187,19 +207,33 @@ pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
         settings::load(claude_dir.as_deref(), &cwd, flags.settings.as_deref(), flags.setting_sources.as_deref());
     let env = plan::env_view(process_env, &settings);
     let term = Terminal { stdin_tty: tty::is_tty(libc::STDIN_FILENO), stdout_tty: tty::is_tty(libc::STDOUT_FILENO) };
-    let plan = plan::decide(&flags, &env, &settings, term, inv.budget, inv.reason.as_deref(), &config)?;
-    let own = std::env::current_exe().ok();
-    let claude = locate::find(std::env::var("CCB_CLAUDE").ok().as_deref(), config.claude.as_deref(), own.as_deref())?;
-
+    let (prices, claude_version) = match prices.join() {
+        Ok(r) => r.map_err(|e| match e.downcast::<Exit>() {
+            Ok(x) => x,
+            Err(e) => Exit::usage(format!("{e:#}")),
+        })?,
+        Err(_) => return Err(Exit::launch("the price table could not be read")),
+    };
+    let plan = plan::decide(&flags, &env, &settings, term, inv.budget, inv.reason.as_deref(), &config, &prices)?;
     // Claude's arguments, unchanged and in order, after what ccb adds in front.
     let mut a: Vec<OsString> = Vec::new();
     let mut session_id = flags.session_id.clone();
+    let mut resumed = None;
     if !plan.passthrough {
-        if session_id.is_none() && !flags.resume {
-            let id = uuid::Uuid::new_v4().to_string();
-            a.push("--session-id".into());
-            a.push(id.clone().into());
-            session_id = Some(id);
+        if session_id.is_none() {
+            if !flags.resume || flags.fork_session {
+                // A new session, or a fork of one (a session of its own, with its own ceiling):
+                // its id is fixed here, so everything it spends is recorded under it.
+                let id = uuid::Uuid::new_v4().to_string();
+                a.push("--session-id".into());
+                a.push(id.clone().into());
+                session_id = Some(id);
+            } else if let Some(id) = &flags.resume_id {
+                // `--resume ID`: the session goes on, with what it spent so far.
+                session_id = Some(id.clone());
+                resumed = Some(id.clone());
+            }
+            // `--continue` or the resume picker: the id is learned from claude's first call.
         }
         if let Some(m) = &plan.inject_model {
             a.push("--model".into());
@@ -208,7 +242,22 @@ pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
     }
     a.extend(inv.claude_args.iter().cloned());
     let sources = sources(&plan, &config, &env);
-    Ok(Prepared { sources, inv, config, plan, claude, args: a, session_id, env, claude_dir, cwd })
+    Ok(Prepared {
+        sources,
+        inv,
+        config,
+        plan,
+        claude,
+        args: a,
+        session_id,
+        env,
+        claude_dir,
+        cwd,
+        prices: Arc::new(prices),
+        claude_version,
+        resumed,
+        run_id: uuid::Uuid::new_v4().to_string(),
+    })
 }
 
 fn credentials(env: &plan::Env) -> serde_json::Map<String, serde_json::Value> {
@@ -253,6 +302,8 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
             "billing_mode": plan.billing_mode,
             "meter": plan.meter,
             "ceiling_usd": plan.ceiling.map(|c| c.as_f64()),
+            "ceiling_from": ceiling_from(p),
+            "reason_from": p.inv.reason_from,
             "claude": p.claude.display().to_string(),
             "args": args,
             "pty": plan.pty,
@@ -267,8 +318,16 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
                 "env": settings_env,
             })),
             "config": p.config.path.as_ref().map(|c| c.display().to_string()),
+            "prices": {
+                "claude_version": p.claude_version,
+                "release": p.prices.release,
+                "release_from": if p.config.prices_release.is_some() { "config" } else if p.claude_version.is_some() { "claude" } else { "newest" },
+                "premium_at": p.config.premium_at,
+                "premium": plan.premium,
+            },
+            "pending_reason": plan.pending_reason,
         });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        crate::out!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(0);
     }
     let model = match (&plan.model, plan.model_source) {
@@ -288,14 +347,28 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
         let c: Vec<String> = creds.iter().map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("set"))).collect();
         format!("{} ({})", plan.billing_mode, c.join(", "))
     };
-    println!("ccb plan (dry run: nothing launched)");
-    let row = |k: &str, v: String| println!("  {k:<9} {v}");
+    crate::out!("ccb plan (dry run: nothing launched)");
+    let row = |k: &str, v: String| crate::out!("  {k:<9} {v}");
     row("class", format!("{}{}", plan.class, if plan.print_mode { " (print mode)" } else { "" }));
     row("model", model);
-    row("reason", plan.reason.clone().unwrap_or_else(|| "-".into()));
+    row(
+        "reason",
+        match (&plan.reason, &plan.pending_reason) {
+            (Some(r), _) => format!("{r} (from {})", p.inv.reason_from.unwrap_or("--reason")),
+            (None, Some(r)) => format!("- ('{}' kept: recorded only if a premium model answers)", r.escape_debug()),
+            _ => "-".into(),
+        },
+    );
+    row("prices", prices_line(p));
     row("billing", billing);
     row("meter", plan.meter.to_string());
-    row("ceiling", plan.ceiling.map(|c| c.to_string()).unwrap_or_else(|| "none (passed through, not metered)".into()));
+    row(
+        "ceiling",
+        match plan.ceiling {
+            Some(c) => format!("{c} (from {})", ceiling_from(p)),
+            None => "none (passed through, not metered)".into(),
+        },
+    );
     row("terminal", if plan.pty { "pty".into() } else { "pipes".into() });
     row("claude", p.claude.display().to_string());
     row("sources", if p.sources.is_empty() { "-".into() } else { p.sources.join(", ") });
@@ -318,15 +391,32 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     Ok(0)
 }
 
-fn record_refusal(start: &SessionStart) {
+/// A session refused before launch, as one run that ended `refused`. A session recorded before
+/// (a resume refused at its ceiling) keeps its own row as it was: only the refused run is added.
+fn record_refusal(start: &SessionStart, run_id: &str, existing: bool) {
     if let Ok(l) = Ledger::open_default() {
-        let _ = l.begin(start);
-        let _ = l.end(&SessionEnd {
-            id: start.id.clone(),
+        if !existing {
+            let _ = l.begin(start);
+            let _ = l.end(&SessionEnd {
+                id: start.id.clone(),
+                ended_ms: now_ms(),
+                end: "refused".into(),
+                exit_code: Some(exit::POLICY),
+                thresholds: vec![],
+            });
+        }
+        let _ = l.begin_run(&crate::ledger::RunStart {
+            id: run_id.to_string(),
+            session_id: start.id.clone(),
+            started_ms: start.started_ms,
+            pid: std::process::id(),
+            resumed: existing,
+        });
+        let _ = l.end_run(&crate::ledger::RunEnd {
+            id: run_id.to_string(),
             ended_ms: now_ms(),
             end: "refused".into(),
             exit_code: Some(exit::POLICY),
-            thresholds: vec![],
         });
     }
 }
@@ -334,7 +424,21 @@ fn record_refusal(start: &SessionStart) {
 /// What the ledger's writer is asked to write.
 enum LedgerMsg {
     Begin(SessionStart),
+    BeginRun(crate::ledger::RunStart),
+    EndRun(crate::ledger::RunEnd),
     Record(UsageRow),
+    /// Claude's own figure for a response recorded at a provisional one.
+    Amend {
+        key: String,
+        cost: Usd,
+        priced_by: &'static str,
+        estimated: bool,
+    },
+    /// A session's reason, once a premium model answered it.
+    Reason {
+        id: String,
+        reason: String,
+    },
     End(SessionEnd),
 }
 
@@ -355,7 +459,13 @@ impl LedgerWriter {
             for msg in rx {
                 let r = match &msg {
                     LedgerMsg::Begin(s) => ledger.begin(s),
+                    LedgerMsg::BeginRun(r) => ledger.begin_run(r),
+                    LedgerMsg::EndRun(e) => ledger.end_run(e),
                     LedgerMsg::Record(u) => ledger.record(u).map(|_| ()),
+                    LedgerMsg::Amend { key, cost, priced_by, estimated } => {
+                        ledger.amend(key, *cost, priced_by, *estimated)
+                    }
+                    LedgerMsg::Reason { id, reason } => ledger.set_reason(id, reason),
                     LedgerMsg::End(e) => ledger.end(e),
                 };
                 if let Err(e) = r {
@@ -413,6 +523,13 @@ struct Recorder {
     /// Session ids begun in the ledger (a `/clear` or a resumed session adds one).
     ids: Vec<String>,
     alerts: alert::Dispatcher,
+    /// Factors learned this session for models no table knows, saved at the end.
+    learned: Vec<(String, i64)>,
+    /// This run, recorded under the first session it hears of.
+    run_id: String,
+    resumed: bool,
+    /// The session's meter: a session learned after launch takes the ceiling it had.
+    meter: Arc<crate::meter::Meter>,
 }
 
 impl Recorder {
@@ -421,12 +538,22 @@ impl Recorder {
             return;
         }
         self.ids.push(id.to_string());
-        self.ledger.send(LedgerMsg::Begin(SessionStart { id: id.to_string(), ..self.start.clone() }));
+        let ceiling = self.meter.ceiling().or(self.start.ceiling);
+        self.ledger.send(LedgerMsg::Begin(SessionStart { id: id.to_string(), ceiling, ..self.start.clone() }));
+        if self.ids.len() == 1 {
+            self.ledger.send(LedgerMsg::BeginRun(crate::ledger::RunStart {
+                id: self.run_id.clone(),
+                session_id: id.to_string(),
+                started_ms: self.start.started_ms,
+                pid: std::process::id(),
+                resumed: self.resumed,
+            }));
+        }
     }
 }
 
 impl supervisor::Observer for Recorder {
-    fn usage(&mut self, e: &UsageEvent, cost: Usd, _total: Usd, source: &str) {
+    fn usage(&mut self, e: &UsageEvent, cost: Usd, _total: Usd, source: &str, priced: crate::budget::Priced) {
         let sid =
             e.session_id.clone().unwrap_or_else(|| self.ids.first().cloned().unwrap_or_else(|| self.start.id.clone()));
         self.begin(&sid);
@@ -439,8 +566,28 @@ impl supervisor::Observer for Recorder {
             usage: e.usage,
             cost,
             source: source.into(),
+            priced_by: priced.by.as_str().into(),
+            estimated: priced.estimated,
+            run_id: Some(self.run_id.clone()),
         };
         self.ledger.send(LedgerMsg::Record(row));
+    }
+    fn repriced(&mut self, key: &str, cost: Usd, priced: crate::budget::Priced) {
+        self.ledger.send(LedgerMsg::Amend {
+            key: key.to_string(),
+            cost,
+            priced_by: priced.by.as_str(),
+            estimated: priced.estimated,
+        });
+    }
+    fn learned(&mut self, model: &str, milli: i64) {
+        self.learned.push((model.to_string(), milli));
+    }
+    fn reason_used(&mut self, reason: &str) {
+        self.start.reason = Some(reason.to_string());
+        for id in &self.ids {
+            self.ledger.send(LedgerMsg::Reason { id: id.clone(), reason: reason.to_string() });
+        }
     }
     fn threshold(&mut self, pct: u32, spent: Usd, ceiling: Usd) {
         self.alerts.send(alert::Alert {
@@ -466,7 +613,7 @@ fn check_pool(p: &Prepared) -> Result<bool, Exit> {
     let s = match crate::cmd::pool::current(&p.config, &pc) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("ccb: cannot check the credit pool ({e:#}); launching anyway");
+            crate::note!("ccb: cannot check the credit pool ({e:#}); launching anyway");
             return Ok(false);
         }
     };
@@ -479,10 +626,42 @@ fn check_pool(p: &Prepared) -> Result<bool, Exit> {
             s.spent, s.amount, s.end
         ))),
         crate::pool::Overage::Allow => {
-            eprintln!("ccb: the credit pool is spent ({} of {}): this session bills at API rates until {}", s.spent, s.amount, s.end);
+            crate::note!("ccb: the credit pool is spent ({} of {}): this session bills at API rates until {}", s.spent, s.amount, s.end);
             Ok(true)
         }
     }
+}
+
+/// `ccb --version` (and `-v`, `-V`): the real claude's version line, as claude prints it, then
+/// ccb's on a line of its own. Tools that run ccb as their claude (the Agent SDK) parse the first.
+pub fn version() -> anyhow::Result<i32> {
+    let config = crate::config::load()?;
+    let own = std::env::current_exe().ok();
+    let claude = locate::find(std::env::var("CCB_CLAUDE").ok().as_deref(), config.claude.as_deref(), own.as_deref());
+    let ccb_line = format!("ccb {}", env!("CARGO_PKG_VERSION"));
+    let claude = match claude {
+        Ok(c) => c,
+        Err(e) => {
+            crate::out!("{ccb_line}");
+            return Err(e.into());
+        }
+    };
+    let out = std::process::Command::new(&claude)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| Exit::launch(locate::why_not_started(&claude, &e)))?;
+    {
+        use std::io::Write as _;
+        let mut so = std::io::stdout().lock();
+        let _ = so.write_all(&out.stdout);
+        if !out.stdout.is_empty() && !out.stdout.ends_with(b"\n") {
+            let _ = so.write_all(b"\n");
+        }
+        let _ = writeln!(so, "{ccb_line}");
+    }
+    Ok(out.status.code().unwrap_or(exit::LAUNCH))
 }
 
 pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
@@ -496,14 +675,16 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         let e = std::process::Command::new(&p.claude).args(&p.args).exec();
         return Err(Exit::launch(format!("cannot start {}: {}", p.claude.display(), paths::io_reason(&e))).into());
     }
-    // Parsed alongside the rest of the set-up (half a millisecond); a bad price file still stops
-    // the session before claude starts.
-    let prices = {
-        let config = p.config.clone();
-        std::thread::spawn(move || crate::cmd::prices::load_table(&config))
-    };
+    if let Some(r) = &p.plan.pending_reason {
+        crate::note!(
+            "ccb: note: --reason '{}' is not needed for '{}' (not a premium model); it is recorded only if a premium model answers",
+            r.escape_debug(),
+            p.plan.model.as_deref().unwrap_or("-").escape_debug()
+        );
+    }
     let start = SessionStart {
-        id: p.session_id.clone().unwrap_or_default(),
+        // Until claude names it (`--continue`), the session goes by this run's id: never "".
+        id: p.session_id.clone().unwrap_or_else(|| p.run_id.clone()),
         started_ms: now_ms(),
         cwd: p.cwd.display().to_string(),
         class: p.plan.class.to_string(),
@@ -518,23 +699,33 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     let overage = match check_pool(&p) {
         Ok(o) => o,
         Err(e) => {
-            record_refusal(&start);
+            record_refusal(&start, &p.run_id, p.resumed.is_some());
             return Err(e.into());
         }
     };
+    // A resumed session keeps its ceiling and what it spent: at its ceiling it is refused
+    // before anything is spent, unless --budget (or CCB_BUDGET) gives it a new total.
+    let (resumed_spend, ceiling) = match resumed_ceiling(&p) {
+        Ok(r) => r,
+        Err(e) => {
+            record_refusal(&start, &p.run_id, true);
+            return Err(e.into());
+        }
+    };
+    let start = SessionStart { ceiling, ..start };
     // Bind before claude starts: the ports go into its settings.
     let mut gate = None;
     if p.sources.contains(&"gate") {
         match crate::gate::Gate::bind() {
             Ok(g) => gate = Some((g, crate::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)))),
-            Err(e) => eprintln!("ccb: the gate could not start ({e}); metering from telemetry and transcripts"),
+            Err(e) => crate::note!("ccb: the gate could not start ({e}); metering from telemetry and transcripts"),
         }
     }
     let mut telemetry = None;
     if p.sources.contains(&"telemetry") {
         match crate::telemetry::Receiver::bind() {
             Ok(r) => telemetry = Some(r),
-            Err(e) => eprintln!("ccb: the telemetry receiver could not start ({e})"),
+            Err(e) => crate::note!("ccb: the telemetry receiver could not start ({e})"),
         }
     }
     let gate_url = gate.as_ref().map(|(g, _)| g.url());
@@ -555,13 +746,10 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     };
     // The session's marker, inherited by every process of the session: how the warden finds
     // them if ccb is killed. Started on its own thread: claude need not wait for it.
-    let marker = p
-        .session_id
-        .clone()
-        .filter(|id| crate::warden::valid_marker(id))
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    // Before the warden and the ledger: a bad price file ends here with nothing recorded.
-    let prices = Arc::new(prices.join().map_err(|_| anyhow::anyhow!("the price table could not be read"))??);
+    // This run's id, not the session's: two runs of one resumed session never end each other's
+    // tools.
+    let marker = p.run_id.clone();
+    let prices = p.prices.clone();
     crate::warden::expect();
     let warden = {
         let marker = marker.clone();
@@ -569,16 +757,37 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         std::thread::spawn(move || match crate::warden::Warden::start(&marker, &files) {
             Ok(w) => Some(w),
             Err(e) => {
-                eprintln!("ccb: the warden could not start ({e}); should ccb be killed, claude's tools may outlive it");
+                crate::note!(
+                    "ccb: the warden could not start ({e}); should ccb be killed, claude's tools may outlive it"
+                );
                 None
             }
         })
     };
+    let meter = Arc::new(crate::meter::Meter::new(ceiling, &p.config.session_alerts, p.config.metering.reserve));
+    if let Some(s) = &resumed_spend {
+        meter.resume(s.spent, None);
+    }
+    if let Some(id) = &p.session_id {
+        meter.learn_session(id);
+    } else {
+        // `--continue`, the picker: the session is looked up when claude names it, before the
+        // call that names it is admitted.
+        let budget = p.inv.budget;
+        meter.on_session(Box::new(move |id: &str| {
+            let s = Ledger::open_default().ok()?.session_spend(id).ok()??;
+            Some((s.spent, if budget.is_some() { None } else { s.ceiling }))
+        }));
+    }
     let mut rec = Recorder {
         ledger: LedgerWriter::start(),
         start: SessionStart { overage, ..start },
         ids: Vec::new(),
         alerts: alert::Dispatcher::new(p.config.alert_sinks.clone()),
+        learned: Vec::new(),
+        run_id: p.run_id.clone(),
+        resumed: p.resumed.is_some() || p.session_id.is_none(),
+        meter: meter.clone(),
     };
     if let Some(id) = &p.session_id {
         rec.begin(id);
@@ -591,9 +800,11 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         interactive: !p.plan.programmatic,
     });
     let stderr_tty = std::io::stderr().is_terminal();
-    let meter = Arc::new(crate::meter::Meter::new(p.plan.ceiling, &p.config.session_alerts, p.config.metering.reserve));
-    let mut child_env =
-        vec![(locate::PARENT_VAR.to_string(), std::process::id().to_string()), ("CCB_SESSION_ID".to_string(), marker)];
+    let mut child_env = vec![
+        (locate::PARENT_VAR.to_string(), std::process::id().to_string()),
+        ("CCB_SESSION_ID".to_string(), p.session_id.clone().unwrap_or_else(|| p.run_id.clone())),
+        (crate::warden::RUN_VAR.to_string(), marker),
+    ];
     if let Some(u) = &gate_url {
         child_env.push(("ANTHROPIC_BASE_URL".to_string(), u.clone()));
     }
@@ -605,13 +816,18 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         pty: p.plan.pty,
         print_mode: p.plan.print_mode,
         follow,
-        ceiling: p.plan.ceiling,
+        ceiling,
         meter: meter.clone(),
         gate,
         telemetry,
         block_at_ceiling: p.config.metering.block,
         prices,
-        opus_guard: (!p.plan.opus).then_some(p.config.opus_without_reason == OpusWithoutReason::Stop),
+        claude_knows: claude_knows(&p),
+        premium_guard: (!p.plan.premium).then(|| supervisor::PremiumGuard {
+            stop: p.config.opus_without_reason == OpusWithoutReason::Stop,
+            floor: p.prices.premium_floor(&p.config.premium_at),
+            reason: p.plan.pending_reason.clone(),
+        }),
         progress: p.plan.print_mode && stderr_tty,
         label,
     };
@@ -637,14 +853,14 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         None => out.status.exit_code(),
     };
     if let Some(s) = &out.stopped {
-        let ceiling = p.plan.ceiling.unwrap_or_default();
+        let ceiling = meter.ceiling().unwrap_or_default();
         let what = if s.processes > 1 {
             format!("claude and {} more processes", s.processes - 1)
         } else {
             "claude".to_string()
         };
         match s.cause {
-            StopCause::Ceiling => eprintln!(
+            StopCause::Ceiling => crate::note!(
                 "ccb: session stopped at its {ceiling} ceiling: {} spent; {what} stopped in {} ms. Raise it with --budget <USD> or [ceilings] {} in {}",
                 s.spent,
                 s.took.as_millis(),
@@ -655,7 +871,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
                 },
                 crate::config::default_path().map(|(p, _)| p.display().to_string()).unwrap_or_else(|| "config.toml".into())
             ),
-            StopCause::OpusWithoutReason => eprintln!("ccb: session stopped: an Opus model answered without an Opus reason; {} spent", s.spent),
+            StopCause::OpusWithoutReason => crate::note!("ccb: session stopped: a premium model answered without a reason; {} spent", s.spent),
             StopCause::Signal(_) => {}
         }
     }
@@ -668,6 +884,18 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         (None, ChildEnd::Code(_)) => "exited",
         (None, ChildEnd::Signal(_)) => "signaled",
     };
+    // A run whose session was named but never spent (a `--continue` refused at its ceiling).
+    if rec.ids.is_empty() {
+        if let Some(id) = meter.session() {
+            rec.begin(&id);
+        }
+    }
+    rec.ledger.send(LedgerMsg::EndRun(crate::ledger::RunEnd {
+        id: p.run_id.clone(),
+        ended_ms: now_ms(),
+        end: end.into(),
+        exit_code: Some(code),
+    }));
     for id in &rec.ids {
         let e = SessionEnd {
             id: id.clone(),
@@ -678,29 +906,115 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         };
         rec.ledger.send(LedgerMsg::End(e));
     }
+    if !rec.learned.is_empty() {
+        if let Err(e) = crate::cmd::prices::save_learned(&rec.learned) {
+            crate::note!("ccb: cannot keep the rates learned this session ({})", paths::io_reason(&e));
+        }
+    }
     if let Some(problem) = rec.ledger.finish(std::time::Duration::from_secs(15)) {
-        eprintln!("ccb: cannot record this session in the ledger ({problem}); it ran metered and bounded all the same");
+        crate::note!(
+            "ccb: cannot record this session in the ledger ({problem}); it ran metered and bounded all the same"
+        );
     }
     for problem in std::mem::replace(&mut rec.alerts, alert::Dispatcher::new(Default::default()))
         .finish(std::time::Duration::from_secs(3))
     {
-        eprintln!("ccb: {problem}");
+        crate::note!("ccb: {problem}");
     }
     if out.stopped.is_none() && out.ceiling_reached {
-        eprintln!(
+        crate::note!(
             "ccb: session ceiling of {} reached: {} spent; model calls past it were refused. Raise it with --budget <USD>",
-            p.plan.ceiling.unwrap_or_default(),
+            meter.ceiling().unwrap_or_default(),
             out.tally.total
         );
     }
     if stderr_tty {
-        eprintln!("{}", summary(&p, &out));
+        crate::note!("{}", summary(&p, &out, meter.ceiling()));
     }
     Ok(code)
 }
 
+/// For `--resume ID`: what the session spent in its earlier runs, and the ceiling this run
+/// enforces (a `--budget` is the session's new total; else the ceiling it was recorded with).
+fn resumed_ceiling(p: &Prepared) -> Result<(Option<crate::ledger::SessionSpend>, Option<Usd>), Exit> {
+    let Some(id) = &p.resumed else { return Ok((None, p.plan.ceiling)) };
+    let spend = match Ledger::open_default().and_then(|l| l.session_spend(id)) {
+        Ok(s) => s,
+        Err(e) => {
+            crate::note!("ccb: cannot read what session {id} spent before ({e:#}); its ceiling counts this run only");
+            None
+        }
+    };
+    let Some(s) = spend else { return Ok((None, p.plan.ceiling)) };
+    let ceiling = if p.inv.budget.is_some() { p.plan.ceiling } else { s.ceiling.or(p.plan.ceiling) };
+    if let Some(c) = ceiling {
+        if s.spent >= c {
+            let runs = if s.runs > 1 { format!(" over {} runs", s.runs) } else { String::new() };
+            let how = match p.inv.budget_from {
+                Some(f) => format!("{f} {c} is not above it: give a larger total"),
+                None => format!("resume it with --budget <USD>, a new total for the session above {}", s.spent),
+            };
+            return Err(Exit::policy(format!(
+                "session {id} has reached its {c} ceiling ({} spent{runs}): {how}",
+                s.spent
+            )));
+        }
+    }
+    Ok((Some(s), ceiling))
+}
+
+/// Where the session's ceiling came from: `--budget`, `CCB_BUDGET`, or the config's ceiling for
+/// the class (`[ceilings] programmatic`).
+fn ceiling_from(p: &Prepared) -> String {
+    match p.inv.budget_from {
+        Some(f) => f.to_string(),
+        None => format!(
+            "[ceilings] {}",
+            match p.plan.class {
+                plan::Class::Interactive => "interactive",
+                plan::Class::Programmatic => "programmatic",
+                plan::Class::OpusWithReason => "opus",
+            }
+        ),
+    }
+}
+
+/// Which prices a session uses, in words.
+fn prices_line(p: &Prepared) -> String {
+    let from = match (&p.config.prices_release, &p.claude_version) {
+        (Some(_), _) => "[prices] release in the config".to_string(),
+        (None, Some(v)) => format!("claude {v}"),
+        (None, None) => "claude's release unknown: the newest table".to_string(),
+    };
+    let premium = if p.plan.premium { "; the model is premium" } else { "" };
+    format!(
+        "Claude Code {}'s table ({from}); claude's own figure per call replaces the table's{premium}",
+        p.prices.release
+    )
+}
+
+/// Whether claude itself prices a model ccb's tables do not know: the claude executable names it.
+/// Only asked of a claude newer than the release its table was derived from (or of unknown
+/// release), since a release's own table lists exactly what it prices; the executable is read
+/// once, on the first such question.
+fn claude_knows(p: &Prepared) -> Arc<dyn Fn(&str) -> bool + Send + Sync> {
+    let table = crate::pricing::parse_version(&p.prices.release);
+    let newer = match p.claude_version.as_deref().and_then(crate::pricing::parse_version) {
+        Some(v) => table.is_none_or(|t| v > t),
+        None => true,
+    };
+    if !newer {
+        return Arc::new(|_: &str| false);
+    }
+    let claude = p.claude.clone();
+    let names = Arc::new(std::sync::OnceLock::new());
+    Arc::new(move |model: &str| {
+        names.get_or_init(|| locate::mentioned_models(&claude)).contains(&crate::pricing::normalize(model))
+    })
+}
+
 /// One line: cost, tokens by kind, models, meter.
-fn summary(p: &Prepared, out: &supervisor::Outcome) -> String {
+fn summary(p: &Prepared, out: &supervisor::Outcome, ceiling: Option<Usd>) -> String {
     use crate::human::tokens;
     let t = &out.tally;
     let u = &t.usage;
@@ -708,7 +1022,7 @@ fn summary(p: &Prepared, out: &supervisor::Outcome) -> String {
     let mut s = format!(
         "ccb: {}{} · {} in, {} out, {} cache write, {} cache read · {} · meter {}",
         t.total,
-        p.plan.ceiling.map(|c| format!(" of {c}")).unwrap_or_default(),
+        ceiling.map(|c| format!(" of {c}")).unwrap_or_default(),
         tokens(u.input),
         tokens(u.output),
         tokens(u.cache_write()),

@@ -92,7 +92,7 @@ pub fn open_ledger_for_reading() -> Option<Ledger> {
     match Ledger::open(&path) {
         Ok(l) => Some(l),
         Err(e) => {
-            eprintln!("ccb: cannot read the ledger ({e:#}); reporting from transcripts only");
+            crate::note!("ccb: cannot read the ledger ({e:#}); reporting from transcripts only");
             None
         }
     }
@@ -106,7 +106,7 @@ fn open_ledger_for_report() -> Option<Ledger> {
         Ok(l) => Some(l),
         Err(e) => {
             if path.exists() {
-                eprintln!("ccb: cannot read the ledger ({e:#}); reporting from transcripts only");
+                crate::note!("ccb: cannot read the ledger ({e:#}); reporting from transcripts only");
             }
             None
         }
@@ -116,6 +116,21 @@ fn open_ledger_for_report() -> Option<Ledger> {
 /// Ledger and transcripts from `since_ms` on, each response once (through the report cache in
 /// the ledger database: see scan.rs).
 pub fn dataset(since_ms: i64, tz: &TimeZone, prices: &crate::pricing::PriceTable) -> anyhow::Result<Dataset> {
+    let mut ds = gather(since_ms, tz, prices)?;
+    // Responses read from transcripts (not run through ccb) of a model no table prices were
+    // charged the family's dearest rates: estimates. (The ledger marks its own.)
+    let mut unpriced = std::collections::BTreeSet::new();
+    for &(_, s, m) in ds.buckets.keys() {
+        let model = &ds.models[m as usize];
+        if !ds.sessions[s as usize].ccb && prices.lookup(model).1 != crate::pricing::Match::Known {
+            unpriced.insert(model.clone());
+        }
+    }
+    ds.estimated.extend(unpriced);
+    Ok(ds)
+}
+
+fn gather(since_ms: i64, tz: &TimeZone, prices: &crate::pricing::PriceTable) -> anyhow::Result<Dataset> {
     let mut ds = Dataset::default();
     let ledger = open_ledger_for_report();
     let dirs = scan::claude_dirs();
@@ -124,7 +139,7 @@ pub fn dataset(since_ms: i64, tz: &TimeZone, prices: &crate::pricing::PriceTable
         Err(e) => {
             // A ledger that cannot be read now (locked for longer than the busy timeout, damaged):
             // still report the transcripts.
-            eprintln!("ccb: cannot read the ledger ({e:#}); reporting from transcripts only");
+            crate::note!("ccb: cannot read the ledger ({e:#}); reporting from transcripts only");
             let mut ds = Dataset::default();
             scan::add_transcripts(&mut ds, &dirs, since_ms, tz, prices);
             Ok(ds)
@@ -162,17 +177,31 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let ds = dataset(since_ms, &tz, &prices)?;
     let r = report::build(&ds, a.period, a.split, since, until);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report::to_json(&r, a.split))?);
+        crate::out!("{}", serde_json::to_string_pretty(&report::to_json(&r, a.split))?);
     } else {
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         if r.rows.is_empty() {
-            println!("No usage found{}.", if since.is_some() || until.is_some() { " in that range" } else { "" });
+            crate::out!("No usage found{}.", if since.is_some() || until.is_some() { " in that range" } else { "" });
         } else {
-            print!("{}", report::to_table(&r, color));
+            {
+                use std::io::Write as _;
+                let _ = write!(std::io::stdout(), "{}", report::to_table(&r, color));
+            }
         }
     }
     if r.malformed > 0 {
-        eprintln!("ccb: skipped {} malformed transcript line{}", r.malformed, if r.malformed == 1 { "" } else { "s" });
+        crate::note!(
+            "ccb: skipped {} malformed transcript line{}",
+            r.malformed,
+            if r.malformed == 1 { "" } else { "s" }
+        );
+    }
+    if !r.estimated.is_empty() && !a.json {
+        let names: Vec<String> = r.estimated.iter().map(|m| crate::human::printable(m)).collect();
+        crate::note!(
+            "ccb: figures for {} are estimates: no price known, charged at the dearest rates of the family (see `ccb prices`)",
+            names.join(", ")
+        );
     }
     Ok(0)
 }

@@ -1,7 +1,8 @@
 //! Test support for driving the real Claude Code offline: use with `mod support;` from an
 //! integration test.
 //!
-//! - [`claude_bin`]: the pinned Claude Code that `scripts/install-claude` installs.
+//! - [`claude_bin`]: the pinned Claude Code that `scripts/install-claude` installs;
+//!   [`claude_bins`]: every release the suite runs against.
 //! - [`ClaudeHome`]: a throwaway HOME set up so claude starts without onboarding, plus the
 //!   environment for a `Command` and the paths of the session transcripts.
 //! - [`MockApi`]: a local Anthropic Messages API whose replies a closure scripts.
@@ -37,23 +38,42 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The real `claude` executable: `$CCB_TEST_CLAUDE`, else the one `scripts/install-claude`
-/// puts in `<repo>/.cache/claude-code/node_modules/.bin/claude`. Panics with instructions when
-/// neither exists.
-pub fn claude_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("CCB_TEST_CLAUDE").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        assert!(p.exists(), "CCB_TEST_CLAUDE={} does not exist; unset it or run scripts/install-claude", p.display());
-        return p;
-    }
-    let p = repo_root().join(".cache/claude-code/node_modules/.bin/claude");
+/// The Claude Code releases the suite runs against (`scripts/claude-releases`), oldest first.
+pub fn claude_releases() -> Vec<String> {
+    let text = std::fs::read_to_string(repo_root().join("scripts/claude-releases")).expect("scripts/claude-releases");
+    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect()
+}
+
+/// Where `scripts/install-claude` puts a release's `claude`.
+fn installed_claude(version: &str) -> PathBuf {
+    let p = repo_root().join(".cache/claude-code").join(version).join("node_modules/.bin/claude");
     assert!(
         p.exists(),
-        "Claude Code is not installed for the tests: run scripts/install-claude \
+        "Claude Code {version} is not installed for the tests: run scripts/install-claude \
          (expected {}; or set CCB_TEST_CLAUDE to a claude executable)",
         p.display()
     );
     p
+}
+
+/// The real `claude` executable: `$CCB_TEST_CLAUDE`, else the pinned release (the first of
+/// `scripts/claude-releases`) that `scripts/install-claude` installs. Panics with instructions
+/// when neither exists.
+pub fn claude_bin() -> PathBuf {
+    claude_bins().swap_remove(0).1
+}
+
+/// Every release the suite runs against, (version, executable), oldest first; with
+/// `$CCB_TEST_CLAUDE`, only that one (its version as it says).
+pub fn claude_bins() -> Vec<(String, PathBuf)> {
+    if let Some(p) = std::env::var_os("CCB_TEST_CLAUDE").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        assert!(p.exists(), "CCB_TEST_CLAUDE={} does not exist; unset it or run scripts/install-claude", p.display());
+        let out = std::process::Command::new(&p).arg("--version").output().expect("claude --version");
+        let v = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_string();
+        return vec![(v, p)];
+    }
+    claude_releases().into_iter().map(|v| (v.clone(), installed_claude(&v))).collect()
 }
 
 /// Run `cmd` (stdin from /dev/null, stdout and stderr captured) and wait at most `timeout`;
