@@ -474,6 +474,8 @@ fn serve_connection(conn: TcpStream, ctx: &Ctx) -> io::Result<()> {
 struct Call {
     model: String,
     max_tokens: u64,
+    /// The size of its JSON body.
+    bytes: u64,
 }
 
 fn model_call(req: &Request) -> Option<Call> {
@@ -486,8 +488,28 @@ fn model_call(req: &Request) -> Option<Call> {
         model: Option<String>,
         max_tokens: Option<u64>,
     }
-    let b: Body = serde_json::from_slice(&req.body).unwrap_or(Body { model: None, max_tokens: None });
-    Some(Call { model: b.model.unwrap_or_default(), max_tokens: b.max_tokens.unwrap_or(0) })
+    let body = request_body(req);
+    let b: Body = serde_json::from_slice(&body).unwrap_or(Body { model: None, max_tokens: None });
+    Some(Call { model: b.model.unwrap_or_default(), max_tokens: b.max_tokens.unwrap_or(0), bytes: body.len() as u64 })
+}
+
+/// A request's body as JSON text: Claude Code compresses large ones on the first-party path
+/// (`content-encoding: gzip`, 2.1.332). Forwarded as sent; decoded here only to be read, at most
+/// 64 MiB of it. An encoding ccb cannot read leaves the body as it is (it then parses as
+/// nothing, and the call is priced by the model the response names).
+fn request_body(req: &Request) -> std::borrow::Cow<'_, [u8]> {
+    const MAX: u64 = 64 * 1024 * 1024;
+    let encoding = req.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-encoding")).map(|(_, v)| v.trim());
+    let mut out = Vec::new();
+    let read = match encoding.map(str::to_ascii_lowercase).as_deref() {
+        Some("gzip" | "x-gzip") => flate2::read::MultiGzDecoder::new(&req.body[..]).take(MAX).read_to_end(&mut out),
+        Some("deflate") => flate2::read::ZlibDecoder::new(&req.body[..]).take(MAX).read_to_end(&mut out),
+        _ => return std::borrow::Cow::Borrowed(&req.body),
+    };
+    match read {
+        Ok(_) => std::borrow::Cow::Owned(out),
+        Err(_) => std::borrow::Cow::Borrowed(&req.body),
+    }
 }
 
 fn refuse(w: &mut TcpStream, ctx: &Ctx, spent: crate::money::Usd, ceiling: crate::money::Usd) -> io::Result<()> {
@@ -510,7 +532,7 @@ fn handle(req: Request, w: &mut TcpStream, ctx: &Ctx) -> io::Result<()> {
     let call = model_call(&req);
     let mut admitted = None;
     if let Some(c) = &call {
-        match ctx.meter.admit(&c.model, c.max_tokens, req.body.len() as u64, &ctx.prices) {
+        match ctx.meter.admit(&c.model, c.max_tokens, c.bytes, &ctx.prices) {
             Admission::Refuse { spent, ceiling, .. } => return refuse(w, ctx, spent, ceiling),
             Admission::Go { call, .. } => admitted = Some(call),
         }
@@ -1123,5 +1145,28 @@ mod tests {
         assert!(fetch(SHORT, true).is_err());
         const MID_CHUNKS: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n";
         assert!(fetch(MID_CHUNKS, true).is_err());
+    }
+
+    #[test]
+    fn a_compressed_request_body_is_read_for_its_model() {
+        use std::io::Write;
+        let json = br#"{"model":"claude-sonnet-5-5","max_tokens":32000,"stream":true}"#;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(json).unwrap();
+        let req = |headers: Vec<(String, String)>, body: Vec<u8>| Request {
+            method: "POST".into(),
+            target: "/v1/messages?beta=true".into(),
+            headers,
+            body,
+        };
+        let gzipped = req(vec![("Content-Encoding".into(), "gzip".into())], gz.finish().unwrap());
+        let c = model_call(&gzipped).unwrap();
+        assert_eq!((c.model.as_str(), c.max_tokens, c.bytes), ("claude-sonnet-5-5", 32000, json.len() as u64));
+        let plain = model_call(&req(vec![], json.to_vec())).unwrap();
+        assert_eq!((plain.model.as_str(), plain.max_tokens), ("claude-sonnet-5-5", 32000));
+        // Not what it says it is: read as nothing, not an error.
+        let bad = model_call(&req(vec![("content-encoding".into(), "gzip".into())], b"{}".to_vec())).unwrap();
+        assert_eq!(bad.model, "");
+        assert!(model_call(&Request { method: "GET".into(), ..req(vec![], vec![]) }).is_none());
     }
 }
