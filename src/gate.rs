@@ -34,6 +34,9 @@ pub enum GateEvent {
     Refused,
     /// Something the user should know (an unreadable CA file).
     Problem(String),
+    /// On the first-party path, a model call came without `x-client-request-id`: claude did not
+    /// take the first-party switch and sends what it sends a third-party gateway (sent once).
+    FirstPartyIgnored,
 }
 
 /// Where requests go.
@@ -41,12 +44,20 @@ pub enum GateEvent {
 pub struct Upstream {
     /// `https://api.anthropic.com`, or the user's `ANTHROPIC_BASE_URL` without a trailing '/'.
     pub base: String,
+    /// The first-party path (see [`crate::first_party`]): watch that claude's model calls carry
+    /// the header it sends Anthropic's own API only, and say so once when one does not.
+    pub first_party: bool,
 }
 
 impl Upstream {
     pub fn new(base_url: Option<&str>) -> Upstream {
         let b = base_url.filter(|b| !b.trim().is_empty()).unwrap_or("https://api.anthropic.com");
-        Upstream { base: b.trim().trim_end_matches('/').to_string() }
+        Upstream { base: b.trim().trim_end_matches('/').to_string(), first_party: false }
+    }
+
+    /// The same upstream, watched as the first-party path or not.
+    pub fn first_party(self, yes: bool) -> Upstream {
+        Upstream { first_party: yes, ..self }
     }
     fn host(&self) -> &str {
         let rest = self.base.split_once("://").map(|(_, r)| r).unwrap_or(&self.base);
@@ -280,6 +291,7 @@ impl Gate {
             prices,
             events: Box::new(events),
             refusals: AtomicU64::new(0),
+            first_party_ignored: std::sync::atomic::AtomicBool::new(false),
         });
         let listener = self.listener.take().ok_or_else(|| io::Error::other("gate already serving"))?;
         std::thread::Builder::new().name("ccb-gate".into()).spawn(move || {
@@ -310,6 +322,8 @@ struct Ctx {
     prices: Arc<PriceTable>,
     events: Box<dyn Fn(GateEvent) + Send + Sync>,
     refusals: AtomicU64,
+    /// [`GateEvent::FirstPartyIgnored`] was sent.
+    first_party_ignored: std::sync::atomic::AtomicBool,
 }
 
 /// One request as it came from claude.
@@ -530,6 +544,13 @@ fn refuse(w: &mut TcpStream, ctx: &Ctx, spent: crate::money::Usd, ceiling: crate
 
 fn handle(req: Request, w: &mut TcpStream, ctx: &Ctx) -> io::Result<()> {
     let call = model_call(&req);
+    if call.is_some()
+        && ctx.upstream.first_party
+        && !req.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(crate::first_party::HEADER))
+        && !ctx.first_party_ignored.swap(true, Ordering::Relaxed)
+    {
+        (ctx.events)(GateEvent::FirstPartyIgnored);
+    }
     let mut admitted = None;
     if let Some(c) = &call {
         match ctx.meter.admit(&c.model, c.max_tokens, c.bytes, &ctx.prices) {

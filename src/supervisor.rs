@@ -49,6 +49,10 @@ pub trait Observer {
     fn usage(&mut self, _event: &UsageEvent, _cost: Usd, _total: Usd, _source: &str) {}
     fn threshold(&mut self, _pct: u32, _spent: Usd, _ceiling: Usd) {}
     fn session_file(&mut self, _id: &str) {}
+    /// The gate saw claude ignore the first-party switch: remember it; a notice for the user.
+    fn first_party_ignored(&mut self) -> Option<String> {
+        None
+    }
 }
 
 pub struct Options {
@@ -381,6 +385,11 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
             }
             Some(Ev::Gate(crate::gate::GateEvent::Refused)) => s.reached_ceiling(),
             Some(Ev::Gate(crate::gate::GateEvent::Problem(p))) => s.notice(p),
+            Some(Ev::Gate(crate::gate::GateEvent::FirstPartyIgnored)) => {
+                if let Some(text) = observer.first_party_ignored() {
+                    s.notice(text);
+                }
+            }
             Some(Ev::Telemetry(r)) => {
                 // Telemetry names this claude's session (after `/clear` or `--resume` too): its
                 // transcripts are this session's.
@@ -424,6 +433,11 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
         match ev {
             Ev::Feed(f) => s.on_feed(f, observer),
             Ev::Gate(crate::gate::GateEvent::Usage { event, outcome }) => s.counted(&event, outcome, "gate", observer),
+            Ev::Gate(crate::gate::GateEvent::FirstPartyIgnored) => {
+                if let Some(text) = observer.first_party_ignored() {
+                    s.notice(text);
+                }
+            }
             Ev::Telemetry(r) => {
                 let outcome = s.opts.meter.report_priced(&r.event, &s.opts.prices, r.cost_nanos.map(Usd));
                 s.counted(&r.event, outcome, "telemetry", observer);

@@ -29,18 +29,29 @@ pub struct Prepared {
     pub cwd: PathBuf,
     /// Where usage is heard from: `gate`, `telemetry`, `transcript`.
     pub sources: Vec<&'static str>,
+    /// The first-party path: the switch, or why the gate stays out.
+    pub first_party: crate::first_party::FirstParty,
 }
 
 /// The sources of usage for a plan: the gate where the billing mode lets ccb stand in the
-/// request path (cloud providers sign requests for their own hosts), telemetry unless the user
-/// exports their own, and always the transcripts.
-pub fn sources(plan: &Plan, config: &Config, env: &plan::Env) -> Vec<&'static str> {
+/// request path (cloud providers sign requests for their own hosts) and, on the first-party
+/// path, unless this claude ignores the switch that keeps its requests first-party; telemetry
+/// unless the user exports their own; and always the transcripts.
+pub fn sources(
+    plan: &Plan,
+    config: &Config,
+    env: &plan::Env,
+    first_party: &crate::first_party::FirstParty,
+) -> Vec<&'static str> {
     let mut v = Vec::new();
     if plan.passthrough {
         return v;
     }
     use plan::BillingMode::*;
-    if config.metering.gate && matches!(plan.billing_mode, Oauth | ApiKey | AuthToken | CustomEndpoint) {
+    if config.metering.gate
+        && matches!(plan.billing_mode, Oauth | ApiKey | AuthToken | CustomEndpoint)
+        && first_party.gate_allowed()
+    {
         v.push("gate");
     }
     if config.metering.telemetry && !crate::telemetry::user_exports(env) {
@@ -160,11 +171,19 @@ const SETTINGS_PREFIX: &str = "settings";
 /// not shown (they may hold a key).
 const DRY_RUN_SETTINGS: &str = "<private file>";
 
-/// ccb's `env` entries for claude, given the gate's URL and the telemetry endpoint.
-fn env_block(gate_url: Option<&str>, telemetry_endpoint: Option<&str>) -> serde_json::Map<String, serde_json::Value> {
+/// ccb's `env` entries for claude, given the gate's URL, whether it stands for Anthropic's own
+/// API (the first-party switch), and the telemetry endpoint.
+fn env_block(
+    gate_url: Option<&str>,
+    first_party: bool,
+    telemetry_endpoint: Option<&str>,
+) -> serde_json::Map<String, serde_json::Value> {
     let mut m = serde_json::Map::new();
     if let Some(u) = gate_url {
         m.insert("ANTHROPIC_BASE_URL".into(), serde_json::Value::String(u.into()));
+        if first_party {
+            m.insert(crate::first_party::SWITCH.into(), serde_json::Value::String("1".into()));
+        }
     }
     if let Some(t) = telemetry_endpoint {
         m.extend(crate::telemetry::settings_env(t));
@@ -207,8 +226,14 @@ pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
         }
     }
     a.extend(inv.claude_args.iter().cloned());
-    let sources = sources(&plan, &config, &env);
-    Ok(Prepared { sources, inv, config, plan, claude, args: a, session_id, env, claude_dir, cwd })
+    let first_party = crate::first_party::FirstParty::decide(
+        !plan.passthrough && config.metering.gate && crate::first_party::on_path(plan.billing_mode, &env),
+        &claude,
+        crate::first_party::cache_file(),
+        std::env::var_os(crate::first_party::TEST_WITHHOLD).is_some_and(|v| v == "1"),
+    );
+    let sources = sources(&plan, &config, &env, &first_party);
+    Ok(Prepared { sources, inv, config, plan, claude, args: a, session_id, env, claude_dir, cwd, first_party })
 }
 
 fn credentials(env: &plan::Env) -> serde_json::Map<String, serde_json::Value> {
@@ -230,8 +255,11 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     let plan = &p.plan;
     let gate = p.sources.contains(&"gate").then_some("http://127.0.0.1:<gate-port>/<token>");
     let tel = p.sources.contains(&"telemetry").then_some("http://127.0.0.1:<telemetry-port>/v1/logs/<token>");
+    let switch = p.first_party.switch(gate.is_some());
     // The user's --settings is never shown as given either: inline, it may hold a key.
-    let merged = merge_settings(&p.args, &p.cwd, env_block(gate, tel)).map_err(settings_error)?;
+    let merged = merge_settings(&p.args, &p.cwd, env_block(gate, switch, tel)).map_err(settings_error)?;
+    let upstream = gate.map(|_| crate::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)).base);
+    let gate_off = p.first_party.gate_off_reason();
     let shown = match &merged {
         Some(m) => m.args(DRY_RUN_SETTINGS.as_ref()),
         None => p.args.clone(),
@@ -259,7 +287,13 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
             "passthrough": plan.passthrough,
             "session_id": p.session_id,
             "sources": p.sources,
-            "upstream": p.sources.contains(&"gate").then(|| crate::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)).base),
+            "upstream": upstream,
+            "first_party": p.first_party.path.then(|| json!({
+                "gate": gate.is_some(),
+                "switch": switch.then_some(crate::first_party::SWITCH),
+                "gate_off_reason": gate_off,
+                "switch_ignored_since": p.first_party.ignored.as_ref().map(|v| v.seen.clone()),
+            })),
             "credentials": credentials(&p.env),
             "settings": merged.as_ref().map(|_| json!({
                 "file": "private (owner-only, written at launch, removed when the session ends)",
@@ -299,6 +333,16 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     row("terminal", if plan.pty { "pty".into() } else { "pipes".into() });
     row("claude", p.claude.display().to_string());
     row("sources", if p.sources.is_empty() { "-".into() } else { p.sources.join(", ") });
+    if let Some(u) = &upstream {
+        let fp = if switch {
+            format!("; first party: {}=1 keeps claude's requests as they are without ccb", crate::first_party::SWITCH)
+        } else {
+            String::new()
+        };
+        row("gate", format!("forwards to {u}{fp}"));
+    } else if let Some(why) = &gate_off {
+        row("gate", format!("off: {why}"));
+    }
     if !p.sources.contains(&"telemetry") && !plan.passthrough && crate::telemetry::user_exports(&p.env) {
         row("", "telemetry: you export your own; ccb leaves your settings alone".into());
     }
@@ -408,6 +452,8 @@ impl LedgerWriter {
 
 /// Records the session as it goes, and sends its alerts.
 struct Recorder {
+    /// Where a claude that ignores the first-party switch is remembered.
+    first_party: crate::first_party::FirstParty,
     ledger: LedgerWriter,
     start: SessionStart,
     /// Session ids begun in the ledger (a `/clear` or a resumed session adds one).
@@ -454,6 +500,9 @@ impl supervisor::Observer for Recorder {
     }
     fn session_file(&mut self, id: &str) {
         self.begin(id);
+    }
+    fn first_party_ignored(&mut self) -> Option<String> {
+        Some(self.first_party.record_ignored())
     }
 }
 
@@ -526,7 +575,10 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     let mut gate = None;
     if p.sources.contains(&"gate") {
         match crate::gate::Gate::bind() {
-            Ok(g) => gate = Some((g, crate::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)))),
+            Ok(g) => {
+                let up = crate::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str));
+                gate = Some((g, up.first_party(p.first_party.path)))
+            }
             Err(e) => eprintln!("ccb: the gate could not start ({e}); metering from telemetry and transcripts"),
         }
     }
@@ -539,8 +591,9 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     }
     let gate_url = gate.as_ref().map(|(g, _)| g.url());
     let tel_endpoint = telemetry.as_ref().map(|r| r.endpoint());
+    let switch = p.first_party.switch(gate_url.is_some());
     // Before the warden and the ledger: a bad --settings ends here with nothing to undo.
-    let merged = merge_settings(&p.args, &p.cwd, env_block(gate_url.as_deref(), tel_endpoint.as_deref()))
+    let merged = merge_settings(&p.args, &p.cwd, env_block(gate_url.as_deref(), switch, tel_endpoint.as_deref()))
         .map_err(settings_error)?;
     // Dropped, and the file removed, once claude is gone, or on any way out of this function.
     let settings_file = match &merged {
@@ -575,6 +628,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         })
     };
     let mut rec = Recorder {
+        first_party: p.first_party.clone(),
         ledger: LedgerWriter::start(),
         start: SessionStart { overage, ..start },
         ids: Vec::new(),
@@ -596,6 +650,9 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         vec![(locate::PARENT_VAR.to_string(), std::process::id().to_string()), ("CCB_SESSION_ID".to_string(), marker)];
     if let Some(u) = &gate_url {
         child_env.push(("ANTHROPIC_BASE_URL".to_string(), u.clone()));
+    }
+    if switch {
+        child_env.push((crate::first_party::SWITCH.to_string(), "1".to_string()));
     }
     let label = p.plan.model.clone().unwrap_or_default();
     let opts = supervisor::Options {
@@ -732,7 +789,17 @@ mod tests {
     }
 
     fn block() -> serde_json::Map<String, serde_json::Value> {
-        env_block(Some("http://127.0.0.1:1/tok"), Some("http://127.0.0.1:2/v1/logs/tok"))
+        env_block(Some("http://127.0.0.1:1/tok"), false, Some("http://127.0.0.1:2/v1/logs/tok"))
+    }
+
+    #[test]
+    fn the_first_party_switch_goes_with_the_gate_only() {
+        let sw = crate::first_party::SWITCH;
+        let on = env_block(Some("http://127.0.0.1:1/tok"), true, None);
+        assert_eq!(on[sw], "1");
+        assert_eq!(on["ANTHROPIC_BASE_URL"], "http://127.0.0.1:1/tok");
+        assert!(!env_block(Some("http://127.0.0.1:1/tok"), false, None).contains_key(sw));
+        assert!(!env_block(None, true, Some("http://127.0.0.1:2/v1/logs/tok")).contains_key(sw));
     }
 
     #[test]
