@@ -334,11 +334,7 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     row("claude", p.claude.display().to_string());
     row("sources", if p.sources.is_empty() { "-".into() } else { p.sources.join(", ") });
     if let Some(u) = &upstream {
-        let fp = if switch {
-            format!("; first party: {}=1 keeps claude's requests as they are without ccb", crate::first_party::SWITCH)
-        } else {
-            String::new()
-        };
+        let fp = if switch { format!(" (first party: {}=1)", crate::first_party::SWITCH) } else { String::new() };
         row("gate", format!("forwards to {u}{fp}"));
     } else if let Some(why) = &gate_off {
         row("gate", format!("off: {why}"));
