@@ -1150,7 +1150,10 @@ mod tests {
         // claude takes the response as whole; ureq's own TLS stream made it an error.
         const LAST_CHUNK_THEN_EOF: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n";
         assert_eq!(fetch(LAST_CHUNK_THEN_EOF, true).unwrap(), b"hello");
-        assert!(fetch(LAST_CHUNK_THEN_EOF, false).is_err(), "ureq's stream: the bug this connector works around");
+        assert!(
+            fetch(LAST_CHUNK_THEN_EOF, false).is_err(),
+            "ureq's own TLS stream now takes this end as whole: UncleanEnd can go"
+        );
         const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
         assert_eq!(fetch(CHUNKED, true).unwrap(), b"hello");
         const LENGTH: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello";
