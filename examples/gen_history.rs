@@ -17,7 +17,7 @@
 //! the same bytes.
 //!
 //! Beside `projects/` it writes `truth.json`: what the history really cost, computed here, from
-//! this file's own price table (checked equal to ccb's `src/prices.toml` before anything is written)
+//! this file's own price table (checked equal to ccb's newest table in `src/prices/` before anything is written)
 //! and the responses as generated, each counted once, in integer nano-dollars. Nothing of ccb's
 //! parsing or reporting code is used, so the benchmark checks ccb and its peer alike against it.
 
@@ -27,7 +27,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// USD per million tokens: input, output, 5-minute cache write, 1-hour cache write, cache read.
-/// (model id as written in transcripts, the id of its row in src/prices.toml, weight, rates)
+/// (model id as written in transcripts, the id of its row in ccb's newest price table, weight, rates)
 const MODELS: &[(&str, &str, u32, [f64; 5])] = &[
     ("claude-sonnet-4-6", "claude-sonnet-4-6", 50, [3.0, 15.0, 3.75, 6.0, 0.3]),
     ("claude-opus-4-8", "claude-opus-4-8", 20, [5.0, 25.0, 6.25, 10.0, 0.5]),
@@ -107,21 +107,22 @@ fn nanos_per_token(usd_per_mtok: f64) -> i64 {
     (usd_per_mtok * 1000.0).round() as i64
 }
 
-/// This file's table must be ccb's: a drifted table would make the benchmark's check meaningless.
+/// This file's table must be ccb's (the table reports use: the newest release's): a drifted
+/// table would make the benchmark's check meaningless.
 fn check_prices_against_ccb() {
-    let text = include_str!("../src/prices.toml");
-    let v: toml::Value = toml::from_str(text).expect("src/prices.toml parses");
+    let text = ccb::pricing::EMBEDDED;
+    let v: toml::Value = toml::from_str(text).expect("the newest price table parses");
     let rows = v.get("model").and_then(|m| m.as_array()).expect("[[model]] rows");
     for (_, id, _, rates) in MODELS {
         let row = rows
             .iter()
             .find(|r| r.get("id").and_then(|i| i.as_str()) == Some(id))
-            .unwrap_or_else(|| panic!("{id} is not in src/prices.toml"));
+            .unwrap_or_else(|| panic!("{id} is not in the newest price table (src/prices/)"));
         for (k, want) in ["input", "output", "cache_write_5m", "cache_write_1h", "cache_read"].iter().zip(rates) {
             let got = row.get(*k).and_then(|x| x.as_float()).unwrap_or(f64::NAN);
             assert!(
                 nanos_per_token(got) == nanos_per_token(*want),
-                "gen_history's price of {id} {k} is {want}, src/prices.toml says {got}: update MODELS"
+                "gen_history's price of {id} {k} is {want}, the newest price table says {got}: update MODELS"
             );
         }
     }

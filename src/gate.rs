@@ -34,6 +34,9 @@ pub enum GateEvent {
     Refused,
     /// Something the user should know (an unreadable CA file).
     Problem(String),
+    /// On the first-party path, a model call came without `x-client-request-id`: claude did not
+    /// take the first-party switch and sends what it sends a third-party gateway (sent once).
+    FirstPartyIgnored,
 }
 
 /// Where requests go.
@@ -41,12 +44,20 @@ pub enum GateEvent {
 pub struct Upstream {
     /// `https://api.anthropic.com`, or the user's `ANTHROPIC_BASE_URL` without a trailing '/'.
     pub base: String,
+    /// The first-party path (see [`crate::first_party`]): watch that claude's model calls carry
+    /// the header it sends Anthropic's own API only, and say so once when one does not.
+    pub first_party: bool,
 }
 
 impl Upstream {
     pub fn new(base_url: Option<&str>) -> Upstream {
         let b = base_url.filter(|b| !b.trim().is_empty()).unwrap_or("https://api.anthropic.com");
-        Upstream { base: b.trim().trim_end_matches('/').to_string() }
+        Upstream { base: b.trim().trim_end_matches('/').to_string(), first_party: false }
+    }
+
+    /// The same upstream, watched as the first-party path or not.
+    pub fn first_party(self, yes: bool) -> Upstream {
+        Upstream { first_party: yes, ..self }
     }
     fn host(&self) -> &str {
         let rest = self.base.split_once("://").map(|(_, r)| r).unwrap_or(&self.base);
@@ -83,12 +94,76 @@ pub fn proxy_for(host: &str, https: bool, env: &dyn Fn(&str) -> Option<String>) 
     Some(proxy)
 }
 
-/// TLS roots: the bundled web PKI roots, plus the PEM files named by `SSL_CERT_FILE` and
-/// `NODE_EXTRA_CA_CERTS` (what a corporate proxy's CA is usually given to claude with).
+/// Where Linux distributions keep the system's CA bundle (what OpenSSL, Go and Claude Code's
+/// runtime read): Debian, Ubuntu, Arch, Gentoo; Fedora and RHEL; openSUSE; OpenELEC; CentOS and
+/// RHEL 7+; Alpine. The first that exists is the system store; a CA that an administrator
+/// installs system-wide (`update-ca-certificates`, `update-ca-trust`) lands in it.
+pub const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/tls/cacert.pem",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// Which stores claude trusts, from `CLAUDE_CODE_CERT_STORE` as Claude Code reads it (a
+/// comma-separated list of `bundled` and `system`; unknown words ignored; both when unset or
+/// when nothing is left): (bundled, system).
+pub fn cert_stores(value: Option<&str>) -> (bool, bool) {
+    let mut stores = (false, false);
+    for w in value.unwrap_or("").split(',').map(|w| w.trim().to_ascii_lowercase()) {
+        match w.as_str() {
+            "bundled" => stores.0 = true,
+            "system" => stores.1 = true,
+            _ => {}
+        }
+    }
+    if stores == (false, false) {
+        (true, true)
+    } else {
+        stores
+    }
+}
+
+/// TLS roots, the ones claude trusts: the bundled web PKI roots, the system's CA bundle (the
+/// first of [`SYSTEM_BUNDLES`]), as `CLAUDE_CODE_CERT_STORE` selects, plus the PEM files named by
+/// `SSL_CERT_FILE` and `NODE_EXTRA_CA_CERTS` (what a corporate proxy's CA is usually given to
+/// claude with).
 pub fn tls_config(env: &dyn Fn(&str) -> Option<String>) -> (Arc<rustls::ClientConfig>, Vec<String>) {
+    let bundles: Vec<&std::path::Path> = SYSTEM_BUNDLES.iter().map(std::path::Path::new).collect();
+    let (roots, problems) = root_store(env, &bundles);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (Arc::new(cfg), problems)
+}
+
+/// The roots of [`tls_config`], with the system bundle looked for in `system_bundles`.
+pub fn root_store(
+    env: &dyn Fn(&str) -> Option<String>,
+    system_bundles: &[&std::path::Path],
+) -> (rustls::RootCertStore, Vec<String>) {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let (bundled, system) = cert_stores(env("CLAUDE_CODE_CERT_STORE").as_deref());
+    if bundled {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    if system {
+        // A system bundle holds a few certificates rustls cannot use (old or odd encodings):
+        // skipped, as every TLS stack does.
+        if let Some(certs) = system_bundles
+            .iter()
+            .find(|p| p.is_file())
+            .and_then(|p| rustls_pki_types::CertificateDer::pem_file_iter(p).ok())
+        {
+            roots.add_parsable_certificates(certs.flatten());
+        }
+    }
     let mut problems = Vec::new();
     for var in ["SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"] {
         let Some(path) = env(var).filter(|p| !p.is_empty()) else { continue };
@@ -103,13 +178,59 @@ pub fn tls_config(env: &dyn Fn(&str) -> Option<String>) -> (Arc<rustls::ClientCo
             Err(_) => problems.push(format!("{var}: cannot read certificates from {path}")),
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    (Arc::new(cfg), problems)
+    (roots, problems)
+}
+
+/// TLS to the upstream, through rustls, with one difference from ureq's own: a TCP end without
+/// TLS `close_notify` reads as `ConnectionAborted`, not `UnexpectedEof`.
+///
+/// Many servers and load balancers end TLS that way once a response is complete. What counts is
+/// the HTTP framing, and ureq judges it: a length-delimited body ends at its length, and a
+/// close-delimited body cut this way is still an error (no framing says it is whole). But ureq's
+/// chunked decoder takes only a reset or an aborted connection, not `UnexpectedEof`, as the end
+/// after the last chunk (`0\r\n`) when the final empty line does not come: the gate withheld
+/// the end of a response that claude, talking to the upstream itself, takes as whole, and claude
+/// retried a call already paid for.
+struct Tls(Arc<rustls::ClientConfig>);
+
+impl ureq::TlsConnector for Tls {
+    fn connect(&self, dns_name: &str, io: Box<dyn ureq::ReadWrite>) -> Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
+        let inner = ureq::TlsConnector::connect(&self.0, dns_name, io)?;
+        Ok(Box::new(UncleanEnd(inner)))
+    }
+}
+
+#[derive(Debug)]
+struct UncleanEnd(Box<dyn ureq::ReadWrite>);
+
+impl Read for UncleanEnd {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(unclean_end)
+    }
+}
+
+/// rustls's `UnexpectedEof` (the peer closed TCP without `close_notify`) as `ConnectionAborted`.
+fn unclean_end(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        io::Error::new(io::ErrorKind::ConnectionAborted, "the upstream closed the connection without TLS close_notify")
+    } else {
+        e
+    }
+}
+
+impl Write for UncleanEnd {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl ureq::ReadWrite for UncleanEnd {
+    fn socket(&self) -> Option<&TcpStream> {
+        self.0.socket()
+    }
 }
 
 pub struct Gate {
@@ -170,6 +291,7 @@ impl Gate {
             prices,
             events: Box::new(events),
             refusals: AtomicU64::new(0),
+            first_party_ignored: std::sync::atomic::AtomicBool::new(false),
         });
         let listener = self.listener.take().ok_or_else(|| io::Error::other("gate already serving"))?;
         std::thread::Builder::new().name("ccb-gate".into()).spawn(move || {
@@ -200,6 +322,8 @@ struct Ctx {
     prices: Arc<PriceTable>,
     events: Box<dyn Fn(GateEvent) + Send + Sync>,
     refusals: AtomicU64,
+    /// [`GateEvent::FirstPartyIgnored`] was sent.
+    first_party_ignored: std::sync::atomic::AtomicBool,
 }
 
 /// One request as it came from claude.
@@ -364,6 +488,8 @@ fn serve_connection(conn: TcpStream, ctx: &Ctx) -> io::Result<()> {
 struct Call {
     model: String,
     max_tokens: u64,
+    /// The size of its JSON body.
+    bytes: u64,
 }
 
 /// The session id claude sends with each model call.
@@ -385,13 +511,35 @@ fn model_call(req: &Request) -> Option<Call> {
         model: Option<String>,
         max_tokens: Option<u64>,
     }
-    let b: Body = serde_json::from_slice(&req.body).unwrap_or(Body { model: None, max_tokens: None });
-    Some(Call { model: b.model.unwrap_or_default(), max_tokens: b.max_tokens.unwrap_or(0) })
+    let body = request_body(req);
+    let b: Body = serde_json::from_slice(&body).unwrap_or(Body { model: None, max_tokens: None });
+    Some(Call { model: b.model.unwrap_or_default(), max_tokens: b.max_tokens.unwrap_or(0), bytes: body.len() as u64 })
+}
+
+/// A request's body as JSON text: Claude Code compresses large ones on the first-party path
+/// (`content-encoding: gzip`, 2.1.332). Forwarded as sent; decoded here only to be read, at most
+/// 64 MiB of it. An encoding ccb cannot read leaves the body as it is (it then parses as
+/// nothing, and the call is priced by the model the response names).
+fn request_body(req: &Request) -> std::borrow::Cow<'_, [u8]> {
+    const MAX: u64 = 64 * 1024 * 1024;
+    let encoding = req.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-encoding")).map(|(_, v)| v.trim());
+    let mut out = Vec::new();
+    let read = match encoding.map(str::to_ascii_lowercase).as_deref() {
+        Some("gzip" | "x-gzip") => flate2::read::MultiGzDecoder::new(&req.body[..]).take(MAX).read_to_end(&mut out),
+        Some("deflate") => flate2::read::ZlibDecoder::new(&req.body[..]).take(MAX).read_to_end(&mut out),
+        _ => return std::borrow::Cow::Borrowed(&req.body),
+    };
+    match read {
+        Ok(_) => std::borrow::Cow::Owned(out),
+        Err(_) => std::borrow::Cow::Borrowed(&req.body),
+    }
 }
 
 fn refuse(w: &mut TcpStream, ctx: &Ctx, spent: crate::money::Usd, ceiling: crate::money::Usd) -> io::Result<()> {
     let n = ctx.refusals.fetch_add(1, Ordering::Relaxed) + 1;
-    let msg = format!("ccb: session budget reached: {spent} of the {ceiling} ceiling spent; start a new session with a higher --budget to go on");
+    let msg = format!(
+        "ccb: session ceiling reached: {spent} of the {ceiling} ceiling spent; resume the session with --budget <USD>, a larger total, to go on"
+    );
     let body =
         serde_json::json!({"type": "error", "error": {"type": "invalid_request_error", "message": msg}}).to_string();
     let head = format!(
@@ -407,6 +555,13 @@ fn refuse(w: &mut TcpStream, ctx: &Ctx, spent: crate::money::Usd, ceiling: crate
 
 fn handle(req: Request, w: &mut TcpStream, ctx: &Ctx) -> io::Result<()> {
     let call = model_call(&req);
+    if call.is_some()
+        && ctx.upstream.first_party
+        && !req.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(crate::first_party::HEADER))
+        && !ctx.first_party_ignored.swap(true, Ordering::Relaxed)
+    {
+        (ctx.events)(GateEvent::FirstPartyIgnored);
+    }
     let mut admitted = None;
     if let Some(c) = &call {
         // Claude names its session on every call: a session resumed without its id on the
@@ -414,7 +569,7 @@ fn handle(req: Request, w: &mut TcpStream, ctx: &Ctx) -> io::Result<()> {
         if let Some(id) = session_header(&req) {
             ctx.meter.learn_session(id);
         }
-        match ctx.meter.admit(&c.model, c.max_tokens, req.body.len() as u64, &ctx.prices) {
+        match ctx.meter.admit(&c.model, c.max_tokens, c.bytes, &ctx.prices) {
             Admission::Refuse { spent, ceiling, .. } => return refuse(w, ctx, spent, ceiling),
             Admission::Go { call, .. } => admitted = Some(call),
         }
@@ -437,7 +592,7 @@ impl Ctx {
                 for p in problems {
                     (self.events)(GateEvent::Problem(p));
                 }
-                b.tls_config(tls).build()
+                b.tls_connector(Arc::new(Tls(tls))).build()
             }),
         }
     }
@@ -888,5 +1043,176 @@ mod tests {
         assert_eq!(Upstream::new(Some("http://127.0.0.1:8080/")).base, "http://127.0.0.1:8080");
         assert_eq!(Upstream::new(Some("https://u:p@gw.corp:8443/anthropic")).host(), "gw.corp");
         assert_eq!(Upstream::new(Some("http://[::1]:9/")).host(), "::1");
+    }
+
+    #[test]
+    fn cert_stores_as_claude_reads_them() {
+        for (v, want) in [
+            (None, (true, true)),
+            (Some(""), (true, true)),
+            (Some("bundled"), (true, false)),
+            (Some(" System "), (false, true)),
+            (Some("system,bundled"), (true, true)),
+            (Some("nonsense"), (true, true)),
+            (Some("nonsense,system"), (false, true)),
+        ] {
+            assert_eq!(cert_stores(v), want, "{v:?}");
+        }
+    }
+
+    /// A throwaway CA and a certificate it signed for `localhost`.
+    fn test_ca() -> (rcgen::Certificate, rcgen::Certificate, rcgen::KeyPair) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "ccb unit-test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .unwrap();
+        (ca, leaf, leaf_key)
+    }
+
+    #[test]
+    fn the_system_bundle_is_trusted_as_claude_selects() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, _, _) = test_ca();
+        let bundle = dir.path().join("ca-certificates.crt");
+        // A system bundle may hold a certificate rustls cannot use: skipped, the rest kept.
+        std::fs::write(&bundle, format!("{}-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", ca.pem()))
+            .unwrap();
+        let missing = dir.path().join("missing.pem");
+        let bundles = [missing.as_path(), bundle.as_path()];
+        let web = webpki_roots::TLS_SERVER_ROOTS.len();
+        let roots = |store: Option<&str>, bundles: &[&std::path::Path]| {
+            let store = store.map(String::from);
+            let env = move |k: &str| if k == "CLAUDE_CODE_CERT_STORE" { store.clone() } else { None };
+            let (r, problems) = root_store(&env, bundles);
+            assert!(problems.is_empty(), "{problems:?}");
+            r.len()
+        };
+        assert_eq!(roots(None, &bundles), web + 1, "the first bundle that exists");
+        assert_eq!(roots(None, &[missing.as_path()]), web, "no system bundle: the web PKI roots");
+        assert_eq!(roots(Some("bundled"), &bundles), web);
+        assert_eq!(roots(Some("system"), &bundles), 1);
+        // SSL_CERT_FILE and NODE_EXTRA_CA_CERTS still count, and a bad one is said.
+        let extra = dir.path().join("extra.pem");
+        std::fs::write(&extra, test_ca().0.pem()).unwrap();
+        let (extra_s, missing_s) = (extra.display().to_string(), missing.display().to_string());
+        let env = move |k: &str| match k {
+            "SSL_CERT_FILE" => Some(extra_s.clone()),
+            "NODE_EXTRA_CA_CERTS" => Some(missing_s.clone()),
+            _ => None,
+        };
+        let (r, problems) = root_store(&env, &bundles);
+        assert_eq!(r.len(), web + 2);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("NODE_EXTRA_CA_CERTS: cannot read certificates from"), "{problems:?}");
+    }
+
+    /// An HTTPS server for one request: it answers with `response` and closes TCP without TLS
+    /// `close_notify`. The port, and the CA that signed its certificate.
+    fn unclean_server(response: &'static [u8]) -> (u16, rustls::RootCertStore) {
+        let (ca, leaf, leaf_key) = test_ca();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![leaf.der().clone()],
+                    rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+                )
+                .unwrap(),
+        );
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (tcp, _) = l.accept().unwrap();
+            let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(cfg).unwrap(), tcp);
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && tls.read(&mut b).unwrap_or(0) == 1 {
+                head.push(b[0]);
+            }
+            tls.write_all(response).unwrap();
+            tls.flush().unwrap();
+            // No send_close_notify: TCP just ends.
+            let _ = tls.sock.shutdown(std::net::Shutdown::Both);
+        });
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+        (port, roots)
+    }
+
+    fn fetch(response: &'static [u8], ours: bool) -> io::Result<Vec<u8>> {
+        let (port, roots) = unclean_server(response);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        let b = ureq::AgentBuilder::new();
+        let agent = if ours { b.tls_connector(Arc::new(Tls(cfg))) } else { b.tls_config(cfg) }.build();
+        let resp = agent.get(&format!("https://localhost:{port}/")).call().map_err(io::Error::other)?;
+        let mut body = Vec::new();
+        resp.into_reader().read_to_end(&mut body)?;
+        Ok(body)
+    }
+
+    #[test]
+    fn a_framed_response_is_whole_however_tls_ends() {
+        // The last chunk without the final empty line, then TCP's end without close_notify:
+        // claude takes the response as whole; ureq's own TLS stream made it an error.
+        const LAST_CHUNK_THEN_EOF: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n";
+        assert_eq!(fetch(LAST_CHUNK_THEN_EOF, true).unwrap(), b"hello");
+        assert!(
+            fetch(LAST_CHUNK_THEN_EOF, false).is_err(),
+            "ureq's own TLS stream now takes this end as whole: UncleanEnd can go"
+        );
+        const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        assert_eq!(fetch(CHUNKED, true).unwrap(), b"hello");
+        const LENGTH: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello";
+        assert_eq!(fetch(LENGTH, true).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn an_unframed_or_cut_response_is_never_whole() {
+        // Close-delimited: nothing says it is whole, and an unclean end may be a truncation.
+        const UNFRAMED: &[u8] = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nhello";
+        assert!(fetch(UNFRAMED, true).is_err());
+        const SHORT: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nhello";
+        assert!(fetch(SHORT, true).is_err());
+        const MID_CHUNKS: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n";
+        assert!(fetch(MID_CHUNKS, true).is_err());
+    }
+
+    #[test]
+    fn a_compressed_request_body_is_read_for_its_model() {
+        use std::io::Write;
+        let json = br#"{"model":"claude-sonnet-5-5","max_tokens":32000,"stream":true}"#;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(json).unwrap();
+        let req = |headers: Vec<(String, String)>, body: Vec<u8>| Request {
+            method: "POST".into(),
+            target: "/v1/messages?beta=true".into(),
+            headers,
+            body,
+        };
+        let gzipped = req(vec![("Content-Encoding".into(), "gzip".into())], gz.finish().unwrap());
+        let c = model_call(&gzipped).unwrap();
+        assert_eq!((c.model.as_str(), c.max_tokens, c.bytes), ("claude-sonnet-5-5", 32000, json.len() as u64));
+        let plain = model_call(&req(vec![], json.to_vec())).unwrap();
+        assert_eq!((plain.model.as_str(), plain.max_tokens), ("claude-sonnet-5-5", 32000));
+        // Not what it says it is: read as nothing, not an error.
+        let bad = model_call(&req(vec![("content-encoding".into(), "gzip".into())], b"{}".to_vec())).unwrap();
+        assert_eq!(bad.model, "");
+        assert!(model_call(&Request { method: "GET".into(), ..req(vec![], vec![]) }).is_none());
     }
 }

@@ -29,6 +29,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod exit;
+pub mod first_party;
 pub mod follow;
 pub mod gate;
 pub mod human;

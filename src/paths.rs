@@ -26,6 +26,11 @@ pub fn data_dir() -> Option<PathBuf> {
     xdg("XDG_DATA_HOME", ".local/share").map(|p| p.join("ccb"))
 }
 
+/// `$XDG_CACHE_HOME/ccb`, default `~/.cache/ccb`.
+pub fn cache_dir() -> Option<PathBuf> {
+    xdg("XDG_CACHE_HOME", ".cache").map(|p| p.join("ccb"))
+}
+
 /// The directory Claude Code itself uses for this process: `$CLAUDE_CONFIG_DIR`, else `~/.claude`.
 pub fn claude_config_dir(env_value: Option<&str>) -> Option<PathBuf> {
     match env_value.filter(|v| !v.is_empty()) {

@@ -57,6 +57,10 @@ pub trait Observer {
     fn reason_used(&mut self, _reason: &str) {}
     fn threshold(&mut self, _pct: u32, _spent: Usd, _ceiling: Usd) {}
     fn session_file(&mut self, _id: &str) {}
+    /// The gate saw claude ignore the first-party switch: remember it; a notice for the user.
+    fn first_party_ignored(&mut self) -> Option<String> {
+        None
+    }
 }
 
 pub struct Options {
@@ -82,6 +86,11 @@ pub struct Options {
     pub premium_guard: Option<PremiumGuard>,
     /// An indicatif line on stderr (print mode on a terminal).
     pub progress: bool,
+    /// Claude speaks stream-json on both sides (the Agent SDK). With the gate, the ceiling does
+    /// not interrupt claude: the gate's refusal ends claude's turn, claude reports it to the
+    /// SDK in a `result` (its `total_cost_usd` then counts everything), and once that result is
+    /// delivered the session is stopped.
+    pub stream_json: bool,
     pub label: String,
 }
 
@@ -135,7 +144,12 @@ pub struct StopReport {
 }
 
 enum Ev {
-    Signal { sig: i32, from_user: bool },
+    Signal {
+        sig: i32,
+        from_user: bool,
+    },
+    /// Claude wrote a `result` message (stream-json), already passed on to ccb's stdout.
+    Result,
     Feed(Feed),
     Gate(crate::gate::GateEvent),
     Telemetry(crate::telemetry::ApiRequest),
@@ -214,6 +228,10 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
         master = Some(File::from(pty.master));
         raw_guard = Some(RawGuard::enter(libc::STDIN_FILENO)?);
     } else {
+        if opts.stream_json && opts.gate.is_some() {
+            // Read, to see the `result` that carries a refusal; passed on line by line.
+            cmd.stdout(Stdio::piped());
+        }
         // Plain stdio: claude writes straight to the user's stdout, byte for byte, and stays in
         // ccb's process group, so the terminal's Ctrl-C and Ctrl-Z reach it as before.
         // SAFETY: only async-signal-safe calls between fork and exec.
@@ -237,6 +255,8 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
             .into());
         }
     };
+    let mut child = child;
+    let claude_stdout = child.stdout.take();
     let child_pid = child.id() as i32;
     // The Command holds our copies of the PTY's slave side: while any stays open the master
     // never reads EOF when claude exits. Only the child keeps the slave now.
@@ -318,12 +338,14 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
 
     // Usage: the gate, the telemetry receiver and the transcript follower feed the same loop.
     let mut opts = opts;
+    let mut gate_started = false;
     if let Some((mut gate, upstream)) = opts.gate.take() {
         let tx2 = tx.clone();
         match gate.serve(upstream, opts.meter.clone(), opts.prices.clone(), move |e| {
             let _ = tx2.send(Ev::Gate(e));
         }) {
             Ok(problems) => {
+                gate_started = true;
                 for p in problems {
                     let _ = tx.send(Ev::Problem(p));
                 }
@@ -357,6 +379,10 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
         }
         None => None,
     };
+    if let Some(out) = claude_stdout {
+        let tx = tx.clone();
+        std::thread::Builder::new().name("ccb-stream-json".into()).spawn(move || pass_stream_json(out, &tx))?;
+    }
     drop(tx);
 
     let mut s = Session {
@@ -371,6 +397,8 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
         stop: None,
         stop_report: None,
         output_done: !opts.pty,
+        refused: false,
+        stop_on_result: opts.stream_json && gate_started,
         session_ids: opts.follow.as_ref().and_then(|f| f.session_id.clone()).into_iter().collect(),
         opus_warned: false,
         subreaper,
@@ -404,8 +432,22 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
             Some(Ev::Gate(crate::gate::GateEvent::Usage { event, outcome })) => {
                 s.counted(&event, outcome, "gate", observer)
             }
-            Some(Ev::Gate(crate::gate::GateEvent::Refused)) => s.reached_ceiling(),
+            Some(Ev::Gate(crate::gate::GateEvent::Refused)) => {
+                s.refused = true;
+                s.reached_ceiling()
+            }
+            Some(Ev::Result) => {
+                // The result that reports the refusal is with the SDK: nothing more to wait for.
+                if s.stop_on_result && s.refused {
+                    s.begin_stop(StopCause::Ceiling);
+                }
+            }
             Some(Ev::Gate(crate::gate::GateEvent::Problem(p))) => s.notice(p),
+            Some(Ev::Gate(crate::gate::GateEvent::FirstPartyIgnored)) => {
+                if let Some(text) = observer.first_party_ignored() {
+                    s.notice(text);
+                }
+            }
             Some(Ev::Telemetry(r)) => {
                 // Telemetry names this claude's session (after `/clear` or `--resume` too): its
                 // transcripts are this session's.
@@ -451,6 +493,11 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
         match ev {
             Ev::Feed(f) => s.on_feed(f, observer),
             Ev::Gate(crate::gate::GateEvent::Usage { event, outcome }) => s.counted(&event, outcome, "gate", observer),
+            Ev::Gate(crate::gate::GateEvent::FirstPartyIgnored) => {
+                if let Some(text) = observer.first_party_ignored() {
+                    s.notice(text);
+                }
+            }
             Ev::Telemetry(r) => {
                 let outcome = s.telemetry(&r);
                 s.counted(&r.event, outcome, "telemetry", observer);
@@ -513,6 +560,10 @@ struct Session<'a> {
     stop: Option<Stopping>,
     stop_report: Option<StopReport>,
     output_done: bool,
+    /// The gate refused a call (stream-json: the next `result` reports it).
+    refused: bool,
+    /// Stream-json with the gate: the ceiling stops the session after claude's `result`.
+    stop_on_result: bool,
     session_ids: Vec<String>,
     opus_warned: bool,
     subreaper: bool,
@@ -658,7 +709,10 @@ impl Session<'_> {
         }
         self.ceiling_reached = true;
         self.opts.meter.close();
-        if self.opts.block_at_ceiling && self.opts.pty && !self.opts.print_mode {
+        if self.stop_on_result {
+            // The gate refuses the next call; claude ends its turn on it and reports the refusal
+            // in its result, which ends the session.
+        } else if self.opts.block_at_ceiling && self.opts.pty && !self.opts.print_mode {
             self.notice("session ceiling reached: claude stays open, every further model call is refused".into());
         } else {
             self.begin_stop(StopCause::Ceiling);
@@ -787,6 +841,28 @@ impl Session<'_> {
         // (alert commands), whose status their own thread waits for.
         if self.subreaper {
             procs::reap_orphans(self.child_pid);
+        }
+    }
+}
+
+/// Pass claude's stream-json output on, line by line, and say when a `result` has gone out.
+fn pass_stream_json(out: std::process::ChildStdout, tx: &mpsc::Sender<Ev>) {
+    use std::io::BufRead;
+    let mut r = std::io::BufReader::with_capacity(64 * 1024, out);
+    let mut line = Vec::new();
+    let stdout = std::io::stdout();
+    loop {
+        line.clear();
+        match r.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let mut o = stdout.lock();
+        let _ = o.write_all(&line);
+        let _ = o.flush();
+        drop(o);
+        if line.starts_with(b"{\"type\":\"result\"") {
+            let _ = tx.send(Ev::Result);
         }
     }
 }

@@ -218,7 +218,7 @@ fn cases() -> Vec<Case> {
                 c.pragma_update(None, "user_version", 99).unwrap();
             }),
             output: true,
-            ..case("ledger from a newer ccb", "ccb usage", &["usage"], 0, "cannot read the ledger (the ledger <home>/.local/share/ccb/ledger.db was written by a newer ccb (schema 99, this ccb knows 3): upgrade ccb); reporting from transcripts only")
+            ..case("ledger from a newer ccb", "ccb usage", &["usage"], 0, "cannot read the ledger (the ledger <home>/.local/share/ccb/ledger.db was written by a newer ccb (schema 99, this ccb knows 4): upgrade ccb); reporting from transcripts only")
         },
         Case {
             env: &[("XDG_DATA_HOME", "<home>/read-only"), ("FAKE_SCRIPT", "usd:0.01;exit:0")],

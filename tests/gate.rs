@@ -140,7 +140,7 @@ fn interactive_block_keeps_claude_open_showing_the_refusal() {
     let mut t = Pty::spawn(&mut cmd, 30, 100);
     t.expect("← for agents", Duration::from_secs(30));
     t.type_line("loop please", Duration::from_secs(20));
-    t.expect("session budget reached", Duration::from_secs(30));
+    t.expect("session ceiling reached", Duration::from_secs(30));
     // Still open: another prompt is refused too, and nothing more reaches the upstream.
     let calls = main_calls(&api);
     t.type_line("one more", Duration::from_secs(20));

@@ -37,18 +37,31 @@ pub struct Prepared {
     pub resumed: Option<String>,
     /// This invocation: one run of the session (`CCB_RUN_ID`).
     pub run_id: String,
+    /// The first-party path: the switch, or why the gate stays out.
+    pub first_party: crate::first_party::FirstParty,
+    /// Claude takes and gives stream-json (the Agent SDK's way).
+    pub stream_json: bool,
 }
 
 /// The sources of usage for a plan: the gate where the billing mode lets ccb stand in the
-/// request path (cloud providers sign requests for their own hosts), telemetry unless the user
-/// exports their own, and always the transcripts.
-pub fn sources(plan: &Plan, config: &Config, env: &plan::Env) -> Vec<&'static str> {
+/// request path (cloud providers sign requests for their own hosts) and, on the first-party
+/// path, unless this claude ignores the switch that keeps its requests first-party; telemetry
+/// unless the user exports their own; and always the transcripts.
+pub fn sources(
+    plan: &Plan,
+    config: &Config,
+    env: &plan::Env,
+    first_party: &crate::first_party::FirstParty,
+) -> Vec<&'static str> {
     let mut v = Vec::new();
     if plan.passthrough {
         return v;
     }
     use plan::BillingMode::*;
-    if config.metering.gate && matches!(plan.billing_mode, Oauth | ApiKey | AuthToken | CustomEndpoint) {
+    if config.metering.gate
+        && matches!(plan.billing_mode, Oauth | ApiKey | AuthToken | CustomEndpoint)
+        && first_party.gate_allowed()
+    {
         v.push("gate");
     }
     if config.metering.telemetry && !crate::telemetry::user_exports(env) {
@@ -168,11 +181,19 @@ const SETTINGS_PREFIX: &str = "settings";
 /// not shown (they may hold a key).
 const DRY_RUN_SETTINGS: &str = "<private file>";
 
-/// ccb's `env` entries for claude, given the gate's URL and the telemetry endpoint.
-fn env_block(gate_url: Option<&str>, telemetry_endpoint: Option<&str>) -> serde_json::Map<String, serde_json::Value> {
+/// ccb's `env` entries for claude, given the gate's URL, whether it stands for Anthropic's own
+/// API (the first-party switch), and the telemetry endpoint.
+fn env_block(
+    gate_url: Option<&str>,
+    first_party: bool,
+    telemetry_endpoint: Option<&str>,
+) -> serde_json::Map<String, serde_json::Value> {
     let mut m = serde_json::Map::new();
     if let Some(u) = gate_url {
         m.insert("ANTHROPIC_BASE_URL".into(), serde_json::Value::String(u.into()));
+        if first_party {
+            m.insert(crate::first_party::SWITCH.into(), serde_json::Value::String("1".into()));
+        }
     }
     if let Some(t) = telemetry_endpoint {
         m.extend(crate::telemetry::settings_env(t));
@@ -214,7 +235,35 @@ pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
         })?,
         Err(_) => return Err(Exit::launch("the price table could not be read")),
     };
-    let plan = plan::decide(&flags, &env, &settings, term, inv.budget, inv.reason.as_deref(), &config, &prices)?;
+    let plan = match plan::decide(&flags, &env, &settings, term, inv.budget, inv.reason.as_deref(), &config, &prices) {
+        Ok(p) => p,
+        Err(e) => {
+            if e.code == exit::POLICY {
+                // A premium model without a reason: nothing is spent, but the refusal is a fact
+                // of the ledger (who tried what, from where).
+                let mode = plan::billing_mode(&env, &settings);
+                let programmatic = flags.print || flags.stream_json_input() || !term.stdout_tty;
+                let id = flags.session_id.clone().or(flags.resume_id.clone());
+                let start = SessionStart {
+                    id: id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                    started_ms: now_ms(),
+                    cwd: cwd.display().to_string(),
+                    class: if programmatic { "programmatic" } else { "interactive" }.into(),
+                    print_mode: flags.print,
+                    model: plan::model(&flags, &env, &settings).map(|m| m.0),
+                    reason: inv.reason.clone(),
+                    billing_mode: mode.to_string(),
+                    meter: plan::meter(mode, programmatic).to_string(),
+                    ceiling: None,
+                    overage: false,
+                };
+                let existing = id.is_some()
+                    && Ledger::open_default().is_ok_and(|l| l.session_spend(&start.id).is_ok_and(|s| s.is_some()));
+                record_refusal(&start, &uuid::Uuid::new_v4().to_string(), existing);
+            }
+            return Err(e);
+        }
+    };
     // Claude's arguments, unchanged and in order, after what ccb adds in front.
     let mut a: Vec<OsString> = Vec::new();
     let mut session_id = flags.session_id.clone();
@@ -241,7 +290,13 @@ pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
         }
     }
     a.extend(inv.claude_args.iter().cloned());
-    let sources = sources(&plan, &config, &env);
+    let first_party = crate::first_party::FirstParty::decide(
+        !plan.passthrough && config.metering.gate && crate::first_party::on_path(plan.billing_mode, &env),
+        &claude,
+        crate::first_party::cache_file(),
+        std::env::var_os(crate::first_party::TEST_WITHHOLD).is_some_and(|v| v == "1"),
+    );
+    let sources = sources(&plan, &config, &env, &first_party);
     Ok(Prepared {
         sources,
         inv,
@@ -257,6 +312,8 @@ pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
         claude_version,
         resumed,
         run_id: uuid::Uuid::new_v4().to_string(),
+        first_party,
+        stream_json: flags.stream_json_input() && flags.output_format.as_deref() == Some("stream-json"),
     })
 }
 
@@ -279,8 +336,11 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     let plan = &p.plan;
     let gate = p.sources.contains(&"gate").then_some("http://127.0.0.1:<gate-port>/<token>");
     let tel = p.sources.contains(&"telemetry").then_some("http://127.0.0.1:<telemetry-port>/v1/logs/<token>");
+    let switch = p.first_party.switch(gate.is_some());
     // The user's --settings is never shown as given either: inline, it may hold a key.
-    let merged = merge_settings(&p.args, &p.cwd, env_block(gate, tel)).map_err(settings_error)?;
+    let merged = merge_settings(&p.args, &p.cwd, env_block(gate, switch, tel)).map_err(settings_error)?;
+    let upstream = gate.map(|_| crate::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)).base);
+    let gate_off = p.first_party.gate_off_reason();
     let shown = match &merged {
         Some(m) => m.args(DRY_RUN_SETTINGS.as_ref()),
         None => p.args.clone(),
@@ -310,7 +370,13 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
             "passthrough": plan.passthrough,
             "session_id": p.session_id,
             "sources": p.sources,
-            "upstream": p.sources.contains(&"gate").then(|| crate::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)).base),
+            "upstream": upstream,
+            "first_party": p.first_party.path.then(|| json!({
+                "gate": gate.is_some(),
+                "switch": switch.then_some(crate::first_party::SWITCH),
+                "gate_off_reason": gate_off,
+                "switch_ignored_since": p.first_party.ignored.as_ref().map(|v| v.seen.clone()),
+            })),
             "credentials": credentials(&p.env),
             "settings": merged.as_ref().map(|_| json!({
                 "file": "private (owner-only, written at launch, removed when the session ends)",
@@ -372,6 +438,12 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     row("terminal", if plan.pty { "pty".into() } else { "pipes".into() });
     row("claude", p.claude.display().to_string());
     row("sources", if p.sources.is_empty() { "-".into() } else { p.sources.join(", ") });
+    if let Some(u) = &upstream {
+        let fp = if switch { format!(" (first party: {}=1)", crate::first_party::SWITCH) } else { String::new() };
+        row("gate", format!("forwards to {u}{fp}"));
+    } else if let Some(why) = &gate_off {
+        row("gate", format!("off: {why}"));
+    }
     if !p.sources.contains(&"telemetry") && !plan.passthrough && crate::telemetry::user_exports(&p.env) {
         row("", "telemetry: you export your own; ccb leaves your settings alone".into());
     }
@@ -518,6 +590,8 @@ impl LedgerWriter {
 
 /// Records the session as it goes, and sends its alerts.
 struct Recorder {
+    /// Where a claude that ignores the first-party switch is remembered.
+    first_party: crate::first_party::FirstParty,
     ledger: LedgerWriter,
     start: SessionStart,
     /// Session ids begun in the ledger (a `/clear` or a resumed session adds one).
@@ -602,6 +676,9 @@ impl supervisor::Observer for Recorder {
     fn session_file(&mut self, id: &str) {
         self.begin(id);
     }
+    fn first_party_ignored(&mut self) -> Option<String> {
+        Some(self.first_party.record_ignored())
+    }
 }
 
 /// Before a credit-pool session: refuse when the pool is spent and overage is rejected.
@@ -664,8 +741,83 @@ pub fn version() -> anyhow::Result<i32> {
     Ok(out.status.code().unwrap_or(exit::LAUNCH))
 }
 
+/// A refusal before launch, told to an Agent SDK in its own protocol. The SDKs start claude
+/// with `--input-format stream-json` and first send an `initialize` control request, then wait
+/// for its answer: a refusal that only went to stderr (which the TypeScript SDK swallows) and an
+/// exit before that write (a broken pipe for the SDK) would reach the user as noise. So the
+/// request is read (at most 10 s), answered with an error carrying ccb's one line, and an error
+/// result follows, as claude gives one for a refused resume. Not a stream-json session: nothing.
+fn refuse_in_protocol(argv: &[OsString], message: &str) {
+    let Ok(inv) = args::split(argv) else { return };
+    let flags = ClaudeFlags::parse(&inv.claude_args);
+    if !flags.stream_json_input() {
+        return;
+    }
+    let text = format!("ccb: {message}");
+    let request_id = read_initialize(std::time::Duration::from_secs(10));
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Some(id) = request_id {
+        let answer =
+            json!({"type": "control_response", "response": {"subtype": "error", "request_id": id, "error": text}});
+        let _ = writeln!(out, "{answer}");
+    }
+    let result = json!({
+        "type": "result", "subtype": "error_during_execution", "is_error": true, "result": text,
+        "errors": [text], "duration_ms": 0, "duration_api_ms": 0, "num_turns": 0, "total_cost_usd": 0.0,
+        "session_id": flags.session_id.or(flags.resume_id).unwrap_or_default(),
+    });
+    let _ = writeln!(out, "{result}");
+    let _ = out.flush();
+}
+
+/// Read stdin until the SDK's `initialize` control request (its id), end of input, or `wait`.
+fn read_initialize(wait: std::time::Duration) -> Option<String> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::BorrowedFd;
+    let deadline = std::time::Instant::now() + wait;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) {
+                if v["type"] == "control_request" && v["request"]["subtype"] == "initialize" {
+                    return v["request_id"].as_str().map(str::to_string);
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || buf.len() > 16 << 20 {
+            return None;
+        }
+        // SAFETY: fd 0 stays open for the life of the process.
+        let stdin = unsafe { BorrowedFd::borrow_raw(libc::STDIN_FILENO) };
+        let mut fds = [PollFd::new(stdin, PollFlags::POLLIN)];
+        let ms = PollTimeout::try_from(left.as_millis().min(10_000) as i32).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return None,
+        }
+        match nix::unistd::read(libc::STDIN_FILENO, &mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
 pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
-    let p = prepare(argv)?;
+    let p = match prepare(argv) {
+        Ok(p) => p,
+        Err(e) => {
+            refuse_in_protocol(argv, &e.message);
+            return Err(e.into());
+        }
+    };
     if p.inv.dry_run {
         return Ok(dry_run(&p)?);
     }
@@ -700,6 +852,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         Ok(o) => o,
         Err(e) => {
             record_refusal(&start, &p.run_id, p.resumed.is_some());
+            refuse_in_protocol(argv, &e.message);
             return Err(e.into());
         }
     };
@@ -709,6 +862,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         Ok(r) => r,
         Err(e) => {
             record_refusal(&start, &p.run_id, true);
+            refuse_in_protocol(argv, &e.message);
             return Err(e.into());
         }
     };
@@ -717,7 +871,10 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     let mut gate = None;
     if p.sources.contains(&"gate") {
         match crate::gate::Gate::bind() {
-            Ok(g) => gate = Some((g, crate::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)))),
+            Ok(g) => {
+                let up = crate::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str));
+                gate = Some((g, up.first_party(p.first_party.path)))
+            }
             Err(e) => crate::note!("ccb: the gate could not start ({e}); metering from telemetry and transcripts"),
         }
     }
@@ -730,8 +887,9 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     }
     let gate_url = gate.as_ref().map(|(g, _)| g.url());
     let tel_endpoint = telemetry.as_ref().map(|r| r.endpoint());
+    let switch = p.first_party.switch(gate_url.is_some());
     // Before the warden and the ledger: a bad --settings ends here with nothing to undo.
-    let merged = merge_settings(&p.args, &p.cwd, env_block(gate_url.as_deref(), tel_endpoint.as_deref()))
+    let merged = merge_settings(&p.args, &p.cwd, env_block(gate_url.as_deref(), switch, tel_endpoint.as_deref()))
         .map_err(settings_error)?;
     // Dropped, and the file removed, once claude is gone, or on any way out of this function.
     let settings_file = match &merged {
@@ -780,6 +938,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         }));
     }
     let mut rec = Recorder {
+        first_party: p.first_party.clone(),
         ledger: LedgerWriter::start(),
         start: SessionStart { overage, ..start },
         ids: Vec::new(),
@@ -808,6 +967,9 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     if let Some(u) = &gate_url {
         child_env.push(("ANTHROPIC_BASE_URL".to_string(), u.clone()));
     }
+    if switch {
+        child_env.push((crate::first_party::SWITCH.to_string(), "1".to_string()));
+    }
     let label = p.plan.model.clone().unwrap_or_default();
     let opts = supervisor::Options {
         program: p.claude.clone(),
@@ -829,6 +991,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
             reason: p.plan.pending_reason.clone(),
         }),
         progress: p.plan.print_mode && stderr_tty,
+        stream_json: !p.plan.pty && p.stream_json,
         label,
     };
     // The warden is not waited for: claude starts while it does (a session killed in the
@@ -1046,7 +1209,17 @@ mod tests {
     }
 
     fn block() -> serde_json::Map<String, serde_json::Value> {
-        env_block(Some("http://127.0.0.1:1/tok"), Some("http://127.0.0.1:2/v1/logs/tok"))
+        env_block(Some("http://127.0.0.1:1/tok"), false, Some("http://127.0.0.1:2/v1/logs/tok"))
+    }
+
+    #[test]
+    fn the_first_party_switch_goes_with_the_gate_only() {
+        let sw = crate::first_party::SWITCH;
+        let on = env_block(Some("http://127.0.0.1:1/tok"), true, None);
+        assert_eq!(on[sw], "1");
+        assert_eq!(on["ANTHROPIC_BASE_URL"], "http://127.0.0.1:1/tok");
+        assert!(!env_block(Some("http://127.0.0.1:1/tok"), false, None).contains_key(sw));
+        assert!(!env_block(None, true, Some("http://127.0.0.1:2/v1/logs/tok")).contains_key(sw));
     }
 
     #[test]

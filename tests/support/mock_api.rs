@@ -7,7 +7,13 @@
 //! - `POST /v1/messages[?beta=true]`: the script's [`Reply`], streamed as server-sent events in
 //!   the shape Anthropic's API uses (or plain JSON when the request has no `"stream": true`).
 //! - `POST /v1/messages/count_tokens[?beta=true]`: `{"input_tokens": N}`.
-//! - anything else: 404 with an Anthropic-style error body.
+//! - anything else: 404 with an Anthropic-style error body; or, after [`MockApi::answer_all`],
+//!   what Anthropic's API answers the other calls Claude Code makes on the first-party path.
+//!
+//! [`MockApi::start_tls`] serves HTTPS instead, on a given address (127.0.0.1:443 in a network
+//! namespace where `api.anthropic.com` is 127.0.0.1), and can end its connections the way some
+//! servers do ([`MockApi::set_unclean_end`]). A request body sent with `content-encoding: gzip`
+//! (Claude Code 2.1.332 on the first-party path) is decoded for [`Request::body`].
 //!
 //! Every request is recorded (arrival time, method, path, headers, parsed body) before the
 //! script sees it, so tests can count model calls and see which model was asked for.
@@ -650,6 +656,12 @@ struct Shared {
     /// Answer for count_tokens; 0 means "estimate from the body size".
     count_tokens: AtomicU64,
     ids: IdGen,
+    /// Serve HTTPS with this configuration.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// See [`MockApi::set_unclean_end`].
+    unclean_end: AtomicBool,
+    /// See [`MockApi::answer_all`].
+    answer_all: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -697,6 +709,22 @@ impl MockApi {
         F: Fn(&Request) -> Reply + Send + Sync + 'static,
     {
         let listener = TcpListener::bind("127.0.0.1:0").expect("mock API: bind 127.0.0.1:0");
+        Self::serve(listener, None, script)
+    }
+
+    /// An HTTPS mock on `addr` (e.g. `127.0.0.1:443`) with this TLS configuration.
+    pub fn start_tls<F>(addr: &str, tls: Arc<rustls::ServerConfig>, script: F) -> MockApi
+    where
+        F: Fn(&Request) -> Reply + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("mock API: bind {addr}: {e}"));
+        Self::serve(listener, Some(tls), script)
+    }
+
+    fn serve<F>(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, script: F) -> MockApi
+    where
+        F: Fn(&Request) -> Reply + Send + Sync + 'static,
+    {
         let addr = listener.local_addr().expect("mock API: local_addr");
         let shared = Arc::new(Shared {
             script: Box::new(script),
@@ -706,6 +734,9 @@ impl MockApi {
             panics: Mutex::new(Vec::new()),
             count_tokens: AtomicU64::new(0),
             ids: IdGen::new(),
+            tls,
+            unclean_end: AtomicBool::new(false),
+            answer_all: AtomicBool::new(false),
         });
         let accept_shared = shared.clone();
         let accept_thread = thread::Builder::new()
@@ -789,6 +820,21 @@ impl MockApi {
     pub fn set_count_tokens(&self, n: u64) {
         self.shared.count_tokens.store(n, Ordering::SeqCst);
     }
+
+    /// HTTPS only: from the next connection on, end each connection after one response the way
+    /// some servers and load balancers do. The response says `connection: close`, a chunked body
+    /// ends with its last chunk (`0\r\n`) but not the empty line after it, and TCP ends without
+    /// TLS `close_notify`. Claude Code takes such a response as whole.
+    pub fn set_unclean_end(&self, on: bool) {
+        self.shared.unclean_end.store(on, Ordering::SeqCst);
+    }
+
+    /// Answer what Claude Code asks Anthropic's API besides model calls, as the API answers an
+    /// account with nothing special: 404 for the managed settings and the policy limits (none),
+    /// 200 `{}` for anything else (bootstrap, profile, event logging, the MCP registry).
+    pub fn answer_all(&self) {
+        self.shared.answer_all.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Drop for MockApi {
@@ -802,10 +848,76 @@ impl Drop for MockApi {
     }
 }
 
-/// Reads from the socket, waking every 100 ms to notice the mock's shutdown, so idle
+type TlsStream = rustls::StreamOwned<rustls::ServerConnection, TcpStream>;
+
+/// One client's connection, plain or TLS. Reading and writing happen on the connection's one
+/// thread, one after the other, so the TLS stream is shared behind a lock that never waits.
+enum Conn {
+    Plain(TcpStream),
+    Tls { tls: Arc<Mutex<TlsStream>>, tcp: TcpStream, unclean: bool },
+}
+
+impl Conn {
+    fn try_clone(&self) -> io::Result<Conn> {
+        Ok(match self {
+            Conn::Plain(s) => Conn::Plain(s.try_clone()?),
+            Conn::Tls { tls, tcp, unclean } => Conn::Tls { tls: tls.clone(), tcp: tcp.try_clone()?, unclean: *unclean },
+        })
+    }
+
+    /// Ends each connection after one response, uncleanly (see [`MockApi::set_unclean_end`]).
+    fn unclean(&self) -> bool {
+        matches!(self, Conn::Tls { unclean: true, .. })
+    }
+
+    /// Cut the connection now (a response cut off mid-stream): TCP ends, nothing more is sent.
+    fn cut(&self) {
+        let tcp = match self {
+            Conn::Plain(s) => s,
+            Conn::Tls { tcp, .. } => tcp,
+        };
+        let _ = tcp.shutdown(Shutdown::Both);
+    }
+
+    /// The connection is done: TLS `close_notify` (unless ending uncleanly), then TCP's end.
+    fn finish(&self) {
+        if let Conn::Tls { tls, unclean: false, .. } = self {
+            let mut t = lock(tls);
+            t.conn.send_close_notify();
+            let _ = t.flush();
+        }
+        self.cut();
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls { tls, .. } => lock(tls).read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls { tls, .. } => lock(tls).write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls { tls, .. } => lock(tls).flush(),
+        }
+    }
+}
+
+/// Reads from the connection, waking every 100 ms to notice the mock's shutdown, so idle
 /// keep-alive connections do not keep their thread forever.
 struct ShutdownAwareStream {
-    stream: TcpStream,
+    stream: Conn,
     shared: Arc<Shared>,
 }
 
@@ -828,6 +940,15 @@ impl Read for ShutdownAwareStream {
 fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+    let stream = match &shared.tls {
+        None => Conn::Plain(stream),
+        Some(cfg) => {
+            let Ok(server) = rustls::ServerConnection::new(cfg.clone()) else { return };
+            let Ok(tcp) = stream.try_clone() else { return };
+            let unclean = shared.unclean_end.load(Ordering::SeqCst);
+            Conn::Tls { tls: Arc::new(Mutex::new(rustls::StreamOwned::new(server, stream))), tcp, unclean }
+        }
+    };
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -840,7 +961,7 @@ fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
             Ok(Some(head)) => {
                 let keep_alive = head.keep_alive;
                 match handle(head, &shared, &mut writer) {
-                    Ok(true) if keep_alive => continue,
+                    Ok(true) if keep_alive && !writer.unclean() => continue,
                     _ => break,
                 }
             }
@@ -848,7 +969,7 @@ fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
             Ok(None) | Err(_) => break,
         }
     }
-    let _ = writer.shutdown(Shutdown::Both);
+    writer.finish();
 }
 
 struct RawRequest {
@@ -876,7 +997,7 @@ fn bad(msg: &str) -> io::Error {
 }
 
 /// Read one request; `Ok(None)` on a clean EOF before it starts.
-fn read_request(reader: &mut impl BufRead, writer: &mut TcpStream) -> io::Result<Option<RawRequest>> {
+fn read_request(reader: &mut impl BufRead, writer: &mut Conn) -> io::Result<Option<RawRequest>> {
     // Skip blank lines between requests (tolerated by RFC 9112).
     let request_line = loop {
         match read_line(reader)? {
@@ -945,8 +1066,17 @@ fn read_request(reader: &mut impl BufRead, writer: &mut TcpStream) -> io::Result
 }
 
 /// Answer one request. `Ok(true)` when the connection can carry another request.
-fn handle(raw: RawRequest, shared: &Arc<Shared>, w: &mut TcpStream) -> io::Result<bool> {
-    let body = serde_json::from_slice(&raw.body).unwrap_or(Value::Null);
+fn handle(raw: RawRequest, shared: &Arc<Shared>, w: &mut Conn) -> io::Result<bool> {
+    let gzipped = raw.headers.iter().any(|(k, v)| k == "content-encoding" && v.eq_ignore_ascii_case("gzip"));
+    let body = if gzipped {
+        let mut json = Vec::new();
+        match flate2::read::GzDecoder::new(&raw.body[..]).read_to_end(&mut json) {
+            Ok(_) => serde_json::from_slice(&json).unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    } else {
+        serde_json::from_slice(&raw.body).unwrap_or(Value::Null)
+    };
     let index;
     let req = {
         let mut log = lock(&shared.log);
@@ -1017,7 +1147,7 @@ fn reason_phrase(status: u16) -> &'static str {
 }
 
 fn write_head(
-    w: &mut TcpStream,
+    w: &mut Conn,
     status: u16,
     content_type: &str,
     request_id: &str,
@@ -1025,8 +1155,9 @@ fn write_head(
     extra: &[(String, String)],
 ) -> io::Result<()> {
     let mut head = format!(
-        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\nrequest-id: {request_id}\r\nconnection: keep-alive\r\n",
-        reason_phrase(status)
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\nrequest-id: {request_id}\r\nconnection: {}\r\n",
+        reason_phrase(status),
+        if w.unclean() { "close" } else { "keep-alive" }
     );
     match length {
         Some(n) => head.push_str(&format!("content-length: {n}\r\n")),
@@ -1039,26 +1170,14 @@ fn write_head(
     w.write_all(head.as_bytes())
 }
 
-fn write_json(
-    w: &mut TcpStream,
-    status: u16,
-    request_id: &str,
-    body: &Value,
-    extra: &[(String, String)],
-) -> io::Result<()> {
+fn write_json(w: &mut Conn, status: u16, request_id: &str, body: &Value, extra: &[(String, String)]) -> io::Result<()> {
     let bytes = body.to_string().into_bytes();
     write_head(w, status, "application/json", request_id, Some(bytes.len()), extra)?;
     w.write_all(&bytes)?;
     w.flush()
 }
 
-fn respond(
-    req: &Request,
-    shared: &Arc<Shared>,
-    w: &mut TcpStream,
-    request_id: &str,
-    out: &mut Outcome,
-) -> io::Result<()> {
+fn respond(req: &Request, shared: &Arc<Shared>, w: &mut Conn, request_id: &str, out: &mut Outcome) -> io::Result<()> {
     if req.method == "HEAD" {
         out.status = Some(200);
         write_head(w, 200, "text/plain", request_id, Some(0), &[])?;
@@ -1069,6 +1188,13 @@ fn respond(
         let n = if fixed > 0 { fixed } else { (req.raw_body.len() as u64 / 4).max(1) };
         out.status = Some(200);
         return write_json(w, 200, request_id, &json!({ "input_tokens": n }), &[]);
+    }
+    if !req.is_messages() && shared.answer_all.load(Ordering::SeqCst) {
+        let none = ["/api/claude_code/settings", "/api/claude_code/policy_limits"].contains(&req.path_only());
+        let status = if none { 404 } else { 200 };
+        out.status = Some(status);
+        let body = if none { error_body("not_found_error", "none for this account", request_id) } else { json!({}) };
+        return write_json(w, status, request_id, &body, &[]);
     }
     if !req.is_messages() {
         out.status = Some(404);
@@ -1122,7 +1248,7 @@ fn respond(
                 for (i, (name, data)) in events.iter().enumerate() {
                     if reply.cut_after_events == Some(i) {
                         out.aborted = true;
-                        let _ = w.shutdown(Shutdown::Both);
+                        w.cut();
                         return Ok(());
                     }
                     if i > 0 && !reply.event_delay.is_zero() {
@@ -1132,7 +1258,8 @@ fn respond(
                     write!(w, "{:x}\r\n{frame}\r\n", frame.len())?;
                     w.flush()?;
                 }
-                w.write_all(b"0\r\n\r\n")?;
+                // Unclean: the last chunk without the empty line that should follow it.
+                w.write_all(if w.unclean() { b"0\r\n" } else { b"0\r\n\r\n" })?;
                 w.flush()
             } else {
                 let content: Vec<Value> = blocks.iter().map(block_json).collect();

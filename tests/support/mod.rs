@@ -144,6 +144,8 @@ pub fn ccb_command(home: &ClaudeHome, base_url: &str, claude: &std::path::Path) 
         "CCB_PARENT_PID",
         "XDG_DATA_HOME",
         "XDG_CONFIG_HOME",
+        "XDG_CACHE_HOME",
+        "CCB_TEST_NO_FIRST_PARTY_SWITCH",
         "NO_COLOR",
         "FAKE_SCRIPT",
         "FAKE_IGNORE",
@@ -153,6 +155,7 @@ pub fn ccb_command(home: &ClaudeHome, base_url: &str, claude: &std::path::Path) 
     }
     cmd.env("XDG_CONFIG_HOME", home.path().join(".config"));
     cmd.env("XDG_DATA_HOME", home.path().join(".local/share"));
+    cmd.env("XDG_CACHE_HOME", home.path().join(".cache"));
     cmd.env("CCB_CLAUDE", claude);
     cmd.current_dir(home.workdir());
     cmd
