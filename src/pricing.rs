@@ -155,7 +155,9 @@ impl Rates {
     }
     /// Scale by a multiplier given in thousandths.
     fn scaled(self, milli: i64) -> Rates {
-        let s = |r: i64| (r as i128 * milli as i128 / 1000) as i64;
+        // Rounded, not truncated: 1.1 × 0.125 $/M is 137.5 nano-dollars a token, and claude
+        // multiplies in floating point.
+        let s = |r: i64| ((r as i128 * milli as i128 + 500) / 1000) as i64;
         Rates {
             input: s(self.input),
             output: s(self.output),

@@ -1024,17 +1024,14 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         };
         match s.cause {
             StopCause::Ceiling => crate::note!(
-                "ccb: session stopped at its {ceiling} ceiling: {} spent; {what} stopped in {} ms. Raise it with --budget <USD> or [ceilings] {} in {}",
+                "ccb: session stopped at its {ceiling} ceiling: {} spent; {what} stopped in {} ms. {}",
                 s.spent,
                 s.took.as_millis(),
-                match p.plan.class {
-                    plan::Class::Interactive => "interactive",
-                    plan::Class::Programmatic => "programmatic",
-                    plan::Class::OpusWithReason => "opus",
-                },
-                crate::config::default_path().map(|(p, _)| p.display().to_string()).unwrap_or_else(|| "config.toml".into())
+                raise_hint(&p)
             ),
-            StopCause::OpusWithoutReason => crate::note!("ccb: session stopped: a premium model answered without a reason; {} spent", s.spent),
+            StopCause::OpusWithoutReason => {
+                crate::note!("ccb: session stopped: a premium model answered without a reason; {} spent", s.spent)
+            }
             StopCause::Signal(_) => {}
         }
     }
@@ -1086,7 +1083,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     }
     if out.stopped.is_none() && out.ceiling_reached {
         crate::note!(
-            "ccb: session ceiling of {} reached: {} spent; model calls past it were refused. Raise it with --budget <USD>",
+            "ccb: session ceiling of {} reached: {} spent; model calls past it were refused. Resume the session with --budget <USD>, a larger total, to go on",
             meter.ceiling().unwrap_or_default(),
             out.tally.total
         );
@@ -1124,6 +1121,19 @@ fn resumed_ceiling(p: &Prepared) -> Result<(Option<crate::ledger::SessionSpend>,
         }
     }
     Ok((Some(s), ceiling))
+}
+
+/// How to give the session more: where its ceiling came from decides the words.
+fn raise_hint(p: &Prepared) -> String {
+    match p.inv.budget_from {
+        Some("CCB_BUDGET") => "Raise CCB_BUDGET, or resume the session with --budget <USD>, a larger total".into(),
+        Some(_) => "Resume the session with --budget <USD>, a larger total".into(),
+        None => format!(
+            "Resume it with --budget <USD>, or raise {} in {}",
+            ceiling_from(p),
+            crate::config::default_path().map(|(p, _)| p.display().to_string()).unwrap_or_else(|| "config.toml".into())
+        ),
+    }
 }
 
 /// Where the session's ceiling came from: `--budget`, `CCB_BUDGET`, or the config's ceiling for
