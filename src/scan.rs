@@ -297,6 +297,10 @@ pub fn class_of_entrypoint(e: Option<&str>) -> &'static str {
     }
 }
 
+/// The session id reports give rows an older ccb recorded without one (resumed sessions, before
+/// runs were recorded).
+pub const UNATTRIBUTED: &str = "resumed-before-ccb-recorded-runs";
+
 /// Ledger usage with `ts >= since_ms` into the dataset; marks each response as seen.
 pub fn add_ledger(
     ds: &mut Dataset,
@@ -309,8 +313,10 @@ pub fn add_ledger(
         if !seen.insert(key_hash(&u.row.key)) {
             continue;
         }
+        // An older ccb recorded resumed sessions under an empty id: say what they are.
+        let id = if u.row.session_id.is_empty() { UNATTRIBUTED.to_string() } else { u.row.session_id.clone() };
         let s = ds.session(SessionAttr {
-            id: u.row.session_id.clone(),
+            id,
             project: u.cwd.clone(),
             class: u.class.clone(),
             meter: u.meter.clone(),
@@ -1630,6 +1636,31 @@ mod tests {
         let since = jiff::civil::date(2026, 11, 21).to_zoned(tz.clone()).unwrap().timestamp().as_millisecond();
         add_transcripts(&mut ds, &dirs, since, &tz, &prices);
         assert_eq!(build(&ds, Period::Daily, Split::None, None, None).totals.cost.nanos(), 6_000_000_000);
+    }
+
+    #[test]
+    fn rows_an_older_ccb_recorded_without_a_session_are_named() {
+        let f = fixture();
+        use crate::ledger::*;
+        f.l.record(&UsageRow {
+            key: "m9:r9".into(),
+            session_id: String::new(),
+            ts_ms: parse_ts_ms("2026-11-20T10:00:00Z").unwrap(),
+            model: "claude-haiku-4-5".into(),
+            agent_id: None,
+            usage: Default::default(),
+            cost: crate::money::Usd(5),
+            source: "gate".into(),
+            priced_by: "table".into(),
+            estimated: false,
+            run_id: None,
+        })
+        .unwrap();
+        let mut ds = Dataset::default();
+        add_all(&mut ds, Some(&f.l), &f.dirs, i64::MIN, &TimeZone::UTC, &prices()).unwrap();
+        let r = build(&ds, Period::Session, Split::None, None, None);
+        let ids: Vec<&str> = r.rows.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(ids, [UNATTRIBUTED], "never an empty session id");
     }
 
     #[test]
