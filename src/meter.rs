@@ -59,6 +59,8 @@ struct State {
     next_call: u64,
     /// A model call was refused: the ceiling is reached for good.
     refused: bool,
+    /// What earlier runs of a resumed session spent (in `tally.total`, not in its responses).
+    prior: Usd,
 }
 
 /// What a session spent in earlier runs, and its ceiling: looked up (in the ledger) when a
@@ -98,6 +100,7 @@ impl Meter {
                 reserved: HashMap::new(),
                 next_call: 1,
                 refused: false,
+                prior: Usd::ZERO,
             }),
             reserve,
             session: Mutex::new(None),
@@ -115,6 +118,7 @@ impl Meter {
             st.budget.ceiling = Some(c);
         }
         st.tally.total += spent.max(Usd::ZERO);
+        st.prior += spent.max(Usd::ZERO);
         let total = st.tally.total;
         if let Some(Signal::Ceiling { .. }) = st.budget.observe(total) {
             st.refused = true;
@@ -199,7 +203,10 @@ impl Meter {
         }
         let estimate = match self.reserve {
             Reserve::None => Usd::ZERO,
-            Reserve::Expected if st.tally.responses > 0 => Usd(st.tally.total.nanos() / st.tally.responses as i64),
+            // This run's average: a resumed session's earlier spend is not one of its calls.
+            Reserve::Expected if st.tally.responses > 0 => {
+                Usd((st.tally.total - st.prior).nanos() / st.tally.responses as i64)
+            }
             Reserve::Expected => Usd::ZERO,
             Reserve::Worst => {
                 // About four bytes of JSON per prompt token: an over-estimate, as a worst case should be.

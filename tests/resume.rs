@@ -105,9 +105,8 @@ fn the_ceiling_belongs_to_the_session() {
     let (code, _, err) = session(&home, &api, &["--resume", &id, "--budget", "0.6"]);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("--budget $0.60 is not above it"), "{err}");
-    let (code, _, err) = session(&home, &api, &["--resume", &id, "--budget", "1.3"]);
-    assert_eq!(code, 3, "$0.60 + $0.30 + $0.30 crosses $1.30 on the second call: {err}");
-    assert!(err.contains("$1.30 ceiling"), "{err}");
+    let (code, _, err) = session(&home, &api, &["--resume", &id, "--budget", "2"]);
+    assert_eq!(code, 0, "a new total of $2.00 leaves room for the run's $0.60: {err}");
     // Five runs: two that spent, three refused (two before launch, one at its first call).
     assert_eq!(recorded(&home, &id), (1_200_000_000, 5));
     let ends: Vec<(String, i64)> = open_ledger(&ledger_path(&home))
@@ -117,10 +116,10 @@ fn the_ceiling_belongs_to_the_session() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    let want = [("ceiling", 3), ("refused", 4), ("ceiling", 3), ("refused", 4), ("ceiling", 3)];
+    let want = [("ceiling", 3), ("refused", 4), ("ceiling", 3), ("refused", 4), ("exited", 0)];
     assert_eq!(ends, want.map(|(e, c)| (e.to_string(), c)), "each run with its ending");
     let ceiling: i64 = open_ledger(&ledger_path(&home))
         .query_row("SELECT ceiling_nanos FROM sessions WHERE id = ?1", [&id], |r| r.get(0))
         .unwrap();
-    assert_eq!(ceiling, 1_300_000_000, "the new total is the session's ceiling now");
+    assert_eq!(ceiling, 2_000_000_000, "the new total is the session's ceiling now");
 }
