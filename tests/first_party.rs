@@ -33,7 +33,6 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 use support::*;
 
@@ -164,18 +163,9 @@ impl World {
         std::fs::write(&hosts, "127.0.0.1 localhost api.anthropic.com\n::1 localhost\n").unwrap();
         bind_over(&hosts, Path::new("/etc/hosts"));
 
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "ccb first-party test CA");
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["api.anthropic.com".to_string()])
-            .unwrap()
-            .signed_by(&leaf_key, &ca, &ca_key)
-            .unwrap();
+        let (ca_pem, tls) = support::tls::throwaway_ca("api.anthropic.com");
         let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, ca.pem()).unwrap();
+        std::fs::write(&ca_file, ca_pem).unwrap();
         // The system store, as claude and the gate find it: only this CA.
         let store = ccb::gate::SYSTEM_BUNDLES
             .iter()
@@ -184,18 +174,6 @@ impl World {
             .expect("a system CA bundle to stand in for (e.g. /etc/ssl/certs/ca-certificates.crt)");
         bind_over(&ca_file, store);
 
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = Arc::new(
-            rustls::ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_single_cert(
-                    vec![leaf.der().clone()],
-                    rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-                )
-                .unwrap(),
-        );
         let usage = Usage::new(1_200, 400).cache_creation(3_000, 0).cache_read(5_000);
         let api = MockApi::start_tls("127.0.0.1:443", tls, move |req: &Request| {
             let reply = match req.kind() {

@@ -26,6 +26,7 @@
 pub mod claude_home;
 pub mod mock_api;
 pub mod pty;
+pub mod tls;
 
 pub use claude_home::{assistant_lines, new_session_id, project_slug, read_jsonl, slug, ClaudeHome, FAKE_API_KEY};
 pub use mock_api::{scripts, Block, MockApi, Reply, Request, RequestKind, ToolResult, ToolUse, Usage};
