@@ -31,7 +31,9 @@ fn now_ns() -> u128 {
 fn log(line: &str) {
     if let Some(p) = std::env::var_os("FAKE_LOG") {
         if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(p) {
-            let _ = writeln!(f, "{line} {}", now_ns());
+            // One write(2) per line: `writeln!` on a File writes piece by piece, and a SIGKILL
+            // between the pieces left a line without its clock time (seen once in CI).
+            let _ = f.write_all(format!("{line} {}\n", now_ns()).as_bytes());
         }
     }
 }
