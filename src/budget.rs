@@ -157,6 +157,13 @@ impl Tally {
     /// claude's own figure for a model claude prices, then the tables; for a model claude does
     /// not price, the larger of claude's figure and the family's dearest, as an estimate.
     fn price(e: &UsageEvent, prices: &PriceTable, given: Option<ClaudeCost>) -> (Usd, Priced, Option<i64>) {
+        let (cost, mut priced, learned) = Tally::price_counts(e, prices, given);
+        // Counts that are themselves an estimate make the figure one, unless it is claude's own.
+        priced.estimated |= e.estimated && priced.by != PricedBy::Claude;
+        (cost, priced, learned)
+    }
+
+    fn price_counts(e: &UsageEvent, prices: &PriceTable, given: Option<ClaudeCost>) -> (Usd, Priced, Option<i64>) {
         let (p, how) = prices.lookup(&e.model);
         let table = crate::pricing::price(&p, &e.usage, &e.mods, prices.web_search_nanos);
         let known = how == Match::Known;
@@ -219,13 +226,15 @@ impl Tally {
             self.duplicates += 1;
             return Added::Duplicate;
         }
-        let (cost, priced, learned) = Tally::price(e, prices, given);
+        let (cost, by_model, learned) = Tally::price_counts(e, prices, given);
+        let priced =
+            Priced { estimated: by_model.estimated || (e.estimated && by_model.by != PricedBy::Claude), ..by_model };
         if let Some(r) = request {
             self.by_request
                 .insert(r.to_string(), CountedCall { key: e.key.clone(), model: e.model.clone(), cost, priced });
         }
         let mut new_unknown = None;
-        if priced.estimated && !self.unknown_models.contains(&e.model) {
+        if by_model.estimated && !self.unknown_models.contains(&e.model) {
             self.unknown_models.push(e.model.clone());
             new_unknown = Some(prices.lookup(&e.model).1);
         }
@@ -309,6 +318,7 @@ mod tests {
             timestamp: None,
             entrypoint: None,
             cwd: None,
+            estimated: false,
         }
     }
 

@@ -17,9 +17,9 @@
 //! and goes nowhere, so no one else can spend through the gate or read its answers.
 
 use crate::meter::{Admission, Meter};
-use crate::pricing::{PriceTable, Usage};
-use crate::transcript::{usage_from_api, UsageEvent};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use crate::pricing::PriceTable;
+use crate::transcript::UsageEvent;
+use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -283,7 +283,6 @@ impl Gate {
         let agent = if upstream.https() { Lazy::Pending(Mutex::new(Some(b))) } else { Lazy::Ready(b.build()) };
         let problems = Vec::new();
         let ctx = Arc::new(Ctx {
-            prefix: self.prefix.clone(),
             agent,
             ready: std::sync::OnceLock::new(),
             upstream,
@@ -294,15 +293,16 @@ impl Gate {
             first_party_ignored: std::sync::atomic::AtomicBool::new(false),
         });
         let listener = self.listener.take().ok_or_else(|| io::Error::other("gate already serving"))?;
-        std::thread::Builder::new().name("ccb-gate".into()).spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                let ctx = ctx.clone();
-                let _ = std::thread::Builder::new().name("ccb-gate-conn".into()).spawn(move || {
-                    let _ = serve_connection(conn, &ctx);
-                });
-            }
-        })?;
+        let guard = crate::http::Guard::Prefix(self.prefix.clone());
+        let handler: Arc<crate::http::Handler> = Arc::new(move |req, w: &mut TcpStream| handle(req, w, &ctx));
+        crate::http::serve(
+            listener,
+            "ccb-gate",
+            guard,
+            crate::http::Limits::GATE,
+            crate::http::Style::AnthropicJson,
+            handler,
+        )?;
         Ok(problems)
     }
 }
@@ -314,7 +314,6 @@ enum Lazy {
 }
 
 struct Ctx {
-    prefix: String,
     agent: Lazy,
     ready: std::sync::OnceLock<ureq::Agent>,
     upstream: Upstream,
@@ -326,13 +325,7 @@ struct Ctx {
     first_party_ignored: std::sync::atomic::AtomicBool,
 }
 
-/// One request as it came from claude.
-struct Request {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
+use crate::http::Request;
 
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -348,141 +341,6 @@ const HOP_BY_HOP: &[&str] = &[
     "content-length",
     "expect",
 ];
-
-/// The request target without the gate's path prefix, or None when it does not carry it:
-/// `/<token>/v1/messages?beta=true` → `/v1/messages?beta=true`, `/<token>` → `/`.
-fn strip_prefix<'a>(target: &'a str, prefix: &str) -> Option<std::borrow::Cow<'a, str>> {
-    let head = target.get(..prefix.len())?;
-    if !crate::paths::token_eq(head.as_bytes(), prefix.as_bytes()) {
-        return None;
-    }
-    let rest = &target[prefix.len()..];
-    match rest.as_bytes().first() {
-        None => Some("/".into()),
-        Some(b'/') => Some(rest.into()),
-        Some(b'?') => Some(format!("/{rest}").into()),
-        Some(_) => None,
-    }
-}
-
-/// Answer a request that does not carry the gate's prefix, and close the connection.
-fn turn_away(w: &mut TcpStream) -> io::Result<()> {
-    let body = r#"{"type":"error","error":{"type":"not_found_error","message":"Not found"}}"#;
-    let head = format!(
-        "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    w.write_all(head.as_bytes())?;
-    w.write_all(body.as_bytes())?;
-    w.flush()?;
-    close_unread(w);
-    Ok(())
-}
-
-/// Close a connection whose request was not read: stop writing, then drop what the client
-/// still sends (at most 256 KiB, for at most a second), so that the kernel does not answer its
-/// unread bytes with a reset that would discard the answer before the client reads it.
-pub(crate) fn close_unread(conn: &TcpStream) {
-    let _ = conn.shutdown(std::net::Shutdown::Write);
-    let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
-    let until = std::time::Instant::now() + Duration::from_secs(1);
-    let mut buf = [0u8; 8192];
-    let mut left = 256 * 1024usize;
-    while let Ok(n @ 1..) = (&*conn).read(&mut buf) {
-        left = left.saturating_sub(n);
-        if left == 0 || std::time::Instant::now() >= until {
-            break;
-        }
-    }
-}
-
-fn read_request(r: &mut BufReader<TcpStream>, w: &mut TcpStream, prefix: &str) -> io::Result<Option<Request>> {
-    let mut line = String::new();
-    // Request line (skipping stray empty lines between requests).
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        if !line.trim().is_empty() {
-            break;
-        }
-    }
-    let mut parts = line.split_whitespace();
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "bad request line"));
-    };
-    // Checked before anything else is read: a stranger's headers and body are never taken in.
-    let Some(target) = strip_prefix(target, prefix) else {
-        turn_away(w)?;
-        return Err(io::Error::new(io::ErrorKind::PermissionDenied, "no gate token"));
-    };
-    let (method, target) = (method.to_string(), target.into_owned());
-    let mut headers = Vec::new();
-    let mut head_bytes = 0usize;
-    loop {
-        line.clear();
-        let n = r.read_line(&mut line)?;
-        head_bytes += n;
-        if n == 0 || head_bytes > 256 * 1024 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "bad request head"));
-        }
-        let l = line.trim_end_matches(['\r', '\n']);
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let get = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
-    if get("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
-        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-    }
-    let mut body = Vec::new();
-    if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
-        loop {
-            line.clear();
-            r.read_line(&mut line)?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk"))?;
-            if size == 0 {
-                // Trailers, up to the empty line.
-                loop {
-                    line.clear();
-                    if r.read_line(&mut line)? == 0 || line.trim().is_empty() {
-                        break;
-                    }
-                }
-                break;
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            r.read_exact(&mut body[start..])?;
-            line.clear();
-            r.read_line(&mut line)?;
-        }
-    } else if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body.resize(len, 0);
-        r.read_exact(&mut body)?;
-    }
-    Ok(Some(Request { method, target, headers, body }))
-}
-
-fn serve_connection(conn: TcpStream, ctx: &Ctx) -> io::Result<()> {
-    conn.set_nodelay(true)?;
-    let mut w = conn.try_clone()?;
-    let mut r = BufReader::new(conn);
-    while let Some(req) = read_request(&mut r, &mut w, &ctx.prefix)? {
-        let close =
-            req.headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
-        handle(req, &mut w, ctx)?;
-        if close {
-            break;
-        }
-    }
-    Ok(())
-}
 
 /// What a model call asks for, from its JSON body.
 struct Call {
@@ -501,11 +359,89 @@ fn session_header(req: &Request) -> Option<&str> {
         .filter(|v| crate::args::is_session_id(v))
 }
 
-fn model_call(req: &Request) -> Option<Call> {
-    let path = req.target.split('?').next().unwrap_or("");
-    if req.method != "POST" || !path.ends_with("/v1/messages") {
-        return None;
+/// What a request reaches upstream, whatever the spelling of its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v1/messages`: a model call when POSTed.
+    Messages,
+    /// `/v1/messages/count_tokens`: free.
+    CountTokens,
+    /// Spend the gate cannot meter as it happens (message batches, the legacy completions
+    /// API): refused when POSTed, so that no call of the session escapes its ceiling.
+    Unmetered(&'static str),
+    Other,
+}
+
+/// The endpoint a request target reaches, and the target to forward: paths that reach a
+/// messages endpoint upstream are forwarded in their plain spelling (`/v1//messages/`,
+/// `/v1/./messages`, `/v1/%6Dessages` and `/V1/Messages` all become `/v1/messages`, query
+/// kept), so that what is metered is what is sent; other targets go as they came.
+pub fn endpoint(target: &str) -> (Endpoint, Option<String>) {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let decoded = percent_decode(path);
+    let mut segs: Vec<&str> = Vec::new();
+    for s in decoded.split('/') {
+        match s {
+            "" | "." => {}
+            ".." => {
+                segs.pop();
+            }
+            s => segs.push(s),
+        }
     }
+    let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let ends = |tail: &[&str]| lower.len() >= tail.len() && lower[lower.len() - tail.len()..].iter().eq(tail.iter());
+    let has = |win: &[&str]| lower.windows(win.len()).any(|w| w.iter().eq(win.iter()));
+    let plain = |tail: &[&str]| {
+        let mut p = String::new();
+        for s in segs[..segs.len() - tail.len()].iter().chain(tail.iter()) {
+            p.push('/');
+            p.push_str(s);
+        }
+        if let Some(q) = query {
+            p.push('?');
+            p.push_str(q);
+        }
+        p
+    };
+    if ends(&["v1", "messages"]) {
+        (Endpoint::Messages, Some(plain(&["v1", "messages"])))
+    } else if ends(&["v1", "messages", "count_tokens"]) {
+        (Endpoint::CountTokens, Some(plain(&["v1", "messages", "count_tokens"])))
+    } else if has(&["v1", "messages", "batches"]) {
+        (Endpoint::Unmetered("message batches"), None)
+    } else if ends(&["v1", "complete"]) {
+        (Endpoint::Unmetered("the legacy completions API"), None)
+    } else {
+        (Endpoint::Other, None)
+    }
+}
+
+/// `%XX` escapes decoded (for reading a path, not for forwarding it); bytes that are not
+/// UTF-8 afterwards are replaced.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = ((b[i + 1] as char).to_digit(16), (b[i + 2] as char).to_digit(16)) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A model call: what it asks for, from its JSON body.
+fn model_call(req: &Request) -> Call {
     #[derive(serde::Deserialize)]
     struct Body {
         model: Option<String>,
@@ -513,7 +449,7 @@ fn model_call(req: &Request) -> Option<Call> {
     }
     let body = request_body(req);
     let b: Body = serde_json::from_slice(&body).unwrap_or(Body { model: None, max_tokens: None });
-    Some(Call { model: b.model.unwrap_or_default(), max_tokens: b.max_tokens.unwrap_or(0), bytes: body.len() as u64 })
+    Call { model: b.model.unwrap_or_default(), max_tokens: b.max_tokens.unwrap_or(0), bytes: body.len() as u64 }
 }
 
 /// A request's body as JSON text: Claude Code compresses large ones on the first-party path
@@ -535,6 +471,15 @@ fn request_body(req: &Request) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
+/// Answer a call the meter cannot follow.
+fn refuse_unmetered(w: &mut TcpStream, what: &str) -> io::Result<()> {
+    let msg = format!("ccb: {what}: not metered by ccb's gate, so refused in a metered session; call it without ccb");
+    w.write_all(&crate::http::refusal(crate::http::Style::AnthropicJson, 400, "invalid_request_error", &msg))?;
+    w.flush()?;
+    // The answer said `connection: close`.
+    Err(io::Error::new(io::ErrorKind::PermissionDenied, "unmetered endpoint"))
+}
+
 fn refuse(w: &mut TcpStream, ctx: &Ctx, spent: crate::money::Usd, ceiling: crate::money::Usd) -> io::Result<()> {
     let n = ctx.refusals.fetch_add(1, Ordering::Relaxed) + 1;
     let msg = format!(
@@ -553,8 +498,24 @@ fn refuse(w: &mut TcpStream, ctx: &Ctx, spent: crate::money::Usd, ceiling: crate
     Ok(())
 }
 
-fn handle(req: Request, w: &mut TcpStream, ctx: &Ctx) -> io::Result<()> {
-    let call = model_call(&req);
+fn handle(mut req: Request, w: &mut TcpStream, ctx: &Ctx) -> io::Result<()> {
+    let post = req.method.eq_ignore_ascii_case("POST");
+    let (ep, plain) = endpoint(&req.target);
+    if let Some(t) = plain {
+        req.target = t;
+    }
+    if let (Endpoint::Unmetered(what), true) = (&ep, post) {
+        return refuse_unmetered(w, what);
+    }
+    let call = (ep == Endpoint::Messages && post).then(|| model_call(&req));
+    if call.is_some() {
+        // Upstream answers in an encoding the gate reads (claude reads them all).
+        for (k, v) in req.headers.iter_mut() {
+            if k.eq_ignore_ascii_case("accept-encoding") {
+                *v = crate::stream::narrow_accept_encoding(v);
+            }
+        }
+    }
     if call.is_some()
         && ctx.upstream.first_party
         && !req.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(crate::first_party::HEADER))
@@ -649,8 +610,13 @@ fn forward(req: &Request, w: &mut TcpStream, ctx: &Ctx, call: Option<&Call>) -> 
     if no_body {
         return Ok(());
     }
-    let mut watcher =
-        call.filter(|_| status == 200).map(|c| UsageWatch::new(c.model.clone(), sse, encoding.as_deref()));
+    let mut watcher = call.filter(|_| status == 200).map(|c| {
+        UsageWatch::new(
+            sse,
+            encoding.as_deref(),
+            crate::stream::Bound { prompt_bytes: c.bytes, max_tokens: c.max_tokens },
+        )
+    });
     let mut reader = resp.into_reader();
     let mut buf = vec![0u8; 64 * 1024];
     let mut client_gone = false;
@@ -673,7 +639,7 @@ fn forward(req: &Request, w: &mut TcpStream, ctx: &Ctx, call: Option<&Call>) -> 
             // its next call must already see this one's cost.
             if wt.complete() && !wt.counted {
                 wt.counted = true;
-                pending = count(ctx, wt, request_id.as_deref(), session_header(req), false);
+                pending = count(ctx, wt, call, request_id.as_deref(), session_header(req), false);
             }
         }
         let chunk = format!("{n:x}\r\n");
@@ -692,7 +658,7 @@ fn forward(req: &Request, w: &mut TcpStream, ctx: &Ctx, call: Option<&Call>) -> 
         if !wt.counted && (wt.complete() || wt.started()) {
             // Cut off (Esc, a kill, a broken upstream): charge what was streamed.
             wt.counted = true;
-            pending = count(ctx, wt, request_id.as_deref(), session_header(req), !wt.complete());
+            pending = count(ctx, wt, call, request_id.as_deref(), session_header(req), !wt.complete());
         }
     }
     let tell = |pending: Option<GateEvent>| {
@@ -719,285 +685,78 @@ fn forward(req: &Request, w: &mut TcpStream, ctx: &Ctx, call: Option<&Call>) -> 
 fn count(
     ctx: &Ctx,
     wt: &UsageWatch,
+    call: Option<&Call>,
     request_id: Option<&str>,
     session: Option<&str>,
-    estimated: bool,
+    cut_off: bool,
 ) -> Option<GateEvent> {
-    let usage = wt.usage(estimated)?;
-    let message_id = wt.message_id.clone();
+    let reading = wt.reading(cut_off)?;
+    let message_id = wt.message_id.clone().filter(|m| !m.is_empty());
+    let request_id = request_id.filter(|r| !r.is_empty());
     let key = match (&message_id, request_id) {
         (Some(m), Some(r)) => format!("{m}:{r}"),
         (Some(m), None) => m.clone(),
         (None, Some(r)) => format!(":{r}"),
-        (None, None) => return None,
+        // No id to count it once by: still counted, once, under a key of its own.
+        (None, None) => format!("gate:{}", uuid::Uuid::new_v4()),
     };
+    let asked = call.map(|c| c.model.as_str()).unwrap_or("");
     let event = UsageEvent {
         key,
         request_id: request_id.map(String::from),
         session_id: session.map(String::from),
         agent_id: None,
         // Claude Code prices the model it asked for; so does ccb.
-        model: if wt.model.is_empty() { wt.response_model.clone().unwrap_or_default() } else { wt.model.clone() },
-        usage,
-        mods: crate::pricing::Modifiers { fast: wt.fast, geo: wt.geo.clone() },
+        model: if asked.is_empty() { wt.response_model.clone().unwrap_or_default() } else { asked.to_string() },
+        usage: reading.usage,
+        mods: wt.mods().clone(),
         timestamp: Some(jiff::Timestamp::now().to_string()),
         entrypoint: None,
         cwd: None,
+        estimated: reading.estimated,
     };
     let outcome = ctx.meter.report(&event, &ctx.prices);
     Some(GateEvent::Usage { event: Box::new(event), outcome })
 }
 
-/// Reads a model response as it streams by: the usage of `message_start`, merged with the
-/// final figures of `message_delta` (a figure above zero wins), and how much text streamed, for
-/// an estimate when the stream is cut off.
-pub struct UsageWatch {
-    model: String,
-    sse: bool,
-    decoder: Option<Box<dyn Write + Send>>,
-    decoded: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-    line: Vec<u8>,
-    json: Vec<u8>,
-    message_id: Option<String>,
-    response_model: Option<String>,
-    start: Option<serde_json::Value>,
-    delta: Option<serde_json::Value>,
-    stopped: bool,
-    streamed_bytes: u64,
-    fast: bool,
-    geo: Option<String>,
-    counted: bool,
-}
-
-/// Collects decompressed bytes for the watcher.
-struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-impl Write for Sink {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl UsageWatch {
-    pub fn new(model: String, sse: bool, encoding: Option<&str>) -> UsageWatch {
-        let decoded = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let decoder: Option<Box<dyn Write + Send>> = match encoding {
-            Some("gzip") => Some(Box::new(flate2::write::GzDecoder::new(Sink(decoded.clone())))),
-            Some("deflate") => Some(Box::new(flate2::write::ZlibDecoder::new(Sink(decoded.clone())))),
-            _ => None,
-        };
-        UsageWatch {
-            model,
-            sse,
-            decoder,
-            decoded,
-            line: Vec::new(),
-            json: Vec::new(),
-            message_id: None,
-            response_model: None,
-            start: None,
-            delta: None,
-            stopped: false,
-            streamed_bytes: 0,
-            fast: false,
-            geo: None,
-            counted: false,
-        }
-    }
-
-    pub fn feed(&mut self, bytes: &[u8]) {
-        let plain: Vec<u8> = match &mut self.decoder {
-            Some(d) => {
-                let _ = d.write_all(bytes);
-                let _ = d.flush();
-                std::mem::take(&mut *self.decoded.lock().unwrap_or_else(|e| e.into_inner()))
-            }
-            None => bytes.to_vec(),
-        };
-        if !self.sse {
-            if self.json.len() < 32 * 1024 * 1024 {
-                self.json.extend_from_slice(&plain);
-            }
-            return;
-        }
-        for &b in &plain {
-            if b == b'\n' {
-                let line = std::mem::take(&mut self.line);
-                self.sse_line(&line);
-            } else {
-                self.line.push(b);
-            }
-        }
-    }
-
-    fn sse_line(&mut self, line: &[u8]) {
-        let Some(data) = line.strip_prefix(b"data:") else { return };
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(data.trim_ascii()) else { return };
-        match v["type"].as_str() {
-            Some("message_start") => {
-                self.message_id = v["message"]["id"].as_str().map(String::from);
-                self.response_model = v["message"]["model"].as_str().map(String::from);
-                self.start = Some(v["message"]["usage"].clone());
-            }
-            Some("message_delta") => self.delta = Some(v["usage"].clone()),
-            Some("message_stop") => self.stopped = true,
-            Some("content_block_delta") => {
-                let d = &v["delta"];
-                for k in ["text", "partial_json", "thinking"] {
-                    if let Some(s) = d[k].as_str() {
-                        self.streamed_bytes += s.len() as u64;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// The end of the body: a non-streamed response is parsed whole.
-    pub fn finish(&mut self) {
-        if self.sse {
-            if !self.line.is_empty() {
-                let line = std::mem::take(&mut self.line);
-                self.sse_line(&line);
-            }
-            return;
-        }
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&self.json) {
-            if v["type"] == "message" {
-                self.message_id = v["id"].as_str().map(String::from);
-                self.response_model = v["model"].as_str().map(String::from);
-                self.start = Some(v["usage"].clone());
-                self.stopped = true;
-            }
-        }
-    }
-
-    pub fn started(&self) -> bool {
-        self.start.is_some()
-    }
-
-    pub fn complete(&self) -> bool {
-        self.stopped && self.start.is_some()
-    }
-
-    /// The response's usage; `estimated` for a cut-off stream (output from what streamed).
-    pub fn usage(&self, estimated: bool) -> Option<Usage> {
-        let start = self.start.as_ref()?;
-        let pick = |k: &str| -> u64 {
-            let d = self.delta.as_ref().and_then(|d| d[k].as_u64()).unwrap_or(0);
-            if d > 0 {
-                d
-            } else {
-                start[k].as_u64().unwrap_or(0)
-            }
-        };
-        let one_hour = self
-            .delta
-            .as_ref()
-            .and_then(|d| d["cache_creation"]["ephemeral_1h_input_tokens"].as_u64())
-            .filter(|n| *n > 0)
-            .or_else(|| start["cache_creation"]["ephemeral_1h_input_tokens"].as_u64());
-        let web = self
-            .delta
-            .as_ref()
-            .and_then(|d| d["server_tool_use"]["web_search_requests"].as_u64())
-            .filter(|n| *n > 0)
-            .or_else(|| start["server_tool_use"]["web_search_requests"].as_u64())
-            .unwrap_or(0);
-        let mut output = pick("output_tokens");
-        if estimated {
-            // About four bytes of text per token; never less than what was reported.
-            output = output.max(self.streamed_bytes.div_ceil(4));
-        }
-        Some(usage_from_api(
-            pick("input_tokens"),
-            output,
-            pick("cache_creation_input_tokens"),
-            one_hour,
-            pick("cache_read_input_tokens"),
-            web,
-        ))
-    }
-}
-
-impl std::fmt::Debug for UsageWatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UsageWatch").field("message_id", &self.message_id).field("stopped", &self.stopped).finish()
-    }
-}
+pub use crate::stream::UsageWatch;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sse(events: &[serde_json::Value]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for e in events {
-            out.extend_from_slice(format!("event: {}\ndata: {}\n\n", e["type"].as_str().unwrap(), e).as_bytes());
-        }
-        out
-    }
-
-    fn stream() -> Vec<serde_json::Value> {
-        use serde_json::json;
-        vec![
-            json!({"type": "message_start", "message": {"id": "msg_1", "model": "claude-sonnet-4-6", "usage": {"input_tokens": 100, "cache_creation_input_tokens": 30, "cache_read_input_tokens": 7, "cache_creation": {"ephemeral_5m_input_tokens": 10, "ephemeral_1h_input_tokens": 20}, "output_tokens": 1}}}),
-            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello, world! This is streamed."}}),
-            json!({"type": "content_block_stop", "index": 0}),
-            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 42}}),
-            json!({"type": "message_stop"}),
-        ]
-    }
-
     #[test]
-    fn reads_usage_from_a_stream_in_any_chunking() {
-        let bytes = sse(&stream());
-        for chunk in [1, 7, 64, bytes.len()] {
-            let mut w = UsageWatch::new("claude-sonnet-4-6".into(), true, None);
-            for c in bytes.chunks(chunk) {
-                w.feed(c);
-            }
-            w.finish();
-            assert!(w.complete(), "chunk {chunk}");
-            assert_eq!(w.message_id.as_deref(), Some("msg_1"));
-            let u = w.usage(false).unwrap();
-            assert_eq!(
-                u,
-                Usage { input: 100, output: 42, cache_write_5m: 10, cache_write_1h: 20, cache_read: 7, web_search: 0 }
-            );
+    fn every_spelling_of_a_messages_path_is_a_model_call() {
+        for t in [
+            "/v1/messages",
+            "/v1/messages?beta=true",
+            "/v1/messages/",
+            "/v1//messages",
+            "//v1/messages",
+            "/v1/./messages",
+            "/x/../v1/messages",
+            "/v1/%6Dessages",
+            "/v1%2Fmessages",
+            "/V1/Messages",
+            "/anthropic/v1/messages",
+        ] {
+            let (ep, plain) = endpoint(t);
+            assert_eq!(ep, Endpoint::Messages, "{t}");
+            let plain = plain.unwrap();
+            assert!(plain.ends_with("/v1/messages") || plain.ends_with("/v1/messages?beta=true"), "{t} -> {plain}");
         }
-    }
-
-    #[test]
-    fn a_cut_off_stream_is_charged_for_what_streamed() {
-        let bytes = sse(&stream()[..3]);
-        let mut w = UsageWatch::new("m".into(), true, None);
-        w.feed(&bytes);
-        w.finish();
-        assert!(w.started() && !w.complete());
-        let u = w.usage(true).unwrap();
-        assert_eq!(u.input, 100);
-        assert_eq!(u.output, 8, "31 bytes of text: about 8 tokens, more than message_start's 1");
-    }
-
-    #[test]
-    fn reads_a_gzipped_json_response() {
-        use std::io::Write;
-        let body = serde_json::json!({"type": "message", "id": "msg_9", "model": "claude-haiku-4-5", "usage": {"input_tokens": 5, "output_tokens": 6}}).to_string();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(body.as_bytes()).unwrap();
-        let z = gz.finish().unwrap();
-        let mut w = UsageWatch::new("claude-haiku-4-5".into(), false, Some("gzip"));
-        for c in z.chunks(5) {
-            w.feed(c);
+        assert_eq!(endpoint("/v1/messages?beta=true").1.as_deref(), Some("/v1/messages?beta=true"));
+        assert_eq!(endpoint("/v1//messages/").1.as_deref(), Some("/v1/messages"));
+        assert_eq!(endpoint("/anthropic//v1/messages").1.as_deref(), Some("/anthropic/v1/messages"));
+        assert_eq!(endpoint("/v1/messages/count_tokens?beta=true").0, Endpoint::CountTokens);
+        for t in
+            ["/v1/messages/batches", "/v1/messages/batches/msgbatch_1/cancel", "/v1//messages/batches/", "/v1/complete"]
+        {
+            assert!(matches!(endpoint(t).0, Endpoint::Unmetered(_)), "{t}");
         }
-        w.finish();
-        assert!(w.complete());
-        assert_eq!(w.usage(false).unwrap().output, 6);
+        for t in ["/api/claude_code/settings", "/v1/models", "/v1/messagesX", "/", "", "/%", "/%zz/v1"] {
+            assert_eq!(endpoint(t), (Endpoint::Other, None), "{t}");
+        }
     }
 
     #[test]
@@ -1013,28 +772,6 @@ mod tests {
         assert_eq!(proxy_for("example.com", true, &e).as_deref(), Some("http://p:1"));
         let e = env(&[("HTTPS_PROXY", "http://p:1"), ("NO_PROXY", "*")]);
         assert_eq!(proxy_for("x", true, &e), None);
-    }
-
-    #[test]
-    fn only_requests_with_the_prefix_pass_and_lose_it() {
-        let p = "/0123456789abcdef0123456789abcdef";
-        let pass = |t: &str| strip_prefix(t, p).map(|c| c.into_owned());
-        assert_eq!(pass(&format!("{p}/v1/messages?beta=true")).as_deref(), Some("/v1/messages?beta=true"));
-        assert_eq!(pass(p).as_deref(), Some("/"));
-        assert_eq!(pass(&format!("{p}?x=1")).as_deref(), Some("/?x=1"));
-        assert_eq!(pass(&format!("{p}/")).as_deref(), Some("/"));
-        for wrong in [
-            "/v1/messages",
-            "/",
-            "",
-            "/0123456789abcdef0123456789abcde",
-            "/0123456789abcdef0123456789abcdeg/v1/messages",
-            "/0123456789abcdef0123456789abcdefX/v1/messages",
-            "http://127.0.0.1:1/0123456789abcdef0123456789abcdef/v1/messages",
-            "/0123456789abcdef0123456789abcde\u{e9}/v1",
-        ] {
-            assert_eq!(pass(wrong), None, "{wrong}");
-        }
     }
 
     #[test]
@@ -1206,13 +943,12 @@ mod tests {
             body,
         };
         let gzipped = req(vec![("Content-Encoding".into(), "gzip".into())], gz.finish().unwrap());
-        let c = model_call(&gzipped).unwrap();
+        let c = model_call(&gzipped);
         assert_eq!((c.model.as_str(), c.max_tokens, c.bytes), ("claude-sonnet-5-5", 32000, json.len() as u64));
-        let plain = model_call(&req(vec![], json.to_vec())).unwrap();
+        let plain = model_call(&req(vec![], json.to_vec()));
         assert_eq!((plain.model.as_str(), plain.max_tokens), ("claude-sonnet-5-5", 32000));
         // Not what it says it is: read as nothing, not an error.
-        let bad = model_call(&req(vec![("content-encoding".into(), "gzip".into())], b"{}".to_vec())).unwrap();
+        let bad = model_call(&req(vec![("content-encoding".into(), "gzip".into())], b"{}".to_vec()));
         assert_eq!(bad.model, "");
-        assert!(model_call(&Request { method: "GET".into(), ..req(vec![], vec![]) }).is_none());
     }
 }

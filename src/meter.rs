@@ -271,6 +271,7 @@ mod tests {
             timestamp: None,
             entrypoint: None,
             cwd: None,
+            estimated: false,
         }
     }
 

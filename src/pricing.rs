@@ -117,10 +117,9 @@ impl Usage {
     /// Could one response have these counts? None has a trillion tokens (2^40): a count
     /// above that is a corrupted or crafted record, not usage.
     pub fn is_plausible(&self) -> bool {
-        const MAX: u64 = 1 << 40;
         [self.input, self.output, self.cache_write_5m, self.cache_write_1h, self.cache_read, self.web_search]
             .iter()
-            .all(|&n| n <= MAX)
+            .all(|&n| n <= crate::tokens::MAX_TOKENS)
     }
 }
 
@@ -710,14 +709,20 @@ pub fn price(p: &ModelPrice, u: &Usage, mods: &Modifiers, web_search_nanos: i64)
     if let Some(g) = mods.geo.as_deref().and_then(|g| p.geo_milli.get(&g.to_ascii_lowercase())) {
         rates = rates.scaled(*g);
     }
-    let t = |n: u64, r: i64| n as i128 * r as i128;
-    let total = t(u.input, rates.input)
-        + t(u.output, rates.output)
-        + t(u.cache_write_5m, rates.cache_write_5m)
-        + t(u.cache_write_1h, rates.cache_write_1h)
-        + t(u.cache_read, rates.cache_read)
-        + t(u.web_search, web_search_nanos);
-    Usd(total.min(i64::MAX as i128) as i64)
+    // Each product fits i128 (u64 × i64); their sum saturates, and a negative rate (a price
+    // file cannot hold one) would count as zero: money never wraps or turns negative.
+    let t = |n: u64, r: i64| n as i128 * r.max(0) as i128;
+    let total = [
+        t(u.input, rates.input),
+        t(u.output, rates.output),
+        t(u.cache_write_5m, rates.cache_write_5m),
+        t(u.cache_write_1h, rates.cache_write_1h),
+        t(u.cache_read, rates.cache_read),
+        t(u.web_search, web_search_nanos),
+    ]
+    .iter()
+    .fold(0i128, |a, b| a.saturating_add(*b));
+    Usd(total.clamp(0, i64::MAX as i128) as i64)
 }
 
 #[cfg(test)]
@@ -743,6 +748,26 @@ mod tests {
         assert!(!u.is_plausible());
         assert!(Usage { input: 1 << 40, output: 200_000, ..Default::default() }.is_plausible());
         assert!(!Usage { cache_read: (1 << 40) + 1, ..Default::default() }.is_plausible());
+        // Every count at its largest, at the largest rates: the figure saturates, never wraps.
+        let max = Usage {
+            input: u64::MAX,
+            output: u64::MAX,
+            cache_write_5m: u64::MAX,
+            cache_write_1h: u64::MAX,
+            cache_read: u64::MAX,
+            web_search: u64::MAX,
+        };
+        let r = i64::MAX;
+        let p = ModelPrice {
+            id: "m".into(),
+            family: "m".into(),
+            rates: Rates { input: r, output: r, cache_write_5m: r, cache_write_1h: r, cache_read: r },
+            bands: Vec::new(),
+            fast_milli: None,
+            geo_milli: BTreeMap::new(),
+            source: PriceSource::Release,
+        };
+        assert_eq!(price(&p, &max, &Modifiers::default(), r), Usd(i64::MAX));
     }
 
     const T: &str = r#"

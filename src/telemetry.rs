@@ -14,7 +14,7 @@
 use crate::pricing::Usage;
 use crate::transcript::UsageEvent;
 use serde_json::Value;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
 
 pub struct Receiver {
@@ -28,9 +28,6 @@ pub struct Receiver {
 /// table (a 1M-token prompt written to the 1-hour cache and 128k tokens of output, at fast-mode
 /// Opus rates of $60 and $150 per million) costs about $80; a figure above this is not claude's.
 pub const MAX_CALL_COST_USD: f64 = 1_000.0;
-
-/// Token counts above this (about a trillion) are not a response's: the event is malformed.
-const MAX_TOKENS: f64 = (1u64 << 40) as f64;
 
 /// One `api_request` event: claude's own figures for one call.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,109 +52,31 @@ impl Receiver {
 
     pub fn serve(&mut self, on_event: impl Fn(ApiRequest) + Send + Sync + 'static) -> io::Result<()> {
         let listener = self.listener.take().ok_or_else(|| io::Error::other("telemetry receiver already serving"))?;
-        let on_event = std::sync::Arc::new(on_event);
-        let path: std::sync::Arc<str> = logs_path(&self.token).into();
-        std::thread::Builder::new().name("ccb-telemetry".into()).spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let on_event = on_event.clone();
-                let path = path.clone();
-                let _ = std::thread::Builder::new().name("ccb-telemetry-conn".into()).spawn(move || {
-                    let _ = serve_connection(conn, &path, &*on_event);
-                });
+        let guard = crate::http::Guard::Post(logs_path(&self.token));
+        let handler: std::sync::Arc<crate::http::Handler> = std::sync::Arc::new(move |req, w: &mut TcpStream| {
+            // Answer first: claude waits for it before its next export.
+            w.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")?;
+            w.flush()?;
+            if let Ok(v) = serde_json::from_slice::<Value>(&req.body) {
+                for e in api_requests(&v) {
+                    on_event(e);
+                }
             }
-        })?;
-        Ok(())
+            Ok(())
+        });
+        crate::http::serve(
+            listener,
+            "ccb-telemetry",
+            guard,
+            crate::http::Limits::TELEMETRY,
+            crate::http::Style::Empty,
+            handler,
+        )
     }
 }
 
 fn logs_path(token: &str) -> String {
     format!("/v1/logs/{token}")
-}
-
-/// Is this request line a POST to `path`?
-fn authorized(request_line: &str, path: &str) -> bool {
-    let mut parts = request_line.split_whitespace();
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else { return false };
-    let target = target.split('?').next().unwrap_or("");
-    method == "POST" && crate::paths::token_eq(target.as_bytes(), path.as_bytes())
-}
-
-/// The largest export body read (claude's are a few kilobytes).
-const MAX_BODY: usize = 64 * 1024 * 1024;
-
-fn serve_connection(conn: TcpStream, path: &str, on_event: &dyn Fn(ApiRequest)) -> io::Result<()> {
-    conn.set_nodelay(true)?;
-    let mut w = conn.try_clone()?;
-    let mut r = BufReader::new(conn);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        if line.trim().is_empty() {
-            continue;
-        }
-        if !authorized(&line, path) {
-            // Not from this session's claude: no body is read, nothing is counted.
-            w.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")?;
-            w.flush()?;
-            crate::gate::close_unread(&w);
-            return Ok(());
-        }
-        let mut len = 0usize;
-        let mut chunked = false;
-        loop {
-            line.clear();
-            if r.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                let k = k.trim().to_ascii_lowercase();
-                if k == "content-length" {
-                    len = v.trim().parse().unwrap_or(0);
-                } else if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
-                    chunked = true;
-                }
-            }
-        }
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                line.clear();
-                r.read_line(&mut line)?;
-                let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
-                if n == 0 {
-                    line.clear();
-                    r.read_line(&mut line)?;
-                    break;
-                }
-                let s = body.len();
-                if n > MAX_BODY - s {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "export too large"));
-                }
-                body.resize(s + n, 0);
-                r.read_exact(&mut body[s..])?;
-                line.clear();
-                r.read_line(&mut line)?;
-            }
-        } else {
-            body.resize(len.min(MAX_BODY), 0);
-            r.read_exact(&mut body)?;
-        }
-        // Answer first: claude waits for it before its next export.
-        w.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")?;
-        w.flush()?;
-        if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-            for e in api_requests(&v) {
-                on_event(e);
-            }
-        }
-    }
 }
 
 /// An OTLP `AnyValue` as a string or a number.
@@ -192,14 +111,14 @@ pub fn api_requests(export: &Value) -> Vec<ApiRequest> {
                 if !(name == "api_request" || name == "claude_code.api_request" || body == "claude_code.api_request") {
                     continue;
                 }
-                let count = |k: &str| attrs.get(k).and_then(|v| v.parse::<f64>().ok()).filter(|f| f.is_finite());
-                if ["input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens"]
-                    .iter()
-                    .any(|k| count(k).is_some_and(|f| f > MAX_TOKENS))
-                {
-                    continue;
-                }
-                let n = |k: &str| count(k).map(|f| f.max(0.0) as u64).unwrap_or(0);
+                // One rule for token counts everywhere (crate::tokens): an event with a count
+                // that cannot be one is malformed, and the call is priced by the other sources.
+                let counts: Vec<Option<u64>> =
+                    ["input_tokens", "output_tokens", "cache_creation_tokens", "cache_read_tokens"]
+                        .iter()
+                        .map(|k| attrs.get(*k).map_or(Some(0), |v| crate::tokens::from_text(v).or_zero()))
+                        .collect();
+                let [Some(input), Some(output), Some(cache_write), Some(cache_read)] = counts[..] else { continue };
                 let Some(request_id) = attrs.get("request_id").filter(|r| !r.is_empty()).cloned() else { continue };
                 let model = attrs.get("model").cloned().unwrap_or_default();
                 // Claude's cost, in nano-dollars: `cost_usd` (the double claude adds to its
@@ -210,14 +129,8 @@ pub fn api_requests(export: &Value) -> Vec<ApiRequest> {
                     plausible_cost(v * nanos_per_unit / 1e9).then(|| (v * nanos_per_unit).round() as i64)
                 };
                 let cost_nanos = nanos("cost_usd", 1e9).or_else(|| nanos("cost_usd_micros", 1e3));
-                let usage = Usage {
-                    input: n("input_tokens"),
-                    output: n("output_tokens"),
-                    cache_write_5m: n("cache_creation_tokens"),
-                    cache_write_1h: 0,
-                    cache_read: n("cache_read_tokens"),
-                    web_search: 0,
-                };
+                let usage =
+                    Usage { input, output, cache_write_5m: cache_write, cache_write_1h: 0, cache_read, web_search: 0 };
                 out.push(ApiRequest {
                     event: UsageEvent {
                         key: format!(":{request_id}"),
@@ -233,6 +146,7 @@ pub fn api_requests(export: &Value) -> Vec<ApiRequest> {
                         timestamp: attrs.get("event.timestamp").cloned(),
                         entrypoint: None,
                         cwd: None,
+                        estimated: false,
                     },
                     cost_nanos,
                     query_source: attrs.get("query_source").cloned(),
@@ -345,26 +259,9 @@ mod tests {
         assert_eq!(one_event(&[("cost_usd_micros", "1500")])[0].cost_nanos, Some(1_500_000));
         // No response has a trillion tokens: such an event is malformed.
         assert!(one_event(&[("output_tokens", "2000000000000")]).is_empty());
-        assert_eq!(one_event(&[("output_tokens", "-5")])[0].event.usage.output, 0);
-    }
-
-    #[test]
-    fn only_a_post_to_the_secret_path_is_heard() {
-        let p = logs_path("0123456789abcdef0123456789abcdef");
-        assert!(authorized(&format!("POST {p} HTTP/1.1\r\n"), &p));
-        assert!(authorized(&format!("POST {p}?x=1 HTTP/1.1\r\n"), &p));
-        for line in [
-            "POST /v1/logs HTTP/1.1\r\n".to_string(),
-            "POST /v1/logs/ HTTP/1.1\r\n".to_string(),
-            format!("GET {p} HTTP/1.1\r\n"),
-            format!("POST {p}0 HTTP/1.1\r\n"),
-            format!("POST {}X HTTP/1.1\r\n", &p[..p.len() - 1]),
-            format!("POST /x{p} HTTP/1.1\r\n"),
-            "POST\r\n".to_string(),
-            String::new(),
-        ] {
-            assert!(!authorized(&line, &p), "{line:?}");
-        }
+        assert!(one_event(&[("output_tokens", "-5")]).is_empty(), "a negative count is not one");
+        assert!(one_event(&[("output_tokens", "2.5")]).is_empty());
+        assert_eq!(one_event(&[("output_tokens", "1000.0")])[0].event.usage.output, 1000);
     }
 
     #[test]

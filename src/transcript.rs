@@ -28,6 +28,9 @@ pub struct UsageEvent {
     pub timestamp: Option<String>,
     pub entrypoint: Option<String>,
     pub cwd: Option<String>,
+    /// The counts are an estimate, not a response's own (a stream cut off, out of order or
+    /// unreadable, read by the gate): never below what the response can have cost.
+    pub estimated: bool,
 }
 
 #[derive(Debug, PartialEq)]
@@ -74,13 +77,13 @@ struct RawMessage<'a> {
 
 #[derive(Deserialize, Default)]
 struct RawUsage<'a> {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::tokens::de_opt")]
     input_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::tokens::de_opt")]
     output_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::tokens::de_opt")]
     cache_creation_input_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::tokens::de_opt")]
     cache_read_input_tokens: Option<u64>,
     #[serde(default)]
     cache_creation: Option<RawCacheCreation>,
@@ -94,13 +97,13 @@ struct RawUsage<'a> {
 
 #[derive(Deserialize, Default)]
 struct RawCacheCreation {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::tokens::de_opt")]
     ephemeral_1h_input_tokens: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
 struct RawServerTools {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::tokens::de_opt")]
     web_search_requests: Option<u64>,
 }
 
@@ -190,6 +193,7 @@ fn parse_with_serde(trimmed: &[u8]) -> Line {
         timestamp: raw.timestamp.map(Cow::into_owned),
         entrypoint: raw.entrypoint.map(Cow::into_owned),
         cwd: raw.cwd.map(Cow::into_owned),
+        estimated: false,
     }))
 }
 
@@ -316,6 +320,7 @@ mod fast {
             timestamp: f.timestamp.flatten().map(str::to_string),
             entrypoint: f.entrypoint.flatten().map(str::to_string),
             cwd: f.cwd.flatten().map(str::to_string),
+            estimated: false,
         })))
     }
 

@@ -14,15 +14,17 @@ fuzz_target!(|data: &[u8]| {
         1 => Some("gzip"),
         _ => Some("deflate"),
     };
-    let mut w = UsageWatch::new("claude-sonnet-4-6".into(), mode & 4 == 0, encoding);
+    let bound = ccb::stream::Bound { prompt_bytes: rest.len() as u64, max_tokens: 64_000 };
+    let mut w = UsageWatch::new(mode & 4 == 0, encoding, bound);
     let chunk = 1 + (mode as usize >> 3);
     for c in rest.chunks(chunk) {
         w.feed(c);
     }
     w.finish();
-    for estimated in [false, true] {
-        if let Some(u) = w.usage(estimated) {
-            let (cost, _) = common::embedded().cost("claude-sonnet-4-6", &u, &Default::default());
+    for cut_off in [false, true] {
+        if let Some(r) = w.reading(cut_off) {
+            assert!(r.usage.is_plausible(), "{r:?}");
+            let (cost, _) = common::embedded().cost("claude-sonnet-4-6", &r.usage, w.mods());
             assert!(cost.nanos() >= 0);
         }
     }
