@@ -477,6 +477,11 @@ pub struct Reply {
     pub cut_after_events: Option<usize>,
     /// Force `model` in the reply instead of echoing the request's.
     pub model: Option<String>,
+    /// Rewrite the stream's events (name, data JSON) before they are sent: a misbehaving
+    /// upstream (events out of order or missing, bad JSON, odd numbers).
+    pub events: Option<fn(&mut Vec<(String, String)>)>,
+    /// Send the stream compressed with this `content-encoding` (gzip, deflate, br, zstd).
+    pub encoding: Option<&'static str>,
 }
 
 impl Reply {
@@ -489,6 +494,8 @@ impl Reply {
             headers: Vec::new(),
             cut_after_events: None,
             model: None,
+            events: None,
+            encoding: None,
         }
     }
 
@@ -557,6 +564,16 @@ impl Reply {
     }
     pub fn with_model(mut self, model: &str) -> Self {
         self.model = Some(model.to_string());
+        self
+    }
+    /// Rewrite the stream's events before they are sent.
+    pub fn with_events(mut self, f: fn(&mut Vec<(String, String)>)) -> Self {
+        self.events = Some(f);
+        self
+    }
+    /// Compress the stream (`gzip`, `deflate`, `br`, `zstd`).
+    pub fn with_encoding(mut self, encoding: &'static str) -> Self {
+        self.encoding = Some(encoding);
         self
     }
     /// Send only the first `n` SSE events, then close the connection.
@@ -1242,7 +1259,29 @@ fn respond(req: &Request, shared: &Arc<Shared>, w: &mut Conn, request_id: &str, 
                     .to_string()
             });
             if req.stream() {
-                let events = sse_events(&message_id, &model, &blocks, &stop_reason, &reply.usage);
+                let mut events = sse_events(&message_id, &model, &blocks, &stop_reason, &reply.usage);
+                if let Some(f) = reply.events {
+                    f(&mut events);
+                }
+                if let Some(enc) = reply.encoding {
+                    let mut plain = Vec::new();
+                    for (name, data) in &events {
+                        plain.extend_from_slice(format!("event: {name}\ndata: {data}\n\n").as_bytes());
+                    }
+                    let body = compress(enc, &plain);
+                    let mut headers = reply.headers.clone();
+                    headers.push(("content-encoding".into(), enc.into()));
+                    write_head(w, 200, "text/event-stream; charset=utf-8", request_id, None, &headers)?;
+                    // In a few pieces, as a network delivers them.
+                    for piece in body.chunks(body.len().div_ceil(3).max(1)) {
+                        write!(w, "{:x}\r\n", piece.len())?;
+                        w.write_all(piece)?;
+                        w.write_all(b"\r\n")?;
+                        w.flush()?;
+                    }
+                    w.write_all(b"0\r\n\r\n")?;
+                    return w.flush();
+                }
                 write_head(w, 200, "text/event-stream; charset=utf-8", request_id, None, &reply.headers)?;
                 w.flush()?;
                 for (i, (name, data)) in events.iter().enumerate() {
@@ -1276,6 +1315,32 @@ fn respond(req: &Request, shared: &Arc<Shared>, w: &mut Conn, request_id: &str, 
                 write_json(w, 200, request_id, &body, &reply.headers)
             }
         }
+    }
+}
+
+/// `bytes` in a `content-encoding`.
+fn compress(encoding: &str, bytes: &[u8]) -> Vec<u8> {
+    match encoding {
+        "gzip" => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(bytes).unwrap();
+            e.finish().unwrap()
+        }
+        "deflate" => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(bytes).unwrap();
+            e.finish().unwrap()
+        }
+        "br" => {
+            let mut out = Vec::new();
+            {
+                let mut e = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+                e.write_all(bytes).unwrap();
+            }
+            out
+        }
+        "zstd" => ruzstd::encoding::compress_to_vec(bytes, ruzstd::encoding::CompressionLevel::Fastest),
+        other => panic!("the mock does not compress with {other}"),
     }
 }
 
