@@ -213,6 +213,12 @@ pub fn serve(
     handler: Arc<Handler>,
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
+    // The standard library listens with a backlog of 128: a flood of connects fills it between
+    // two wake-ups of the acceptor, and the kernel then drops every new SYN, claude's included,
+    // for a second (the client's retransmission time). Linux takes a second listen() as a new
+    // backlog; the kernel caps it at net.core.somaxconn.
+    // SAFETY: listen on a descriptor we own, already bound and listening.
+    unsafe { libc::listen(listener.as_raw_fd(), 4096) };
     let server = Arc::new(Server {
         guard,
         limits,
@@ -861,3 +867,4 @@ mod tests {
         assert!(e.ends_with("content-length: 0\r\nconnection: close\r\n\r\n"), "{e}");
     }
 }
+
