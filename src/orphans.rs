@@ -146,15 +146,24 @@ fn lineage() -> HashSet<i32> {
     out
 }
 
-/// The processes of abandoned runs, now.
-pub fn find() -> Vec<i32> {
-    abandoned(&scan(), &lineage(), alive_since)
+/// The processes of abandoned runs, now, but for `guarded`: the run the calling warden guards
+/// itself (the scan does not see the caller), which is its own to end, its own way.
+pub fn find(guarded: &str) -> Vec<i32> {
+    let mut seen = scan();
+    seen.push(Seen {
+        pid: std::process::id() as i32,
+        start: 0,
+        run: None,
+        owner: None,
+        warden_of: Some(guarded.into()),
+    });
+    abandoned(&seen, &lineage(), alive_since)
 }
 
-/// End every process of every abandoned run (SIGTERM, SIGKILL after `grace`, rescanning until
-/// none is left or `give_up` has passed); returns how many there were.
-pub fn sweep(grace: std::time::Duration, give_up: std::time::Duration) -> usize {
-    crate::warden::end_processes(find, grace, give_up)
+/// End every process of every abandoned run but `guarded` (SIGTERM, SIGKILL after `grace`,
+/// rescanning until none is left or `give_up` has passed); returns how many there were.
+pub fn sweep(guarded: &str, grace: std::time::Duration, give_up: std::time::Duration) -> usize {
+    crate::warden::end_processes(|| find(guarded), grace, give_up)
 }
 
 #[cfg(test)]

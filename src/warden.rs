@@ -241,8 +241,8 @@ fn spawn(marker: &str, files: &[std::path::PathBuf]) -> std::io::Result<(Child, 
             Ok(())
         });
     }
-    let mut child = crate::procs::spawn_spared(&mut cmd)?;
-    drop(cmd);
+    // Its first lines go into the socket before it exists: a warden killed the moment it
+    // starts cannot fail its own start (the write would meet a closed socket), it is replaced.
     let mut msg = format!("{marker}\n");
     for f in files {
         // A name with a newline cannot be told on a line: such a file is left to ccb.
@@ -250,12 +250,9 @@ fn spawn(marker: &str, files: &[std::path::PathBuf]) -> std::io::Result<(Child, 
             msg.push_str(&format!("remove {f}\n"));
         }
     }
-    if let Err(e) = (&ours).write_all(msg.as_bytes()) {
-        let _ = child.kill();
-        let _ = child.wait();
-        crate::procs::release_own(child.id());
-        return Err(e);
-    }
+    (&ours).write_all(msg.as_bytes())?;
+    let child = crate::procs::spawn_spared(&mut cmd)?;
+    drop(cmd);
     Ok((child, ours))
 }
 
@@ -407,7 +404,9 @@ pub fn main() -> i32 {
     // Before settling down: end what is left of runs whose ccb and warden were both killed. The
     // session this warden guards is not held up (claude is already starting) and ccb's lines
     // wait in the socket meanwhile.
-    crate::orphans::sweep(TERM_GRACE, GIVE_UP);
+    // Not this warden's own run: should ccb die meanwhile, that one is ended below, after
+    // claude's head start.
+    crate::orphans::sweep(&marker, TERM_GRACE, GIVE_UP);
     let mut files = Vec::new();
     while let Some(line) = input.line() {
         if line == "done" {

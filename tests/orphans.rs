@@ -93,9 +93,9 @@ fn a_killed_warden_is_replaced_and_the_session_still_ends() {
     let guards2 = env.split(|&b| b == 0).find_map(|v| v.strip_prefix(b"CCB_WARDEN_OF=")).map(<[u8]>::to_vec);
     assert_eq!(guards2, guards, "the new warden guards the same run");
     assert!(alive(tool), "the tool runs on while ccb lives");
+    let killed = Instant::now();
     kill(pid, libc::SIGKILL);
     let _ = ccb.wait();
-    let killed = Instant::now();
     wait_until("the new warden to end the tool", Duration::from_secs(10), || !alive(tool));
     let ended = killed.elapsed();
     let left = session_processes(&session, None);
