@@ -87,9 +87,8 @@ pub fn split(args: &[OsString]) -> Result<Invocation, String> {
 /// A reason is one word (it goes into reports and file names of nobody's choosing).
 fn reason_word(v: &str, what: &str) -> Result<String, String> {
     if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        let shown: String = v.chars().take(40).collect();
-        let more = if v.chars().count() > 40 { "…" } else { "" };
-        return Err(format!("{what} '{}{more}' must be one word (letters, digits, '-' or '_')", shown.escape_debug()));
+        let shown = crate::human::excerpt(v, crate::human::EXCERPT);
+        return Err(format!("{what} '{shown}' must be one word (letters, digits, '-' or '_')"));
     }
     Ok(v.to_string())
 }
@@ -383,7 +382,10 @@ mod tests {
             bad("CCB_REASON", "two words"),
             "CCB_REASON 'two words' must be one word (letters, digits, '-' or '_')"
         );
-        assert!(bad("CCB_REASON", &*"x ".repeat(1000).leak()).len() < 120, "a short excerpt of a long value");
+        assert!(
+            bad("CCB_REASON", &*"x ".repeat(1000).leak()).len() < 130,
+            "a short excerpt (human::EXCERPT characters) of a long value"
+        );
         let mut inv = split(&os(&["-p", "x"])).unwrap();
         apply_env(&mut inv, |_| Some(String::new())).unwrap();
         assert_eq!((inv.budget, inv.reason), (None, None), "empty is unset");

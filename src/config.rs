@@ -187,7 +187,7 @@ pub fn load() -> Result<Config, Exit> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Config::default()),
         Err(e) => Err(Exit::usage(format!(
             "cannot read config {}: {}; fix the file or unset CCB_CONFIG",
-            path.display(),
+            shown_path(&path),
             crate::paths::io_reason(&e)
         ))),
     }
@@ -198,9 +198,15 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 /// A value the user wrote, for a one-line message: control characters (a newline, an escape
-/// sequence) escaped, so the message stays one line and cannot drive the terminal.
+/// sequence) escaped, so the message stays one line and cannot drive the terminal, and no
+/// more than an excerpt of it (a value may be megabytes long).
 fn shown(s: &str) -> String {
-    s.escape_debug().to_string()
+    crate::human::excerpt(s, crate::human::EXCERPT)
+}
+
+/// A path the user named, for a one-line message (see [`crate::human::path_excerpt`]).
+fn shown_path(p: &Path) -> String {
+    crate::human::path_excerpt(p)
 }
 
 /// serde names the Rust type it wanted (`expected f64`, `expected struct FileCeilings`); a user
@@ -222,16 +228,19 @@ fn plain_types(msg: &str) -> String {
 /// Parse and validate a config file's text.
 pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
     let at = |span: std::ops::Range<usize>, msg: String| {
-        Exit::usage(format!("config {} line {}: {msg}", path.display(), line_of(text, span.start)))
+        Exit::usage(format!("config {} line {}: {msg}", shown_path(path), line_of(text, span.start)))
     };
     let file: File = toml::from_str(text).map_err(|e| {
         // toml's message is several lines with a source excerpt; keep its first line.
         let msg = e.message().lines().next().unwrap_or("invalid TOML").to_string();
         let msg = msg.replace("unknown field", "unknown key").replace(", expected one of", "; the keys here are");
         let msg = plain_types(&msg);
+        // toml quotes what it could not take (`string "…"`, an unknown key in backticks),
+        // whole: an excerpt of each.
+        let msg = crate::human::shorten_quoted(&msg, &['"', '`'], crate::human::EXCERPT);
         match e.span() {
             Some(s) => at(s, msg),
-            None => Exit::usage(format!("config {}: {msg}", path.display())),
+            None => Exit::usage(format!("config {}: {msg}", shown_path(path))),
         }
     })?;
     let mut c = Config { path: Some(path.to_path_buf()), ..Config::default() };

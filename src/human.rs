@@ -31,6 +31,74 @@ pub fn printable(s: &str) -> String {
     out
 }
 
+/// How much of a bad value an error line quotes (characters, before escaping).
+pub const EXCERPT: usize = 60;
+
+/// A value from outside quoted in a message: [`printable`], and at most `max` characters of it,
+/// cut on a character boundary with the cut marked (`…`). A bad value may be any size (a 30 MB
+/// config string): an error line names it, it does not repeat it.
+pub fn excerpt(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", printable(&s[..i])),
+        None => printable(s),
+    }
+}
+
+/// How much of a path an error line shows: paths run longer than other values (a home, a
+/// project), and a real one is at most 4096 bytes; one named by a bad value may be any size.
+pub const PATH_EXCERPT: usize = 300;
+
+/// A path for a one-line message: lossy UTF-8, printable, at most [`PATH_EXCERPT`] characters.
+pub fn path_excerpt(p: &std::path::Path) -> String {
+    excerpt(&p.to_string_lossy(), PATH_EXCERPT)
+}
+
+/// A message from a library that quotes what it was given (toml, clap: `string "…"`,
+/// `` `key` ``, `'value'`): every quoted piece longer than `max` characters cut to an
+/// [`excerpt`]. `quotes` are the quote characters to look for; a backslash escapes one inside.
+pub fn shorten_quoted(msg: &str, quotes: &[char], max: usize) -> String {
+    let mut out = String::with_capacity(msg.len().min(4096));
+    let mut rest = msg;
+    while let Some(open) = rest.find(|c: char| quotes.contains(&c)) {
+        let q = rest[open..].chars().next().expect("found");
+        out.push_str(&rest[..open + q.len_utf8()]);
+        let body = &rest[open + q.len_utf8()..];
+        // The closing quote: the next one not escaped by a backslash.
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in body.char_indices() {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                end = Some(i);
+                break;
+            }
+        }
+        let (inner, after) = match end {
+            Some(i) => (&body[..i], &body[i..]),
+            None => (body, ""),
+        };
+        match inner.char_indices().nth(max) {
+            Some((i, _)) => {
+                out.push_str(&inner[..i]);
+                out.push('…');
+            }
+            None => out.push_str(inner),
+        }
+        match after.chars().next() {
+            Some(c) => {
+                out.push(c);
+                rest = &after[c.len_utf8()..];
+            }
+            None => rest = "",
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The first `n` characters of `s` (never cutting one in two).
 pub fn head_chars(s: &str, n: usize) -> &str {
     match s.char_indices().nth(n) {
@@ -59,6 +127,34 @@ mod tests {
         assert_eq!(printable("caf\u{e9}"), "caf\u{e9}");
         assert_eq!(printable("a\nb"), "a\\nb");
         assert_eq!(printable("\x1b]0;pwned\x07"), "\\u{1b}]0;pwned\\u{7}");
+    }
+
+    #[test]
+    fn an_excerpt_is_short_printable_and_marked() {
+        assert_eq!(excerpt("sonnet", 60), "sonnet");
+        assert_eq!(excerpt(&"x".repeat(60), 60), "x".repeat(60));
+        assert_eq!(excerpt(&"x".repeat(61), 60), format!("{}…", "x".repeat(60)));
+        // Never inside a character, whatever its width.
+        assert_eq!(excerpt(&"日本".repeat(40), 3), "日本日…");
+        assert_eq!(excerpt("é\n", 1), "é…");
+        assert_eq!(excerpt("a\nb", 60), "a\\nb");
+        // 30 MB in, a short line out.
+        let huge = "a b ".repeat(7_500_000);
+        assert!(excerpt(&huge, EXCERPT).chars().count() == EXCERPT + 1);
+    }
+
+    #[test]
+    fn quoted_pieces_are_shortened() {
+        let long = "y".repeat(100);
+        let msg = format!("invalid type: string \"{long}\", expected a number");
+        assert_eq!(shorten_quoted(&msg, &['"', '`'], 10), "invalid type: string \"yyyyyyyyyy…\", expected a number");
+        let msg = format!("unknown field `{long}`, expected one of `a`, `b`");
+        assert_eq!(shorten_quoted(&msg, &['`'], 10), "unknown field `yyyyyyyyyy…`, expected one of `a`, `b`");
+        // An escaped quote stays inside; short pieces and text outside quotes are untouched.
+        let msg = format!("string \"ab\\\"{long}\" and 'é{long}'");
+        assert_eq!(shorten_quoted(&msg, &['"', '\''], 4), "string \"ab\\\"…\" and 'éyyy…'");
+        assert_eq!(shorten_quoted("no quotes here", &['"'], 1), "no quotes here");
+        assert_eq!(shorten_quoted("open \"abcdef", &['"'], 2), "open \"ab…");
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub mod ledger;
 pub mod locate;
 pub mod meter;
 pub mod money;
+pub mod orphans;
 pub mod paths;
 pub mod plan;
 pub mod pool;

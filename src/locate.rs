@@ -18,13 +18,17 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 fn check(path: &Path, what: &str, fix: &str) -> Result<PathBuf, Exit> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Exit::usage(format!("{what} {}: {}; {fix}", path.display(), crate::paths::io_reason(&e))))?;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        Exit::usage(format!("{what} {}: {}; {fix}", crate::human::path_excerpt(path), crate::paths::io_reason(&e)))
+    })?;
     if !meta.is_file() {
-        return Err(Exit::usage(format!("{what} {} is not a file; {fix}", path.display())));
+        return Err(Exit::usage(format!("{what} {} is not a file; {fix}", crate::human::path_excerpt(path))));
     }
     if meta.permissions().mode() & 0o111 == 0 {
-        return Err(Exit::usage(format!("{what} {} is not executable; chmod +x it or {fix}", path.display())));
+        return Err(Exit::usage(format!(
+            "{what} {} is not executable; chmod +x it or {fix}",
+            crate::human::path_excerpt(path)
+        )));
     }
     Ok(path.to_path_buf())
 }
@@ -35,7 +39,10 @@ pub fn find(env_value: Option<&str>, config_value: Option<&Path>, own_exe: Optio
     let self_msg = |p: &Path, what: &str| {
         // `CCB_CLAUDE=/path`, `config claude = /path`
         let sep = if what.ends_with('=') && !what.ends_with(" =") { "" } else { " " };
-        Exit::usage(format!("{what}{sep}{} is ccb itself; point it at the real Claude Code", p.display()))
+        Exit::usage(format!(
+            "{what}{sep}{} is ccb itself; point it at the real Claude Code",
+            crate::human::path_excerpt(p)
+        ))
     };
     if let Some(v) = env_value.filter(|v| !v.is_empty()) {
         let p = check(Path::new(v), "CCB_CLAUDE=", "set CCB_CLAUDE to the real Claude Code")
@@ -87,7 +94,7 @@ pub fn why_not_started(program: &Path, e: &std::io::Error) -> String {
         if let Some(interp) = shebang(program) {
             return format!(
                 "its interpreter {} (its #! line) was not found: install it or fix that line",
-                interp.escape_debug()
+                crate::human::excerpt(&interp, crate::human::PATH_EXCERPT)
             );
         }
     }

@@ -44,7 +44,9 @@ fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
             }
             Err(e) => {
                 let msg = e.to_string();
-                let line = msg.lines().next().unwrap_or("bad usage").trim_start_matches("error: ").to_string();
+                let line = msg.lines().next().unwrap_or("bad usage").trim_start_matches("error: ");
+                // clap quotes the value it refused, whole: an excerpt of it.
+                let line = ccb::human::shorten_quoted(line, &['\''], ccb::human::EXCERPT);
                 return Err(exit::Exit::usage(format!("{line} (see ccb help)")).into());
             }
         };

@@ -57,7 +57,7 @@ impl Usd {
     pub fn parse_budget(s: &str) -> Result<Usd, String> {
         let t = s.trim();
         // Shown in messages: escaped, so a message stays one line and cannot drive the terminal.
-        let s = &s.escape_debug().to_string();
+        let s = &crate::human::excerpt(s, crate::human::EXCERPT);
         let t = t.strip_prefix('$').unwrap_or(t);
         let (int, frac) = match t.split_once('.') {
             Some((i, f)) => (i, f),

@@ -174,6 +174,12 @@ pub fn private_run_dirs() -> Vec<PathBuf> {
     [runtime.map(|r| r.join("ccb")), data_dir().map(|d| d.join("run"))].into_iter().flatten().collect()
 }
 
+/// [`private_run_dirs`] whose paths are UTF-8 (what claude can be told in an argument), and
+/// those passed over because they are not.
+pub fn private_run_dirs_utf8() -> (Vec<PathBuf>, Vec<PathBuf>) {
+    private_run_dirs().into_iter().partition(|d| d.to_str().is_some())
+}
+
 /// How old a private file left by a killed ccb may get before the next session removes it.
 pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
@@ -212,7 +218,7 @@ impl PrivateFile {
         // SAFETY: geteuid cannot fail.
         let uid = unsafe { libc::geteuid() };
         sweep_stale_temp_dirs(&format!("ccb-{uid}-"), STALE_AFTER);
-        let d = std::env::temp_dir().join(format!("ccb-{uid}-{}", random_token()?));
+        let d = temp_dir().join(format!("ccb-{uid}-{}", random_token()?));
         // Not recursive: fails if anything, a symlink included, is already there.
         std::fs::DirBuilder::new().mode(0o700).create(&d)?;
         Self::write_new(&d, Some(d.clone()), prefix, ext, contents)
@@ -250,13 +256,24 @@ impl Drop for PrivateFile {
     }
 }
 
+/// The temp directory for a private file's own directory: `$TMPDIR`, or `/tmp` when that is
+/// not UTF-8 (a private file's path may be given to claude, which reads it as UTF-8).
+fn temp_dir() -> PathBuf {
+    let t = std::env::temp_dir();
+    if t.to_str().is_some() {
+        t
+    } else {
+        PathBuf::from("/tmp")
+    }
+}
+
 /// The temp-directory fallback's leftovers: directories `<prefix>…` of ours, older than `max_age`.
 fn sweep_stale_temp_dirs(prefix: &str, max_age: std::time::Duration) {
     use std::os::unix::fs::MetadataExt;
     let Some(cutoff) = std::time::SystemTime::now().checked_sub(max_age) else { return };
     // SAFETY: geteuid cannot fail.
     let me = unsafe { libc::geteuid() };
-    for e in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(temp_dir()).into_iter().flatten().flatten() {
         if !e.file_name().to_str().is_some_and(|n| n.starts_with(prefix)) {
             continue;
         }

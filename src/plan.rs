@@ -234,9 +234,13 @@ pub fn decide(
         };
         // The id claude will call, where the name alone does not say it (`sonnet` remapped).
         let what = if crate::pricing::family_of(&resolved) == crate::pricing::family_of(&model) {
-            format!("'{}' from {why}", model.escape_debug())
+            format!("'{}' from {why}", crate::human::excerpt(&model, crate::human::EXCERPT))
         } else {
-            format!("'{}' from {why}, claude's {}", model.escape_debug(), resolved.escape_debug())
+            format!(
+                "'{}' from {why}, claude's {}",
+                crate::human::excerpt(&model, crate::human::EXCERPT),
+                crate::human::excerpt(&resolved, crate::human::EXCERPT)
+            )
         };
         match reason {
             None => {

@@ -92,6 +92,9 @@ pub struct Options {
     /// delivered the session is stopped.
     pub stream_json: bool,
     pub label: String,
+    /// Problems found beside the session (the warden died and could not be replaced), told
+    /// as notices.
+    pub problems: Option<mpsc::Receiver<String>>,
 }
 
 /// A session started without a premium model: what happens if one answers (`/model opus`).
@@ -356,29 +359,43 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
             }
         }
     }
+    let mut telemetry_started = false;
     if let Some(mut rx_tel) = opts.telemetry.take() {
         let tx2 = std::sync::Mutex::new(tx.clone());
-        if let Err(e) = rx_tel.serve(move |r| {
+        match rx_tel.serve(move |r| {
             let _ = tx2.lock().map(|t| t.send(Ev::Telemetry(r)));
         }) {
-            let _ = tx.send(Ev::Problem(format!("the telemetry receiver could not start ({e})")));
+            Ok(_) => telemetry_started = true,
+            Err(e) => {
+                let _ = tx.send(Ev::Problem(format!("the telemetry receiver could not start ({e})")));
+            }
         }
     }
     let follower = match opts.follow.clone() {
         Some(spec) => {
-            let tx = tx.clone();
+            let feed = tx.clone();
             match Follower::start(spec, move |f| {
-                let _ = tx.send(Ev::Feed(f));
+                let _ = feed.send(Ev::Feed(f));
             }) {
                 Ok(f) => Some(f),
                 Err(e) => {
-                    eprint_notice(&format!("cannot follow the session's transcript ({e}): usage is not metered"));
+                    let _ = tx.send(Ev::Problem(unfollowed(&e.to_string(), gate_started, telemetry_started)));
                     None
                 }
             }
         }
         None => None,
     };
+    if let Some(problems) = opts.problems.take() {
+        let tx = tx.clone();
+        std::thread::Builder::new().name("ccb-problems".into()).spawn(move || {
+            for p in problems {
+                if tx.send(Ev::Problem(p)).is_err() {
+                    break;
+                }
+            }
+        })?;
+    }
     if let Some(out) = claude_stdout {
         let tx = tx.clone();
         std::thread::Builder::new().name("ccb-stream-json".into()).spawn(move || pass_stream_json(out, &tx))?;
@@ -666,7 +683,7 @@ impl Session<'_> {
             };
             self.notice(format!(
                 "no price for model '{}': priced at {basis}, marked as an estimate; add it to a price file (see `ccb prices`)",
-                e.model.escape_debug()
+                crate::human::excerpt(&e.model, crate::human::EXCERPT)
             ));
         }
         if let Some(guard) = &self.opts.premium_guard {
@@ -677,13 +694,13 @@ impl Session<'_> {
                 } else if guard.stop {
                     self.notice(format!(
                         "'{}' (a premium model) answered but this session has no reason: stopping it (opus_without_reason = \"stop\")",
-                        e.model.escape_debug()
+                        crate::human::excerpt(&e.model, crate::human::EXCERPT)
                     ));
                     self.begin_stop(StopCause::OpusWithoutReason);
                 } else {
                     self.notice(format!(
                         "'{}' (a premium model) answered but this session has no reason; start premium sessions with --reason",
-                        e.model.escape_debug()
+                        crate::human::excerpt(&e.model, crate::human::EXCERPT)
                     ));
                 }
             }
@@ -867,6 +884,19 @@ fn pass_stream_json(out: std::process::ChildStdout, tx: &mpsc::Sender<Ev>) {
     }
 }
 
+/// What losing the transcripts means for the session: unmetered only when they were the only
+/// source (a symlink loop at the project directory, with the gate metering, is not that).
+fn unfollowed(why: &str, gate: bool, telemetry: bool) -> String {
+    let why = crate::human::excerpt(why, crate::human::PATH_EXCERPT);
+    let from = match (gate, telemetry) {
+        (true, true) => "the gate and telemetry",
+        (true, false) => "the gate",
+        (false, true) => "telemetry",
+        (false, false) => return format!("cannot follow the session's transcript ({why}): usage is not metered"),
+    };
+    format!("cannot follow the session's transcript ({why}); metering from {from} alone")
+}
+
 fn eprint_notice(text: &str) {
     crate::note!("ccb: {text}");
 }
@@ -912,6 +942,18 @@ fn ends_mid_sequence(b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::ends_mid_sequence;
+
+    #[test]
+    fn losing_the_transcripts_is_unmetered_only_without_other_sources() {
+        use super::unfollowed;
+        assert!(unfollowed("loop", false, false).ends_with("usage is not metered"));
+        for (g, t, from) in
+            [(true, true, "the gate and telemetry"), (true, false, "the gate"), (false, true, "telemetry")]
+        {
+            let m = unfollowed("Too many levels of symbolic links", g, t);
+            assert!(!m.contains("not metered") && m.ends_with(&format!("metering from {from} alone")), "{m}");
+        }
+    }
 
     #[test]
     fn knows_when_a_chunk_ends_mid_sequence() {

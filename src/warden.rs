@@ -13,6 +13,12 @@
 //!   environment carries the marker (SIGTERM, then SIGKILL after half a second, rescanning so
 //!   a process forking meanwhile is caught), removes those files, says so on stderr, and exits.
 //!
+//! - should the warden itself die while ccb lives (a SIGKILL, the OOM killer), ccb sees its end
+//!   of the socket close and starts another for the same marker at once, silently, and says so
+//!   only if that fails;
+//! - when it starts, the warden also ends what is left of abandoned runs (see
+//!   [`crate::orphans`]): processes whose ccb and warden were both killed.
+//!
 //! The warden never reads the terminal, holds no descriptor but its socket, stderr and what ccb
 //! hands it, and sits blocked in `recvmsg` for the whole session: no CPU, about a megabyte of
 //! memory.
@@ -42,21 +48,33 @@ const TERM_GRACE: Duration = Duration::from_millis(500);
 /// The most the warden spends ending a session.
 const GIVE_UP: Duration = Duration::from_secs(5);
 
-/// ccb's handle on its warden.
+/// ccb's handle on its warden, whichever process that is now (see [`Warden::start`]).
 pub struct Warden {
+    current: std::sync::Arc<Mutex<Current>>,
+}
+
+/// The warden process of the moment, and whether the session is over.
+struct Current {
     child: Child,
+    /// ccb's end of the warden's socket; None once dismissed.
     sock: Option<UnixStream>,
 }
+
+/// How many times a session's warden is replaced before ccb gives up on it (a warden that dies
+/// at once, again and again, is not guarding anything).
+const MAX_RESTARTS: u32 = 20;
 
 /// Descriptors for the warden to keep (see the module's notes): sent at once when it is up,
 /// held until then. Off (nothing kept) unless [`expect`] said a warden is coming, so that a
 /// process without one (a report, a unit test) keeps nothing.
-static HANDOFF: Mutex<Handoff> = Mutex::new(Handoff { on: false, sock: None, pending: Vec::new() });
+static HANDOFF: Mutex<Handoff> = Mutex::new(Handoff { on: false, sock: None, pending: Vec::new(), kept: Vec::new() });
 
 struct Handoff {
     on: bool,
     sock: Option<UnixStream>,
     pending: Vec<OwnedFd>,
+    /// ccb's own copies of what it handed over, for a warden that replaces a dead one.
+    kept: Vec<OwnedFd>,
 }
 
 fn handoff() -> std::sync::MutexGuard<'static, Handoff> {
@@ -78,6 +96,7 @@ pub fn hand_over(fd: BorrowedFd<'_>) {
     match &h.sock {
         Some(sock) => {
             let _ = send_fd(sock, &copy);
+            h.kept.push(copy);
         }
         None => h.pending.push(copy),
     }
@@ -113,84 +132,69 @@ pub fn environ_has(environ: &[u8], marker: &str) -> bool {
 
 impl Warden {
     /// Start the warden for the session whose processes carry `CCB_RUN_ID=marker`; should
-    /// ccb die, it removes `files` too.
-    pub fn start(marker: &str, files: &[std::path::PathBuf]) -> std::io::Result<Warden> {
-        use std::os::unix::process::CommandExt;
+    /// ccb die, it removes `files` too. Should the warden die first, another is started for the
+    /// same marker and files; `problem` hears it if that fails (a line for the user).
+    pub fn start(
+        marker: &str,
+        files: &[std::path::PathBuf],
+        problem: impl Fn(String) + Send + 'static,
+    ) -> std::io::Result<Warden> {
         if !valid_marker(marker) {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a usable session marker"));
         }
-        // /proc/self/exe is this very binary, even if it was replaced on disk since.
-        let mut cmd = Command::new("/proc/self/exe");
-        let (ours, theirs) = UnixStream::pair()?;
-        // ccb's stderr only when it is a terminal, to tell the user if ccb is killed: a pipe
-        // held open by the warden would keep whoever reads ccb's stderr waiting for it.
-        let stderr =
-            if std::io::IsTerminal::is_terminal(&std::io::stderr()) { Stdio::inherit() } else { Stdio::null() };
-        cmd.arg(ARG)
-            .stdin(Stdio::from(OwnedFd::from(theirs)))
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .current_dir("/")
-            // Not a process of the session itself.
-            .env_remove("CCB_SESSION_ID")
-            .env_remove(RUN_VAR);
-        // SAFETY: setsid and setpriority are async-signal-safe. Its own session: Ctrl-C and a
-        // hangup of the terminal, meant for ccb and claude, do not reach the warden.
-        // A lower priority (nice 10): starting it must not slow claude's own start on a busy
-        // machine, and it has nothing to do until ccb is gone (then it still gets its share).
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::setsid();
-                libc::setpriority(libc::PRIO_PROCESS, 0, 10);
-                Ok(())
-            });
-        }
-        let mut child = crate::procs::spawn_spared(&mut cmd)?;
-        drop(cmd);
-        let mut msg = format!("{marker}\n");
-        for f in files {
-            // A name with a newline cannot be told on a line: such a file is left to ccb.
-            if let Some(f) = f.to_str().filter(|f| !f.contains('\n')) {
-                msg.push_str(&format!("remove {f}\n"));
-            }
-        }
-        if let Err(e) = (&ours).write_all(msg.as_bytes()) {
-            let _ = child.kill();
-            let _ = child.wait();
-            crate::procs::release_own(child.id());
-            return Err(e);
-        }
-        let mut h = handoff();
-        if h.on {
-            if let Ok(copy) = ours.try_clone() {
-                for fd in std::mem::take(&mut h.pending) {
-                    let _ = send_fd(&copy, &fd);
+        let (child, ours) = spawn(marker, files)?;
+        let watch = ours.try_clone();
+        {
+            let mut h = handoff();
+            if h.on {
+                if let Ok(copy) = ours.try_clone() {
+                    for fd in std::mem::take(&mut h.pending) {
+                        let _ = send_fd(&copy, &fd);
+                        h.kept.push(fd);
+                    }
+                    h.sock = Some(copy);
                 }
-                h.sock = Some(copy);
             }
         }
-        drop(h);
-        Ok(Warden { child, sock: Some(ours) })
+        let current = std::sync::Arc::new(Mutex::new(Current { child, sock: Some(ours) }));
+        match watch {
+            Ok(watch) => {
+                let (current, marker, files) = (current.clone(), marker.to_string(), files.to_vec());
+                // Without a watch the warden guards the session all the same, until it dies.
+                let _ = std::thread::Builder::new()
+                    .name("ccb-warden-watch".into())
+                    .spawn(move || keep_watch(watch, &current, &marker, &files, &problem));
+            }
+            Err(_) => {}
+        }
+        Ok(Warden { current })
+    }
+
+    /// The pid of the warden process of the moment.
+    pub fn pid(&self) -> u32 {
+        lock(&self.current).child.id()
     }
 
     /// The session is over and ccb ended it: the warden exits without doing anything.
-    pub fn dismiss(mut self) {
+    pub fn dismiss(self) {
         self.finish();
     }
 
-    fn finish(&mut self) {
-        let Some(sock) = self.sock.take() else { return };
+    fn finish(&self) {
+        let mut cur = lock(&self.current);
+        let Some(sock) = cur.sock.take() else { return };
         let _ = (&sock).write_all(b"done\n");
         drop(sock);
         let mut h = handoff();
         h.sock = None;
         h.on = false;
         h.pending.clear();
+        h.kept.clear();
         drop(h);
         // It exits at once, but ccb does not wait for that (it is about to exit too, and init
         // reaps what it leaves). Reaped here only if it is already gone.
-        if let Ok(Some(_)) = self.child.try_wait() {
-            crate::procs::release_own(self.child.id());
+        if let Ok(Some(_)) = cur.child.try_wait() {
+            crate::procs::release_own(cur.child.id());
         }
     }
 }
@@ -198,6 +202,121 @@ impl Warden {
 impl Drop for Warden {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+fn lock(m: &Mutex<Current>) -> std::sync::MutexGuard<'_, Current> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Start a warden process for `marker` and tell it its marker and files: (the process, ccb's
+/// end of its socket).
+fn spawn(marker: &str, files: &[std::path::PathBuf]) -> std::io::Result<(Child, UnixStream)> {
+    use std::os::unix::process::CommandExt;
+    // /proc/self/exe is this very binary, even if it was replaced on disk since.
+    let mut cmd = Command::new("/proc/self/exe");
+    let (ours, theirs) = UnixStream::pair()?;
+    // ccb's stderr only when it is a terminal, to tell the user if ccb is killed: a pipe
+    // held open by the warden would keep whoever reads ccb's stderr waiting for it.
+    let stderr = if std::io::IsTerminal::is_terminal(&std::io::stderr()) { Stdio::inherit() } else { Stdio::null() };
+    cmd.arg(ARG)
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .current_dir("/")
+        // Not a process of the session itself.
+        .env_remove("CCB_SESSION_ID")
+        .env_remove(RUN_VAR)
+        // But the one guarding it: another ccb's sweep of abandoned runs leaves the run alone
+        // while its warden lives (see crate::orphans).
+        .env(crate::orphans::WARDEN_VAR, marker);
+    // SAFETY: setsid and setpriority are async-signal-safe. Its own session: Ctrl-C and a
+    // hangup of the terminal, meant for ccb and claude, do not reach the warden.
+    // A lower priority (nice 10): starting it must not slow claude's own start on a busy
+    // machine, and it has nothing to do until ccb is gone (then it still gets its share).
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+            Ok(())
+        });
+    }
+    // Its first lines go into the socket before it exists: a warden killed the moment it
+    // starts cannot fail its own start (the write would meet a closed socket), it is replaced.
+    let mut msg = format!("{marker}\n");
+    for f in files {
+        // A name with a newline cannot be told on a line: such a file is left to ccb.
+        if let Some(f) = f.to_str().filter(|f| !f.contains('\n')) {
+            msg.push_str(&format!("remove {f}\n"));
+        }
+    }
+    (&ours).write_all(msg.as_bytes())?;
+    let child = crate::procs::spawn_spared(&mut cmd)?;
+    drop(cmd);
+    Ok((child, ours))
+}
+
+/// ccb's watch over its warden, on a thread of its own, blocked in `read` on a copy of ccb's
+/// end of the socket (the warden never writes to it): end of input means the warden process is
+/// gone. Dismissed, that is the session's end; otherwise the warden died (a SIGKILL, the OOM
+/// killer) and another is started for the same marker, handed the same files and descriptors.
+fn keep_watch(
+    mut watch: UnixStream,
+    current: &Mutex<Current>,
+    marker: &str,
+    files: &[std::path::PathBuf],
+    problem: &dyn Fn(String),
+) {
+    use std::io::Read;
+    let mut restarts = 0;
+    loop {
+        let mut buf = [0u8; 64];
+        match watch.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => {}
+            Ok(_) => continue,
+        }
+        let mut cur = lock(current);
+        if cur.sock.is_none() {
+            return;
+        }
+        // Reap the dead warden (ccb's own child: the session's reaper leaves it to us).
+        let _ = cur.child.wait();
+        crate::procs::release_own(cur.child.id());
+        if restarts == MAX_RESTARTS {
+            problem(format!(
+                "the warden died {MAX_RESTARTS} times and is not started again; should ccb be killed, claude's tools may outlive it"
+            ));
+            return;
+        }
+        restarts += 1;
+        let started = spawn(marker, files).and_then(|(c, o)| o.try_clone().map(|w| (c, o, w)));
+        let (child, ours) = match started {
+            Ok((c, o, w)) => {
+                watch = w;
+                (c, o)
+            }
+            Err(e) => {
+                cur.sock = None;
+                problem(format!(
+                    "the warden died and could not be started again ({e}); should ccb be killed, claude's tools may outlive it"
+                ));
+                return;
+            }
+        };
+        let mut h = handoff();
+        if h.on {
+            if let Ok(copy) = ours.try_clone() {
+                for fd in &h.kept {
+                    let _ = send_fd(&copy, fd);
+                }
+                h.sock = Some(copy);
+            }
+        }
+        drop(h);
+        cur.child = child;
+        cur.sock = Some(ours);
     }
 }
 
@@ -282,6 +401,12 @@ pub fn main() -> i32 {
         return 2;
     }
     let marker = first;
+    // Before settling down: end what is left of runs whose ccb and warden were both killed. The
+    // session this warden guards is not held up (claude is already starting) and ccb's lines
+    // wait in the socket meanwhile.
+    // Not this warden's own run: should ccb die meanwhile, that one is ended below, after
+    // claude's head start.
+    crate::orphans::sweep(&marker, TERM_GRACE, GIVE_UP);
     let mut files = Vec::new();
     while let Some(line) = input.line() {
         if line == "done" {
@@ -316,6 +441,12 @@ pub fn main() -> i32 {
 
 /// End every live process carrying `marker`; returns how many there were.
 fn sweep(marker: &str) -> usize {
+    end_processes(|| session_processes(marker), TERM_GRACE, GIVE_UP)
+}
+
+/// End the processes `find` names, rescanning until it names none (SIGTERM and SIGCONT first,
+/// SIGKILL to one still there `grace` later), or until `give_up`; returns how many there were.
+pub fn end_processes(mut find: impl FnMut() -> Vec<i32>, grace: Duration, give_up: Duration) -> usize {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     use std::collections::HashMap;
@@ -323,8 +454,8 @@ fn sweep(marker: &str) -> usize {
     // pid → when it was sent SIGTERM.
     let mut termed: HashMap<i32, Instant> = HashMap::new();
     loop {
-        let found = session_processes(marker);
-        if found.is_empty() || t0.elapsed() > GIVE_UP {
+        let found = find();
+        if found.is_empty() || t0.elapsed() > give_up {
             break;
         }
         let now = Instant::now();
@@ -336,7 +467,7 @@ fn sweep(marker: &str) -> usize {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
                     termed.insert(pid, now);
                 }
-                Some(&at) if now.duration_since(at) >= TERM_GRACE => {
+                Some(&at) if now.duration_since(at) >= grace => {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                 }
                 Some(_) => {}

@@ -228,9 +228,29 @@ fn cases() -> Vec<Case> {
             }),
             ..case("read-only data directory", "XDG_DATA_HOME=<read-only dir> ccb -p hi", &["-p", "hi"], 0, "cannot record this session in the ledger (<home>/read-only/ccb/ledger.db: read-only file system); it ran metered and bounded all the same")
         },
+        // Values from the environment that are not UTF-8, and values of any size
+        Case { env: &[("ANTHROPIC_BASE_URL", "http://127.0.0.1:9/<non-utf8>")], ..case("base URL not UTF-8", "ANTHROPIC_BASE_URL=$'http://127.0.0.1:9/\\xff' ccb -p hi", &["-p", "hi"], 2, "ANTHROPIC_BASE_URL is not valid UTF-8, so ccb cannot tell where claude's calls go or what they cost: set it to a URL such as https://api.anthropic.com, or unset it") },
+        Case { env: &[("ANTHROPIC_API_KEY", "sk-<non-utf8>")], ..case("API key not UTF-8 (not shown)", "ANTHROPIC_API_KEY=$'sk-\\xff' ccb -p hi", &["-p", "hi"], 2, "ANTHROPIC_API_KEY is not valid UTF-8, so ccb cannot tell where claude's calls go or what they cost: set it in UTF-8, or unset it") },
+        Case {
+            env: &[("CCB_CONFIG", "<home>/big.toml")],
+            prep: Some(|h| std::fs::write(h.join("big.toml"), format!("default_model = \"{}\"\n", "a b ".repeat(250_000))).unwrap()),
+            ..case("default model of 1 MB", "default_model = \"a b a b …\" (1 MB); ccb -p hi", &["-p", "hi"], 2, "config <home>/big.toml line 1: default_model 'a b a b a b a b a b a b a b a b a b a b a b a b a b a b a b …' must be a model name such as \"sonnet\"")
+        },
+        Case {
+            env: &[("CCB_CONFIG", "<home>/big.toml")],
+            prep: Some(|h| std::fs::write(h.join("big.toml"), format!("[ceilings]\ninteractive = \"{}\"\n", "ten ".repeat(250_000))).unwrap()),
+            ..case("text of 1 MB where a number goes", "[ceilings] interactive = \"ten ten …\" (1 MB); ccb -p hi", &["-p", "hi"], 2, "config <home>/big.toml line 2: invalid type: string \"ten ten ten ten ten ten ten ten ten ten ten ten ten ten ten …\", expected a number")
+        },
+        Case { env: &[("CCB_BUDGET", "12345678901234567890123456789012345678901234567890123456789012345678901234567890")], ..case("budget of 80 digits", "CCB_BUDGET=1234…7890 (80 digits) ccb -p hi", &["-p", "hi"], 2, "CCB_BUDGET '123456789012345678901234567890123456789012345678901234567890…' is more than the largest budget, $1000000") },
     ];
     v.retain(|c| !c.what.is_empty());
     v
+}
+
+/// `<non-utf8>` is the byte 0xFF.
+fn non_utf8(s: &str) -> OsString {
+    use std::os::unix::ffi::OsStringExt;
+    OsString::from_vec(s.replace("<non-utf8>", "\u{0}").bytes().map(|b| if b == 0 { 0xff } else { b }).collect())
 }
 
 fn substitute(s: &str, home: &Path) -> String {
@@ -281,7 +301,7 @@ fn every_bad_input_is_answered_with_one_line_and_its_exit_code() {
         for (k, v) in c.env {
             match k.strip_prefix('-') {
                 Some(name) => cmd.env_remove(name),
-                None => cmd.env(k, substitute(v, &h)),
+                None => cmd.env(k, non_utf8(&substitute(v, &h))),
             };
         }
         if let Some(p) = c.prep {

@@ -9,7 +9,7 @@ use crate::money::Usd;
 use crate::plan::{self, Plan, Terminal};
 use crate::supervisor::{self, ChildEnd, StopCause};
 use crate::transcript::UsageEvent;
-use crate::{alert, locate, paths, settings, tty};
+use crate::{alert, human, locate, paths, settings, tty};
 use serde_json::json;
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -158,10 +158,11 @@ pub fn merge_settings(
                 (v, "inline JSON".to_string())
             } else {
                 let path = cwd.join(&value);
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("cannot read --settings {}: {}", path.display(), paths::io_reason(&e)))?;
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    format!("cannot read --settings {}: {}", human::path_excerpt(&path), paths::io_reason(&e))
+                })?;
                 let v = serde_json::from_str(&text)
-                    .map_err(|e| format!("--settings {} is not valid JSON ({e})", path.display()))?;
+                    .map_err(|e| format!("--settings {} is not valid JSON ({e})", human::path_excerpt(&path)))?;
                 (v, value)
             };
             Merged { args: args.to_vec(), slot, joined, settings: merge(user), from_user: Some(from_user) }
@@ -170,9 +171,20 @@ pub fn merge_settings(
 }
 
 /// The merged settings, written where only the user can read them; the file goes when the
-/// session does (see [`paths::PrivateFile`]).
+/// session does (see [`paths::PrivateFile`]). Claude is told the file's path as an argument,
+/// which it reads as UTF-8: a directory whose path is not UTF-8 (`XDG_DATA_HOME` in Latin-1)
+/// would name a file claude cannot find, so such a place is passed over, and the user told why.
 fn write_settings(settings: &serde_json::Value) -> std::io::Result<paths::PrivateFile> {
-    paths::PrivateFile::create(&paths::private_run_dirs(), SETTINGS_PREFIX, "json", settings.to_string().as_bytes())
+    let (dirs, passed_over) = paths::private_run_dirs_utf8();
+    let f = paths::PrivateFile::create(&dirs, SETTINGS_PREFIX, "json", settings.to_string().as_bytes())?;
+    if let Some(d) = passed_over.first() {
+        crate::note!(
+            "ccb: note: {} is not UTF-8, which claude cannot read in a path: its settings file is in {} instead (set XDG_RUNTIME_DIR to a UTF-8 directory to choose where)",
+            human::path_excerpt(d),
+            human::path_excerpt(f.path().parent().unwrap_or(f.path()))
+        );
+    }
+    Ok(f)
 }
 
 const SETTINGS_PREFIX: &str = "settings";
@@ -264,6 +276,9 @@ pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
             return Err(e);
         }
     };
+    if !plan.passthrough {
+        unreadable_env(std::env::vars_os())?;
+    }
     // Claude's arguments, unchanged and in order, after what ccb adds in front.
     let mut a: Vec<OsString> = Vec::new();
     let mut session_id = flags.session_id.clone();
@@ -315,6 +330,33 @@ pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
         first_party,
         stream_json: flags.stream_json_input() && flags.output_format.as_deref() == Some("stream-json"),
     })
+}
+
+/// Variables that decide where claude's calls go, who pays for them and which model answers.
+fn decides_the_plan(name: &str) -> bool {
+    name.starts_with("ANTHROPIC_")
+        || name.starts_with("CLAUDE_CODE_USE_")
+        || matches!(name, "CLAUDE_CODE_OAUTH_TOKEN" | "CLAUDE_CONFIG_DIR")
+}
+
+/// A variable the plan reads whose value is not UTF-8 cannot be read as ccb reads the rest (it
+/// would be taken as unset: a base URL in Latin-1 silently became Anthropic's own, with the
+/// gate forwarding there): refused, naming it, and never showing its value (it may be a key).
+fn unreadable_env(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<(), Exit> {
+    for (k, v) in vars {
+        let Some(name) = k.to_str() else { continue };
+        if decides_the_plan(name) && v.to_str().is_none() {
+            let hint = if name == "ANTHROPIC_BASE_URL" {
+                "set it to a URL such as https://api.anthropic.com, or unset it"
+            } else {
+                "set it in UTF-8, or unset it"
+            };
+            return Err(Exit::usage(format!(
+                "{name} is not valid UTF-8, so ccb cannot tell where claude's calls go or what they cost: {hint}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn credentials(env: &plan::Env) -> serde_json::Map<String, serde_json::Value> {
@@ -421,7 +463,10 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
         "reason",
         match (&plan.reason, &plan.pending_reason) {
             (Some(r), _) => format!("{r} (from {})", p.inv.reason_from.unwrap_or("--reason")),
-            (None, Some(r)) => format!("- ('{}' kept: recorded only if a premium model answers)", r.escape_debug()),
+            (None, Some(r)) => format!(
+                "- ('{}' kept: recorded only if a premium model answers)",
+                crate::human::excerpt(r, crate::human::EXCERPT)
+            ),
             _ => "-".into(),
         },
     );
@@ -448,8 +493,10 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
         row("", "telemetry: you export your own; ccb leaves your settings alone".into());
     }
     if merged.is_some() {
-        let from =
-            from_user.as_deref().map(|f| format!("your --settings ({}) and ", f.escape_debug())).unwrap_or_default();
+        let from = from_user
+            .as_deref()
+            .map(|f| format!("your --settings ({}) and ", crate::human::excerpt(f, crate::human::EXCERPT)))
+            .unwrap_or_default();
         let what: Vec<&str> = [gate.map(|_| "the gate"), tel.map(|_| "telemetry")].into_iter().flatten().collect();
         row(
             "settings",
@@ -830,8 +877,8 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     if let Some(r) = &p.plan.pending_reason {
         crate::note!(
             "ccb: note: --reason '{}' is not needed for '{}' (not a premium model); it is recorded only if a premium model answers",
-            r.escape_debug(),
-            p.plan.model.as_deref().unwrap_or("-").escape_debug()
+            crate::human::excerpt(r, crate::human::EXCERPT),
+            crate::human::excerpt(p.plan.model.as_deref().unwrap_or("-"), crate::human::EXCERPT)
         );
     }
     let start = SessionStart {
@@ -909,10 +956,16 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     let marker = p.run_id.clone();
     let prices = p.prices.clone();
     crate::warden::expect();
+    // What goes wrong with the warden later (it died and could not be replaced) is a notice of
+    // the session's, shown the way every notice is (never over claude's screen).
+    let (warden_tx, warden_problems) = std::sync::mpsc::channel::<String>();
     let warden = {
         let marker = marker.clone();
         let files: Vec<std::path::PathBuf> = settings_file.iter().map(|f| f.path().to_path_buf()).collect();
-        std::thread::spawn(move || match crate::warden::Warden::start(&marker, &files) {
+        let problem = move |p: String| {
+            let _ = warden_tx.send(p);
+        };
+        std::thread::spawn(move || match crate::warden::Warden::start(&marker, &files, problem) {
             Ok(w) => Some(w),
             Err(e) => {
                 crate::note!(
@@ -993,6 +1046,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         progress: p.plan.print_mode && stderr_tty,
         stream_json: !p.plan.pty && p.stream_json,
         label,
+        problems: Some(warden_problems),
     };
     // The warden is not waited for: claude starts while it does (a session killed in the
     // millisecond before it is ready has nothing running yet but claude, which its death

@@ -14,7 +14,7 @@ pub fn parse_day(s: &str, today: Date, flag: &str) -> Result<Date, Exit> {
     let bad = || {
         Exit::usage(format!(
             "{flag} '{}' is not a date: use YYYY-MM-DD, YYYYMMDD, today, yesterday or Nd (e.g. 7d)",
-            s.escape_debug()
+            crate::human::excerpt(s, crate::human::EXCERPT)
         ))
     };
     let t = s.trim();
@@ -48,7 +48,7 @@ pub fn time_zone(name: Option<&str>) -> Result<TimeZone, Exit> {
             TimeZone::get(n).map_err(|_| {
                 Exit::usage(format!(
                     "--timezone '{}' is not a time zone: use an IANA name like Europe/Berlin, or UTC",
-                    n.escape_debug()
+                    crate::human::excerpt(n, crate::human::EXCERPT)
                 ))
             })
         }),
