@@ -253,6 +253,139 @@ pub fn describe(e: &anyhow::Error, path: &Path) -> String {
     format!("{}: {what}", path.display())
 }
 
+/// Create the ledger's file, owner-only (SQLite gives its -wal and -shm files the database
+/// file's permissions). A `-wal` left beside it by a ledger that was deleted while sessions had it
+/// open is not taken in: SQLite deletes a WAL it finds beside an empty database file.
+fn create_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+    Ok(())
+}
+
+/// `ledger.db` + `-wal` → `ledger.db-wal`.
+fn side_file(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// An exclusive `flock` on the ledger's directory, for setting aside its files (held while the
+/// descriptor is open).
+struct DirLock {
+    _dir: std::fs::File,
+}
+
+impl DirLock {
+    fn take(path: &Path) -> std::io::Result<DirLock> {
+        use std::os::fd::AsRawFd;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let f = std::fs::File::open(dir)?;
+        loop {
+            // SAFETY: flock on a descriptor this function owns; released when it is closed.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(DirLock { _dir: f });
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Which file a connection has open: device and inode, read when it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// The ledger's file on disk, compared with the one a connection opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    /// The same file, with a database header.
+    Same,
+    /// Nothing at the path: the file was deleted (the connection writes into the void).
+    Deleted,
+    /// Another file at the path (moved aside and replaced, restored from a backup, or
+    /// recreated by another ccb).
+    Replaced,
+    /// The same file, cut short or overwritten: no database header any more.
+    Truncated,
+}
+
+impl FileState {
+    pub fn word(self) -> &'static str {
+        match self {
+            FileState::Same => "unchanged",
+            FileState::Deleted => "deleted",
+            FileState::Replaced => "replaced",
+            FileState::Truncated => "truncated",
+        }
+    }
+}
+
+/// The identity of the file at `path`, if there is one.
+pub fn identity(path: &Path) -> Option<FileIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| FileIdentity { dev: m.dev(), ino: m.ino() })
+}
+
+/// What became of the file a connection opened as `opened`: a `stat` and, for the same file, a
+/// read of its first 16 bytes (SQLite writes its header when the ledger is created, so a file of
+/// ours without one was truncated or overwritten). Cheap enough to ask every second.
+pub fn file_state(path: &Path, opened: FileIdentity) -> FileState {
+    use std::os::unix::fs::FileExt;
+    let Some(now) = identity(path) else {
+        return match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileState::Deleted,
+            // A dangling link, or a stat that failed for another reason: not ours to judge.
+            _ => FileState::Replaced,
+        };
+    };
+    if now != opened {
+        return FileState::Replaced;
+    }
+    let mut head = [0u8; 16];
+    match std::fs::File::open(path).and_then(|f| f.read_exact_at(&mut head, 0)) {
+        Ok(()) if &head == b"SQLite format 3\0" => FileState::Same,
+        Ok(()) => FileState::Truncated,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => FileState::Truncated,
+        // Unreadable for now (permissions, I/O): the next write will tell.
+        Err(_) => FileState::Same,
+    }
+}
+
+/// A ledger cut short under a session (`truncate`, `: > ledger.db`) still has its WAL, which
+/// SQLite would replay into the new file: the file and its WAL are moved aside together
+/// (`ledger.db.truncated-<ms>` and its `-wal`, for `sqlite3 … .recover`), so that a new ledger
+/// can take the path. Does nothing when the file at the path is no longer `opened` (another ccb
+/// did it already). Returns where the file went.
+pub fn set_aside(path: &Path, opened: FileIdentity) -> std::io::Result<Option<PathBuf>> {
+    let _lock = DirLock::take(path)?;
+    if identity(path) != Some(opened) {
+        return Ok(None);
+    }
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".truncated-{}", now_ms()));
+    let aside = PathBuf::from(aside);
+    std::fs::rename(path, &aside)?;
+    let wal = side_file(path, "-wal");
+    if wal.exists() {
+        std::fs::rename(&wal, side_file(&aside, "-wal"))?;
+    }
+    let _ = std::fs::remove_file(side_file(path, "-shm"));
+    Ok(Some(aside))
+}
+
+/// The ledger was locked by another process for longer than the busy timeout: a fault that
+/// clears by itself, worth waiting for.
+pub fn is_busy(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<rusqlite::Error>().is_some_and(|e| {
+        matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+    })
+}
+
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
@@ -269,9 +402,7 @@ impl Ledger {
             crate::paths::create_private_dir(dir)?;
         }
         if !path.exists() {
-            use std::os::unix::fs::OpenOptionsExt;
-            // SQLite gives its -wal and -shm files the database file's permissions.
-            std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+            create_file(path)?;
         }
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
@@ -298,6 +429,11 @@ impl Ledger {
     /// The ledger's file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How long a write waits for another process's lock before it fails (10 s when opened).
+    pub fn set_busy_timeout(&self, d: Duration) -> anyhow::Result<()> {
+        Ok(self.conn.busy_timeout(d)?)
     }
 
     pub fn open_default() -> anyhow::Result<Ledger> {
@@ -811,6 +947,41 @@ mod tests {
         drop(l);
         let again = Ledger::open(&path).unwrap();
         assert_eq!(again.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        assert!(again.integrity_ok().unwrap());
+    }
+
+    #[test]
+    fn a_ledger_deleted_truncated_or_replaced_is_told_apart_and_a_new_one_starts_clean() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("ledger.db");
+        let count = |l: &Ledger| -> i64 { l.conn.query_row("SELECT COUNT(*) FROM usage", [], |r| r.get(0)).unwrap() };
+        let l = Ledger::open(&path).unwrap();
+        let id = identity(&path).unwrap();
+        assert_eq!(file_state(&path, id), FileState::Same);
+        l.begin(&SessionStart { id: "s1".into(), ..Default::default() }).unwrap();
+        l.record(&row("a", "s1", 1, 5)).unwrap();
+        // Deleted while open: the connection writes on into the void, and its WAL stays.
+        std::fs::remove_file(&path).unwrap();
+        l.record(&row("b", "s1", 2, 5)).unwrap();
+        assert_eq!(file_state(&path, id), FileState::Deleted);
+        assert!(side_file(&path, "-wal").exists());
+        // A new ledger at the path does not take in the old one's WAL (SQLite drops it).
+        let fresh = Ledger::open(&path).unwrap();
+        assert_eq!(count(&fresh), 0);
+        assert!(fresh.integrity_ok().unwrap());
+        assert_eq!(file_state(&path, id), FileState::Replaced);
+        drop(l);
+        // Truncated: moved aside with its WAL, and the path is free for a new one.
+        let id = identity(&path).unwrap();
+        fresh.record(&row("c", "s1", 3, 5)).unwrap();
+        std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+        assert_eq!(file_state(&path, id), FileState::Truncated);
+        let aside = set_aside(&path, id).unwrap().expect("moved aside");
+        assert!(aside.exists() && side_file(&aside, "-wal").exists() && !path.exists());
+        assert_eq!(set_aside(&path, id).unwrap(), None, "only once");
+        drop(fresh);
+        let again = Ledger::open(&path).unwrap();
+        assert_eq!(count(&again), 0);
         assert!(again.integrity_ok().unwrap());
     }
 

@@ -34,6 +34,7 @@ pub mod follow;
 pub mod gate;
 pub mod human;
 pub mod ledger;
+pub mod ledger_writer;
 pub mod locate;
 pub mod meter;
 pub mod money;
