@@ -471,6 +471,12 @@ impl Ledger {
         Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
+    /// The connection, for tests elsewhere in the crate to look at what was written.
+    #[cfg(test)]
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
     #[cfg(test)]
     pub fn integrity_ok(&self) -> anyhow::Result<bool> {
         let s: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
@@ -701,6 +707,143 @@ impl Ledger {
         }
         meta.execute(params!["generation", generation + 1])?;
         Ok(true)
+    }
+}
+
+/// A response as the ledger holds it, for `ccb ledger repair`.
+#[derive(Debug, Clone)]
+pub struct HeldRow {
+    pub key: String,
+    pub session_id: String,
+    pub cost: Usd,
+}
+
+/// What `ccb ledger repair` changes for one session, applied in one transaction with the others.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFix {
+    pub id: String,
+    /// The session's row, when the ledger has none.
+    pub create: Option<SessionStart>,
+    /// Responses the ledger lacks.
+    pub insert: Vec<UsageRow>,
+    /// Keys of responses recorded with an empty session id that belong to this session.
+    pub reattribute: Vec<String>,
+}
+
+/// A session's total before and after a repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub before: Usd,
+    pub after: Usd,
+}
+
+/// What `ccb ledger repair` reads and writes.
+impl Ledger {
+    /// Every response the ledger holds.
+    pub fn held_rows(&self) -> anyhow::Result<Vec<HeldRow>> {
+        let mut st = self.conn.prepare("SELECT key, session_id, cost_nanos FROM usage")?;
+        let rows = st.query_map([], |r| Ok(HeldRow { key: r.get(0)?, session_id: r.get(1)?, cost: Usd(r.get(2)?) }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every session the ledger has a row for.
+    pub fn session_ids(&self) -> anyhow::Result<Vec<String>> {
+        let mut st = self.conn.prepare("SELECT id FROM sessions ORDER BY started_ms, id")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A session's runs: (id, start), in the order they started.
+    pub fn runs_of(&self, session_id: &str) -> anyhow::Result<Vec<(String, i64)>> {
+        let mut st = self.conn.prepare("SELECT id, started_ms FROM runs WHERE session_id = ?1 ORDER BY started_ms")?;
+        let rows = st.query_map([session_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Apply every fix in one transaction (all or nothing), then set each session's total, and
+    /// each of its runs', to the sum of its responses. Returns each session's totals.
+    pub fn apply_repair(&self, fixes: &[SessionFix]) -> anyhow::Result<Vec<Totals>> {
+        // The write lock first: the totals are summed from what this transaction sees.
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match self.apply_repair_in_tx(fixes) {
+            Ok(t) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(t)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn apply_repair_in_tx(&self, fixes: &[SessionFix]) -> anyhow::Result<Vec<Totals>> {
+        let tx = &self.conn;
+        let total = |id: &str| -> rusqlite::Result<Usd> {
+            tx.query_row("SELECT COALESCE((SELECT cost_nanos FROM sessions WHERE id = ?1), 0)", [id], |r| r.get(0))
+                .map(Usd)
+        };
+        let mut out = Vec::new();
+        for f in fixes {
+            let before = total(&f.id)?;
+            if let Some(s) = &f.create {
+                tx.execute(
+                    "INSERT OR IGNORE INTO sessions (id, started_ms, cwd, class, print_mode, model, reason, billing_mode, meter, ceiling_nanos, overage)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    params![
+                        s.id,
+                        s.started_ms,
+                        s.cwd,
+                        s.class,
+                        s.print_mode,
+                        s.model,
+                        s.reason,
+                        s.billing_mode,
+                        s.meter,
+                        s.ceiling.map(|c| c.nanos()),
+                        s.overage
+                    ],
+                )?;
+            }
+            for key in &f.reattribute {
+                tx.execute("UPDATE usage SET session_id = ?2 WHERE key = ?1 AND session_id = ''", params![key, f.id])?;
+            }
+            for u in &f.insert {
+                tx.execute(
+                    "INSERT OR IGNORE INTO usage (key, session_id, ts_ms, model, agent_id, input, output, cache_write_5m, cache_write_1h, cache_read, web_search, cost_nanos, source, priced_by, estimated, run_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                    params![
+                        u.key,
+                        u.session_id,
+                        u.ts_ms,
+                        u.model,
+                        u.agent_id,
+                        u.usage.input as i64,
+                        u.usage.output as i64,
+                        u.usage.cache_write_5m as i64,
+                        u.usage.cache_write_1h as i64,
+                        u.usage.cache_read as i64,
+                        u.usage.web_search as i64,
+                        u.cost.nanos(),
+                        u.source,
+                        u.priced_by,
+                        u.estimated,
+                        u.run_id
+                    ],
+                )?;
+            }
+            tx.execute(
+                "UPDATE sessions SET cost_nanos = (SELECT COALESCE(SUM(cost_nanos), 0) FROM usage WHERE session_id = ?1) WHERE id = ?1",
+                [&f.id],
+            )?;
+            tx.execute(
+                "UPDATE runs SET cost_nanos = (SELECT COALESCE(SUM(u.cost_nanos), 0) FROM usage u WHERE u.run_id = runs.id)
+                 WHERE session_id = ?1",
+                [&f.id],
+            )?;
+            out.push(Totals { before, after: total(&f.id)? });
+        }
+        Ok(out)
     }
 }
 

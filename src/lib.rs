@@ -43,6 +43,7 @@ pub mod plan;
 pub mod pool;
 pub mod pricing;
 pub mod procs;
+pub mod repair;
 pub mod report;
 pub mod scan;
 pub mod settings;
