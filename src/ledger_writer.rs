@@ -386,6 +386,19 @@ impl Kept {
     }
 }
 
+/// `10000` → `10,000`.
+pub fn thousands(n: u64) -> String {
+    let d = n.to_string();
+    let mut out = String::new();
+    for (i, c) in d.chars().enumerate() {
+        if i > 0 && (d.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// How the writer ended: what the ledger still lacks, and why.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
@@ -580,7 +593,7 @@ impl Worker {
         let text = format!(
             "the ledger cannot be written now ({}): this session's records are kept in memory (up to {} responses) and written when it can be",
             f.reason,
-            KEEP_RESPONSES
+            thousands(KEEP_RESPONSES as u64)
         );
         self.notices.say(&text);
     }
@@ -955,5 +968,9 @@ mod tests {
         assert_eq!(Unwritten::default().describe(), "nothing");
         let u = Unwritten { responses: 2, cost: Usd(700_000_000), ends: 1, ..Default::default() };
         assert_eq!(u.describe(), "2 responses ($0.70) and its ending");
+        assert_eq!(
+            (thousands(10_000), thousands(999), thousands(1_234_567)),
+            ("10,000".into(), "999".into(), "1,234,567".into())
+        );
     }
 }

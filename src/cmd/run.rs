@@ -997,7 +997,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
             written.missing,
             if written.missing == 1 { " is" } else { "s are" },
             written.missing_cost,
-            crate::ledger_writer::KEEP_RESPONSES,
+            crate::ledger_writer::thousands(crate::ledger_writer::KEEP_RESPONSES as u64),
             repair()
         );
     }
