@@ -310,7 +310,7 @@ pub enum FileState {
     /// Another file at the path (moved aside and replaced, restored from a backup, or
     /// recreated by another ccb).
     Replaced,
-    /// The same file, cut short or overwritten: no database header any more.
+    /// The same file, cut short: smaller than a database page, so without its header.
     Truncated,
 }
 
@@ -331,29 +331,34 @@ pub fn identity(path: &Path) -> Option<FileIdentity> {
     std::fs::metadata(path).ok().map(|m| FileIdentity { dev: m.dev(), ino: m.ino() })
 }
 
-/// What became of the file a connection opened as `opened`: a `stat` and, for the same file, a
-/// read of its first 16 bytes (SQLite writes its header when the ledger is created, so a file of
-/// ours without one was truncated or overwritten). Cheap enough to ask every second.
+/// What became of the file a connection opened as `opened`, from one `stat` (cheap enough to
+/// ask every second). The file is never opened here: closing any descriptor of a file drops every
+/// POSIX lock this process holds on it, SQLite's included, and another process would then take
+/// this one's connection for gone (it did: a writer's rows vanished with a WAL that a closing
+/// reader checkpointed and deleted under it). A database file of ours is never smaller than a
+/// page (SQLite writes its header when the ledger is created and switched to WAL), so one that is
+/// was truncated.
 pub fn file_state(path: &Path, opened: FileIdentity) -> FileState {
-    use std::os::unix::fs::FileExt;
-    let Some(now) = identity(path) else {
-        return match std::fs::symlink_metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileState::Deleted,
-            // A dangling link, or a stat that failed for another reason: not ours to judge.
-            _ => FileState::Replaced,
-        };
+    use std::os::unix::fs::MetadataExt;
+    let m = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return match std::fs::symlink_metadata(path) {
+                // A dangling link: something else is at the path.
+                Ok(_) => FileState::Replaced,
+                Err(_) => FileState::Deleted,
+            };
+        }
+        // A stat that failed for another reason (permissions, I/O): the next write will tell.
+        Err(_) => return FileState::Same,
     };
-    if now != opened {
+    if (FileIdentity { dev: m.dev(), ino: m.ino() }) != opened {
         return FileState::Replaced;
     }
-    let mut head = [0u8; 16];
-    match std::fs::File::open(path).and_then(|f| f.read_exact_at(&mut head, 0)) {
-        Ok(()) if &head == b"SQLite format 3\0" => FileState::Same,
-        Ok(()) => FileState::Truncated,
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => FileState::Truncated,
-        // Unreadable for now (permissions, I/O): the next write will tell.
-        Err(_) => FileState::Same,
+    if m.len() < 512 {
+        return FileState::Truncated;
     }
+    FileState::Same
 }
 
 /// A ledger cut short under a session (`truncate`, `: > ledger.db`) still has its WAL, which
