@@ -414,7 +414,13 @@ impl Ledger {
         let mut tries = 0;
         while let Err(e) = conn.pragma_update(None, "journal_mode", "WAL") {
             tries += 1;
-            if tries > 100 {
+            // Worth waiting for only while another process holds the file (creating it too):
+            // not a database, read-only, … will not change in 2 s.
+            let busy = matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            );
+            if tries > 100 || !busy {
                 return Err(e.into());
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -21,7 +21,9 @@ use crate::money::Usd;
 use crate::supervisor::Notifier;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Responses kept in memory, written or not. Beyond it the oldest are let go: one already
@@ -428,9 +430,10 @@ struct Worker {
     last_try: Option<Instant>,
     last_check: Instant,
     notices: Notifier,
-    /// The session still runs (notices of a fault are for a running session; at the end one line
-    /// says what was not written).
-    live: bool,
+    /// The session is over (set by [`Writer::finish`], seen at once even by a writer that was
+    /// busy trying): notices of a fault are for a running session; at the end one line says what
+    /// was not written.
+    ended: Arc<AtomicBool>,
     announced: bool,
     caught_up_said: bool,
     /// File events already told (deleted, replaced, truncated): each once.
@@ -586,7 +589,7 @@ impl Worker {
 
     fn announce(&mut self) {
         let Some(f) = &self.fault else { return };
-        if self.announced || !self.live || f.since.elapsed() < ANNOUNCE_AFTER {
+        if self.announced || self.ended.load(Ordering::SeqCst) || f.since.elapsed() < ANNOUNCE_AFTER {
             return;
         }
         self.announced = true;
@@ -616,6 +619,7 @@ impl Worker {
 pub struct Writer {
     tx: Option<mpsc::Sender<Msg>>,
     done: mpsc::Receiver<Summary>,
+    ended: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -624,6 +628,8 @@ impl Writer {
     pub fn start(path: Option<PathBuf>, notices: Notifier) -> Writer {
         let (tx, rx) = mpsc::channel::<Msg>();
         let (done_tx, done) = mpsc::channel();
+        let ended = Arc::new(AtomicBool::new(false));
+        let ended_here = ended.clone();
         let spawned = std::thread::Builder::new().name("ccb-ledger".into()).spawn(move || {
             let mut w = Worker {
                 path,
@@ -633,7 +639,7 @@ impl Writer {
                 last_try: None,
                 last_check: Instant::now(),
                 notices,
-                live: true,
+                ended: ended_here,
                 announced: false,
                 caught_up_said: false,
                 told: HashSet::new(),
@@ -654,7 +660,6 @@ impl Writer {
                 w.step(false);
             }
             // The session is over: one more try, and for a locked ledger a bounded wait.
-            w.live = false;
             let start = Instant::now();
             loop {
                 w.step(true);
@@ -670,14 +675,14 @@ impl Writer {
             drop(w);
         });
         match spawned {
-            Ok(_) => Writer { tx: Some(tx), done },
+            Ok(_) => Writer { tx: Some(tx), done, ended },
             Err(e) => {
                 let (t, r) = mpsc::channel();
                 let _ = t.send(Summary {
                     problem: Some(format!("cannot start the ledger writer: {e}")),
                     ..Summary::default()
                 });
-                Writer { tx: None, done: r }
+                Writer { tx: None, done: r, ended }
             }
         }
     }
@@ -690,6 +695,7 @@ impl Writer {
 
     /// The session is over: wait for the writer's last try (bounded: see [`FINAL_WAIT_LOCKED`]).
     pub fn finish(&mut self) -> Summary {
+        self.ended.store(true, Ordering::SeqCst);
         drop(self.tx.take());
         // The writer's own bound, plus a write that waits out its busy timeout, plus a margin.
         let bound = FINAL_WAIT_LOCKED + BUSY_TIMEOUT * 2 + Duration::from_secs(2);

@@ -208,7 +208,7 @@ fn cases() -> Vec<Case> {
                 std::fs::write(d.join("ledger.db"), "not a database, not at all; not even close to one\n".repeat(20)).unwrap();
             }),
             env: &[("FAKE_SCRIPT", "usd:0.01;exit:0")],
-            ..case("ledger file not a database (session)", "ccb -p hi", &["-p", "hi"], 0, "cannot record this session in the ledger (<home>/.local/share/ccb/ledger.db: not a SQLite database; move it aside and ccb starts a new one); it ran metered and bounded all the same")
+            ..case("ledger file not a database (session)", "ccb -p hi", &["-p", "hi"], 0, "cannot record this session in the ledger (<home>/.local/share/ccb/ledger.db: not a SQLite database; move it aside and ccb starts a new one); it ran metered and bounded all the same. Not written: 1 response ($0.01), the session's start and its ending; `ccb ledger repair --session <session>` adds the responses from claude's transcripts once the ledger can be written")
         },
         Case {
             prep: Some(|h| {
@@ -226,11 +226,30 @@ fn cases() -> Vec<Case> {
                 let (_, m) = read_only_dir(&h.join("read-only"));
                 std::mem::forget(m);
             }),
-            ..case("read-only data directory", "XDG_DATA_HOME=<read-only dir> ccb -p hi", &["-p", "hi"], 0, "cannot record this session in the ledger (<home>/read-only/ccb/ledger.db: read-only file system); it ran metered and bounded all the same")
+            ..case("read-only data directory", "XDG_DATA_HOME=<read-only dir> ccb -p hi", &["-p", "hi"], 0, "cannot record this session in the ledger (<home>/read-only/ccb/ledger.db: read-only file system); it ran metered and bounded all the same. Not written: 1 response ($0.01), the session's start and its ending; `ccb ledger repair --session <session>` adds the responses from claude's transcripts once the ledger can be written")
         },
     ];
     v.retain(|c| !c.what.is_empty());
     v
+}
+
+/// `--session 0b6f…` (a session id ccb made) → `--session <session>`.
+fn mask_session(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("--session ") {
+        let (head, tail) = rest.split_at(i + "--session ".len());
+        out.push_str(head);
+        let id: String = tail.chars().take_while(|c| c.is_ascii_hexdigit() || *c == '-').collect();
+        if id.len() == 36 {
+            out.push_str("<session>");
+            rest = &tail[36..];
+        } else {
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn substitute(s: &str, home: &Path) -> String {
@@ -308,6 +327,8 @@ fn every_bad_input_is_answered_with_one_line_and_its_exit_code() {
         let want = format!("ccb: {}", substitute(c.says, &h));
         // Without root a read-only directory is one without write permission.
         let want_alt = want.replace("read-only file system", "permission denied");
+        // The session's id is new each run: `<session>` in the cases.
+        let err = mask_session(&err);
         let lines: Vec<&str> = err.lines().collect();
         let ok = code == c.code
             && lines.len() == 1
