@@ -993,10 +993,11 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     }
     if written.missing > 0 {
         crate::note!(
-            "ccb: {} response{} of this session ({}) not in the ledger: more waited than ccb keeps in memory ({}); {} adds them from claude's transcripts",
+            "ccb: {} response{} of this session ({}) {} not in the ledger: more waited than ccb keeps in memory ({}); {} adds them from claude's transcripts",
             written.missing,
-            if written.missing == 1 { " is" } else { "s are" },
+            if written.missing == 1 { "" } else { "s" },
             written.missing_cost,
+            if written.missing == 1 { "is" } else { "are" },
             crate::ledger_writer::thousands(crate::ledger_writer::KEEP_RESPONSES as u64),
             repair()
         );
