@@ -148,6 +148,13 @@ pub enum Added {
     },
 }
 
+/// A response's figure from the tables alone (no figure of claude's for it), and how it was
+/// reached: what a response heard only from a transcript is priced at.
+pub fn table_price(e: &UsageEvent, prices: &PriceTable) -> (Usd, Priced) {
+    let (cost, priced, _) = Tally::price(e, prices, None);
+    (cost, priced)
+}
+
 impl Tally {
     pub fn add(&mut self, e: &UsageEvent, prices: &PriceTable) -> Added {
         self.add_priced(e, prices, None)

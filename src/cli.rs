@@ -72,6 +72,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The ledger itself: rebuild sessions' figures from claude's transcripts
+    #[command(subcommand)]
+    Ledger(LedgerCmd),
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
@@ -132,6 +135,22 @@ pub enum PoolCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum LedgerCmd {
+    /// Add the responses the ledger lacks from claude's transcripts, give responses recorded
+    /// without a session the session their transcript names, and set each session's total to
+    /// the sum of its responses (exit 1: the ledger could not be written, nothing changed)
+    Repair {
+        /// Only this session (by default: every session in the ledger); a session the ledger
+        /// has no row for gets one from its transcript
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
+        /// As JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum ConfigCmd {
     /// Write a commented default config file (refuses to overwrite without --force)
     Init {
@@ -149,7 +168,7 @@ pub enum ConfigCmd {
 
 /// Is this argument one of ccb's own commands (else ccb launches claude)?
 pub fn is_command(first: &str) -> bool {
-    matches!(first, "config" | "prices" | "completions" | "help" | "usage" | "pool")
+    matches!(first, "config" | "prices" | "completions" | "help" | "usage" | "pool" | "ledger")
 }
 
 #[cfg(test)]

@@ -19,6 +19,9 @@ pub const CEILING: i32 = 3;
 pub const POLICY: i32 = 4;
 /// ccb could not start claude or hit an internal error before it ran.
 pub const LAUNCH: i32 = 5;
+/// `ccb ledger repair` could not read or write the ledger (locked, read-only, full, damaged):
+/// nothing was changed. (`ccb pool check` exits 1 too, for a threshold reached.)
+pub const LEDGER_FAULT: i32 = 1;
 
 impl Exit {
     pub fn usage(message: impl Into<String>) -> Self {

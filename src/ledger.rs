@@ -253,6 +253,144 @@ pub fn describe(e: &anyhow::Error, path: &Path) -> String {
     format!("{}: {what}", path.display())
 }
 
+/// Create the ledger's file, owner-only (SQLite gives its -wal and -shm files the database
+/// file's permissions). A `-wal` left beside it by a ledger that was deleted while sessions had it
+/// open is not taken in: SQLite deletes a WAL it finds beside an empty database file.
+fn create_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+    Ok(())
+}
+
+/// `ledger.db` + `-wal` → `ledger.db-wal`.
+fn side_file(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// An exclusive `flock` on the ledger's directory, for setting aside its files (held while the
+/// descriptor is open).
+struct DirLock {
+    _dir: std::fs::File,
+}
+
+impl DirLock {
+    fn take(path: &Path) -> std::io::Result<DirLock> {
+        use std::os::fd::AsRawFd;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let f = std::fs::File::open(dir)?;
+        loop {
+            // SAFETY: flock on a descriptor this function owns; released when it is closed.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(DirLock { _dir: f });
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Which file a connection has open: device and inode, read when it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// The ledger's file on disk, compared with the one a connection opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    /// The same file, with a database header.
+    Same,
+    /// Nothing at the path: the file was deleted (the connection writes into the void).
+    Deleted,
+    /// Another file at the path (moved aside and replaced, restored from a backup, or
+    /// recreated by another ccb).
+    Replaced,
+    /// The same file, cut short: smaller than a database page, so without its header.
+    Truncated,
+}
+
+impl FileState {
+    pub fn word(self) -> &'static str {
+        match self {
+            FileState::Same => "unchanged",
+            FileState::Deleted => "deleted",
+            FileState::Replaced => "replaced",
+            FileState::Truncated => "truncated",
+        }
+    }
+}
+
+/// The identity of the file at `path`, if there is one.
+pub fn identity(path: &Path) -> Option<FileIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| FileIdentity { dev: m.dev(), ino: m.ino() })
+}
+
+/// What became of the file a connection opened as `opened`, from one `stat` (cheap enough to
+/// ask every second). The file is never opened here: closing any descriptor of a file drops every
+/// POSIX lock this process holds on it, SQLite's included, and another process would then take
+/// this one's connection for gone (it did: a writer's rows vanished with a WAL that a closing
+/// reader checkpointed and deleted under it). A database file of ours is never smaller than a
+/// page (SQLite writes its header when the ledger is created and switched to WAL), so one that is
+/// was truncated.
+pub fn file_state(path: &Path, opened: FileIdentity) -> FileState {
+    use std::os::unix::fs::MetadataExt;
+    let m = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return match std::fs::symlink_metadata(path) {
+                // A dangling link: something else is at the path.
+                Ok(_) => FileState::Replaced,
+                Err(_) => FileState::Deleted,
+            };
+        }
+        // A stat that failed for another reason (permissions, I/O): the next write will tell.
+        Err(_) => return FileState::Same,
+    };
+    if (FileIdentity { dev: m.dev(), ino: m.ino() }) != opened {
+        return FileState::Replaced;
+    }
+    if m.len() < 512 {
+        return FileState::Truncated;
+    }
+    FileState::Same
+}
+
+/// A ledger cut short under a session (`truncate`, `: > ledger.db`) still has its WAL, which
+/// SQLite would replay into the new file: the file and its WAL are moved aside together
+/// (`ledger.db.truncated-<ms>` and its `-wal`, for `sqlite3 … .recover`), so that a new ledger
+/// can take the path. Does nothing when the file at the path is no longer `opened` (another ccb
+/// did it already). Returns where the file went.
+pub fn set_aside(path: &Path, opened: FileIdentity) -> std::io::Result<Option<PathBuf>> {
+    let _lock = DirLock::take(path)?;
+    if identity(path) != Some(opened) {
+        return Ok(None);
+    }
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".truncated-{}", now_ms()));
+    let aside = PathBuf::from(aside);
+    std::fs::rename(path, &aside)?;
+    let wal = side_file(path, "-wal");
+    if wal.exists() {
+        std::fs::rename(&wal, side_file(&aside, "-wal"))?;
+    }
+    let _ = std::fs::remove_file(side_file(path, "-shm"));
+    Ok(Some(aside))
+}
+
+/// The ledger was locked by another process for longer than the busy timeout: a fault that
+/// clears by itself, worth waiting for.
+pub fn is_busy(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<rusqlite::Error>().is_some_and(|e| {
+        matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+    })
+}
+
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
@@ -269,16 +407,20 @@ impl Ledger {
             crate::paths::create_private_dir(dir)?;
         }
         if !path.exists() {
-            use std::os::unix::fs::OpenOptionsExt;
-            // SQLite gives its -wal and -shm files the database file's permissions.
-            std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+            create_file(path)?;
         }
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         let mut tries = 0;
         while let Err(e) = conn.pragma_update(None, "journal_mode", "WAL") {
             tries += 1;
-            if tries > 100 {
+            // Worth waiting for only while another process holds the file (creating it too):
+            // not a database, read-only, … will not change in 2 s.
+            let busy = matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            );
+            if tries > 100 || !busy {
                 return Err(e.into());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -298,6 +440,11 @@ impl Ledger {
     /// The ledger's file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// How long a write waits for another process's lock before it fails (10 s when opened).
+    pub fn set_busy_timeout(&self, d: Duration) -> anyhow::Result<()> {
+        Ok(self.conn.busy_timeout(d)?)
     }
 
     pub fn open_default() -> anyhow::Result<Ledger> {
@@ -333,6 +480,12 @@ impl Ledger {
     #[cfg(test)]
     pub fn schema_version(&self) -> anyhow::Result<i64> {
         Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    /// The connection, for tests elsewhere in the crate to look at what was written.
+    #[cfg(test)]
+    pub fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     #[cfg(test)]
@@ -565,6 +718,143 @@ impl Ledger {
         }
         meta.execute(params!["generation", generation + 1])?;
         Ok(true)
+    }
+}
+
+/// A response as the ledger holds it, for `ccb ledger repair`.
+#[derive(Debug, Clone)]
+pub struct HeldRow {
+    pub key: String,
+    pub session_id: String,
+    pub cost: Usd,
+}
+
+/// What `ccb ledger repair` changes for one session, applied in one transaction with the others.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFix {
+    pub id: String,
+    /// The session's row, when the ledger has none.
+    pub create: Option<SessionStart>,
+    /// Responses the ledger lacks.
+    pub insert: Vec<UsageRow>,
+    /// Keys of responses recorded with an empty session id that belong to this session.
+    pub reattribute: Vec<String>,
+}
+
+/// A session's total before and after a repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub before: Usd,
+    pub after: Usd,
+}
+
+/// What `ccb ledger repair` reads and writes.
+impl Ledger {
+    /// Every response the ledger holds.
+    pub fn held_rows(&self) -> anyhow::Result<Vec<HeldRow>> {
+        let mut st = self.conn.prepare("SELECT key, session_id, cost_nanos FROM usage")?;
+        let rows = st.query_map([], |r| Ok(HeldRow { key: r.get(0)?, session_id: r.get(1)?, cost: Usd(r.get(2)?) }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every session the ledger has a row for.
+    pub fn session_ids(&self) -> anyhow::Result<Vec<String>> {
+        let mut st = self.conn.prepare("SELECT id FROM sessions ORDER BY started_ms, id")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A session's runs: (id, start), in the order they started.
+    pub fn runs_of(&self, session_id: &str) -> anyhow::Result<Vec<(String, i64)>> {
+        let mut st = self.conn.prepare("SELECT id, started_ms FROM runs WHERE session_id = ?1 ORDER BY started_ms")?;
+        let rows = st.query_map([session_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Apply every fix in one transaction (all or nothing), then set each session's total, and
+    /// each of its runs', to the sum of its responses. Returns each session's totals.
+    pub fn apply_repair(&self, fixes: &[SessionFix]) -> anyhow::Result<Vec<Totals>> {
+        // The write lock first: the totals are summed from what this transaction sees.
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match self.apply_repair_in_tx(fixes) {
+            Ok(t) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(t)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn apply_repair_in_tx(&self, fixes: &[SessionFix]) -> anyhow::Result<Vec<Totals>> {
+        let tx = &self.conn;
+        let total = |id: &str| -> rusqlite::Result<Usd> {
+            tx.query_row("SELECT COALESCE((SELECT cost_nanos FROM sessions WHERE id = ?1), 0)", [id], |r| r.get(0))
+                .map(Usd)
+        };
+        let mut out = Vec::new();
+        for f in fixes {
+            let before = total(&f.id)?;
+            if let Some(s) = &f.create {
+                tx.execute(
+                    "INSERT OR IGNORE INTO sessions (id, started_ms, cwd, class, print_mode, model, reason, billing_mode, meter, ceiling_nanos, overage)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    params![
+                        s.id,
+                        s.started_ms,
+                        s.cwd,
+                        s.class,
+                        s.print_mode,
+                        s.model,
+                        s.reason,
+                        s.billing_mode,
+                        s.meter,
+                        s.ceiling.map(|c| c.nanos()),
+                        s.overage
+                    ],
+                )?;
+            }
+            for key in &f.reattribute {
+                tx.execute("UPDATE usage SET session_id = ?2 WHERE key = ?1 AND session_id = ''", params![key, f.id])?;
+            }
+            for u in &f.insert {
+                tx.execute(
+                    "INSERT OR IGNORE INTO usage (key, session_id, ts_ms, model, agent_id, input, output, cache_write_5m, cache_write_1h, cache_read, web_search, cost_nanos, source, priced_by, estimated, run_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                    params![
+                        u.key,
+                        u.session_id,
+                        u.ts_ms,
+                        u.model,
+                        u.agent_id,
+                        u.usage.input as i64,
+                        u.usage.output as i64,
+                        u.usage.cache_write_5m as i64,
+                        u.usage.cache_write_1h as i64,
+                        u.usage.cache_read as i64,
+                        u.usage.web_search as i64,
+                        u.cost.nanos(),
+                        u.source,
+                        u.priced_by,
+                        u.estimated,
+                        u.run_id
+                    ],
+                )?;
+            }
+            tx.execute(
+                "UPDATE sessions SET cost_nanos = (SELECT COALESCE(SUM(cost_nanos), 0) FROM usage WHERE session_id = ?1) WHERE id = ?1",
+                [&f.id],
+            )?;
+            tx.execute(
+                "UPDATE runs SET cost_nanos = (SELECT COALESCE(SUM(u.cost_nanos), 0) FROM usage u WHERE u.run_id = runs.id)
+                 WHERE session_id = ?1",
+                [&f.id],
+            )?;
+            out.push(Totals { before, after: total(&f.id)? });
+        }
+        Ok(out)
     }
 }
 
@@ -811,6 +1101,41 @@ mod tests {
         drop(l);
         let again = Ledger::open(&path).unwrap();
         assert_eq!(again.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        assert!(again.integrity_ok().unwrap());
+    }
+
+    #[test]
+    fn a_ledger_deleted_truncated_or_replaced_is_told_apart_and_a_new_one_starts_clean() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("ledger.db");
+        let count = |l: &Ledger| -> i64 { l.conn.query_row("SELECT COUNT(*) FROM usage", [], |r| r.get(0)).unwrap() };
+        let l = Ledger::open(&path).unwrap();
+        let id = identity(&path).unwrap();
+        assert_eq!(file_state(&path, id), FileState::Same);
+        l.begin(&SessionStart { id: "s1".into(), ..Default::default() }).unwrap();
+        l.record(&row("a", "s1", 1, 5)).unwrap();
+        // Deleted while open: the connection writes on into the void, and its WAL stays.
+        std::fs::remove_file(&path).unwrap();
+        l.record(&row("b", "s1", 2, 5)).unwrap();
+        assert_eq!(file_state(&path, id), FileState::Deleted);
+        assert!(side_file(&path, "-wal").exists());
+        // A new ledger at the path does not take in the old one's WAL (SQLite drops it).
+        let fresh = Ledger::open(&path).unwrap();
+        assert_eq!(count(&fresh), 0);
+        assert!(fresh.integrity_ok().unwrap());
+        assert_eq!(file_state(&path, id), FileState::Replaced);
+        drop(l);
+        // Truncated: moved aside with its WAL, and the path is free for a new one.
+        let id = identity(&path).unwrap();
+        fresh.record(&row("c", "s1", 3, 5)).unwrap();
+        std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+        assert_eq!(file_state(&path, id), FileState::Truncated);
+        let aside = set_aside(&path, id).unwrap().expect("moved aside");
+        assert!(aside.exists() && side_file(&aside, "-wal").exists() && !path.exists());
+        assert_eq!(set_aside(&path, id).unwrap(), None, "only once");
+        drop(fresh);
+        let again = Ledger::open(&path).unwrap();
+        assert_eq!(count(&again), 0);
         assert!(again.integrity_ok().unwrap());
     }
 

@@ -80,6 +80,9 @@ fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
                 cmd::pool::check(alert_at)
             }
             Some(cli::Command::Pool { check: None, json }) => cmd::pool::run(json),
+            Some(cli::Command::Ledger(cli::LedgerCmd::Repair { session, json })) => {
+                cmd::ledger::repair(session.as_deref(), json)
+            }
             Some(cli::Command::Completions { shell }) => {
                 clap_complete::generate(shell, &mut cli::Cli::command(), "ccb", &mut std::io::stdout());
                 Ok(0)

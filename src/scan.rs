@@ -1486,6 +1486,47 @@ fn run_parallel<T: Send>(items: &[usize], work: impl Fn(usize, &mut Vec<u8>) -> 
     out
 }
 
+/// One response as the transcripts tell it, for rebuilding the ledger (`ccb ledger repair`).
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub event: UsageEvent,
+    /// The session it belongs to: its line's `sessionId`, else its file's (a subagent's file
+    /// belongs to the session whose directory holds it).
+    pub session_id: String,
+    /// Its time: the line's timestamp, else the file's modification time.
+    pub ts_ms: i64,
+}
+
+/// Every response in the transcripts under `dirs`, each once, by the rule reports follow: the
+/// first file in path order that holds it, at its first line there. Returns how many malformed
+/// lines were skipped.
+pub fn each_response(dirs: &[PathBuf], mut f: impl FnMut(Response)) -> u64 {
+    let mut seen = KeySet::default();
+    let mut malformed = 0;
+    let mut buf = Vec::new();
+    for file in transcript_files(dirs) {
+        let Ok(fh) = File::open(&file.path) else { continue };
+        let ctx = FileCtx::of(&file.path, file.mtime_ms());
+        let mut line = |l: &[u8]| match parse_line(l) {
+            Line::Usage(e) => {
+                if seen.insert(key_hash(&e.key)) {
+                    let ts_ms = e.timestamp.as_deref().and_then(parse_ts_ms).unwrap_or(ctx.mtime_ms);
+                    let session_id =
+                        e.session_id.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| ctx.session.clone());
+                    f(Response { event: *e, session_id, ts_ms });
+                }
+            }
+            Line::Malformed => malformed += 1,
+            Line::Other => {}
+        };
+        let (_, rest) = for_each_line(&fh, 0, file.size, &mut buf, &mut line);
+        if !rest.trim_ascii().is_empty() {
+            line(&rest);
+        }
+    }
+    malformed
+}
+
 /// Transcripts only, without a cache or a ledger (tests, and a ledger that cannot be opened).
 pub fn add_transcripts(
     ds: &mut Dataset,

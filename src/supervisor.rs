@@ -63,6 +63,33 @@ pub trait Observer {
     }
 }
 
+/// Notices from outside the session's loop (the ledger's writer): while the session runs they
+/// are shown as the loop shows its own (never over claude's screen); before it starts and once it
+/// has ended, as a line on stderr. Nothing said in between is lost: a notice is handed over under
+/// the lock that the end of the session takes to stop handing them over.
+#[derive(Clone, Default)]
+pub struct Notifier(Arc<Mutex<Option<mpsc::Sender<Ev>>>>);
+
+impl Notifier {
+    pub fn say(&self, text: &str) {
+        let loop_tx = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = loop_tx.as_ref() {
+            if tx.send(Ev::Problem(text.to_string())).is_ok() {
+                return;
+            }
+        }
+        eprint_notice(&crate::human::printable(text));
+    }
+
+    fn attach(&self, tx: mpsc::Sender<Ev>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+    }
+
+    fn detach(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
 pub struct Options {
     pub program: PathBuf,
     pub args: Vec<OsString>,
@@ -95,6 +122,8 @@ pub struct Options {
     /// Problems found beside the session (the warden died and could not be replaced), told
     /// as notices.
     pub problems: Option<mpsc::Receiver<String>>,
+    /// Where others' notices (the ledger's writer) go while the session runs.
+    pub notices: Notifier,
 }
 
 /// A session started without a premium model: what happens if one answers (`/model opus`).
@@ -400,7 +429,7 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
         let tx = tx.clone();
         std::thread::Builder::new().name("ccb-stream-json".into()).spawn(move || pass_stream_json(out, &tx))?;
     }
-    drop(tx);
+    opts.notices.attach(tx);
 
     let mut s = Session {
         opts: &opts,
@@ -519,6 +548,7 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
                 let outcome = s.telemetry(&r);
                 s.counted(&r.event, outcome, "telemetry", observer);
             }
+            Ev::Problem(p) => s.notice(p),
             _ => {}
         }
     }
@@ -529,6 +559,13 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
         b.finish_and_clear();
     }
     drop(s.raw_guard.take());
+    // From now on others' notices go straight to stderr; those handed over before are here.
+    s.opts.notices.detach();
+    while let Ok(ev) = rx.try_recv() {
+        if let Ev::Problem(p) = ev {
+            eprint_notice(&crate::human::printable(&p));
+        }
+    }
     Ok(Outcome {
         status: s.status.unwrap_or(ChildEnd::Code(1)),
         stopped: s.stop_report,

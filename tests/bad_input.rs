@@ -208,7 +208,7 @@ fn cases() -> Vec<Case> {
                 std::fs::write(d.join("ledger.db"), "not a database, not at all; not even close to one\n".repeat(20)).unwrap();
             }),
             env: &[("FAKE_SCRIPT", "usd:0.01;exit:0")],
-            ..case("ledger file not a database (session)", "ccb -p hi", &["-p", "hi"], 0, "cannot record this session in the ledger (<home>/.local/share/ccb/ledger.db: not a SQLite database; move it aside and ccb starts a new one); it ran metered and bounded all the same")
+            ..case("ledger file not a database (session)", "ccb -p hi", &["-p", "hi"], 0, "cannot record this session in the ledger (<home>/.local/share/ccb/ledger.db: not a SQLite database; move it aside and ccb starts a new one); it ran metered and bounded all the same. Not written: 1 response ($0.01), the session's start and its ending; `ccb ledger repair --session <session>` adds the responses from claude's transcripts once the ledger can be written")
         },
         Case {
             prep: Some(|h| {
@@ -226,7 +226,7 @@ fn cases() -> Vec<Case> {
                 let (_, m) = read_only_dir(&h.join("read-only"));
                 std::mem::forget(m);
             }),
-            ..case("read-only data directory", "XDG_DATA_HOME=<read-only dir> ccb -p hi", &["-p", "hi"], 0, "cannot record this session in the ledger (<home>/read-only/ccb/ledger.db: read-only file system); it ran metered and bounded all the same")
+            ..case("read-only data directory", "XDG_DATA_HOME=<read-only dir> ccb -p hi", &["-p", "hi"], 0, "cannot record this session in the ledger (<home>/read-only/ccb/ledger.db: read-only file system); it ran metered and bounded all the same. Not written: 1 response ($0.01), the session's start and its ending; `ccb ledger repair --session <session>` adds the responses from claude's transcripts once the ledger can be written")
         },
         // Values from the environment that are not UTF-8, and values of any size
         Case { env: &[("ANTHROPIC_BASE_URL", "http://127.0.0.1:9/<non-utf8>")], ..case("base URL not UTF-8", "ANTHROPIC_BASE_URL=$'http://127.0.0.1:9/\\xff' ccb -p hi", &["-p", "hi"], 2, "ANTHROPIC_BASE_URL is not valid UTF-8, so ccb cannot tell where claude's calls go or what they cost: set it to a URL such as https://api.anthropic.com, or unset it") },
@@ -251,6 +251,25 @@ fn cases() -> Vec<Case> {
 fn non_utf8(s: &str) -> OsString {
     use std::os::unix::ffi::OsStringExt;
     OsString::from_vec(s.replace("<non-utf8>", "\u{0}").bytes().map(|b| if b == 0 { 0xff } else { b }).collect())
+}
+
+/// `--session 0b6f…` (a session id ccb made) → `--session <session>`.
+fn mask_session(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("--session ") {
+        let (head, tail) = rest.split_at(i + "--session ".len());
+        out.push_str(head);
+        let id: String = tail.chars().take_while(|c| c.is_ascii_hexdigit() || *c == '-').collect();
+        if id.len() == 36 {
+            out.push_str("<session>");
+            rest = &tail[36..];
+        } else {
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn substitute(s: &str, home: &Path) -> String {
@@ -328,6 +347,8 @@ fn every_bad_input_is_answered_with_one_line_and_its_exit_code() {
         let want = format!("ccb: {}", substitute(c.says, &h));
         // Without root a read-only directory is one without write permission.
         let want_alt = want.replace("read-only file system", "permission denied");
+        // The session's id is new each run: `<session>` in the cases.
+        let err = mask_session(&err);
         let lines: Vec<&str> = err.lines().collect();
         let ok = code == c.code
             && lines.len() == 1

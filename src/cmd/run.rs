@@ -5,6 +5,7 @@ use crate::config::{Config, OpusWithoutReason};
 use crate::exit::{self, Exit};
 use crate::follow::Spec;
 use crate::ledger::{now_ms, Ledger, SessionEnd, SessionStart, Store, UsageRow};
+use crate::ledger_writer::{Msg, Writer};
 use crate::money::Usd;
 use crate::plan::{self, Plan, Terminal};
 use crate::supervisor::{self, ChildEnd, StopCause};
@@ -540,106 +541,11 @@ fn record_refusal(start: &SessionStart, run_id: &str, existing: bool) {
     }
 }
 
-/// What the ledger's writer is asked to write.
-enum LedgerMsg {
-    Begin(SessionStart),
-    BeginRun(crate::ledger::RunStart),
-    EndRun(crate::ledger::RunEnd),
-    Record(UsageRow),
-    /// Claude's own figure for a response recorded at a provisional one.
-    Amend {
-        key: String,
-        cost: Usd,
-        priced_by: &'static str,
-        estimated: bool,
-    },
-    /// A session's reason, once a premium model answered it.
-    Reason {
-        id: String,
-        reason: String,
-    },
-    End(SessionEnd),
-}
-
-/// The ledger's writer: a thread of its own, so a ledger that is slow or locked by another
-/// process (SQLite waits up to its busy timeout) never holds up the session's loop, and with it
-/// a stop at the ceiling.
-struct LedgerWriter {
-    tx: Option<std::sync::mpsc::Sender<LedgerMsg>>,
-    /// The writer's last word: None when all was written.
-    done: std::sync::mpsc::Receiver<Option<String>>,
-}
-
-impl LedgerWriter {
-    fn start() -> LedgerWriter {
-        let (tx, rx) = std::sync::mpsc::channel::<LedgerMsg>();
-        let (done_tx, done) = std::sync::mpsc::channel();
-        let write_all = move |ledger: &Ledger| -> Option<String> {
-            for msg in rx {
-                let r = match &msg {
-                    LedgerMsg::Begin(s) => ledger.begin(s),
-                    LedgerMsg::BeginRun(r) => ledger.begin_run(r),
-                    LedgerMsg::EndRun(e) => ledger.end_run(e),
-                    LedgerMsg::Record(u) => ledger.record(u).map(|_| ()),
-                    LedgerMsg::Amend { key, cost, priced_by, estimated } => {
-                        ledger.amend(key, *cost, priced_by, *estimated)
-                    }
-                    LedgerMsg::Reason { id, reason } => ledger.set_reason(id, reason),
-                    LedgerMsg::End(e) => ledger.end(e),
-                };
-                if let Err(e) = r {
-                    return Some(crate::ledger::describe(&e, ledger.path()));
-                }
-            }
-            None
-        };
-        let spawned = std::thread::Builder::new().name("ccb-ledger".into()).spawn(move || {
-            match Ledger::open_default() {
-                Ok(ledger) => {
-                    // Every row is committed when the last message is written: say so before
-                    // closing, since closing the last connection checkpoints the WAL with an
-                    // fsync, which ccb need not wait for (an interrupted checkpoint is safe).
-                    let _ = done_tx.send(write_all(&ledger));
-                    drop(ledger);
-                }
-                Err(e) => {
-                    let _ = done_tx.send(Some(format!("{e:#}")));
-                }
-            }
-        });
-        if let Err(e) = spawned {
-            let (t, r) = std::sync::mpsc::channel();
-            let _ = t.send(Some(format!("cannot start the ledger writer: {e}")));
-            return LedgerWriter { tx: None, done: r };
-        }
-        LedgerWriter { tx: Some(tx), done }
-    }
-
-    fn send(&self, m: LedgerMsg) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(m);
-        }
-    }
-
-    /// Wait for everything sent to be written (at most `timeout`); the problem, if any.
-    fn finish(&mut self, timeout: std::time::Duration) -> Option<String> {
-        drop(self.tx.take());
-        match self.done.recv_timeout(timeout) {
-            Ok(result) => result,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Some(format!(
-                "the ledger stayed busy for {} s; the last records of this session were not written",
-                timeout.as_secs()
-            )),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Some("the ledger writer failed".into()),
-        }
-    }
-}
-
 /// Records the session as it goes, and sends its alerts.
 struct Recorder {
     /// Where a claude that ignores the first-party switch is remembered.
     first_party: crate::first_party::FirstParty,
-    ledger: LedgerWriter,
+    ledger: Writer,
     start: SessionStart,
     /// Session ids begun in the ledger (a `/clear` or a resumed session adds one).
     ids: Vec<String>,
@@ -660,9 +566,9 @@ impl Recorder {
         }
         self.ids.push(id.to_string());
         let ceiling = self.meter.ceiling().or(self.start.ceiling);
-        self.ledger.send(LedgerMsg::Begin(SessionStart { id: id.to_string(), ceiling, ..self.start.clone() }));
+        self.ledger.send(Msg::Begin(SessionStart { id: id.to_string(), ceiling, ..self.start.clone() }));
         if self.ids.len() == 1 {
-            self.ledger.send(LedgerMsg::BeginRun(crate::ledger::RunStart {
+            self.ledger.send(Msg::BeginRun(crate::ledger::RunStart {
                 id: self.run_id.clone(),
                 session_id: id.to_string(),
                 started_ms: self.start.started_ms,
@@ -691,10 +597,10 @@ impl supervisor::Observer for Recorder {
             estimated: priced.estimated,
             run_id: Some(self.run_id.clone()),
         };
-        self.ledger.send(LedgerMsg::Record(row));
+        self.ledger.send(Msg::Record(row));
     }
     fn repriced(&mut self, key: &str, cost: Usd, priced: crate::budget::Priced) {
-        self.ledger.send(LedgerMsg::Amend {
+        self.ledger.send(Msg::Amend {
             key: key.to_string(),
             cost,
             priced_by: priced.by.as_str(),
@@ -707,7 +613,7 @@ impl supervisor::Observer for Recorder {
     fn reason_used(&mut self, reason: &str) {
         self.start.reason = Some(reason.to_string());
         for id in &self.ids {
-            self.ledger.send(LedgerMsg::Reason { id: id.clone(), reason: reason.to_string() });
+            self.ledger.send(Msg::Reason { id: id.clone(), reason: reason.to_string() });
         }
     }
     fn threshold(&mut self, pct: u32, spent: Usd, ceiling: Usd) {
@@ -990,9 +896,10 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
             Some((s.spent, if budget.is_some() { None } else { s.ceiling }))
         }));
     }
+    let notices = supervisor::Notifier::default();
     let mut rec = Recorder {
         first_party: p.first_party.clone(),
-        ledger: LedgerWriter::start(),
+        ledger: Writer::start(crate::ledger::default_path(), notices.clone()),
         start: SessionStart { overage, ..start },
         ids: Vec::new(),
         alerts: alert::Dispatcher::new(p.config.alert_sinks.clone()),
@@ -1047,6 +954,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         stream_json: !p.plan.pty && p.stream_json,
         label,
         problems: Some(warden_problems),
+        notices,
     };
     // The warden is not waited for: claude starts while it does (a session killed in the
     // millisecond before it is ready has nothing running yet but claude, which its death
@@ -1104,7 +1012,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
             rec.begin(&id);
         }
     }
-    rec.ledger.send(LedgerMsg::EndRun(crate::ledger::RunEnd {
+    rec.ledger.send(Msg::EndRun(crate::ledger::RunEnd {
         id: p.run_id.clone(),
         ended_ms: now_ms(),
         end: end.into(),
@@ -1118,16 +1026,34 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
             exit_code: Some(code),
             thresholds: out.fired.clone(),
         };
-        rec.ledger.send(LedgerMsg::End(e));
+        rec.ledger.send(Msg::End(e));
     }
     if !rec.learned.is_empty() {
         if let Err(e) = crate::cmd::prices::save_learned(&rec.learned) {
             crate::note!("ccb: cannot keep the rates learned this session ({})", paths::io_reason(&e));
         }
     }
-    if let Some(problem) = rec.ledger.finish(std::time::Duration::from_secs(15)) {
+    let written = rec.ledger.finish();
+    let repair = || match rec.ids.first() {
+        Some(id) => format!("`ccb ledger repair --session {id}`"),
+        None => "`ccb ledger repair`".to_string(),
+    };
+    if let Some(problem) = &written.problem {
         crate::note!(
-            "ccb: cannot record this session in the ledger ({problem}); it ran metered and bounded all the same"
+            "ccb: cannot record this session in the ledger ({problem}); it ran metered and bounded all the same. Not written: {}; {} adds the responses from claude's transcripts once the ledger can be written",
+            written.unwritten.describe(),
+            repair()
+        );
+    }
+    if written.missing > 0 {
+        crate::note!(
+            "ccb: {} response{} of this session ({}) {} not in the ledger: more waited than ccb keeps in memory ({}); {} adds them from claude's transcripts",
+            written.missing,
+            if written.missing == 1 { "" } else { "s" },
+            written.missing_cost,
+            if written.missing == 1 { "is" } else { "are" },
+            crate::ledger_writer::thousands(crate::ledger_writer::KEEP_RESPONSES as u64),
+            repair()
         );
     }
     for problem in std::mem::replace(&mut rec.alerts, alert::Dispatcher::new(Default::default()))
