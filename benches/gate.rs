@@ -57,12 +57,12 @@ fn latency() {
     let api = MockApi::start(|_req: &Request| {
         Reply::text("a streamed answer of a few words, as text deltas").with_event_delay(Duration::from_millis(2))
     });
-    let prices = Arc::new(ccb::pricing::PriceTable::load(None).unwrap());
-    let meter = Arc::new(ccb::meter::Meter::new(None, &[], ccb::meter::Reserve::Expected));
-    let mut gate = ccb::gate::Gate::bind().unwrap();
+    let prices = Arc::new(ccb::core::pricing::PriceTable::newest().unwrap());
+    let meter = Arc::new(ccb::session::meter::Meter::new(None, &[], ccb::session::meter::Reserve::Expected));
+    let mut gate = ccb::session::gate::Gate::bind().unwrap();
     let gate_addr: std::net::SocketAddr = format!("127.0.0.1:{}", gate.port).parse().unwrap();
     let prefix = gate.path_prefix().to_string();
-    gate.serve(ccb::gate::Upstream::new(Some(&api.base_url())), meter.clone(), prices, |_| {}).unwrap();
+    gate.serve(ccb::session::gate::Upstream::new(Some(&api.base_url())), meter.clone(), prices, |_| {}).unwrap();
     let body =
         r#"{"model":"claude-sonnet-4-6","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     for _ in 0..20 {

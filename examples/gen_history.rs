@@ -110,7 +110,7 @@ fn nanos_per_token(usd_per_mtok: f64) -> i64 {
 /// This file's table must be ccb's (the table reports use: the newest release's): a drifted
 /// table would make the benchmark's check meaningless.
 fn check_prices_against_ccb() {
-    let text = ccb::pricing::EMBEDDED;
+    let text = ccb::core::pricing::EMBEDDED;
     let v: toml::Value = toml::from_str(text).expect("the newest price table parses");
     let rows = v.get("model").and_then(|m| m.as_array()).expect("[[model]] rows");
     for (_, id, _, rates) in MODELS {

@@ -2,7 +2,10 @@
 //!
 //! Thin on purpose: decide which command runs, run it, and turn its result into an exit code.
 
-use ccb::{cli, cmd, exit, report, tty, warden};
+use ccb::cmd::{self, cli};
+use ccb::core::{exit, report};
+use ccb::session::warden;
+use ccb::sys::tty;
 use clap::{CommandFactory, Parser};
 use std::ffi::OsString;
 
@@ -46,7 +49,7 @@ fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
                 let msg = e.to_string();
                 let line = msg.lines().next().unwrap_or("bad usage").trim_start_matches("error: ");
                 // clap quotes the value it refused, whole: an excerpt of it.
-                let line = ccb::human::shorten_quoted(line, &['\''], ccb::human::EXCERPT);
+                let line = ccb::core::human::shorten_quoted(line, &['\''], ccb::core::human::EXCERPT);
                 return Err(exit::Exit::usage(format!("{line} (see ccb help)")).into());
             }
         };

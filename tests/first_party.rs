@@ -167,7 +167,7 @@ impl World {
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, ca_pem).unwrap();
         // The system store, as claude and the gate find it: only this CA.
-        let store = ccb::gate::SYSTEM_BUNDLES
+        let store = ccb::session::gate::SYSTEM_BUNDLES
             .iter()
             .map(Path::new)
             .find(|p| p.is_file())

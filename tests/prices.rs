@@ -8,7 +8,7 @@
 mod hardening;
 mod support;
 
-use ccb::pricing::{PriceSource, PriceTable};
+use ccb::core::pricing::{PriceSource, PriceTable};
 use hardening::*;
 use serde_json::Value;
 use std::path::Path;
@@ -160,7 +160,7 @@ fn a_model_ccb_has_never_heard_of() {
     let model = release_models(new)
         .0
         .into_iter()
-        .find(|m| old_table.lookup(m).1 != ccb::pricing::Match::Known && ccb::pricing::family_of(m) != "other")
+        .find(|m| old_table.lookup(m).1 != ccb::core::pricing::Match::Known && ccb::core::pricing::family_of(m) != "other")
         .expect("the newest release prices a model the pinned one does not");
     let home = ClaudeHome::new();
     let older = format!("[prices]\nrelease = \"{old}\"\n");

@@ -2,13 +2,13 @@
 //! to cut fuzz input into fields.
 #![allow(dead_code)]
 
-use ccb::pricing::PriceTable;
+use ccb::core::pricing::PriceTable;
 
 /// The embedded price table, shared by every input (its cache of prices for unknown models is
 /// bounded, so millions of distinct ids do not grow it).
 pub fn embedded() -> std::rc::Rc<PriceTable> {
     thread_local! {
-        static T: std::rc::Rc<PriceTable> = std::rc::Rc::new(PriceTable::load(None).expect("the embedded price table parses"));
+        static T: std::rc::Rc<PriceTable> = std::rc::Rc::new(PriceTable::newest().expect("the embedded price table parses"));
     }
     T.with(|t| t.clone())
 }

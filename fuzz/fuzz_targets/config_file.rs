@@ -4,7 +4,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    match ccb::config::parse(text, std::path::Path::new("/fuzz/config.toml")) {
+    match ccb::core::config::parse(text, std::path::Path::new("/fuzz/config.toml")) {
         Ok(c) => {
             let _ = c.to_toml();
         }

@@ -1,7 +1,7 @@
 //! The gate's reading of a model response as it streams by (server-sent events, or JSON,
 //! plain or gzip), in any chunking: never a panic, whatever the upstream sends.
 #![no_main]
-use ccb::gate::UsageWatch;
+use ccb::session::gate::UsageWatch;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         1 => Some("gzip"),
         _ => Some("deflate"),
     };
-    let bound = ccb::stream::Bound { prompt_bytes: rest.len() as u64, max_tokens: 64_000 };
+    let bound = ccb::core::stream::Bound { prompt_bytes: rest.len() as u64, max_tokens: 64_000 };
     let mut w = UsageWatch::new(mode & 4 == 0, encoding, bound);
     let chunk = 1 + (mode as usize >> 3);
     for c in rest.chunks(chunk) {

@@ -2,7 +2,7 @@
 //! counts, in the embedded table: a known model, its family's highest rates, or the highest of
 //! all; never a panic, never free, never negative.
 #![no_main]
-use ccb::pricing::{Modifiers, Usage};
+use ccb::core::pricing::{Modifiers, Usage};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]
@@ -30,6 +30,6 @@ fuzz_target!(|data: &[u8]| {
     if u.input > 0 && u.input < 1 << 40 {
         assert!(cost.nanos() > 0, "no model is free: {id} {:?}", p.rates);
     }
-    let _ = ccb::pricing::normalize(&id);
-    let _ = ccb::pricing::family_of(&id);
+    let _ = ccb::core::pricing::normalize(&id);
+    let _ = ccb::core::pricing::family_of(&id);
 });

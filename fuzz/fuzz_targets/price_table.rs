@@ -1,7 +1,7 @@
 //! A price file (the user's `prices.toml` is outside input): parse it alone and merged over the
 //! embedded table, then price a few models with it. Never a panic; never a negative cost.
 #![no_main]
-use ccb::pricing::{Modifiers, PriceTable, Usage};
+use ccb::core::pricing::{Modifiers, PriceTable, Usage};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]
@@ -10,7 +10,7 @@ mod common;
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let merged = data.first().is_some_and(|b| b & 1 == 1);
-    let base = merged.then(|| PriceTable::load(None).expect("embedded"));
+    let base = merged.then(|| PriceTable::newest().expect("embedded"));
     let Ok(t) = PriceTable::parse(text, base) else { return };
     let u = Usage {
         input: 1_000,

@@ -8,7 +8,7 @@ mod common;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) else { return };
-    for r in ccb::telemetry::api_requests(&v) {
+    for r in ccb::session::telemetry::api_requests(&v) {
         let (cost, _) = common::embedded().cost(&r.event.model, &r.event.usage, &r.event.mods);
         assert!(cost.nanos() >= 0);
     }

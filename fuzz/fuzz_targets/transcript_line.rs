@@ -2,7 +2,7 @@
 //! writes, and `ccb usage` with every line of the history. Never a panic; a priced response
 //! never costs less than nothing.
 #![no_main]
-use ccb::transcript::{parse_line, Line};
+use ccb::core::transcript::{parse_line, Line};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]

@@ -1,13 +1,13 @@
 //! `ccb ledger repair [--session ID] [--json]`: rebuild sessions' figures from claude's
 //! transcripts (see `repair.rs`), and say what changed.
 
-use crate::exit::{self, Exit};
+use crate::core::exit::{self, Exit};
 use crate::ledger::Ledger;
-use crate::repair::{self, RepairError, SessionRepair};
+use crate::ledger::repair::{self, RepairError, SessionRepair};
 use serde_json::json;
 
 pub fn repair(session: Option<&str>, as_json: bool) -> anyhow::Result<i32> {
-    let cfg = crate::config::load()?;
+    let cfg = crate::sys::files::load_config()?;
     let prices = crate::cmd::prices::load_table(&cfg)?;
     let not_done = |why: String| Exit {
         code: exit::LEDGER_FAULT,
@@ -73,7 +73,7 @@ pub fn repair(session: Option<&str>, as_json: bool) -> anyhow::Result<i32> {
                 path.display()
             );
             for s in changed {
-                crate::out!("  {}  {}", crate::human::printable(&s.id), what_changed(s));
+                crate::out!("  {}  {}", crate::core::human::printable(&s.id), what_changed(s));
             }
         }
     }

@@ -1,4 +1,5 @@
-//! One file per command.
+//! The command line: clap's definitions ([`cli`]) and one thin file per subcommand.
+pub mod cli;
 pub mod config;
 pub mod ledger;
 pub mod pool;

@@ -1,12 +1,12 @@
 //! `ccb pool [--json]` and `ccb pool check [--alert-at PCT]`: the month's credit pool.
 
-use crate::alert::{self, Alert};
-use crate::config::Config;
-use crate::exit::Exit;
+use crate::sys::alert::{self, Alert};
+use crate::core::config::Config;
+use crate::core::exit::Exit;
 use crate::ledger::Store;
-use crate::money::Usd;
-use crate::pool::{self, PoolConfig, PoolStatus};
-use crate::report::Dataset;
+use crate::core::money::Usd;
+use crate::core::pool::{self, PoolConfig, PoolStatus};
+use crate::core::report::Dataset;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde_json::json;
@@ -60,7 +60,7 @@ fn pct(permille: u64) -> String {
 }
 
 pub fn run(json_out: bool) -> anyhow::Result<i32> {
-    let cfg = crate::config::load()?;
+    let cfg = crate::sys::files::load_config()?;
     let pc = config_of(&cfg)?;
     let s = current(&cfg, &pc)?;
     if json_out {
@@ -120,7 +120,7 @@ pub fn run(json_out: bool) -> anyhow::Result<i32> {
 
 /// For cron: exit 0 below the threshold, 1 at or above it (and fire the alerts, once a cycle).
 pub fn check(alert_at: Option<u32>) -> anyhow::Result<i32> {
-    let cfg = crate::config::load()?;
+    let cfg = crate::sys::files::load_config()?;
     let pc = config_of(&cfg)?;
     if let Some(p) = alert_at {
         if !(1..=100).contains(&p) {

@@ -1,32 +1,32 @@
 //! `ccb prices`: the table in force, so a user can see what a model costs and what to override.
 
-use crate::pricing::PriceTable;
+use crate::core::pricing::PriceTable;
 use std::path::PathBuf;
 
 /// The table for reports: the newest release's (see [`load_table_for`]).
-pub fn load_table(cfg: &crate::config::Config) -> anyhow::Result<PriceTable> {
+pub fn load_table(cfg: &crate::core::config::Config) -> anyhow::Result<PriceTable> {
     load_table_for(cfg, None)
 }
 
 /// The prices in force for a claude of this release (`[prices] release` wins over the version
 /// detected): the table derived from that release, claude's own price cache for the models it
 /// lacks, factors learned for models nobody lists, and the user's price file over all of them.
-pub fn load_table_for(cfg: &crate::config::Config, claude_version: Option<&str>) -> anyhow::Result<PriceTable> {
+pub fn load_table_for(cfg: &crate::core::config::Config, claude_version: Option<&str>) -> anyhow::Result<PriceTable> {
     let release = cfg.prices_release.as_deref().or(claude_version);
-    let mut t = PriceTable::release(release).map_err(crate::exit::Exit::usage)?;
+    let mut t = PriceTable::release(release).map_err(crate::core::exit::Exit::usage)?;
     if let Some(cache) = claude_price_cache() {
         t = t.with_claude_cache(&cache);
     }
     t = t.with_learned(load_learned());
     if let Some(user) = user_file(cfg) {
-        t = t.with_user_file(&user).map_err(crate::exit::Exit::usage)?;
+        t = crate::sys::files::with_price_file(t, &user).map_err(crate::core::exit::Exit::usage)?;
     }
     Ok(t)
 }
 
-fn user_file(cfg: &crate::config::Config) -> Option<PathBuf> {
+fn user_file(cfg: &crate::core::config::Config) -> Option<PathBuf> {
     cfg.prices_file.clone().or_else(|| {
-        let p = crate::paths::config_dir()?.join("prices.toml");
+        let p = crate::sys::paths::config_dir()?.join("prices.toml");
         p.exists().then_some(p)
     })
 }
@@ -35,7 +35,7 @@ fn user_file(cfg: &crate::config::Config) -> Option<PathBuf> {
 fn claude_json() -> Option<PathBuf> {
     match std::env::var_os("CLAUDE_CONFIG_DIR").filter(|v| !v.is_empty()) {
         Some(d) => Some(PathBuf::from(d).join(".claude.json")),
-        None => crate::paths::home().map(|h| h.join(".claude.json")),
+        None => crate::sys::paths::home().map(|h| h.join(".claude.json")),
     }
 }
 
@@ -51,7 +51,7 @@ pub fn claude_price_cache() -> Option<serde_json::Value> {
 }
 
 fn learned_path() -> Option<PathBuf> {
-    Some(crate::paths::data_dir()?.join("learned-prices.json"))
+    Some(crate::sys::paths::data_dir()?.join("learned-prices.json"))
 }
 
 /// Factors learned from claude's own figures for models no table knows: `{"model": thousandths}`.
@@ -69,20 +69,20 @@ pub fn save_learned(new: &[(String, i64)]) -> std::io::Result<()> {
     let Some(path) = learned_path() else { return Ok(()) };
     let mut all: std::collections::BTreeMap<String, i64> = load_learned().into_iter().collect();
     for (k, v) in new {
-        let e = all.entry(crate::pricing::normalize(k)).or_insert(*v);
+        let e = all.entry(crate::core::pricing::normalize(k)).or_insert(*v);
         *e = (*e).max(*v);
     }
     let text = serde_json::to_vec_pretty(&all).unwrap_or_default();
-    crate::paths::write_private(&path, &text)
+    crate::sys::paths::write_private(&path, &text)
 }
 
 pub fn run(json: bool) -> anyhow::Result<i32> {
-    let cfg = crate::config::load()?;
+    let cfg = crate::sys::files::load_config()?;
     // The claude a session would run, for its release's prices; without one, the newest table.
     let own = std::env::current_exe().ok();
     let claude =
-        crate::locate::find(std::env::var("CCB_CLAUDE").ok().as_deref(), cfg.claude.as_deref(), own.as_deref()).ok();
-    let version = claude.as_deref().and_then(crate::locate::claude_version);
+        crate::sys::locate::find(std::env::var("CCB_CLAUDE").ok().as_deref(), cfg.claude.as_deref(), own.as_deref()).ok();
+    let version = claude.as_deref().and_then(crate::sys::locate::claude_version);
     let t = load_table_for(&cfg, version.as_deref())?;
     let per_m = |n: i64| n as f64 / 1000.0;
     let floor = t.premium_floor(&cfg.premium_at);
@@ -165,7 +165,7 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
             crate::out!(
                 "{k:<28} learned: {:.3} × the dearest {} rates (estimates before a call only)",
                 v as f64 / 1000.0,
-                crate::pricing::family_of(k)
+                crate::core::pricing::family_of(k)
             );
         }
         crate::out!(

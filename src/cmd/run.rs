@@ -1,16 +1,18 @@
 //! `ccb [options] [claude args…]`: plan, then run claude under supervision, then account.
 
-use crate::args::{self, ClaudeFlags, Invocation};
-use crate::config::{Config, OpusWithoutReason};
-use crate::exit::{self, Exit};
-use crate::follow::Spec;
+use crate::core::args::{self, ClaudeFlags, Invocation};
+use crate::core::config::{Config, OpusWithoutReason};
+use crate::core::exit::{self, Exit};
+use crate::session::follow::Spec;
 use crate::ledger::{now_ms, Ledger, SessionEnd, SessionStart, Store, UsageRow};
-use crate::ledger_writer::{Msg, Writer};
-use crate::money::Usd;
-use crate::plan::{self, Plan, Terminal};
-use crate::supervisor::{self, ChildEnd, StopCause};
-use crate::transcript::UsageEvent;
-use crate::{alert, human, locate, paths, settings, tty};
+use crate::ledger::writer::{Msg, Writer};
+use crate::core::money::Usd;
+use crate::core::plan::{self, Plan, Terminal};
+use crate::session::supervisor::{self, ChildEnd, StopCause};
+use crate::core::transcript::UsageEvent;
+use crate::core::human;
+use crate::session::settings;
+use crate::sys::{alert, locate, paths, tty};
 use serde_json::json;
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -31,7 +33,7 @@ pub struct Prepared {
     /// Where usage is heard from: `gate`, `telemetry`, `transcript`.
     pub sources: Vec<&'static str>,
     /// The prices in force (those of the claude release being run).
-    pub prices: Arc<crate::pricing::PriceTable>,
+    pub prices: Arc<crate::core::pricing::PriceTable>,
     /// That release, when it can be told from where claude is installed.
     pub claude_version: Option<String>,
     /// The session `--resume ID` continues (not a fork).
@@ -39,7 +41,7 @@ pub struct Prepared {
     /// This invocation: one run of the session (`CCB_RUN_ID`).
     pub run_id: String,
     /// The first-party path: the switch, or why the gate stays out.
-    pub first_party: crate::first_party::FirstParty,
+    pub first_party: crate::session::first_party::FirstParty,
     /// Claude takes and gives stream-json (the Agent SDK's way).
     pub stream_json: bool,
 }
@@ -52,7 +54,7 @@ pub fn sources(
     plan: &Plan,
     config: &Config,
     env: &plan::Env,
-    first_party: &crate::first_party::FirstParty,
+    first_party: &crate::session::first_party::FirstParty,
 ) -> Vec<&'static str> {
     let mut v = Vec::new();
     if plan.passthrough {
@@ -65,7 +67,7 @@ pub fn sources(
     {
         v.push("gate");
     }
-    if config.metering.telemetry && !crate::telemetry::user_exports(env) {
+    if config.metering.telemetry && !crate::session::telemetry::user_exports(env) {
         v.push("telemetry");
     }
     v.push("transcript");
@@ -205,11 +207,11 @@ fn env_block(
     if let Some(u) = gate_url {
         m.insert("ANTHROPIC_BASE_URL".into(), serde_json::Value::String(u.into()));
         if first_party {
-            m.insert(crate::first_party::SWITCH.into(), serde_json::Value::String("1".into()));
+            m.insert(crate::session::first_party::SWITCH.into(), serde_json::Value::String("1".into()));
         }
     }
     if let Some(t) = telemetry_endpoint {
-        m.extend(crate::telemetry::settings_env(t));
+        m.extend(crate::session::telemetry::settings_env(t));
     }
     m
 }
@@ -217,7 +219,7 @@ fn env_block(
 pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
     let mut inv = args::split(argv).map_err(Exit::usage)?;
     args::apply_env(&mut inv, |k| std::env::var(k).ok()).map_err(Exit::usage)?;
-    let config = crate::config::load()?;
+    let config = crate::sys::files::load_config()?;
     locate::guard_recursion()?;
     let flags = ClaudeFlags::parse(&inv.claude_args);
     let cwd = std::env::current_dir()
@@ -306,11 +308,11 @@ pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
         }
     }
     a.extend(inv.claude_args.iter().cloned());
-    let first_party = crate::first_party::FirstParty::decide(
-        !plan.passthrough && config.metering.gate && crate::first_party::on_path(plan.billing_mode, &env),
+    let first_party = crate::session::first_party::FirstParty::decide(
+        !plan.passthrough && config.metering.gate && crate::session::first_party::on_path(plan.billing_mode, &env),
         &claude,
-        crate::first_party::cache_file(),
-        std::env::var_os(crate::first_party::TEST_WITHHOLD).is_some_and(|v| v == "1"),
+        crate::session::first_party::cache_file(),
+        std::env::var_os(crate::session::first_party::TEST_WITHHOLD).is_some_and(|v| v == "1"),
     );
     let sources = sources(&plan, &config, &env, &first_party);
     Ok(Prepared {
@@ -382,7 +384,7 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     let switch = p.first_party.switch(gate.is_some());
     // The user's --settings is never shown as given either: inline, it may hold a key.
     let merged = merge_settings(&p.args, &p.cwd, env_block(gate, switch, tel)).map_err(settings_error)?;
-    let upstream = gate.map(|_| crate::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)).base);
+    let upstream = gate.map(|_| crate::session::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)).base);
     let gate_off = p.first_party.gate_off_reason();
     let shown = match &merged {
         Some(m) => m.args(DRY_RUN_SETTINGS.as_ref()),
@@ -416,7 +418,7 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
             "upstream": upstream,
             "first_party": p.first_party.path.then(|| json!({
                 "gate": gate.is_some(),
-                "switch": switch.then_some(crate::first_party::SWITCH),
+                "switch": switch.then_some(crate::session::first_party::SWITCH),
                 "gate_off_reason": gate_off,
                 "switch_ignored_since": p.first_party.ignored.as_ref().map(|v| v.seen.clone()),
             })),
@@ -466,7 +468,7 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
             (Some(r), _) => format!("{r} (from {})", p.inv.reason_from.unwrap_or("--reason")),
             (None, Some(r)) => format!(
                 "- ('{}' kept: recorded only if a premium model answers)",
-                crate::human::excerpt(r, crate::human::EXCERPT)
+                crate::core::human::excerpt(r, crate::core::human::EXCERPT)
             ),
             _ => "-".into(),
         },
@@ -485,18 +487,18 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     row("claude", p.claude.display().to_string());
     row("sources", if p.sources.is_empty() { "-".into() } else { p.sources.join(", ") });
     if let Some(u) = &upstream {
-        let fp = if switch { format!(" (first party: {}=1)", crate::first_party::SWITCH) } else { String::new() };
+        let fp = if switch { format!(" (first party: {}=1)", crate::session::first_party::SWITCH) } else { String::new() };
         row("gate", format!("forwards to {u}{fp}"));
     } else if let Some(why) = &gate_off {
         row("gate", format!("off: {why}"));
     }
-    if !p.sources.contains(&"telemetry") && !plan.passthrough && crate::telemetry::user_exports(&p.env) {
+    if !p.sources.contains(&"telemetry") && !plan.passthrough && crate::session::telemetry::user_exports(&p.env) {
         row("", "telemetry: you export your own; ccb leaves your settings alone".into());
     }
     if merged.is_some() {
         let from = from_user
             .as_deref()
-            .map(|f| format!("your --settings ({}) and ", crate::human::excerpt(f, crate::human::EXCERPT)))
+            .map(|f| format!("your --settings ({}) and ", crate::core::human::excerpt(f, crate::core::human::EXCERPT)))
             .unwrap_or_default();
         let what: Vec<&str> = [gate.map(|_| "the gate"), tel.map(|_| "telemetry")].into_iter().flatten().collect();
         row(
@@ -544,7 +546,7 @@ fn record_refusal(start: &SessionStart, run_id: &str, existing: bool) {
 /// Records the session as it goes, and sends its alerts.
 struct Recorder {
     /// Where a claude that ignores the first-party switch is remembered.
-    first_party: crate::first_party::FirstParty,
+    first_party: crate::session::first_party::FirstParty,
     ledger: Writer,
     start: SessionStart,
     /// Session ids begun in the ledger (a `/clear` or a resumed session adds one).
@@ -556,7 +558,7 @@ struct Recorder {
     run_id: String,
     resumed: bool,
     /// The session's meter: a session learned after launch takes the ceiling it had.
-    meter: Arc<crate::meter::Meter>,
+    meter: Arc<crate::session::meter::Meter>,
 }
 
 impl Recorder {
@@ -580,7 +582,7 @@ impl Recorder {
 }
 
 impl supervisor::Observer for Recorder {
-    fn usage(&mut self, e: &UsageEvent, cost: Usd, _total: Usd, source: &str, priced: crate::budget::Priced) {
+    fn usage(&mut self, e: &UsageEvent, cost: Usd, _total: Usd, source: &str, priced: crate::core::budget::Priced) {
         let sid =
             e.session_id.clone().unwrap_or_else(|| self.ids.first().cloned().unwrap_or_else(|| self.start.id.clone()));
         self.begin(&sid);
@@ -599,7 +601,7 @@ impl supervisor::Observer for Recorder {
         };
         self.ledger.send(Msg::Record(row));
     }
-    fn repriced(&mut self, key: &str, cost: Usd, priced: crate::budget::Priced) {
+    fn repriced(&mut self, key: &str, cost: Usd, priced: crate::core::budget::Priced) {
         self.ledger.send(Msg::Amend {
             key: key.to_string(),
             cost,
@@ -651,11 +653,11 @@ fn check_pool(p: &Prepared) -> Result<bool, Exit> {
         return Ok(false);
     }
     match pc.overage {
-        crate::pool::Overage::Reject => Err(Exit::policy(format!(
+        crate::core::pool::Overage::Reject => Err(Exit::policy(format!(
             "the credit pool is spent ({} of {} this cycle) and overage is \"reject\": it resets on {}; use an API key, or set [pool] overage = \"allow\"",
             s.spent, s.amount, s.end
         ))),
-        crate::pool::Overage::Allow => {
+        crate::core::pool::Overage::Allow => {
             crate::note!("ccb: the credit pool is spent ({} of {}): this session bills at API rates until {}", s.spent, s.amount, s.end);
             Ok(true)
         }
@@ -665,7 +667,7 @@ fn check_pool(p: &Prepared) -> Result<bool, Exit> {
 /// `ccb --version` (and `-v`, `-V`): the real claude's version line, as claude prints it, then
 /// ccb's on a line of its own. Tools that run ccb as their claude (the Agent SDK) parse the first.
 pub fn version() -> anyhow::Result<i32> {
-    let config = crate::config::load()?;
+    let config = crate::sys::files::load_config()?;
     let own = std::env::current_exe().ok();
     let claude = locate::find(std::env::var("CCB_CLAUDE").ok().as_deref(), config.claude.as_deref(), own.as_deref());
     let ccb_line = format!("ccb {}", env!("CARGO_PKG_VERSION"));
@@ -783,8 +785,8 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     if let Some(r) = &p.plan.pending_reason {
         crate::note!(
             "ccb: note: --reason '{}' is not needed for '{}' (not a premium model); it is recorded only if a premium model answers",
-            crate::human::excerpt(r, crate::human::EXCERPT),
-            crate::human::excerpt(p.plan.model.as_deref().unwrap_or("-"), crate::human::EXCERPT)
+            crate::core::human::excerpt(r, crate::core::human::EXCERPT),
+            crate::core::human::excerpt(p.plan.model.as_deref().unwrap_or("-"), crate::core::human::EXCERPT)
         );
     }
     let start = SessionStart {
@@ -823,9 +825,9 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     // Bind before claude starts: the ports go into its settings.
     let mut gate = None;
     if p.sources.contains(&"gate") {
-        match crate::gate::Gate::bind() {
+        match crate::session::gate::Gate::bind() {
             Ok(g) => {
-                let up = crate::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str));
+                let up = crate::session::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str));
                 gate = Some((g, up.first_party(p.first_party.path)))
             }
             Err(e) => crate::note!("ccb: the gate could not start ({e}); metering from telemetry and transcripts"),
@@ -833,7 +835,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     }
     let mut telemetry = None;
     if p.sources.contains(&"telemetry") {
-        match crate::telemetry::Receiver::bind() {
+        match crate::session::telemetry::Receiver::bind() {
             Ok(r) => telemetry = Some(r),
             Err(e) => crate::note!("ccb: the telemetry receiver could not start ({e})"),
         }
@@ -861,7 +863,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     // tools.
     let marker = p.run_id.clone();
     let prices = p.prices.clone();
-    crate::warden::expect();
+    crate::session::warden::expect();
     // What goes wrong with the warden later (it died and could not be replaced) is a notice of
     // the session's, shown the way every notice is (never over claude's screen).
     let (warden_tx, warden_problems) = std::sync::mpsc::channel::<String>();
@@ -871,7 +873,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         let problem = move |p: String| {
             let _ = warden_tx.send(p);
         };
-        std::thread::spawn(move || match crate::warden::Warden::start(&marker, &files, problem) {
+        std::thread::spawn(move || match crate::session::warden::Warden::start(&marker, &files, problem) {
             Ok(w) => Some(w),
             Err(e) => {
                 crate::note!(
@@ -881,7 +883,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
             }
         })
     };
-    let meter = Arc::new(crate::meter::Meter::new(ceiling, &p.config.session_alerts, p.config.metering.reserve));
+    let meter = Arc::new(crate::session::meter::Meter::new(ceiling, &p.config.session_alerts, p.config.metering.reserve));
     if let Some(s) = &resumed_spend {
         meter.resume(s.spent, None);
     }
@@ -922,13 +924,13 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     let mut child_env = vec![
         (locate::PARENT_VAR.to_string(), std::process::id().to_string()),
         ("CCB_SESSION_ID".to_string(), p.session_id.clone().unwrap_or_else(|| p.run_id.clone())),
-        (crate::warden::RUN_VAR.to_string(), marker),
+        (crate::session::warden::RUN_VAR.to_string(), marker),
     ];
     if let Some(u) = &gate_url {
         child_env.push(("ANTHROPIC_BASE_URL".to_string(), u.clone()));
     }
     if switch {
-        child_env.push((crate::first_party::SWITCH.to_string(), "1".to_string()));
+        child_env.push((crate::session::first_party::SWITCH.to_string(), "1".to_string()));
     }
     let label = p.plan.model.clone().unwrap_or_default();
     let opts = supervisor::Options {
@@ -1052,7 +1054,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
             if written.missing == 1 { "" } else { "s" },
             written.missing_cost,
             if written.missing == 1 { "is" } else { "are" },
-            crate::ledger_writer::thousands(crate::ledger_writer::KEEP_RESPONSES as u64),
+            crate::ledger::writer::thousands(crate::ledger::writer::KEEP_RESPONSES as u64),
             repair()
         );
     }
@@ -1111,7 +1113,7 @@ fn raise_hint(p: &Prepared) -> String {
         None => format!(
             "Resume it with --budget <USD>, or raise {} in {}",
             ceiling_from(p),
-            crate::config::default_path().map(|(p, _)| p.display().to_string()).unwrap_or_else(|| "config.toml".into())
+            crate::sys::files::config_path().map(|(p, _)| p.display().to_string()).unwrap_or_else(|| "config.toml".into())
         ),
     }
 }
@@ -1151,8 +1153,8 @@ fn prices_line(p: &Prepared) -> String {
 /// release), since a release's own table lists exactly what it prices; the executable is read
 /// once, on the first such question.
 fn claude_knows(p: &Prepared) -> Arc<dyn Fn(&str) -> bool + Send + Sync> {
-    let table = crate::pricing::parse_version(&p.prices.release);
-    let newer = match p.claude_version.as_deref().and_then(crate::pricing::parse_version) {
+    let table = crate::core::pricing::parse_version(&p.prices.release);
+    let newer = match p.claude_version.as_deref().and_then(crate::core::pricing::parse_version) {
         Some(v) => table.is_none_or(|t| v > t),
         None => true,
     };
@@ -1162,13 +1164,13 @@ fn claude_knows(p: &Prepared) -> Arc<dyn Fn(&str) -> bool + Send + Sync> {
     let claude = p.claude.clone();
     let names = Arc::new(std::sync::OnceLock::new());
     Arc::new(move |model: &str| {
-        names.get_or_init(|| locate::mentioned_models(&claude)).contains(&crate::pricing::normalize(model))
+        names.get_or_init(|| locate::mentioned_models(&claude)).contains(&crate::core::pricing::normalize(model))
     })
 }
 
 /// One line: cost, tokens by kind, models, meter.
 fn summary(p: &Prepared, out: &supervisor::Outcome, ceiling: Option<Usd>) -> String {
-    use crate::human::tokens;
+    use crate::core::human::tokens;
     let t = &out.tally;
     let u = &t.usage;
     let models: Vec<&str> = t.by_model.keys().map(String::as_str).collect();
@@ -1204,7 +1206,7 @@ mod tests {
 
     #[test]
     fn the_first_party_switch_goes_with_the_gate_only() {
-        let sw = crate::first_party::SWITCH;
+        let sw = crate::session::first_party::SWITCH;
         let on = env_block(Some("http://127.0.0.1:1/tok"), true, None);
         assert_eq!(on[sw], "1");
         assert_eq!(on["ANTHROPIC_BASE_URL"], "http://127.0.0.1:1/tok");

@@ -1,8 +1,8 @@
 //! `ccb usage [daily|weekly|monthly|session]`: what was spent, on what, from which meter.
 
-use crate::exit::Exit;
+use crate::core::exit::Exit;
 use crate::ledger::Ledger;
-use crate::report::{self, Dataset, Period, Split};
+use crate::core::report::{self, Dataset, Period, Split};
 use crate::scan;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -14,7 +14,7 @@ pub fn parse_day(s: &str, today: Date, flag: &str) -> Result<Date, Exit> {
     let bad = || {
         Exit::usage(format!(
             "{flag} '{}' is not a date: use YYYY-MM-DD, YYYYMMDD, today, yesterday or Nd (e.g. 7d)",
-            crate::human::excerpt(s, crate::human::EXCERPT)
+            crate::core::human::excerpt(s, crate::core::human::EXCERPT)
         ))
     };
     let t = s.trim();
@@ -48,7 +48,7 @@ pub fn time_zone(name: Option<&str>) -> Result<TimeZone, Exit> {
             TimeZone::get(n).map_err(|_| {
                 Exit::usage(format!(
                     "--timezone '{}' is not a time zone: use an IANA name like Europe/Berlin, or UTC",
-                    crate::human::excerpt(n, crate::human::EXCERPT)
+                    crate::core::human::excerpt(n, crate::core::human::EXCERPT)
                 ))
             })
         }),
@@ -115,14 +115,14 @@ fn open_ledger_for_report() -> Option<Ledger> {
 
 /// Ledger and transcripts from `since_ms` on, each response once (through the report cache in
 /// the ledger database: see scan.rs).
-pub fn dataset(since_ms: i64, tz: &TimeZone, prices: &crate::pricing::PriceTable) -> anyhow::Result<Dataset> {
+pub fn dataset(since_ms: i64, tz: &TimeZone, prices: &crate::core::pricing::PriceTable) -> anyhow::Result<Dataset> {
     let mut ds = gather(since_ms, tz, prices)?;
     // Responses read from transcripts (not run through ccb) of a model no table prices were
     // charged the family's dearest rates: estimates. (The ledger marks its own.)
     let mut unpriced = std::collections::BTreeSet::new();
     for &(_, s, m) in ds.buckets.keys() {
         let model = &ds.models[m as usize];
-        if !ds.sessions[s as usize].ccb && prices.lookup(model).1 != crate::pricing::Match::Known {
+        if !ds.sessions[s as usize].ccb && prices.lookup(model).1 != crate::core::pricing::Match::Known {
             unpriced.insert(model.clone());
         }
     }
@@ -130,7 +130,7 @@ pub fn dataset(since_ms: i64, tz: &TimeZone, prices: &crate::pricing::PriceTable
     Ok(ds)
 }
 
-fn gather(since_ms: i64, tz: &TimeZone, prices: &crate::pricing::PriceTable) -> anyhow::Result<Dataset> {
+fn gather(since_ms: i64, tz: &TimeZone, prices: &crate::core::pricing::PriceTable) -> anyhow::Result<Dataset> {
     let mut ds = Dataset::default();
     let ledger = open_ledger_for_report();
     let dirs = scan::claude_dirs();
@@ -157,7 +157,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
-    let cfg = crate::config::load()?;
+    let cfg = crate::sys::files::load_config()?;
     let prices = crate::cmd::prices::load_table(&cfg)?;
     let tz = time_zone(a.timezone.as_deref())?;
     let today = tz.to_datetime(jiff::Timestamp::now()).date();
@@ -197,7 +197,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         );
     }
     if !r.estimated.is_empty() && !a.json {
-        let names: Vec<String> = r.estimated.iter().map(|m| crate::human::printable(m)).collect();
+        let names: Vec<String> = r.estimated.iter().map(|m| crate::core::human::printable(m)).collect();
         crate::note!(
             "ccb: figures for {} are estimates: no price known, charged at the dearest rates of the family (see `ccb prices`)",
             names.join(", ")

@@ -1,0 +1,27 @@
+//! The pure core: what ccb decides and computes, with no file, environment, clock, thread or
+//! socket of its own. Everything here takes its inputs as values and returns its answers as
+//! values, so each decision has a table test (and `tests/architecture.rs` fails the build of the
+//! suite if a file here reaches for the OS).
+//!
+//! - money and prices: [`money`], [`pricing`], [`tokens`];
+//! - usage decoders for the three sources: [`transcript`] (a transcript line), [`stream`] (the
+//!   gate's server-sent events), [`otlp`] (claude's telemetry export);
+//! - counting and deciding: [`budget`] (a session's tally), [`policy`] (what each counted call
+//!   leads to), [`plan`] (billing mode, meter, class, ceiling), [`exit`] (exit codes and endings);
+//! - the user's words: [`args`], [`config`] (parsed, not read), [`human`] (formatting);
+//! - reports: [`report`], [`pool`].
+
+pub mod args;
+pub mod budget;
+pub mod config;
+pub mod exit;
+pub mod human;
+pub mod money;
+pub mod otlp;
+pub mod plan;
+pub mod pool;
+pub mod pricing;
+pub mod report;
+pub mod stream;
+pub mod tokens;
+pub mod transcript;

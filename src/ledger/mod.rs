@@ -1,0 +1,1153 @@
+//! The ledger: every session and every priced response, in SQLite (WAL, so many ccb processes
+//! record at once; each response committed as it arrives, so a session killed mid-way loses
+//! nothing already recorded).
+//!
+//! Reports and the pool see the ledger only through [`Store`], so that a shared server-side
+//! ledger for teams can stand in for it without touching them.
+
+pub mod repair;
+pub mod writer;
+
+use crate::core::money::Usd;
+use crate::core::pricing::Usage;
+use rusqlite::{params, Connection};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A session as planned, recorded when it starts (or is refused).
+#[derive(Debug, Clone, Default)]
+pub struct SessionStart {
+    pub id: String,
+    pub started_ms: i64,
+    pub cwd: String,
+    pub class: String,
+    pub print_mode: bool,
+    pub model: Option<String>,
+    pub reason: Option<String>,
+    pub billing_mode: String,
+    pub meter: String,
+    pub ceiling: Option<Usd>,
+    /// A credit-pool session started past an exhausted pool with `overage = "allow"`.
+    pub overage: bool,
+}
+
+/// One ccb invocation: a session has one run, or one more each time it is resumed.
+#[derive(Debug, Clone, Default)]
+pub struct RunStart {
+    pub id: String,
+    pub session_id: String,
+    pub started_ms: i64,
+    pub pid: u32,
+    /// The run continues a session recorded before (`--resume`, `--continue`).
+    pub resumed: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Default)]
+pub struct RunEnd {
+    pub id: String,
+    pub ended_ms: i64,
+    pub end: String,
+    pub exit_code: Option<i32>,
+}
+
+/// What a session has spent so far, over all its runs, and its ceiling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionSpend {
+    pub spent: Usd,
+    pub ceiling: Option<Usd>,
+    pub runs: u64,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Default)]
+pub struct SessionEnd {
+    pub id: String,
+    pub ended_ms: i64,
+    /// `exited`, `signaled`, `ceiling`, `policy`, `refused`, `signal` (ccb was told to stop).
+    pub end: String,
+    pub exit_code: Option<i32>,
+    pub thresholds: Vec<u32>,
+}
+
+/// One priced API response.
+#[derive(Debug, Clone)]
+pub struct UsageRow {
+    /// `message.id:requestId`: one response is one row, whichever source saw it first.
+    pub key: String,
+    pub session_id: String,
+    pub ts_ms: i64,
+    pub model: String,
+    pub agent_id: Option<String>,
+    pub usage: Usage,
+    pub cost: Usd,
+    pub source: String,
+    /// Who priced it: `claude` (its own per-call figure), `claude-release`, `claude-cache`,
+    /// `user-file`, `learned`, `family-dearest` (see [`crate::core::budget::PricedBy`]).
+    pub priced_by: String,
+    /// The figure is an estimate (nobody priced the model); never below what it cost.
+    pub estimated: bool,
+    /// The ccb run that recorded it (None for rows written before runs were recorded).
+    pub run_id: Option<String>,
+}
+
+/// A usage row with its session's attributes, for reports.
+#[derive(Debug, Clone)]
+pub struct LedgerUsage {
+    pub row: UsageRow,
+    pub cwd: String,
+    pub class: String,
+    pub meter: String,
+    pub reason: Option<String>,
+}
+
+pub trait Store {
+    fn begin(&self, s: &SessionStart) -> anyhow::Result<()>;
+    /// Record a response; false when it was recorded already (by another source).
+    fn record(&self, u: &UsageRow) -> anyhow::Result<bool>;
+    fn end(&self, e: &SessionEnd) -> anyhow::Result<()>;
+    /// Replace a recorded response's figure (claude's own arrived after a provisional one).
+    fn amend(&self, key: &str, cost: Usd, priced_by: &str, estimated: bool) -> anyhow::Result<()>;
+    /// A session's reason, set after it began (a premium model answered a session whose
+    /// `--reason` was not needed at the start).
+    fn set_reason(&self, session_id: &str, reason: &str) -> anyhow::Result<()>;
+    /// Usage with `from_ms <= ts < to_ms`.
+    fn usage_between(&self, from_ms: i64, to_ms: i64) -> anyhow::Result<Vec<LedgerUsage>>;
+    /// Mark an alert as fired; true the first time for this (kind, scope, threshold).
+    fn fire_once(&self, kind: &str, scope: &str, threshold: u32) -> anyhow::Result<bool>;
+    fn begin_run(&self, r: &RunStart) -> anyhow::Result<()>;
+    fn end_run(&self, e: &RunEnd) -> anyhow::Result<()>;
+    /// What a session spent so far and its ceiling; None when it is not in the ledger.
+    fn session_spend(&self, session_id: &str) -> anyhow::Result<Option<SessionSpend>>;
+}
+
+/// The schema, one migration per version (PRAGMA user_version). Never edit a published step:
+/// add one.
+const MIGRATIONS: &[&str] = &[
+    // 1
+    "CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        started_ms INTEGER NOT NULL,
+        ended_ms INTEGER,
+        cwd TEXT NOT NULL DEFAULT '',
+        class TEXT NOT NULL,
+        print_mode INTEGER NOT NULL DEFAULT 0,
+        model TEXT,
+        reason TEXT,
+        billing_mode TEXT NOT NULL,
+        meter TEXT NOT NULL,
+        ceiling_nanos INTEGER,
+        overage INTEGER NOT NULL DEFAULT 0,
+        cost_nanos INTEGER NOT NULL DEFAULT 0,
+        end_kind TEXT,
+        exit_code INTEGER,
+        thresholds TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE usage (
+        key TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        agent_id TEXT,
+        input INTEGER NOT NULL,
+        output INTEGER NOT NULL,
+        cache_write_5m INTEGER NOT NULL,
+        cache_write_1h INTEGER NOT NULL,
+        cache_read INTEGER NOT NULL,
+        web_search INTEGER NOT NULL,
+        cost_nanos INTEGER NOT NULL,
+        source TEXT NOT NULL
+    );
+    CREATE INDEX usage_ts ON usage(ts_ms);
+    CREATE INDEX usage_session ON usage(session_id);
+    CREATE TABLE alerts (
+        kind TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        threshold INTEGER NOT NULL,
+        fired_ms INTEGER NOT NULL,
+        PRIMARY KEY (kind, scope, threshold)
+    );",
+    // 2: the report cache (scan.rs): what was read of each transcript file, and its partial sums.
+    // Only a cache: deleting these rows costs one slow report, nothing else.
+    "CREATE TABLE scan_files (
+        path BLOB PRIMARY KEY,
+        dev INTEGER NOT NULL,
+        ino INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        offset INTEGER NOT NULL,
+        head INTEGER NOT NULL,
+        tail INTEGER NOT NULL,
+        uses_mtime INTEGER NOT NULL,
+        sums BLOB NOT NULL
+    );
+    CREATE TABLE scan_keys (
+        path BLOB PRIMARY KEY,
+        keys BLOB NOT NULL,
+        lost BLOB NOT NULL
+    );
+    CREATE TABLE scan_meta (
+        k TEXT PRIMARY KEY,
+        v INTEGER NOT NULL
+    );
+    CREATE TABLE scan_dirs (
+        path BLOB PRIMARY KEY,
+        mtime_ns INTEGER NOT NULL,
+        listed_ns INTEGER NOT NULL,
+        entries BLOB NOT NULL
+    );",
+    // 3: who priced each response, and whether its figure is an estimate. Rows written before
+    // this step were priced from ccb's table of the day: `table`.
+    "ALTER TABLE usage ADD COLUMN priced_by TEXT NOT NULL DEFAULT 'table';
+    ALTER TABLE usage ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0;",
+    // 4: runs. A session resumed is one session with one run per ccb invocation; its spend and
+    // its ceiling are the session's. Rows written before this step have no run.
+    "CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        ended_ms INTEGER,
+        pid INTEGER,
+        resumed INTEGER NOT NULL DEFAULT 0,
+        end_kind TEXT,
+        exit_code INTEGER,
+        cost_nanos INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_session ON runs(session_id);
+    ALTER TABLE usage ADD COLUMN run_id TEXT;",
+];
+
+pub struct Ledger {
+    conn: Connection,
+    pub path: PathBuf,
+}
+
+/// `$CCB_LEDGER`, else `$XDG_DATA_HOME/ccb/ledger.db`.
+pub fn default_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CCB_LEDGER").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    crate::sys::paths::data_dir().map(|d| d.join("ledger.db"))
+}
+
+/// A ledger error in words, for "cannot read the ledger (…)" and "cannot record … (…)": what
+/// the operating system or SQLite said, without error codes, and what to do where there is
+/// something to do.
+pub fn describe(e: &anyhow::Error, path: &Path) -> String {
+    use rusqlite::ErrorCode as C;
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        return format!("{}: {}", path.display(), crate::sys::paths::io_reason(io));
+    }
+    let Some(rusqlite::Error::SqliteFailure(f, _)) = e.downcast_ref::<rusqlite::Error>() else {
+        return format!("{e:#}");
+    };
+    let what = match f.code {
+        C::NotADatabase => "not a SQLite database; move it aside and ccb starts a new one",
+        C::DatabaseCorrupt => "damaged; `sqlite3 FILE .recover` can save what is left",
+        C::ReadOnly => "read-only",
+        C::PermissionDenied => "permission denied",
+        C::DatabaseBusy | C::DatabaseLocked => "locked by another process for too long",
+        C::DiskFull => "the disk is full",
+        C::CannotOpen => "cannot be opened",
+        C::SystemIoFailure => "an I/O error",
+        C::OutOfMemory => "out of memory",
+        _ => return format!("{}: {}", path.display(), rusqlite::ffi::code_to_str(f.extended_code)),
+    };
+    format!("{}: {what}", path.display())
+}
+
+/// Create the ledger's file, owner-only (SQLite gives its -wal and -shm files the database
+/// file's permissions). A `-wal` left beside it by a ledger that was deleted while sessions had it
+/// open is not taken in: SQLite deletes a WAL it finds beside an empty database file.
+fn create_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path)?;
+    Ok(())
+}
+
+/// `ledger.db` + `-wal` → `ledger.db-wal`.
+fn side_file(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// An exclusive `flock` on the ledger's directory, for setting aside its files (held while the
+/// descriptor is open).
+struct DirLock {
+    _dir: std::fs::File,
+}
+
+impl DirLock {
+    fn take(path: &Path) -> std::io::Result<DirLock> {
+        use std::os::fd::AsRawFd;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let f = std::fs::File::open(dir)?;
+        loop {
+            // SAFETY: flock on a descriptor this function owns; released when it is closed.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(DirLock { _dir: f });
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Which file a connection has open: device and inode, read when it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// The ledger's file on disk, compared with the one a connection opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    /// The same file, with a database header.
+    Same,
+    /// Nothing at the path: the file was deleted (the connection writes into the void).
+    Deleted,
+    /// Another file at the path (moved aside and replaced, restored from a backup, or
+    /// recreated by another ccb).
+    Replaced,
+    /// The same file, cut short: smaller than a database page, so without its header.
+    Truncated,
+}
+
+impl FileState {
+    pub fn word(self) -> &'static str {
+        match self {
+            FileState::Same => "unchanged",
+            FileState::Deleted => "deleted",
+            FileState::Replaced => "replaced",
+            FileState::Truncated => "truncated",
+        }
+    }
+}
+
+/// The identity of the file at `path`, if there is one.
+pub fn identity(path: &Path) -> Option<FileIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| FileIdentity { dev: m.dev(), ino: m.ino() })
+}
+
+/// What became of the file a connection opened as `opened`, from one `stat` (cheap enough to
+/// ask every second). The file is never opened here: closing any descriptor of a file drops every
+/// POSIX lock this process holds on it, SQLite's included, and another process would then take
+/// this one's connection for gone (it did: a writer's rows vanished with a WAL that a closing
+/// reader checkpointed and deleted under it). A database file of ours is never smaller than a
+/// page (SQLite writes its header when the ledger is created and switched to WAL), so one that is
+/// was truncated.
+pub fn file_state(path: &Path, opened: FileIdentity) -> FileState {
+    use std::os::unix::fs::MetadataExt;
+    let m = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return match std::fs::symlink_metadata(path) {
+                // A dangling link: something else is at the path.
+                Ok(_) => FileState::Replaced,
+                Err(_) => FileState::Deleted,
+            };
+        }
+        // A stat that failed for another reason (permissions, I/O): the next write will tell.
+        Err(_) => return FileState::Same,
+    };
+    if (FileIdentity { dev: m.dev(), ino: m.ino() }) != opened {
+        return FileState::Replaced;
+    }
+    if m.len() < 512 {
+        return FileState::Truncated;
+    }
+    FileState::Same
+}
+
+/// A ledger cut short under a session (`truncate`, `: > ledger.db`) still has its WAL, which
+/// SQLite would replay into the new file: the file and its WAL are moved aside together
+/// (`ledger.db.truncated-<ms>` and its `-wal`, for `sqlite3 … .recover`), so that a new ledger
+/// can take the path. Does nothing when the file at the path is no longer `opened` (another ccb
+/// did it already). Returns where the file went.
+pub fn set_aside(path: &Path, opened: FileIdentity) -> std::io::Result<Option<PathBuf>> {
+    let _lock = DirLock::take(path)?;
+    if identity(path) != Some(opened) {
+        return Ok(None);
+    }
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".truncated-{}", now_ms()));
+    let aside = PathBuf::from(aside);
+    std::fs::rename(path, &aside)?;
+    let wal = side_file(path, "-wal");
+    if wal.exists() {
+        std::fs::rename(&wal, side_file(&aside, "-wal"))?;
+    }
+    let _ = std::fs::remove_file(side_file(path, "-shm"));
+    Ok(Some(aside))
+}
+
+/// The ledger was locked by another process for longer than the busy timeout: a fault that
+/// clears by itself, worth waiting for.
+pub fn is_busy(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<rusqlite::Error>().is_some_and(|e| {
+        matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+    })
+}
+
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+impl Ledger {
+    /// Open (creating it, owner-only, on first use) and bring the schema up to date. The error
+    /// says what is wrong in words (see [`describe`]).
+    pub fn open(path: &Path) -> anyhow::Result<Ledger> {
+        Ledger::open_raw(path).map_err(|e| anyhow::anyhow!(describe(&e, path)))
+    }
+
+    fn open_raw(path: &Path) -> anyhow::Result<Ledger> {
+        if let Some(dir) = path.parent() {
+            crate::sys::paths::create_private_dir(dir)?;
+        }
+        if !path.exists() {
+            create_file(path)?;
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let mut tries = 0;
+        while let Err(e) = conn.pragma_update(None, "journal_mode", "WAL") {
+            tries += 1;
+            // Worth waiting for only while another process holds the file (creating it too):
+            // not a database, read-only, … will not change in 2 s.
+            let busy = matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            );
+            if tries > 100 || !busy {
+                return Err(e.into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // The last connection to close would checkpoint the WAL into the database and sync it:
+        // ~10 ms on every ccb exit, for a session or a report. Leave that to the automatic
+        // checkpoints writers run as the WAL grows.
+        let _ = conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
+        // Read pages in place rather than a system call each (a report reads the whole cache).
+        let _ = conn.pragma_update(None, "mmap_size", 64i64 << 20);
+        let mut l = Ledger { conn, path: path.to_path_buf() };
+        l.migrate()?;
+        Ok(l)
+    }
+
+    /// The ledger's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How long a write waits for another process's lock before it fails (10 s when opened).
+    pub fn set_busy_timeout(&self, d: Duration) -> anyhow::Result<()> {
+        Ok(self.conn.busy_timeout(d)?)
+    }
+
+    pub fn open_default() -> anyhow::Result<Ledger> {
+        let p = default_path().ok_or_else(|| anyhow::anyhow!("no data directory: set HOME or XDG_DATA_HOME"))?;
+        Ledger::open(&p)
+    }
+
+    fn migrate(&mut self) -> anyhow::Result<()> {
+        let current =
+            |c: &Connection| -> rusqlite::Result<i64> { c.pragma_query_value(None, "user_version", |r| r.get(0)) };
+        if current(&self.conn)? as usize == MIGRATIONS.len() {
+            return Ok(());
+        }
+        // Several ccb processes may create the ledger at once: take the write lock first, then
+        // read the version again, so each migration runs exactly once.
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version = current(&tx)?;
+        if version as usize > MIGRATIONS.len() {
+            anyhow::bail!(
+                "the ledger {} was written by a newer ccb (schema {version}, this ccb knows {}): upgrade ccb",
+                self.path.display(),
+                MIGRATIONS.len()
+            );
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub fn schema_version(&self) -> anyhow::Result<i64> {
+        Ok(self.conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    /// The connection, for tests elsewhere in the crate to look at what was written.
+    #[cfg(test)]
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    #[cfg(test)]
+    pub fn integrity_ok(&self) -> anyhow::Result<bool> {
+        let s: String = self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        Ok(s == "ok")
+    }
+}
+
+/// What a report remembers of one transcript file between runs (scan.rs decides what it means and
+/// owns the format of the blobs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CachedFile {
+    /// The path's bytes.
+    pub path: Vec<u8>,
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    /// Bytes read, up to the end of the last complete line.
+    pub offset: u64,
+    pub head: u64,
+    pub tail: u64,
+    pub uses_mtime: bool,
+    pub sums: Vec<u8>,
+}
+
+/// A cached file's response identities: every one in it, and those counted elsewhere.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CachedKeys {
+    pub keys: Vec<u8>,
+    pub lost: Vec<u8>,
+}
+
+/// A directory listing remembered by the report cache: path, modification time, when it was
+/// listed (both in nanoseconds), and its entries (scan.rs owns their format).
+pub type DirRow = (Vec<u8>, i64, i64, Vec<u8>);
+
+/// One write of the report cache: applied whole, and only if nobody wrote it since it was read.
+#[derive(Debug, Default)]
+pub struct ScanWrite {
+    pub expect_generation: i64,
+    /// Forget every cached file first (the cache was made for other prices or directories).
+    pub clear: bool,
+    pub meta: Vec<(&'static str, i64)>,
+    pub upsert: Vec<(CachedFile, CachedKeys)>,
+    pub delete: Vec<Vec<u8>>,
+}
+
+/// The report cache's storage. A read sees one consistent state: run it inside [`Ledger::snapshot`].
+impl Ledger {
+    /// Run `f` inside one read transaction, so the ledger's rows and the cache agree.
+    pub fn snapshot<T>(&self, f: impl FnOnce(&Ledger) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let tx = self.conn.unchecked_transaction()?;
+        let r = f(self)?;
+        tx.commit()?;
+        Ok(r)
+    }
+
+    pub fn scan_meta(&self) -> anyhow::Result<std::collections::HashMap<String, i64>> {
+        let mut st = self.conn.prepare_cached("SELECT k, v FROM scan_meta")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn scan_files(&self) -> anyhow::Result<Vec<CachedFile>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT path, dev, ino, size, mtime_ns, offset, head, tail, uses_mtime, sums FROM scan_files ORDER BY path",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(CachedFile {
+                path: r.get(0)?,
+                dev: r.get::<_, i64>(1)? as u64,
+                ino: r.get::<_, i64>(2)? as u64,
+                size: r.get::<_, i64>(3)? as u64,
+                mtime_ns: r.get(4)?,
+                offset: r.get::<_, i64>(5)? as u64,
+                head: r.get::<_, i64>(6)? as u64,
+                tail: r.get::<_, i64>(7)? as u64,
+                uses_mtime: r.get(8)?,
+                sums: r.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Directory listings remembered by the report cache.
+    pub fn scan_dirs(&self) -> anyhow::Result<Vec<DirRow>> {
+        let mut st = self.conn.prepare_cached("SELECT path, mtime_ns, listed_ns, entries FROM scan_dirs")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Remember directory listings, and forget those of directories that are gone. Each row stands
+    /// on its own (a listing is checked against its directory before use), so no generation is
+    /// needed; a busy ledger just skips it.
+    pub fn write_scan_dirs(&self, rows: &[DirRow], gone: &[Vec<u8>]) -> anyhow::Result<()> {
+        if rows.is_empty() && gone.is_empty() {
+            return Ok(());
+        }
+        self.conn.busy_timeout(Duration::from_millis(250))?;
+        let r = (|| -> anyhow::Result<()> {
+            let tx = self.conn.unchecked_transaction()?;
+            {
+                let mut up = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO scan_dirs (path, mtime_ns, listed_ns, entries) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (p, m, l, e) in rows {
+                    up.execute(params![p, m, l, e])?;
+                }
+                let mut del = tx.prepare_cached("DELETE FROM scan_dirs WHERE path = ?1")?;
+                for p in gone {
+                    del.execute(params![p])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        self.conn.busy_timeout(Duration::from_secs(10))?;
+        r
+    }
+
+    /// Every cached file's keys, by path.
+    pub fn scan_keys(&self) -> anyhow::Result<std::collections::HashMap<Vec<u8>, CachedKeys>> {
+        let mut st = self.conn.prepare_cached("SELECT path, keys, lost FROM scan_keys")?;
+        let rows =
+            st.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, CachedKeys { keys: r.get(1)?, lost: r.get(2)? })))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Changes when a response is recorded: (rows, highest rowid). Rows are only ever added.
+    pub fn usage_fingerprint(&self) -> anyhow::Result<(i64, i64)> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*), COALESCE(MAX(rowid), 0) FROM usage", [], |r| Ok((r.get(0)?, r.get(1)?)))?)
+    }
+
+    /// The key of every recorded response, whenever it was.
+    pub fn usage_keys(&self, mut each: impl FnMut(&str)) -> anyhow::Result<()> {
+        let mut st = self.conn.prepare_cached("SELECT key FROM usage")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            each(r.get_ref(0)?.as_str()?);
+        }
+        Ok(())
+    }
+
+    /// Apply a cache write; false (and nothing written) when another ccb wrote the cache since this
+    /// one read it, or the ledger is busy: the cache is then left as it is, still consistent.
+    pub fn write_scan(&self, w: &ScanWrite) -> anyhow::Result<bool> {
+        self.conn.busy_timeout(Duration::from_millis(250))?;
+        let r = self.write_scan_locked(w);
+        if matches!(r, Ok(true)) && w.upsert.len() >= 64 {
+            // A large write (a first report) lives in the WAL, where every later report would
+            // read it a system call a page: move it into the database, which reports map.
+            let _ = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        }
+        self.conn.busy_timeout(Duration::from_secs(10))?;
+        match r {
+            Err(e)
+                if e.downcast_ref::<rusqlite::Error>().is_some_and(|e| {
+                    matches!(
+                        e.sqlite_error_code(),
+                        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                    )
+                }) =>
+            {
+                Ok(false)
+            }
+            r => r,
+        }
+    }
+
+    fn write_scan_locked(&self, w: &ScanWrite) -> anyhow::Result<bool> {
+        // The write lock first, then the generation: a deferred transaction could read an old one.
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let r = self.write_scan_in_tx(w);
+        match r {
+            Ok(true) => self.conn.execute_batch("COMMIT")?,
+            _ => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+        }
+        r
+    }
+
+    fn write_scan_in_tx(&self, w: &ScanWrite) -> anyhow::Result<bool> {
+        let c = &self.conn;
+        let generation: i64 =
+            c.query_row("SELECT COALESCE((SELECT v FROM scan_meta WHERE k = 'generation'), 0)", [], |r| r.get(0))?;
+        if generation != w.expect_generation {
+            return Ok(false);
+        }
+        if w.clear {
+            c.execute("DELETE FROM scan_files", [])?;
+            c.execute("DELETE FROM scan_keys", [])?;
+        }
+        let mut del = c.prepare_cached("DELETE FROM scan_files WHERE path = ?1")?;
+        let mut del_keys = c.prepare_cached("DELETE FROM scan_keys WHERE path = ?1")?;
+        for p in &w.delete {
+            del.execute(params![p])?;
+            del_keys.execute(params![p])?;
+        }
+        // The sums, read by every report, apart from the identities, read only when something
+        // changed: the first table stays small.
+        let mut up = c.prepare_cached(
+            "INSERT OR REPLACE INTO scan_files (path, dev, ino, size, mtime_ns, offset, head, tail, uses_mtime, sums)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        let mut up_keys =
+            c.prepare_cached("INSERT OR REPLACE INTO scan_keys (path, keys, lost) VALUES (?1, ?2, ?3)")?;
+        for (f, k) in &w.upsert {
+            up.execute(params![
+                f.path,
+                f.dev as i64,
+                f.ino as i64,
+                f.size as i64,
+                f.mtime_ns,
+                f.offset as i64,
+                f.head as i64,
+                f.tail as i64,
+                f.uses_mtime,
+                f.sums
+            ])?;
+            up_keys.execute(params![f.path, k.keys, k.lost])?;
+        }
+        let mut meta = c.prepare_cached("INSERT OR REPLACE INTO scan_meta (k, v) VALUES (?1, ?2)")?;
+        for (k, v) in &w.meta {
+            meta.execute(params![k, v])?;
+        }
+        meta.execute(params!["generation", generation + 1])?;
+        Ok(true)
+    }
+}
+
+/// A response as the ledger holds it, for `ccb ledger repair`.
+#[derive(Debug, Clone)]
+pub struct HeldRow {
+    pub key: String,
+    pub session_id: String,
+    pub cost: Usd,
+}
+
+/// What `ccb ledger repair` changes for one session, applied in one transaction with the others.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFix {
+    pub id: String,
+    /// The session's row, when the ledger has none.
+    pub create: Option<SessionStart>,
+    /// Responses the ledger lacks.
+    pub insert: Vec<UsageRow>,
+    /// Keys of responses recorded with an empty session id that belong to this session.
+    pub reattribute: Vec<String>,
+}
+
+/// A session's total before and after a repair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub before: Usd,
+    pub after: Usd,
+}
+
+/// What `ccb ledger repair` reads and writes.
+impl Ledger {
+    /// Every response the ledger holds.
+    pub fn held_rows(&self) -> anyhow::Result<Vec<HeldRow>> {
+        let mut st = self.conn.prepare("SELECT key, session_id, cost_nanos FROM usage")?;
+        let rows = st.query_map([], |r| Ok(HeldRow { key: r.get(0)?, session_id: r.get(1)?, cost: Usd(r.get(2)?) }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every session the ledger has a row for.
+    pub fn session_ids(&self) -> anyhow::Result<Vec<String>> {
+        let mut st = self.conn.prepare("SELECT id FROM sessions ORDER BY started_ms, id")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A session's runs: (id, start), in the order they started.
+    pub fn runs_of(&self, session_id: &str) -> anyhow::Result<Vec<(String, i64)>> {
+        let mut st = self.conn.prepare("SELECT id, started_ms FROM runs WHERE session_id = ?1 ORDER BY started_ms")?;
+        let rows = st.query_map([session_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Apply every fix in one transaction (all or nothing), then set each session's total, and
+    /// each of its runs', to the sum of its responses. Returns each session's totals.
+    pub fn apply_repair(&self, fixes: &[SessionFix]) -> anyhow::Result<Vec<Totals>> {
+        // The write lock first: the totals are summed from what this transaction sees.
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match self.apply_repair_in_tx(fixes) {
+            Ok(t) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(t)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn apply_repair_in_tx(&self, fixes: &[SessionFix]) -> anyhow::Result<Vec<Totals>> {
+        let tx = &self.conn;
+        let total = |id: &str| -> rusqlite::Result<Usd> {
+            tx.query_row("SELECT COALESCE((SELECT cost_nanos FROM sessions WHERE id = ?1), 0)", [id], |r| r.get(0))
+                .map(Usd)
+        };
+        let mut out = Vec::new();
+        for f in fixes {
+            let before = total(&f.id)?;
+            if let Some(s) = &f.create {
+                tx.execute(
+                    "INSERT OR IGNORE INTO sessions (id, started_ms, cwd, class, print_mode, model, reason, billing_mode, meter, ceiling_nanos, overage)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    params![
+                        s.id,
+                        s.started_ms,
+                        s.cwd,
+                        s.class,
+                        s.print_mode,
+                        s.model,
+                        s.reason,
+                        s.billing_mode,
+                        s.meter,
+                        s.ceiling.map(|c| c.nanos()),
+                        s.overage
+                    ],
+                )?;
+            }
+            for key in &f.reattribute {
+                tx.execute("UPDATE usage SET session_id = ?2 WHERE key = ?1 AND session_id = ''", params![key, f.id])?;
+            }
+            for u in &f.insert {
+                tx.execute(
+                    "INSERT OR IGNORE INTO usage (key, session_id, ts_ms, model, agent_id, input, output, cache_write_5m, cache_write_1h, cache_read, web_search, cost_nanos, source, priced_by, estimated, run_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                    params![
+                        u.key,
+                        u.session_id,
+                        u.ts_ms,
+                        u.model,
+                        u.agent_id,
+                        u.usage.input as i64,
+                        u.usage.output as i64,
+                        u.usage.cache_write_5m as i64,
+                        u.usage.cache_write_1h as i64,
+                        u.usage.cache_read as i64,
+                        u.usage.web_search as i64,
+                        u.cost.nanos(),
+                        u.source,
+                        u.priced_by,
+                        u.estimated,
+                        u.run_id
+                    ],
+                )?;
+            }
+            tx.execute(
+                "UPDATE sessions SET cost_nanos = (SELECT COALESCE(SUM(cost_nanos), 0) FROM usage WHERE session_id = ?1) WHERE id = ?1",
+                [&f.id],
+            )?;
+            tx.execute(
+                "UPDATE runs SET cost_nanos = (SELECT COALESCE(SUM(u.cost_nanos), 0) FROM usage u WHERE u.run_id = runs.id)
+                 WHERE session_id = ?1",
+                [&f.id],
+            )?;
+            out.push(Totals { before, after: total(&f.id)? });
+        }
+        Ok(out)
+    }
+}
+
+fn thresholds_text(t: &[u32]) -> String {
+    t.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",")
+}
+
+impl Store for Ledger {
+    fn begin(&self, s: &SessionStart) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO sessions (id, started_ms, cwd, class, print_mode, model, reason, billing_mode, meter, ceiling_nanos, overage)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT(id) DO UPDATE SET class = excluded.class, meter = excluded.meter, billing_mode = excluded.billing_mode,
+                ceiling_nanos = excluded.ceiling_nanos, reason = excluded.reason, model = excluded.model",
+            params![
+                s.id,
+                s.started_ms,
+                s.cwd,
+                s.class,
+                s.print_mode,
+                s.model,
+                s.reason,
+                s.billing_mode,
+                s.meter,
+                s.ceiling.map(|c| c.nanos()),
+                s.overage
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn record(&self, u: &UsageRow) -> anyhow::Result<bool> {
+        let tx = self.conn.unchecked_transaction()?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO usage (key, session_id, ts_ms, model, agent_id, input, output, cache_write_5m, cache_write_1h, cache_read, web_search, cost_nanos, source, priced_by, estimated, run_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            params![
+                u.key,
+                u.session_id,
+                u.ts_ms,
+                u.model,
+                u.agent_id,
+                u.usage.input as i64,
+                u.usage.output as i64,
+                u.usage.cache_write_5m as i64,
+                u.usage.cache_write_1h as i64,
+                u.usage.cache_read as i64,
+                u.usage.web_search as i64,
+                u.cost.nanos(),
+                u.source,
+                u.priced_by,
+                u.estimated,
+                u.run_id
+            ],
+        )?;
+        if n > 0 {
+            tx.execute(
+                "UPDATE sessions SET cost_nanos = cost_nanos + ?1 WHERE id = ?2",
+                params![u.cost.nanos(), u.session_id],
+            )?;
+            if let Some(run) = &u.run_id {
+                tx.execute("UPDATE runs SET cost_nanos = cost_nanos + ?1 WHERE id = ?2", params![u.cost.nanos(), run])?;
+            }
+        }
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    fn end(&self, e: &SessionEnd) -> anyhow::Result<()> {
+        self.conn.execute(
+            "UPDATE sessions SET ended_ms = ?2, end_kind = ?3, exit_code = ?4, thresholds = ?5 WHERE id = ?1",
+            params![e.id, e.ended_ms, e.end, e.exit_code, thresholds_text(&e.thresholds)],
+        )?;
+        Ok(())
+    }
+
+    fn amend(&self, key: &str, cost: Usd, priced_by: &str, estimated: bool) -> anyhow::Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "UPDATE sessions SET cost_nanos = cost_nanos - (SELECT cost_nanos FROM usage WHERE key = ?1) + ?2
+             WHERE id = (SELECT session_id FROM usage WHERE key = ?1)",
+            params![key, cost.nanos()],
+        )?;
+        tx.execute(
+            "UPDATE runs SET cost_nanos = cost_nanos - (SELECT cost_nanos FROM usage WHERE key = ?1) + ?2
+             WHERE id = (SELECT run_id FROM usage WHERE key = ?1)",
+            params![key, cost.nanos()],
+        )?;
+        tx.execute(
+            "UPDATE usage SET cost_nanos = ?2, priced_by = ?3, estimated = ?4 WHERE key = ?1",
+            params![key, cost.nanos(), priced_by, estimated],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn set_reason(&self, session_id: &str, reason: &str) -> anyhow::Result<()> {
+        self.conn.execute("UPDATE sessions SET reason = ?2 WHERE id = ?1", params![session_id, reason])?;
+        Ok(())
+    }
+
+    fn usage_between(&self, from_ms: i64, to_ms: i64) -> anyhow::Result<Vec<LedgerUsage>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT u.key, u.session_id, u.ts_ms, u.model, u.agent_id, u.input, u.output, u.cache_write_5m, u.cache_write_1h,
+                    u.cache_read, u.web_search, u.cost_nanos, u.source,
+                    COALESCE(s.cwd, ''), COALESCE(s.class, 'unknown'), COALESCE(s.meter, 'unknown'), s.reason,
+                    u.priced_by, u.estimated, u.run_id
+             FROM usage u LEFT JOIN sessions s ON s.id = u.session_id
+             WHERE u.ts_ms >= ?1 AND u.ts_ms < ?2 ORDER BY u.ts_ms",
+        )?;
+        let rows = st.query_map(params![from_ms, to_ms], |r| {
+            Ok(LedgerUsage {
+                row: UsageRow {
+                    key: r.get(0)?,
+                    session_id: r.get(1)?,
+                    ts_ms: r.get(2)?,
+                    model: r.get(3)?,
+                    agent_id: r.get(4)?,
+                    usage: Usage {
+                        input: r.get::<_, i64>(5)? as u64,
+                        output: r.get::<_, i64>(6)? as u64,
+                        cache_write_5m: r.get::<_, i64>(7)? as u64,
+                        cache_write_1h: r.get::<_, i64>(8)? as u64,
+                        cache_read: r.get::<_, i64>(9)? as u64,
+                        web_search: r.get::<_, i64>(10)? as u64,
+                    },
+                    cost: Usd(r.get(11)?),
+                    source: r.get(12)?,
+                    priced_by: r.get(17)?,
+                    estimated: r.get(18)?,
+                    run_id: r.get(19)?,
+                },
+                cwd: r.get(13)?,
+                class: r.get(14)?,
+                meter: r.get(15)?,
+                reason: r.get(16)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn begin_run(&self, r: &RunStart) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO runs (id, session_id, started_ms, pid, resumed) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![r.id, r.session_id, r.started_ms, r.pid, r.resumed],
+        )?;
+        Ok(())
+    }
+
+    fn end_run(&self, e: &RunEnd) -> anyhow::Result<()> {
+        self.conn.execute(
+            "UPDATE runs SET ended_ms = ?2, end_kind = ?3, exit_code = ?4 WHERE id = ?1",
+            params![e.id, e.ended_ms, e.end, e.exit_code],
+        )?;
+        Ok(())
+    }
+
+    fn session_spend(&self, session_id: &str) -> anyhow::Result<Option<SessionSpend>> {
+        let row = self.conn.query_row(
+            "SELECT cost_nanos, ceiling_nanos, (SELECT COUNT(*) FROM runs WHERE session_id = ?1) FROM sessions WHERE id = ?1",
+            [session_id],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?, r.get::<_, i64>(2)?)),
+        );
+        match row {
+            Ok((spent, ceiling, runs)) => {
+                Ok(Some(SessionSpend { spent: Usd(spent), ceiling: ceiling.map(Usd), runs: runs.max(1) as u64 }))
+            }
+            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn fire_once(&self, kind: &str, scope: &str, threshold: u32) -> anyhow::Result<bool> {
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO alerts (kind, scope, threshold, fired_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![kind, scope, threshold, now_ms()],
+        )?;
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key: &str, session: &str, ts: i64, cost: i64) -> UsageRow {
+        UsageRow {
+            key: key.into(),
+            session_id: session.into(),
+            ts_ms: ts,
+            model: "claude-sonnet-4-6".into(),
+            agent_id: None,
+            usage: Usage { input: 10, output: 2, ..Usage::default() },
+            cost: Usd(cost),
+            source: "transcript".into(),
+            priced_by: "claude-release".into(),
+            estimated: false,
+            run_id: None,
+        }
+    }
+
+    #[test]
+    fn records_sessions_and_usage_once() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("sub/ledger.db");
+        let l = Ledger::open(&path).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        let s = SessionStart {
+            id: "s1".into(),
+            started_ms: 1000,
+            class: "programmatic".into(),
+            billing_mode: "api-key".into(),
+            meter: "api".into(),
+            reason: Some("infra".into()),
+            ..Default::default()
+        };
+        l.begin(&s).unwrap();
+        assert!(l.record(&row("a", "s1", 1500, 300)).unwrap());
+        assert!(!l.record(&row("a", "s1", 1500, 300)).unwrap(), "a response is recorded once");
+        assert!(l.record(&row("b", "s1", 2500, 700)).unwrap());
+        l.end(&SessionEnd {
+            id: "s1".into(),
+            ended_ms: 3000,
+            end: "ceiling".into(),
+            exit_code: Some(3),
+            thresholds: vec![50, 80],
+        })
+        .unwrap();
+        let (cost, end, thresholds, reason): (i64, String, String, String) = l
+            .conn
+            .query_row("SELECT cost_nanos, end_kind, thresholds, reason FROM sessions WHERE id = 's1'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .unwrap();
+        assert_eq!((cost, end.as_str(), thresholds.as_str(), reason.as_str()), (1000, "ceiling", "50,80", "infra"));
+        let u = l.usage_between(0, 2000).unwrap();
+        assert_eq!(u.len(), 1);
+        assert_eq!(u[0].meter, "api");
+        assert_eq!(l.usage_between(0, i64::MAX).unwrap().len(), 2);
+        assert!(l.fire_once("pool", "2026-11-15", 85).unwrap());
+        assert!(!l.fire_once("pool", "2026-11-15", 85).unwrap());
+        drop(l);
+        let again = Ledger::open(&path).unwrap();
+        assert_eq!(again.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        assert!(again.integrity_ok().unwrap());
+    }
+
+    #[test]
+    fn a_ledger_deleted_truncated_or_replaced_is_told_apart_and_a_new_one_starts_clean() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("ledger.db");
+        let count = |l: &Ledger| -> i64 { l.conn.query_row("SELECT COUNT(*) FROM usage", [], |r| r.get(0)).unwrap() };
+        let l = Ledger::open(&path).unwrap();
+        let id = identity(&path).unwrap();
+        assert_eq!(file_state(&path, id), FileState::Same);
+        l.begin(&SessionStart { id: "s1".into(), ..Default::default() }).unwrap();
+        l.record(&row("a", "s1", 1, 5)).unwrap();
+        // Deleted while open: the connection writes on into the void, and its WAL stays.
+        std::fs::remove_file(&path).unwrap();
+        l.record(&row("b", "s1", 2, 5)).unwrap();
+        assert_eq!(file_state(&path, id), FileState::Deleted);
+        assert!(side_file(&path, "-wal").exists());
+        // A new ledger at the path does not take in the old one's WAL (SQLite drops it).
+        let fresh = Ledger::open(&path).unwrap();
+        assert_eq!(count(&fresh), 0);
+        assert!(fresh.integrity_ok().unwrap());
+        assert_eq!(file_state(&path, id), FileState::Replaced);
+        drop(l);
+        // Truncated: moved aside with its WAL, and the path is free for a new one.
+        let id = identity(&path).unwrap();
+        fresh.record(&row("c", "s1", 3, 5)).unwrap();
+        std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
+        assert_eq!(file_state(&path, id), FileState::Truncated);
+        let aside = set_aside(&path, id).unwrap().expect("moved aside");
+        assert!(aside.exists() && side_file(&aside, "-wal").exists() && !path.exists());
+        assert_eq!(set_aside(&path, id).unwrap(), None, "only once");
+        drop(fresh);
+        let again = Ledger::open(&path).unwrap();
+        assert_eq!(count(&again), 0);
+        assert!(again.integrity_ok().unwrap());
+    }
+
+    #[test]
+    fn refuses_a_ledger_from_a_newer_ccb() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("l.db");
+        Ledger::open(&path).unwrap().conn.pragma_update(None, "user_version", 99).unwrap();
+        let e = Ledger::open(&path).err().unwrap().to_string();
+        assert!(e.contains("newer ccb"), "{e}");
+    }
+}

@@ -1,0 +1,954 @@
+//! The gate: ccb in the request path. A local HTTP endpoint on 127.0.0.1 that claude uses as its
+//! `ANTHROPIC_BASE_URL`; every request is forwarded unchanged (method, path and query, headers,
+//! body) to the real upstream, and every response is streamed back chunk by chunk as it arrives.
+//!
+//! On the way it reads each model response's usage from the stream (`message_start`,
+//! `message_delta`), prices it, and counts it in the session's meter before the response ends,
+//! so the next call already sees it. A model call that the meter refuses gets HTTP 400 with an
+//! Anthropic-style `invalid_request_error`: claude stops at once, retries nothing, and shows the
+//! message as given (a 429 or 529 would be retried for minutes, a 403 taken for a login problem).
+//!
+//! Auth headers pass through untouched and are never stored or printed.
+//!
+//! Any local user can connect to a loopback port, so claude's base URL carries an unguessable
+//! path prefix (`http://127.0.0.1:PORT/<128-bit token>`), which claude learns from its
+//! environment and its owner-only settings file. The gate checks it on the request line, before
+//! reading anything else, strips it, and forwards the rest; a request without it is answered 404
+//! and goes nowhere, so no one else can spend through the gate or read its answers.
+
+use crate::session::meter::{Admission, Meter};
+use crate::core::pricing::PriceTable;
+use crate::core::transcript::UsageEvent;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the gate tells the session.
+#[derive(Debug)]
+pub enum GateEvent {
+    /// A response was counted (or found counted already) in the meter.
+    Usage { event: Box<UsageEvent>, outcome: crate::session::meter::Outcome },
+    /// A model call was refused at the ceiling.
+    Refused,
+    /// Something the user should know (an unreadable CA file).
+    Problem(String),
+    /// On the first-party path, a model call came without `x-client-request-id`: claude did not
+    /// take the first-party switch and sends what it sends a third-party gateway (sent once).
+    FirstPartyIgnored,
+}
+
+/// Where requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// `https://api.anthropic.com`, or the user's `ANTHROPIC_BASE_URL` without a trailing '/'.
+    pub base: String,
+    /// The first-party path (see [`crate::session::first_party`]): watch that claude's model calls carry
+    /// the header it sends Anthropic's own API only, and say so once when one does not.
+    pub first_party: bool,
+}
+
+impl Upstream {
+    pub fn new(base_url: Option<&str>) -> Upstream {
+        let b = base_url.filter(|b| !b.trim().is_empty()).unwrap_or("https://api.anthropic.com");
+        Upstream { base: b.trim().trim_end_matches('/').to_string(), first_party: false }
+    }
+
+    /// The same upstream, watched as the first-party path or not.
+    pub fn first_party(self, yes: bool) -> Upstream {
+        Upstream { first_party: yes, ..self }
+    }
+    fn host(&self) -> &str {
+        let rest = self.base.split_once("://").map(|(_, r)| r).unwrap_or(&self.base);
+        let hp = rest.split('/').next().unwrap_or("");
+        let hp = hp.rsplit_once('@').map(|(_, h)| h).unwrap_or(hp);
+        if let Some(h) = hp.strip_prefix('[') {
+            return h.split(']').next().unwrap_or("");
+        }
+        hp.split(':').next().unwrap_or("")
+    }
+    fn https(&self) -> bool {
+        self.base.to_ascii_lowercase().starts_with("https://")
+    }
+}
+
+/// The proxy for a host, from `HTTPS_PROXY`/`HTTP_PROXY` (and lower-case forms), unless
+/// `NO_PROXY` names the host (exact, a domain suffix, or `*`).
+pub fn proxy_for(host: &str, https: bool, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let get = |k: &str| env(k).or_else(|| env(&k.to_ascii_lowercase())).filter(|v| !v.trim().is_empty());
+    let proxy = if https {
+        get("HTTPS_PROXY").or_else(|| get("ALL_PROXY"))
+    } else {
+        get("HTTP_PROXY").or_else(|| get("ALL_PROXY"))
+    }?;
+    if let Some(no) = get("NO_PROXY") {
+        let host = host.to_ascii_lowercase();
+        for entry in no.split(',').map(|e| e.trim().to_ascii_lowercase()) {
+            let entry = entry.split(':').next().unwrap_or("").trim_start_matches('.').to_string();
+            if entry == "*" || (!entry.is_empty() && (host == entry || host.ends_with(&format!(".{entry}")))) {
+                return None;
+            }
+        }
+    }
+    Some(proxy)
+}
+
+/// Where Linux distributions keep the system's CA bundle (what OpenSSL, Go and Claude Code's
+/// runtime read): Debian, Ubuntu, Arch, Gentoo; Fedora and RHEL; openSUSE; OpenELEC; CentOS and
+/// RHEL 7+; Alpine. The first that exists is the system store; a CA that an administrator
+/// installs system-wide (`update-ca-certificates`, `update-ca-trust`) lands in it.
+pub const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/tls/cacert.pem",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// Which stores claude trusts, from `CLAUDE_CODE_CERT_STORE` as Claude Code reads it (a
+/// comma-separated list of `bundled` and `system`; unknown words ignored; both when unset or
+/// when nothing is left): (bundled, system).
+pub fn cert_stores(value: Option<&str>) -> (bool, bool) {
+    let mut stores = (false, false);
+    for w in value.unwrap_or("").split(',').map(|w| w.trim().to_ascii_lowercase()) {
+        match w.as_str() {
+            "bundled" => stores.0 = true,
+            "system" => stores.1 = true,
+            _ => {}
+        }
+    }
+    if stores == (false, false) {
+        (true, true)
+    } else {
+        stores
+    }
+}
+
+/// TLS roots, the ones claude trusts: the bundled web PKI roots, the system's CA bundle (the
+/// first of [`SYSTEM_BUNDLES`]), as `CLAUDE_CODE_CERT_STORE` selects, plus the PEM files named by
+/// `SSL_CERT_FILE` and `NODE_EXTRA_CA_CERTS` (what a corporate proxy's CA is usually given to
+/// claude with).
+pub fn tls_config(env: &dyn Fn(&str) -> Option<String>) -> (Arc<rustls::ClientConfig>, Vec<String>) {
+    let bundles: Vec<&std::path::Path> = SYSTEM_BUNDLES.iter().map(std::path::Path::new).collect();
+    let (roots, problems) = root_store(env, &bundles);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (Arc::new(cfg), problems)
+}
+
+/// The roots of [`tls_config`], with the system bundle looked for in `system_bundles`.
+pub fn root_store(
+    env: &dyn Fn(&str) -> Option<String>,
+    system_bundles: &[&std::path::Path],
+) -> (rustls::RootCertStore, Vec<String>) {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let (bundled, system) = cert_stores(env("CLAUDE_CODE_CERT_STORE").as_deref());
+    if bundled {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    if system {
+        // A system bundle holds a few certificates rustls cannot use (old or odd encodings):
+        // skipped, as every TLS stack does.
+        if let Some(certs) = system_bundles
+            .iter()
+            .find(|p| p.is_file())
+            .and_then(|p| rustls_pki_types::CertificateDer::pem_file_iter(p).ok())
+        {
+            roots.add_parsable_certificates(certs.flatten());
+        }
+    }
+    let mut problems = Vec::new();
+    for var in ["SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS"] {
+        let Some(path) = env(var).filter(|p| !p.is_empty()) else { continue };
+        match rustls_pki_types::CertificateDer::pem_file_iter(&path) {
+            Ok(certs) => {
+                for c in certs.flatten() {
+                    if roots.add(c).is_err() {
+                        problems.push(format!("{var}: a certificate in {path} is not usable"));
+                    }
+                }
+            }
+            Err(_) => problems.push(format!("{var}: cannot read certificates from {path}")),
+        }
+    }
+    (roots, problems)
+}
+
+/// TLS to the upstream, through rustls, with one difference from ureq's own: a TCP end without
+/// TLS `close_notify` reads as `ConnectionAborted`, not `UnexpectedEof`.
+///
+/// Many servers and load balancers end TLS that way once a response is complete. What counts is
+/// the HTTP framing, and ureq judges it: a length-delimited body ends at its length, and a
+/// close-delimited body cut this way is still an error (no framing says it is whole). But ureq's
+/// chunked decoder takes only a reset or an aborted connection, not `UnexpectedEof`, as the end
+/// after the last chunk (`0\r\n`) when the final empty line does not come: the gate withheld
+/// the end of a response that claude, talking to the upstream itself, takes as whole, and claude
+/// retried a call already paid for.
+struct Tls(Arc<rustls::ClientConfig>);
+
+impl ureq::TlsConnector for Tls {
+    fn connect(&self, dns_name: &str, io: Box<dyn ureq::ReadWrite>) -> Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
+        let inner = ureq::TlsConnector::connect(&self.0, dns_name, io)?;
+        Ok(Box::new(UncleanEnd(inner)))
+    }
+}
+
+#[derive(Debug)]
+struct UncleanEnd(Box<dyn ureq::ReadWrite>);
+
+impl Read for UncleanEnd {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(unclean_end)
+    }
+}
+
+/// rustls's `UnexpectedEof` (the peer closed TCP without `close_notify`) as `ConnectionAborted`.
+fn unclean_end(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        io::Error::new(io::ErrorKind::ConnectionAborted, "the upstream closed the connection without TLS close_notify")
+    } else {
+        e
+    }
+}
+
+impl Write for UncleanEnd {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl ureq::ReadWrite for UncleanEnd {
+    fn socket(&self) -> Option<&TcpStream> {
+        self.0.socket()
+    }
+}
+
+pub struct Gate {
+    pub port: u16,
+    /// `/<token>`: the path prefix every request must carry.
+    prefix: String,
+    listener: Option<TcpListener>,
+}
+
+impl Gate {
+    /// Bind 127.0.0.1 on a free port (before claude starts: the port goes into its environment).
+    pub fn bind() -> io::Result<Gate> {
+        let prefix = format!("/{}", crate::sys::paths::random_token()?);
+        let l = TcpListener::bind("127.0.0.1:0")?;
+        Ok(Gate { port: l.local_addr()?.port(), prefix, listener: Some(l) })
+    }
+
+    /// Claude's `ANTHROPIC_BASE_URL`; it holds the token: never print it.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, self.prefix)
+    }
+
+    /// The path prefix requests must start with (the token): for tests and benchmarks that
+    /// talk to the gate themselves.
+    pub fn path_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Serve until the process ends.
+    pub fn serve(
+        &mut self,
+        upstream: Upstream,
+        meter: Arc<Meter>,
+        prices: Arc<PriceTable>,
+        events: impl Fn(GateEvent) + Send + Sync + 'static,
+    ) -> io::Result<Vec<String>> {
+        let env = |k: &str| std::env::var(k).ok();
+        let mut b = ureq::AgentBuilder::new()
+            .redirects(0)
+            .timeout_connect(Duration::from_secs(30))
+            .timeout_read(Duration::from_secs(900));
+        if let Some(p) = proxy_for(upstream.host(), upstream.https(), &env) {
+            match ureq::Proxy::new(&p) {
+                Ok(proxy) => b = b.proxy(proxy),
+                Err(_) => return Err(io::Error::other("HTTPS_PROXY/HTTP_PROXY is not a proxy URL ccb can use")),
+            }
+        }
+        // Reading the CA files (SSL_CERT_FILE is often a whole system bundle) takes milliseconds
+        // of CPU: done at the first call upstream, not while claude starts, and only for HTTPS.
+        let agent = if upstream.https() { Lazy::Pending(Mutex::new(Some(b))) } else { Lazy::Ready(b.build()) };
+        let problems = Vec::new();
+        let ctx = Arc::new(Ctx {
+            agent,
+            ready: std::sync::OnceLock::new(),
+            upstream,
+            meter,
+            prices,
+            events: Box::new(events),
+            refusals: AtomicU64::new(0),
+            first_party_ignored: std::sync::atomic::AtomicBool::new(false),
+        });
+        let listener = self.listener.take().ok_or_else(|| io::Error::other("gate already serving"))?;
+        let guard = crate::sys::http::Guard::Prefix(self.prefix.clone());
+        let handler: Arc<crate::sys::http::Handler> = Arc::new(move |req, w: &mut TcpStream| handle(req, w, &ctx));
+        crate::sys::http::serve(
+            listener,
+            "ccb-gate",
+            guard,
+            crate::sys::http::Limits::GATE,
+            crate::sys::http::Style::AnthropicJson,
+            handler,
+        )?;
+        Ok(problems)
+    }
+}
+
+/// The upstream client, built on a thread of its own when TLS roots must be read.
+enum Lazy {
+    Ready(ureq::Agent),
+    Pending(Mutex<Option<ureq::AgentBuilder>>),
+}
+
+struct Ctx {
+    agent: Lazy,
+    ready: std::sync::OnceLock<ureq::Agent>,
+    upstream: Upstream,
+    meter: Arc<Meter>,
+    prices: Arc<PriceTable>,
+    events: Box<dyn Fn(GateEvent) + Send + Sync>,
+    refusals: AtomicU64,
+    /// [`GateEvent::FirstPartyIgnored`] was sent.
+    first_party_ignored: std::sync::atomic::AtomicBool,
+}
+
+use crate::sys::http::Request;
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "expect",
+];
+
+/// What a model call asks for, from its JSON body.
+struct Call {
+    model: String,
+    max_tokens: u64,
+    /// The size of its JSON body.
+    bytes: u64,
+}
+
+/// The session id claude sends with each model call.
+fn session_header(req: &Request) -> Option<&str> {
+    req.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-claude-code-session-id"))
+        .map(|(_, v)| v.trim())
+        .filter(|v| crate::core::args::is_session_id(v))
+}
+
+/// What a request reaches upstream, whatever the spelling of its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/v1/messages`: a model call when POSTed.
+    Messages,
+    /// `/v1/messages/count_tokens`: free.
+    CountTokens,
+    /// Spend the gate cannot meter as it happens (message batches, the legacy completions
+    /// API): refused when POSTed, so that no call of the session escapes its ceiling.
+    Unmetered(&'static str),
+    Other,
+}
+
+/// The endpoint a request target reaches, and the target to forward: paths that reach a
+/// messages endpoint upstream are forwarded in their plain spelling (`/v1//messages/`,
+/// `/v1/./messages`, `/v1/%6Dessages` and `/V1/Messages` all become `/v1/messages`, query
+/// kept), so that what is metered is what is sent; other targets go as they came.
+pub fn endpoint(target: &str) -> (Endpoint, Option<String>) {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let decoded = percent_decode(path);
+    let mut segs: Vec<&str> = Vec::new();
+    for s in decoded.split('/') {
+        match s {
+            "" | "." => {}
+            ".." => {
+                segs.pop();
+            }
+            s => segs.push(s),
+        }
+    }
+    let lower: Vec<String> = segs.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let ends = |tail: &[&str]| lower.len() >= tail.len() && lower[lower.len() - tail.len()..].iter().eq(tail.iter());
+    let has = |win: &[&str]| lower.windows(win.len()).any(|w| w.iter().eq(win.iter()));
+    let plain = |tail: &[&str]| {
+        let mut p = String::new();
+        for s in segs[..segs.len() - tail.len()].iter().chain(tail.iter()) {
+            p.push('/');
+            p.push_str(s);
+        }
+        if let Some(q) = query {
+            p.push('?');
+            p.push_str(q);
+        }
+        p
+    };
+    if ends(&["v1", "messages"]) {
+        (Endpoint::Messages, Some(plain(&["v1", "messages"])))
+    } else if ends(&["v1", "messages", "count_tokens"]) {
+        (Endpoint::CountTokens, Some(plain(&["v1", "messages", "count_tokens"])))
+    } else if has(&["v1", "messages", "batches"]) {
+        (Endpoint::Unmetered("message batches"), None)
+    } else if ends(&["v1", "complete"]) {
+        (Endpoint::Unmetered("the legacy completions API"), None)
+    } else {
+        (Endpoint::Other, None)
+    }
+}
+
+/// `%XX` escapes decoded (for reading a path, not for forwarding it); bytes that are not
+/// UTF-8 afterwards are replaced.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = ((b[i + 1] as char).to_digit(16), (b[i + 2] as char).to_digit(16)) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A model call: what it asks for, from its JSON body.
+fn model_call(req: &Request) -> Call {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        model: Option<String>,
+        max_tokens: Option<u64>,
+    }
+    let body = request_body(req);
+    let b: Body = serde_json::from_slice(&body).unwrap_or(Body { model: None, max_tokens: None });
+    Call { model: b.model.unwrap_or_default(), max_tokens: b.max_tokens.unwrap_or(0), bytes: body.len() as u64 }
+}
+
+/// A request's body as JSON text: Claude Code compresses large ones on the first-party path
+/// (`content-encoding: gzip`, 2.1.332). Forwarded as sent; decoded here only to be read, at most
+/// 64 MiB of it. An encoding ccb cannot read leaves the body as it is (it then parses as
+/// nothing, and the call is priced by the model the response names).
+fn request_body(req: &Request) -> std::borrow::Cow<'_, [u8]> {
+    const MAX: u64 = 64 * 1024 * 1024;
+    let encoding = req.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-encoding")).map(|(_, v)| v.trim());
+    let mut out = Vec::new();
+    let read = match encoding.map(str::to_ascii_lowercase).as_deref() {
+        Some("gzip" | "x-gzip") => flate2::read::MultiGzDecoder::new(&req.body[..]).take(MAX).read_to_end(&mut out),
+        Some("deflate") => flate2::read::ZlibDecoder::new(&req.body[..]).take(MAX).read_to_end(&mut out),
+        _ => return std::borrow::Cow::Borrowed(&req.body),
+    };
+    match read {
+        Ok(_) => std::borrow::Cow::Owned(out),
+        Err(_) => std::borrow::Cow::Borrowed(&req.body),
+    }
+}
+
+/// Answer a call the meter cannot follow.
+fn refuse_unmetered(w: &mut TcpStream, what: &str) -> io::Result<()> {
+    let msg = format!("ccb: {what}: not metered by ccb's gate, so refused in a metered session; call it without ccb");
+    w.write_all(&crate::sys::http::refusal(crate::sys::http::Style::AnthropicJson, 400, "invalid_request_error", &msg))?;
+    w.flush()?;
+    // The answer said `connection: close`.
+    Err(io::Error::new(io::ErrorKind::PermissionDenied, "unmetered endpoint"))
+}
+
+fn refuse(w: &mut TcpStream, ctx: &Ctx, spent: crate::core::money::Usd, ceiling: crate::core::money::Usd) -> io::Result<()> {
+    let n = ctx.refusals.fetch_add(1, Ordering::Relaxed) + 1;
+    let msg = format!(
+        "ccb: session ceiling reached: {spent} of the {ceiling} ceiling spent; resume the session with --budget <USD>, a larger total, to go on"
+    );
+    let body =
+        serde_json::json!({"type": "error", "error": {"type": "invalid_request_error", "message": msg}}).to_string();
+    let head = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nrequest-id: ccb-refused-{n}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    w.write_all(head.as_bytes())?;
+    w.write_all(body.as_bytes())?;
+    w.flush()?;
+    (ctx.events)(GateEvent::Refused);
+    Ok(())
+}
+
+fn handle(mut req: Request, w: &mut TcpStream, ctx: &Ctx) -> io::Result<()> {
+    let post = req.method.eq_ignore_ascii_case("POST");
+    let (ep, plain) = endpoint(&req.target);
+    if let Some(t) = plain {
+        req.target = t;
+    }
+    if let (Endpoint::Unmetered(what), true) = (&ep, post) {
+        return refuse_unmetered(w, what);
+    }
+    let call = (ep == Endpoint::Messages && post).then(|| model_call(&req));
+    if call.is_some() {
+        // Upstream answers in an encoding the gate reads (claude reads them all).
+        for (k, v) in req.headers.iter_mut() {
+            if k.eq_ignore_ascii_case("accept-encoding") {
+                *v = crate::core::stream::narrow_accept_encoding(v);
+            }
+        }
+    }
+    if call.is_some()
+        && ctx.upstream.first_party
+        && !req.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(crate::session::first_party::HEADER))
+        && !ctx.first_party_ignored.swap(true, Ordering::Relaxed)
+    {
+        (ctx.events)(GateEvent::FirstPartyIgnored);
+    }
+    let mut admitted = None;
+    if let Some(c) = &call {
+        // Claude names its session on every call: a session resumed without its id on the
+        // command line (`--continue`) is known from here on, and its earlier spend counts.
+        if let Some(id) = session_header(&req) {
+            ctx.meter.learn_session(id);
+        }
+        match ctx.meter.admit(&c.model, c.max_tokens, c.bytes, &ctx.prices) {
+            Admission::Refuse { spent, ceiling, .. } => return refuse(w, ctx, spent, ceiling),
+            Admission::Go { call, .. } => admitted = Some(call),
+        }
+    }
+    let result = forward(&req, w, ctx, call.as_ref());
+    if let Some(id) = admitted {
+        ctx.meter.release(id);
+    }
+    result
+}
+
+impl Ctx {
+    fn agent(&self) -> &ureq::Agent {
+        match &self.agent {
+            Lazy::Ready(a) => a,
+            Lazy::Pending(builder) => self.ready.get_or_init(|| {
+                let b =
+                    builder.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_else(ureq::AgentBuilder::new);
+                let (tls, problems) = tls_config(&|k: &str| std::env::var(k).ok());
+                for p in problems {
+                    (self.events)(GateEvent::Problem(p));
+                }
+                b.tls_connector(Arc::new(Tls(tls))).build()
+            }),
+        }
+    }
+}
+
+fn forward(req: &Request, w: &mut TcpStream, ctx: &Ctx, call: Option<&Call>) -> io::Result<()> {
+    let url = format!("{}{}", ctx.upstream.base, req.target);
+    let mut up = ctx.agent().request(&req.method, &url);
+    for (k, v) in &req.headers {
+        if !HOP_BY_HOP.iter().any(|h| k.eq_ignore_ascii_case(h)) {
+            up = up.set(k, v);
+        }
+    }
+    let sent = if req.body.is_empty() && matches!(req.method.as_str(), "GET" | "HEAD" | "DELETE" | "OPTIONS") {
+        up.call()
+    } else {
+        up.send_bytes(&req.body)
+    };
+    let resp = match sent {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(ureq::Error::Transport(t)) => {
+            let msg = format!("ccb gate: the upstream API could not be reached ({})", t.kind());
+            let body = serde_json::json!({"type": "error", "error": {"type": "api_error", "message": msg}}).to_string();
+            let head = format!(
+                "HTTP/1.1 502 Bad Gateway\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            w.write_all(head.as_bytes())?;
+            w.write_all(body.as_bytes())?;
+            return w.flush();
+        }
+    };
+    let status = resp.status();
+    let mut head = format!("HTTP/1.1 {} {}\r\n", status, resp.status_text());
+    for name in resp.headers_names() {
+        if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            continue;
+        }
+        for v in resp.all(&name) {
+            head.push_str(&format!("{name}: {v}\r\n"));
+        }
+    }
+    let no_body = req.method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status);
+    if !no_body {
+        head.push_str("transfer-encoding: chunked\r\n");
+    }
+    head.push_str("\r\n");
+    let request_id = resp.header("request-id").map(String::from);
+    let sse = resp.content_type() == "text/event-stream";
+    let encoding = resp.header("content-encoding").map(|e| e.to_ascii_lowercase());
+    w.write_all(head.as_bytes())?;
+    w.flush()?;
+    if no_body {
+        return Ok(());
+    }
+    let mut watcher = call.filter(|_| status == 200).map(|c| {
+        UsageWatch::new(
+            sse,
+            encoding.as_deref(),
+            crate::core::stream::Bound { prompt_bytes: c.bytes, max_tokens: c.max_tokens },
+        )
+    });
+    let mut reader = resp.into_reader();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut client_gone = false;
+    let mut upstream_ok = true;
+    // The meter learns of a response at once (the next call must see it), the session only once
+    // claude has the whole response: a stop must not cut off what is already paid for.
+    let mut pending = None;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(_) => {
+                upstream_ok = false;
+                break;
+            }
+        };
+        if let Some(wt) = &mut watcher {
+            wt.feed(&buf[..n]);
+            // Count the response as soon as it is complete, before claude has its last bytes:
+            // its next call must already see this one's cost.
+            if wt.complete() && !wt.counted {
+                wt.counted = true;
+                pending = count(ctx, wt, call, request_id.as_deref(), session_header(req), false);
+            }
+        }
+        let chunk = format!("{n:x}\r\n");
+        if w.write_all(chunk.as_bytes())
+            .and_then(|_| w.write_all(&buf[..n]))
+            .and_then(|_| w.write_all(b"\r\n"))
+            .and_then(|_| w.flush())
+            .is_err()
+        {
+            client_gone = true;
+            break;
+        }
+    }
+    if let Some(wt) = &mut watcher {
+        wt.finish();
+        if !wt.counted && (wt.complete() || wt.started()) {
+            // Cut off (Esc, a kill, a broken upstream): charge what was streamed.
+            wt.counted = true;
+            pending = count(ctx, wt, call, request_id.as_deref(), session_header(req), !wt.complete());
+        }
+    }
+    let tell = |pending: Option<GateEvent>| {
+        if let Some(e) = pending {
+            (ctx.events)(e);
+        }
+    };
+    if client_gone || !upstream_ok {
+        tell(pending.take());
+    }
+    if client_gone {
+        return Err(io::Error::new(io::ErrorKind::BrokenPipe, "client went away"));
+    }
+    if !upstream_ok {
+        return Err(io::Error::other("upstream broke off"));
+    }
+    let done = w.write_all(b"0\r\n\r\n").and_then(|_| w.flush());
+    tell(pending);
+    done
+}
+
+/// Count a response in the meter; the event for the session is returned, to send when claude
+/// has the response.
+fn count(
+    ctx: &Ctx,
+    wt: &UsageWatch,
+    call: Option<&Call>,
+    request_id: Option<&str>,
+    session: Option<&str>,
+    cut_off: bool,
+) -> Option<GateEvent> {
+    let reading = wt.reading(cut_off)?;
+    let message_id = wt.message_id.clone().filter(|m| !m.is_empty());
+    let request_id = request_id.filter(|r| !r.is_empty());
+    let key = match (&message_id, request_id) {
+        (Some(m), Some(r)) => format!("{m}:{r}"),
+        (Some(m), None) => m.clone(),
+        (None, Some(r)) => format!(":{r}"),
+        // No id to count it once by: still counted, once, under a key of its own.
+        (None, None) => format!("gate:{}", uuid::Uuid::new_v4()),
+    };
+    let asked = call.map(|c| c.model.as_str()).unwrap_or("");
+    let event = UsageEvent {
+        key,
+        request_id: request_id.map(String::from),
+        session_id: session.map(String::from),
+        agent_id: None,
+        // Claude Code prices the model it asked for; so does ccb.
+        model: if asked.is_empty() { wt.response_model.clone().unwrap_or_default() } else { asked.to_string() },
+        usage: reading.usage,
+        mods: wt.mods().clone(),
+        timestamp: Some(jiff::Timestamp::now().to_string()),
+        entrypoint: None,
+        cwd: None,
+        estimated: reading.estimated,
+    };
+    let outcome = ctx.meter.report(&event, &ctx.prices);
+    Some(GateEvent::Usage { event: Box::new(event), outcome })
+}
+
+pub use crate::core::stream::UsageWatch;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_of_a_messages_path_is_a_model_call() {
+        for t in [
+            "/v1/messages",
+            "/v1/messages?beta=true",
+            "/v1/messages/",
+            "/v1//messages",
+            "//v1/messages",
+            "/v1/./messages",
+            "/x/../v1/messages",
+            "/v1/%6Dessages",
+            "/v1%2Fmessages",
+            "/V1/Messages",
+            "/anthropic/v1/messages",
+        ] {
+            let (ep, plain) = endpoint(t);
+            assert_eq!(ep, Endpoint::Messages, "{t}");
+            let plain = plain.unwrap();
+            assert!(plain.ends_with("/v1/messages") || plain.ends_with("/v1/messages?beta=true"), "{t} -> {plain}");
+        }
+        assert_eq!(endpoint("/v1/messages?beta=true").1.as_deref(), Some("/v1/messages?beta=true"));
+        assert_eq!(endpoint("/v1//messages/").1.as_deref(), Some("/v1/messages"));
+        assert_eq!(endpoint("/anthropic//v1/messages").1.as_deref(), Some("/anthropic/v1/messages"));
+        assert_eq!(endpoint("/v1/messages/count_tokens?beta=true").0, Endpoint::CountTokens);
+        for t in
+            ["/v1/messages/batches", "/v1/messages/batches/msgbatch_1/cancel", "/v1//messages/batches/", "/v1/complete"]
+        {
+            assert!(matches!(endpoint(t).0, Endpoint::Unmetered(_)), "{t}");
+        }
+        for t in ["/api/claude_code/settings", "/v1/models", "/v1/messagesX", "/", "", "/%", "/%zz/v1"] {
+            assert_eq!(endpoint(t), (Endpoint::Other, None), "{t}");
+        }
+    }
+
+    #[test]
+    fn proxies_and_no_proxy() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        let e = env(&[("HTTPS_PROXY", "http://proxy:3128")]);
+        assert_eq!(proxy_for("api.anthropic.com", true, &e).as_deref(), Some("http://proxy:3128"));
+        assert_eq!(proxy_for("api.anthropic.com", false, &e), None, "HTTPS_PROXY is for https");
+        let e = env(&[("https_proxy", "http://p:1"), ("no_proxy", "localhost,.anthropic.com")]);
+        assert_eq!(proxy_for("api.anthropic.com", true, &e), None);
+        assert_eq!(proxy_for("example.com", true, &e).as_deref(), Some("http://p:1"));
+        let e = env(&[("HTTPS_PROXY", "http://p:1"), ("NO_PROXY", "*")]);
+        assert_eq!(proxy_for("x", true, &e), None);
+    }
+
+    #[test]
+    fn upstream_hosts() {
+        assert_eq!(Upstream::new(None).host(), "api.anthropic.com");
+        assert_eq!(Upstream::new(Some("http://127.0.0.1:8080/")).base, "http://127.0.0.1:8080");
+        assert_eq!(Upstream::new(Some("https://u:p@gw.corp:8443/anthropic")).host(), "gw.corp");
+        assert_eq!(Upstream::new(Some("http://[::1]:9/")).host(), "::1");
+    }
+
+    #[test]
+    fn cert_stores_as_claude_reads_them() {
+        for (v, want) in [
+            (None, (true, true)),
+            (Some(""), (true, true)),
+            (Some("bundled"), (true, false)),
+            (Some(" System "), (false, true)),
+            (Some("system,bundled"), (true, true)),
+            (Some("nonsense"), (true, true)),
+            (Some("nonsense,system"), (false, true)),
+        ] {
+            assert_eq!(cert_stores(v), want, "{v:?}");
+        }
+    }
+
+    /// A throwaway CA and a certificate it signed for `localhost`.
+    fn test_ca() -> (rcgen::Certificate, rcgen::Certificate, rcgen::KeyPair) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "ccb unit-test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .unwrap();
+        (ca, leaf, leaf_key)
+    }
+
+    #[test]
+    fn the_system_bundle_is_trusted_as_claude_selects() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, _, _) = test_ca();
+        let bundle = dir.path().join("ca-certificates.crt");
+        // A system bundle may hold a certificate rustls cannot use: skipped, the rest kept.
+        std::fs::write(&bundle, format!("{}-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", ca.pem()))
+            .unwrap();
+        let missing = dir.path().join("missing.pem");
+        let bundles = [missing.as_path(), bundle.as_path()];
+        let web = webpki_roots::TLS_SERVER_ROOTS.len();
+        let roots = |store: Option<&str>, bundles: &[&std::path::Path]| {
+            let store = store.map(String::from);
+            let env = move |k: &str| if k == "CLAUDE_CODE_CERT_STORE" { store.clone() } else { None };
+            let (r, problems) = root_store(&env, bundles);
+            assert!(problems.is_empty(), "{problems:?}");
+            r.len()
+        };
+        assert_eq!(roots(None, &bundles), web + 1, "the first bundle that exists");
+        assert_eq!(roots(None, &[missing.as_path()]), web, "no system bundle: the web PKI roots");
+        assert_eq!(roots(Some("bundled"), &bundles), web);
+        assert_eq!(roots(Some("system"), &bundles), 1);
+        // SSL_CERT_FILE and NODE_EXTRA_CA_CERTS still count, and a bad one is said.
+        let extra = dir.path().join("extra.pem");
+        std::fs::write(&extra, test_ca().0.pem()).unwrap();
+        let (extra_s, missing_s) = (extra.display().to_string(), missing.display().to_string());
+        let env = move |k: &str| match k {
+            "SSL_CERT_FILE" => Some(extra_s.clone()),
+            "NODE_EXTRA_CA_CERTS" => Some(missing_s.clone()),
+            _ => None,
+        };
+        let (r, problems) = root_store(&env, &bundles);
+        assert_eq!(r.len(), web + 2);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("NODE_EXTRA_CA_CERTS: cannot read certificates from"), "{problems:?}");
+    }
+
+    /// An HTTPS server for one request: it answers with `response` and closes TCP without TLS
+    /// `close_notify`. The port, and the CA that signed its certificate.
+    fn unclean_server(response: &'static [u8]) -> (u16, rustls::RootCertStore) {
+        let (ca, leaf, leaf_key) = test_ca();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![leaf.der().clone()],
+                    rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+                )
+                .unwrap(),
+        );
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (tcp, _) = l.accept().unwrap();
+            let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(cfg).unwrap(), tcp);
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && tls.read(&mut b).unwrap_or(0) == 1 {
+                head.push(b[0]);
+            }
+            tls.write_all(response).unwrap();
+            tls.flush().unwrap();
+            // No send_close_notify: TCP just ends.
+            let _ = tls.sock.shutdown(std::net::Shutdown::Both);
+        });
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+        (port, roots)
+    }
+
+    fn fetch(response: &'static [u8], ours: bool) -> io::Result<Vec<u8>> {
+        let (port, roots) = unclean_server(response);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
+        let b = ureq::AgentBuilder::new();
+        let agent = if ours { b.tls_connector(Arc::new(Tls(cfg))) } else { b.tls_config(cfg) }.build();
+        let resp = agent.get(&format!("https://localhost:{port}/")).call().map_err(io::Error::other)?;
+        let mut body = Vec::new();
+        resp.into_reader().read_to_end(&mut body)?;
+        Ok(body)
+    }
+
+    #[test]
+    fn a_framed_response_is_whole_however_tls_ends() {
+        // The last chunk without the final empty line, then TCP's end without close_notify:
+        // claude takes the response as whole; ureq's own TLS stream made it an error.
+        const LAST_CHUNK_THEN_EOF: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n";
+        assert_eq!(fetch(LAST_CHUNK_THEN_EOF, true).unwrap(), b"hello");
+        assert!(
+            fetch(LAST_CHUNK_THEN_EOF, false).is_err(),
+            "ureq's own TLS stream now takes this end as whole: UncleanEnd can go"
+        );
+        const CHUNKED: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        assert_eq!(fetch(CHUNKED, true).unwrap(), b"hello");
+        const LENGTH: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello";
+        assert_eq!(fetch(LENGTH, true).unwrap(), b"hello");
+    }
+
+    #[test]
+    fn an_unframed_or_cut_response_is_never_whole() {
+        // Close-delimited: nothing says it is whole, and an unclean end may be a truncation.
+        const UNFRAMED: &[u8] = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nhello";
+        assert!(fetch(UNFRAMED, true).is_err());
+        const SHORT: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nhello";
+        assert!(fetch(SHORT, true).is_err());
+        const MID_CHUNKS: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n";
+        assert!(fetch(MID_CHUNKS, true).is_err());
+    }
+
+    #[test]
+    fn a_compressed_request_body_is_read_for_its_model() {
+        use std::io::Write;
+        let json = br#"{"model":"claude-sonnet-5-5","max_tokens":32000,"stream":true}"#;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(json).unwrap();
+        let req = |headers: Vec<(String, String)>, body: Vec<u8>| Request {
+            method: "POST".into(),
+            target: "/v1/messages?beta=true".into(),
+            headers,
+            body,
+        };
+        let gzipped = req(vec![("Content-Encoding".into(), "gzip".into())], gz.finish().unwrap());
+        let c = model_call(&gzipped);
+        assert_eq!((c.model.as_str(), c.max_tokens, c.bytes), ("claude-sonnet-5-5", 32000, json.len() as u64));
+        let plain = model_call(&req(vec![], json.to_vec()));
+        assert_eq!((plain.model.as_str(), plain.max_tokens), ("claude-sonnet-5-5", 32000));
+        // Not what it says it is: read as nothing, not an error.
+        let bad = model_call(&req(vec![("content-encoding".into(), "gzip".into())], b"{}".to_vec()));
+        assert_eq!(bad.model, "");
+    }
+}

@@ -1,0 +1,59 @@
+//! The user's files, read: ccb's config and price file. Parsing is the core's
+//! ([`crate::core::config::parse`], [`crate::core::pricing::PriceTable`]); finding and reading
+//! them, and expanding `~/`, is here.
+
+use crate::core::config::{parse, Config};
+use crate::core::exit::Exit;
+use crate::core::pricing::PriceTable;
+use crate::sys::paths::{expand_tilde, io_reason};
+use std::path::{Path, PathBuf};
+
+/// Where the config file is: `$CCB_CONFIG`, else `$XDG_CONFIG_HOME/ccb/config.toml`, else
+/// `~/.config/ccb/config.toml`. The flag says whether the user named it explicitly.
+pub fn config_path() -> Option<(PathBuf, bool)> {
+    if let Some(p) = std::env::var_os("CCB_CONFIG").filter(|v| !v.is_empty()) {
+        return Some((PathBuf::from(p), true));
+    }
+    crate::sys::paths::config_dir().map(|d| (d.join("config.toml"), false))
+}
+
+/// Load the effective configuration. A missing default file means all defaults; a missing file
+/// named by `CCB_CONFIG` is an error.
+pub fn load_config() -> Result<Config, Exit> {
+    let Some((path, explicit)) = config_path() else {
+        return Ok(Config::default());
+    };
+    let mut c = match std::fs::read_to_string(&path) {
+        Ok(text) => parse(&text, &path)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(Config::default()),
+        Err(e) => {
+            return Err(Exit::usage(format!(
+                "cannot read config {}: {}; fix the file or unset CCB_CONFIG",
+                crate::core::human::path_excerpt(&path),
+                io_reason(&e)
+            )))
+        }
+    };
+    for p in [&mut c.claude, &mut c.prices_file].into_iter().flatten() {
+        if let Some(s) = p.to_str() {
+            *p = expand_tilde(s);
+        }
+    }
+    Ok(c)
+}
+
+/// `table` with the user's price file at `p` over it.
+pub fn with_price_file(table: PriceTable, p: &Path) -> Result<PriceTable, String> {
+    let text = std::fs::read_to_string(p)
+        .map_err(|e| format!("cannot read price file {}: {}", p.display(), io_reason(&e)))?;
+    table.with_user_text(&text, p)
+}
+
+/// The newest release's table, with the user's price file over it when one is given.
+pub fn price_table(user_file: Option<&Path>) -> Result<PriceTable, String> {
+    let base = PriceTable::newest()?;
+    match user_file {
+        None => Ok(base),
+        Some(p) => with_price_file(base, p),
+    }
+}
