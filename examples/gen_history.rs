@@ -8,7 +8,7 @@
 //!
 //! It writes `<out>/projects/<cwd slug>/<session>.jsonl` and subagents'
 //! `<out>/projects/<slug>/<session>/subagents/agent-<id>.jsonl` (with their `.meta.json`), shaped
-//! like Claude Code's (CLAUDE_CODE_FACTS.md): compact JSON; one response written as one line per
+//! like Claude Code's (docs/CLAUDE_CODE_FACTS.md): compact JSON; one response written as one line per
 //! content block, every line repeating the response's `message.id`, `requestId` and final usage;
 //! tool results and file contents as large lines; subagent results whose `toolUseResult.usage` must
 //! not be counted; API error lines with model `<synthetic>`; a few malformed (cut) lines; resumed

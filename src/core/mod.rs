@@ -14,6 +14,7 @@
 pub mod args;
 pub mod budget;
 pub mod config;
+pub mod endpoint;
 pub mod exit;
 pub mod human;
 pub mod money;

@@ -16,6 +16,9 @@
 //!
 //! A model priced by 5 or 6 is never free and never under-priced; the figure is marked as an
 //! estimate and the caller says once which model.
+//!
+//! Longer than 600 lines on purpose: parsing, merging (release, claude's cache, the user's
+//! file, learned factors) and lookup share the table's private types; about a fifth is tests.
 
 use crate::core::money::Usd;
 use serde::Deserialize;

@@ -18,6 +18,8 @@
 //!   size for the prompt, its `max_tokens` for output).
 //! - **Unreadable** (an encoding ccb cannot decode, a body that is not JSON): the request's bound
 //!   for the whole call.
+//!
+//! Over 600 lines because of its tests (a third): each bad-upstream shape has its own.
 
 use crate::core::pricing::{Modifiers, Usage};
 use crate::core::tokens::{self, Count};

@@ -1,6 +1,6 @@
 //! The session's processes: knowing every descendant, and ending them all.
 //!
-//! Claude Code runs each Bash tool in its own session and process group (CLAUDE_CODE_FACTS.md),
+//! Claude Code runs each Bash tool in its own session and process group (docs/CLAUDE_CODE_FACTS.md),
 //! so killing claude's process group misses them, and when claude dies they are reparented. ccb
 //! makes itself a child subreaper (Linux), so orphans of the session are reparented to ccb, not
 //! to init: every process of the session stays a descendant of ccb and can be found in /proc.
