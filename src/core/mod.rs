@@ -17,6 +17,7 @@ pub mod config;
 pub mod endpoint;
 pub mod exit;
 pub mod human;
+pub mod limits;
 pub mod money;
 pub mod otlp;
 pub mod plan;
