@@ -5,6 +5,7 @@ use crate::core::config::Config;
 use crate::core::exit::Exit;
 use crate::ledger::Store;
 use crate::core::money::Usd;
+use crate::core::plan::{Class, Payer};
 use crate::core::pool::{self, PoolConfig, PoolStatus};
 use crate::core::report::Dataset;
 use jiff::civil::Date;
@@ -27,8 +28,11 @@ pub fn spend_per_day(ds: &Dataset, include_unmetered: bool) -> Vec<(Date, Usd)> 
     let mut by_day: BTreeMap<Date, Usd> = BTreeMap::new();
     for (&(day, s, _), agg) in &ds.buckets {
         let sess = &ds.sessions[s as usize];
-        let counts =
-            if sess.ccb { sess.meter == "credit-pool" } else { include_unmetered && sess.class == "programmatic" };
+        let counts = if sess.ccb {
+            sess.payer == Payer::CreditPool
+        } else {
+            include_unmetered && sess.class == Class::Programmatic
+        };
         if counts {
             *by_day.entry(day).or_default() += agg.cost;
         }

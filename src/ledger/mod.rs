@@ -8,8 +8,11 @@
 pub mod repair;
 pub mod writer;
 
+use crate::core::exit::Ending;
 use crate::core::money::Usd;
+use crate::core::plan::{BillingMode, Class, Payer};
 use crate::core::pricing::Usage;
+use crate::core::recorded::Source;
 use rusqlite::{params, Connection};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,12 +23,13 @@ pub struct SessionStart {
     pub id: String,
     pub started_ms: i64,
     pub cwd: String,
-    pub class: String,
+    pub class: Class,
     pub print_mode: bool,
     pub model: Option<String>,
     pub reason: Option<String>,
-    pub billing_mode: String,
-    pub meter: String,
+    pub billing_mode: BillingMode,
+    /// Stored in the `meter` column.
+    pub payer: Payer,
     pub ceiling: Option<Usd>,
     /// A credit-pool session started past an exhausted pool with `overage = "allow"`.
     pub overage: bool,
@@ -43,11 +47,11 @@ pub struct RunStart {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunEnd {
     pub id: String,
     pub ended_ms: i64,
-    pub end: String,
+    pub end: Ending,
     pub exit_code: Option<i32>,
 }
 
@@ -60,12 +64,11 @@ pub struct SessionSpend {
 }
 
 /// How a session ended.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SessionEnd {
     pub id: String,
     pub ended_ms: i64,
-    /// `exited`, `signaled`, `ceiling`, `policy`, `refused`, `signal` (ccb was told to stop).
-    pub end: String,
+    pub end: Ending,
     pub exit_code: Option<i32>,
     pub thresholds: Vec<u32>,
 }
@@ -81,7 +84,7 @@ pub struct UsageRow {
     pub agent_id: Option<String>,
     pub usage: Usage,
     pub cost: Usd,
-    pub source: String,
+    pub source: Source,
     /// Who priced it: `claude` (its own per-call figure), `claude-release`, `claude-cache`,
     /// `user-file`, `learned`, `family-dearest` (see [`crate::core::budget::PricedBy`]).
     pub priced_by: String,
@@ -96,8 +99,10 @@ pub struct UsageRow {
 pub struct LedgerUsage {
     pub row: UsageRow,
     pub cwd: String,
-    pub class: String,
-    pub meter: String,
+    /// `unknown` ([`Class::NotRecorded`]) for a response whose session has no row.
+    pub class: Class,
+    /// `unknown` ([`Payer::NotRecorded`]) for a response whose session has no row.
+    pub payer: Payer,
     pub reason: Option<String>,
 }
 
@@ -808,12 +813,12 @@ impl Ledger {
                         s.id,
                         s.started_ms,
                         s.cwd,
-                        s.class,
+                        s.class.as_str(),
                         s.print_mode,
                         s.model,
                         s.reason,
-                        s.billing_mode,
-                        s.meter,
+                        s.billing_mode.as_str(),
+                        s.payer.as_str(),
                         s.ceiling.map(|c| c.nanos()),
                         s.overage
                     ],
@@ -839,7 +844,7 @@ impl Ledger {
                         u.usage.cache_read as i64,
                         u.usage.web_search as i64,
                         u.cost.nanos(),
-                        u.source,
+                        u.source.as_str(),
                         u.priced_by,
                         u.estimated,
                         u.run_id
@@ -876,12 +881,12 @@ impl Store for Ledger {
                 s.id,
                 s.started_ms,
                 s.cwd,
-                s.class,
+                s.class.as_str(),
                 s.print_mode,
                 s.model,
                 s.reason,
-                s.billing_mode,
-                s.meter,
+                s.billing_mode.as_str(),
+                s.payer.as_str(),
                 s.ceiling.map(|c| c.nanos()),
                 s.overage
             ],
@@ -907,7 +912,7 @@ impl Store for Ledger {
                 u.usage.cache_read as i64,
                 u.usage.web_search as i64,
                 u.cost.nanos(),
-                u.source,
+                u.source.as_str(),
                 u.priced_by,
                 u.estimated,
                 u.run_id
@@ -929,7 +934,7 @@ impl Store for Ledger {
     fn end(&self, e: &SessionEnd) -> anyhow::Result<()> {
         self.conn.execute(
             "UPDATE sessions SET ended_ms = ?2, end_kind = ?3, exit_code = ?4, thresholds = ?5 WHERE id = ?1",
-            params![e.id, e.ended_ms, e.end, e.exit_code, thresholds_text(&e.thresholds)],
+            params![e.id, e.ended_ms, e.end.as_str(), e.exit_code, thresholds_text(&e.thresholds)],
         )?;
         Ok(())
     }
@@ -985,14 +990,14 @@ impl Store for Ledger {
                         web_search: r.get::<_, i64>(10)? as u64,
                     },
                     cost: Usd(r.get(11)?),
-                    source: r.get(12)?,
+                    source: Source::parse(r.get_ref(12)?.as_str()?),
                     priced_by: r.get(17)?,
                     estimated: r.get(18)?,
                     run_id: r.get(19)?,
                 },
                 cwd: r.get(13)?,
-                class: r.get(14)?,
-                meter: r.get(15)?,
+                class: Class::parse(r.get_ref(14)?.as_str()?),
+                payer: Payer::parse(r.get_ref(15)?.as_str()?),
                 reason: r.get(16)?,
             })
         })?;
@@ -1010,7 +1015,7 @@ impl Store for Ledger {
     fn end_run(&self, e: &RunEnd) -> anyhow::Result<()> {
         self.conn.execute(
             "UPDATE runs SET ended_ms = ?2, end_kind = ?3, exit_code = ?4 WHERE id = ?1",
-            params![e.id, e.ended_ms, e.end, e.exit_code],
+            params![e.id, e.ended_ms, e.end.as_str(), e.exit_code],
         )?;
         Ok(())
     }
@@ -1052,7 +1057,7 @@ mod tests {
             agent_id: None,
             usage: Usage { input: 10, output: 2, ..Usage::default() },
             cost: Usd(cost),
-            source: "transcript".into(),
+            source: crate::core::recorded::Source::Transcript,
             priced_by: "claude-release".into(),
             estimated: false,
             run_id: None,
@@ -1070,9 +1075,9 @@ mod tests {
         let s = SessionStart {
             id: "s1".into(),
             started_ms: 1000,
-            class: "programmatic".into(),
-            billing_mode: "api-key".into(),
-            meter: "api".into(),
+            class: crate::core::plan::Class::Programmatic,
+            billing_mode: crate::core::plan::BillingMode::ApiKey,
+            payer: crate::core::plan::Payer::Api,
             reason: Some("infra".into()),
             ..Default::default()
         };
@@ -1083,7 +1088,7 @@ mod tests {
         l.end(&SessionEnd {
             id: "s1".into(),
             ended_ms: 3000,
-            end: "ceiling".into(),
+            end: crate::core::exit::Ending::StoppedAtCeiling,
             exit_code: Some(3),
             thresholds: vec![50, 80],
         })
@@ -1097,7 +1102,7 @@ mod tests {
         assert_eq!((cost, end.as_str(), thresholds.as_str(), reason.as_str()), (1000, "ceiling", "50,80", "infra"));
         let u = l.usage_between(0, 2000).unwrap();
         assert_eq!(u.len(), 1);
-        assert_eq!(u[0].meter, "api");
+        assert_eq!(u[0].payer, Payer::Api);
         assert_eq!(l.usage_between(0, i64::MAX).unwrap().len(), 2);
         assert!(l.fire_once("pool", "2026-11-15", 85).unwrap());
         assert!(!l.fire_once("pool", "2026-11-15", 85).unwrap());

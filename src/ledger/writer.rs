@@ -728,7 +728,7 @@ mod tests {
             agent_id: None,
             usage: Usage { input: 1, ..Usage::default() },
             cost: Usd(cost),
-            source: "gate".into(),
+            source: crate::core::recorded::Source::Gate,
             priced_by: "claude-release".into(),
             estimated: false,
             run_id: Some("r".into()),
@@ -738,9 +738,9 @@ mod tests {
     fn start(id: &str) -> SessionStart {
         SessionStart {
             id: id.into(),
-            class: "programmatic".into(),
-            billing_mode: "api-key".into(),
-            meter: "api".into(),
+            class: crate::core::plan::Class::Programmatic,
+            billing_mode: crate::core::plan::BillingMode::ApiKey,
+            payer: crate::core::plan::Payer::Api,
             ..Default::default()
         }
     }
@@ -806,7 +806,13 @@ mod tests {
     }
 
     fn end(id: &str) -> Msg {
-        Msg::End(SessionEnd { id: id.into(), end: "exited".into(), ..Default::default() })
+        Msg::End(SessionEnd {
+            id: id.into(),
+            ended_ms: 0,
+            end: crate::core::exit::Ending::Exited,
+            exit_code: None,
+            thresholds: vec![],
+        })
     }
 
     #[test]
@@ -825,7 +831,12 @@ mod tests {
         k.push(Msg::Record(row("b", 99))); // a second source: the same response
         k.push(Msg::Reason { id: "s".into(), reason: "infra".into() });
         k.push(end("s"));
-        k.push(Msg::EndRun(RunEnd { id: "r".into(), ..Default::default() }));
+        k.push(Msg::EndRun(RunEnd {
+            id: "r".into(),
+            ended_ms: 0,
+            end: crate::core::exit::Ending::Exited,
+            exit_code: None,
+        }));
         assert!(k.flush(&store).is_err());
         assert_eq!(
             k.unwritten(),

@@ -29,6 +29,7 @@
 //! during the ownership pass), not with the size of the history.
 
 use crate::ledger::{CachedFile, CachedKeys, Ledger, ScanWrite, Store};
+use crate::core::plan::{Class, Payer};
 use crate::core::pricing::{ModelPrice, PriceTable};
 use crate::core::report::{Agg, Dataset, SessionAttr};
 use crate::core::transcript::{key_hash, parse_line, Line, UsageEvent};
@@ -289,11 +290,13 @@ pub fn day_of(ms: i64, tz: &TimeZone) -> jiff::civil::Date {
     tz.to_datetime(ts).date()
 }
 
-pub fn class_of_entrypoint(e: Option<&str>) -> &'static str {
+/// A session's class from its transcript's `entrypoint`: `cli` is a terminal, `sdk-*` the
+/// Agent SDK; anything else does not say.
+pub fn class_of_entrypoint(e: Option<&str>) -> Class {
     match e {
-        Some("cli") => "interactive",
-        Some(x) if x.starts_with("sdk") => "programmatic",
-        _ => "unknown",
+        Some("cli") => Class::Interactive,
+        Some(x) if x.starts_with("sdk") => Class::Programmatic,
+        _ => Class::NotRecorded,
     }
 }
 
@@ -319,7 +322,7 @@ pub fn add_ledger(
             id,
             project: u.cwd.clone(),
             class: u.class.clone(),
-            meter: u.meter.clone(),
+            payer: u.payer.clone(),
             reason: u.reason.clone(),
             ccb: true,
         });
@@ -341,7 +344,7 @@ pub fn add_ledger(
 pub struct FileSession {
     pub id: String,
     pub project: String,
-    pub class: String,
+    pub class: Class,
 }
 
 /// The responses a file owns, summed per (slot, session, model).
@@ -384,7 +387,7 @@ impl FileSum {
                     id: s.id.clone(),
                     project: s.project.clone(),
                     class: s.class.clone(),
-                    meter: "unknown".to_string(),
+                    payer: Payer::NotRecorded,
                     reason: None,
                     ccb: false,
                 })
@@ -409,7 +412,7 @@ impl FileSum {
         for s in &self.sessions {
             e.s(&s.id);
             e.s(&s.project);
-            e.s(&s.class);
+            e.s(s.class.as_str());
         }
         e.u(self.models.len() as u64);
         for m in &self.models {
@@ -459,7 +462,7 @@ fn decode_with(
     let malformed = d.u()?;
     let sessions = d.u()?;
     for _ in 0..sessions {
-        session(FileSession { id: d.s()?, project: d.s()?, class: d.s()? });
+        session(FileSession { id: d.s()?, project: d.s()?, class: Class::parse(&d.s()?) });
     }
     let models = d.u()?;
     for _ in 0..models {
@@ -514,7 +517,7 @@ fn add_encoded(b: &[u8], ds: &mut Dataset, since_ms: i64, days: &mut DayCache, s
                 id: s.id,
                 project: s.project,
                 class: s.class,
-                meter: "unknown".to_string(),
+                payer: Payer::NotRecorded,
                 reason: None,
                 ccb: false,
             })
@@ -741,7 +744,7 @@ fn count(sum: &mut FileSum, e: &UsageEvent, ts: i64, ctx: &FileCtx, prices: &mut
     let s = sum.session(sid, || FileSession {
         id: sid.to_string(),
         project: e.cwd.clone().unwrap_or_else(|| ctx.slug.clone()),
-        class: class_of_entrypoint(e.entrypoint.as_deref()).to_string(),
+        class: class_of_entrypoint(e.entrypoint.as_deref()),
     });
     let m = sum.model(&e.model);
     let cost = prices.cost(e);
@@ -1583,8 +1586,8 @@ mod tests {
                 .begin(&crate::ledger::SessionStart {
                     id: u.row.session_id.clone(),
                     class: u.class.clone(),
-                    meter: u.meter.clone(),
-                    billing_mode: "api-key".into(),
+                    payer: u.payer.clone(),
+                    billing_mode: crate::core::plan::BillingMode::ApiKey,
                     ..Default::default()
                 })
                 .unwrap();
@@ -1670,7 +1673,7 @@ mod tests {
             3_000_000_000,
             "subagents count to their session"
         );
-        assert_eq!(r.rows[0].session.as_ref().unwrap().class, "programmatic");
+        assert_eq!(r.rows[0].session.as_ref().unwrap().class, Class::Programmatic);
         // From a day that starts at 23:00 UTC (UTC+1) on, the 23:30 response counts and the 10:00 one not.
         let mut ds = Dataset::default();
         let tz = TimeZone::fixed(jiff::tz::offset(1));
@@ -1691,7 +1694,7 @@ mod tests {
             agent_id: None,
             usage: Default::default(),
             cost: crate::core::money::Usd(5),
-            source: "gate".into(),
+            source: crate::core::recorded::Source::Gate,
             priced_by: "table".into(),
             estimated: false,
             run_id: None,
@@ -1711,9 +1714,9 @@ mod tests {
         use crate::ledger::*;
         f.l.begin(&SessionStart {
             id: "S".into(),
-            class: "programmatic".into(),
-            meter: "credit-pool".into(),
-            billing_mode: "oauth".into(),
+            class: crate::core::plan::Class::Programmatic,
+            payer: crate::core::plan::Payer::CreditPool,
+            billing_mode: crate::core::plan::BillingMode::Oauth,
             ..Default::default()
         })
         .unwrap();
@@ -1725,7 +1728,7 @@ mod tests {
             agent_id: None,
             usage: Default::default(),
             cost: crate::core::money::Usd(1_000_000_000),
-            source: "transcript".into(),
+            source: crate::core::recorded::Source::Transcript,
             priced_by: "claude-release".into(),
             estimated: false,
             run_id: None,
@@ -1737,7 +1740,7 @@ mod tests {
             let r = build(&ds, Period::Session, Split::None, None, None);
             assert_eq!(r.totals.cost.nanos(), 1_000_000_000);
             assert_eq!(r.totals.responses, 1);
-            assert_eq!(r.rows[0].session.as_ref().unwrap().meter, "credit-pool", "the ledger's attributes win");
+            assert_eq!(r.rows[0].session.as_ref().unwrap().payer, Payer::CreditPool, "the ledger's attributes win");
         }
     }
 
@@ -1899,9 +1902,9 @@ mod tests {
         use crate::ledger::*;
         f.l.begin(&SessionStart {
             id: "S".into(),
-            class: "programmatic".into(),
-            meter: "api".into(),
-            billing_mode: "api-key".into(),
+            class: crate::core::plan::Class::Programmatic,
+            payer: crate::core::plan::Payer::Api,
+            billing_mode: crate::core::plan::BillingMode::ApiKey,
             ..Default::default()
         })
         .unwrap();
@@ -1913,7 +1916,7 @@ mod tests {
             agent_id: None,
             usage: crate::core::pricing::Usage { input: 2_000_000, ..Default::default() },
             cost: crate::core::money::Usd(2_000_000_000),
-            source: "transcript".into(),
+            source: crate::core::recorded::Source::Transcript,
             priced_by: "claude-release".into(),
             estimated: false,
             run_id: None,
