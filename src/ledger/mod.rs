@@ -308,9 +308,9 @@ pub struct FileIdentity {
     pub ino: u64,
 }
 
-/// The ledger's file on disk, compared with the one a connection opened.
+/// What became of the file a connection opened: the ledger's file on disk, compared with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileState {
+pub enum FileFate {
     /// The same file, with a database header.
     Same,
     /// Nothing at the path: the file was deleted (the connection writes into the void).
@@ -322,13 +322,13 @@ pub enum FileState {
     Truncated,
 }
 
-impl FileState {
+impl FileFate {
     pub fn word(self) -> &'static str {
         match self {
-            FileState::Same => "unchanged",
-            FileState::Deleted => "deleted",
-            FileState::Replaced => "replaced",
-            FileState::Truncated => "truncated",
+            FileFate::Same => "unchanged",
+            FileFate::Deleted => "deleted",
+            FileFate::Replaced => "replaced",
+            FileFate::Truncated => "truncated",
         }
     }
 }
@@ -346,27 +346,27 @@ pub fn identity(path: &Path) -> Option<FileIdentity> {
 /// reader checkpointed and deleted under it). A database file of ours is never smaller than a
 /// page (SQLite writes its header when the ledger is created and switched to WAL), so one that is
 /// was truncated.
-pub fn file_state(path: &Path, opened: FileIdentity) -> FileState {
+pub fn file_fate(path: &Path, opened: FileIdentity) -> FileFate {
     use std::os::unix::fs::MetadataExt;
     let m = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return match std::fs::symlink_metadata(path) {
                 // A dangling link: something else is at the path.
-                Ok(_) => FileState::Replaced,
-                Err(_) => FileState::Deleted,
+                Ok(_) => FileFate::Replaced,
+                Err(_) => FileFate::Deleted,
             };
         }
         // A stat that failed for another reason (permissions, I/O): the next write will tell.
-        Err(_) => return FileState::Same,
+        Err(_) => return FileFate::Same,
     };
     if (FileIdentity { dev: m.dev(), ino: m.ino() }) != opened {
-        return FileState::Replaced;
+        return FileFate::Replaced;
     }
     if m.len() < 512 {
-        return FileState::Truncated;
+        return FileFate::Truncated;
     }
-    FileState::Same
+    FileFate::Same
 }
 
 /// A ledger cut short under a session (`truncate`, `: > ledger.db`) still has its WAL, which
@@ -1119,25 +1119,25 @@ mod tests {
         let count = |l: &Ledger| -> i64 { l.conn.query_row("SELECT COUNT(*) FROM usage", [], |r| r.get(0)).unwrap() };
         let l = Ledger::open(&path).unwrap();
         let id = identity(&path).unwrap();
-        assert_eq!(file_state(&path, id), FileState::Same);
+        assert_eq!(file_fate(&path, id), FileFate::Same);
         l.begin(&SessionStart { id: "s1".into(), ..Default::default() }).unwrap();
         l.record(&row("a", "s1", 1, 5)).unwrap();
         // Deleted while open: the connection writes on into the void, and its WAL stays.
         std::fs::remove_file(&path).unwrap();
         l.record(&row("b", "s1", 2, 5)).unwrap();
-        assert_eq!(file_state(&path, id), FileState::Deleted);
+        assert_eq!(file_fate(&path, id), FileFate::Deleted);
         assert!(side_file(&path, "-wal").exists());
         // A new ledger at the path does not take in the old one's WAL (SQLite drops it).
         let fresh = Ledger::open(&path).unwrap();
         assert_eq!(count(&fresh), 0);
         assert!(fresh.integrity_ok().unwrap());
-        assert_eq!(file_state(&path, id), FileState::Replaced);
+        assert_eq!(file_fate(&path, id), FileFate::Replaced);
         drop(l);
         // Truncated: moved aside with its WAL, and the path is free for a new one.
         let id = identity(&path).unwrap();
         fresh.record(&row("c", "s1", 3, 5)).unwrap();
         std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
-        assert_eq!(file_state(&path, id), FileState::Truncated);
+        assert_eq!(file_fate(&path, id), FileFate::Truncated);
         let aside = set_aside(&path, id).unwrap().expect("moved aside");
         assert!(aside.exists() && side_file(&aside, "-wal").exists() && !path.exists());
         assert_eq!(set_aside(&path, id).unwrap(), None, "only once");

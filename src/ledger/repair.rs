@@ -44,8 +44,9 @@ impl SessionRepair {
     }
 }
 
+/// What `ccb ledger repair` found and did.
 #[derive(Debug, Clone, Default)]
-pub struct Outcome {
+pub struct RepairReport {
     /// Every session checked, in the ledger's order.
     pub sessions: Vec<SessionRepair>,
     /// Transcript lines skipped as malformed.
@@ -85,7 +86,7 @@ pub fn repair(
     dirs: &[PathBuf],
     prices: &PriceTable,
     only: Option<&str>,
-) -> Result<Outcome, RepairError> {
+) -> Result<RepairReport, RepairError> {
     let err = |e: anyhow::Error| RepairError::Ledger(crate::ledger::describe(&e, ledger.path()));
     let held_rows = ledger.held_rows().map_err(err)?;
     let mut held: HashMap<String, Held> = HashMap::new();
@@ -208,7 +209,7 @@ pub fn repair(
     for (r, t) in repairs.iter_mut().zip(totals) {
         r.totals = t;
     }
-    Ok(Outcome { sessions: repairs, malformed })
+    Ok(RepairReport { sessions: repairs, malformed })
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 //! retrying and rewriting safe.
 
 use crate::ledger::{
-    self, FileIdentity, FileState, Ledger, RunEnd, RunStart, SessionEnd, SessionStart, Store, UsageRow,
+    self, FileIdentity, FileFate, Ledger, RunEnd, RunStart, SessionEnd, SessionStart, Store, UsageRow,
 };
 use crate::core::money::Usd;
 use crate::session::supervisor::Notifier;
@@ -488,14 +488,14 @@ impl Worker {
         self.last_check = Instant::now();
         let (Some(path), Some((_, id))) = (self.path.clone(), self.ledger.as_ref()) else { return false };
         let id = *id;
-        let state = ledger::file_state(&path, id);
-        if state == FileState::Same {
+        let state = ledger::file_fate(&path, id);
+        if state == FileFate::Same {
             return false;
         }
         // Let go of the old file first: nothing more goes into it.
         self.ledger = None;
         let mut aside = None;
-        if state == FileState::Truncated {
+        if state == FileFate::Truncated {
             match ledger::set_aside(&path, id) {
                 Ok(a) => aside = a,
                 Err(e) => {
@@ -517,10 +517,10 @@ impl Worker {
             let p = path.display();
             let now = if opened { "" } else { " as soon as it can be written" };
             let text = match (state, &aside) {
-                (FileState::Deleted, _) => {
+                (FileFate::Deleted, _) => {
                     format!("the ledger {p} was deleted during this session: it is created again, with this session's records{now}")
                 }
-                (FileState::Truncated, Some(a)) => format!(
+                (FileFate::Truncated, Some(a)) => format!(
                     "the ledger {p} was truncated during this session: what was left is moved to {}, and a new ledger gets this session's records{now}",
                     a.display()
                 ),

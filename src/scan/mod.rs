@@ -672,9 +672,9 @@ fn fnv(b: &[u8]) -> u64 {
 
 // ---------------------------------------------------------------- reading a file
 
-/// What is known of a file while and after reading it.
+/// What reading a file found, while and after reading it (cached between reports).
 #[derive(Debug, Default, Clone)]
-struct FileState {
+struct FileRead {
     sum: FileSum,
     /// Every response identity of the complete lines read, owned or not.
     keys: KeySet,
@@ -941,13 +941,13 @@ mod mapped {
 fn read_file(
     f: &File,
     to: u64,
-    st: &mut FileState,
+    st: &mut FileRead,
     ctx: &FileCtx,
     prices: &mut PriceCache,
     claimed: &dyn Fn(u64) -> bool,
     buf: &mut Vec<u8>,
 ) -> Option<Tail> {
-    let FileState { sum, keys, lost, uses_mtime, offset } = st;
+    let FileRead { sum, keys, lost, uses_mtime, offset } = st;
     let mut line = |l: &[u8], sum: &mut FileSum, keys: &mut KeySet, lost: &mut Vec<u64>| -> Option<u64> {
         match parse_line(l) {
             Line::Other => None,
@@ -1024,17 +1024,19 @@ pub struct ScanStats {
     pub wrote: bool,
 }
 
-/// One file's fate in this report.
-enum Plan {
+/// How a file is read in this report (its fate).
+enum ReadMode {
+    /// Not read: the cache holds all of it.
     Cached,
     /// Read on from the cached state (its offset), if the file still starts and ends as it did.
     Resume,
+    /// Read from the start.
     Full,
 }
 
 struct Job {
-    plan: Plan,
-    state: FileState,
+    mode: ReadMode,
+    state: FileRead,
     tail: Option<Tail>,
     /// The whole state is new (not as cached): write it.
     dirty: bool,
@@ -1220,7 +1222,7 @@ fn scan(
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let full = Job { plan: Plan::Full, state: FileState::default(), tail: None, dirty: true };
+            let full = Job { mode: ReadMode::Full, state: FileRead::default(), tail: None, dirty: true };
             let Some(c) = &cache else { return full };
             let Some(r) = c.of_file[i].map(|r| &c.rows[r]) else { return full };
             let Some(k) = cached_keys.remove(f.path.as_os_str().as_bytes()) else { return full };
@@ -1229,14 +1231,14 @@ fn scan(
                 return full;
             };
             let state =
-                FileState { sum, keys: keys.into_iter().collect(), lost, uses_mtime: r.uses_mtime, offset: r.offset };
+                FileRead { sum, keys: keys.into_iter().collect(), lost, uses_mtime: r.uses_mtime, offset: r.offset };
             if unchanged(r, f) {
-                let plan = if r.offset == f.size { Plan::Cached } else { Plan::Resume };
-                return Job { plan, state, tail: None, dirty: false };
+                let mode = if r.offset == f.size { ReadMode::Cached } else { ReadMode::Resume };
+                return Job { mode, state, tail: None, dirty: false };
             }
             let grown = r.dev == f.dev && r.ino == f.ino && f.size > r.size && !r.uses_mtime;
             if grown {
-                Job { plan: Plan::Resume, state, tail: None, dirty: true }
+                Job { mode: ReadMode::Resume, state, tail: None, dirty: true }
             } else {
                 full
             }
@@ -1253,7 +1255,7 @@ fn scan(
     // file that is not read again holds it; the ownership pass below checks the rest.
     let mut held: HashMap<u64, u32, KeyHash> = HashMap::default();
     for (i, j) in jobs.iter().enumerate() {
-        if !matches!(j.plan, Plan::Full) {
+        if !matches!(j.mode, ReadMode::Full) {
             for &k in &j.state.keys {
                 held.entry(k).or_insert(i as u32);
             }
@@ -1263,21 +1265,21 @@ fn scan(
         let (held, ledger_keys) = (&held, &ledger_keys);
         move |k: u64| ledger_keys.contains(&k) || held.get(&k).is_some_and(|&j| (j as usize) < i)
     };
-    let mut todo: Vec<usize> = (0..files.len()).filter(|&i| !matches!(jobs[i].plan, Plan::Cached)).collect();
+    let mut todo: Vec<usize> = (0..files.len()).filter(|&i| !matches!(jobs[i].mode, ReadMode::Cached)).collect();
     // Biggest first, so that no thread is left with a large file at the end.
     todo.sort_by_key(|&i| std::cmp::Reverse(files[i].size - jobs[i].state.offset.min(files[i].size)));
     let results = run_parallel(&todo, |i, buf| {
         let f = &files[i];
         let job = &jobs[i];
-        let mut state = match job.plan {
-            Plan::Resume => job.state.clone(),
-            _ => FileState::default(),
+        let mut state = match job.mode {
+            ReadMode::Resume => job.state.clone(),
+            _ => FileRead::default(),
         };
         let Ok(file) = File::open(&f.path) else { return None };
-        let mut resumed = matches!(job.plan, Plan::Resume);
+        let mut resumed = matches!(job.mode, ReadMode::Resume);
         if resumed && state.offset > 0 && window_hashes(&file, state.offset) != old_windows[i] {
             // Changed in place where it was read: read it all again.
-            state = FileState::default();
+            state = FileRead::default();
             resumed = false;
         }
         let from = state.offset;
@@ -1302,7 +1304,7 @@ fn scan(
             }
             None => {
                 // Gone since it was listed.
-                j.state = FileState::default();
+                j.state = FileRead::default();
                 j.tail = None;
                 j.dirty = true;
             }
@@ -1365,7 +1367,7 @@ fn scan(
         let claimed = |k: u64| want.binary_search(&k).is_ok();
         let ctx = FileCtx::of(&f.path, f.mtime_ms());
         let mut pc = PriceCache { table: prices, seen: Vec::new() };
-        let mut state = FileState::default();
+        let mut state = FileRead::default();
         let tail = read_file(&file, f.size, &mut state, &ctx, &mut pc, &claimed, buf);
         Some((state, tail))
     });
@@ -1378,7 +1380,7 @@ fn scan(
         j.tail = tail;
         j.dirty = true;
     }
-    stats.cached = jobs.iter().filter(|j| matches!(j.plan, Plan::Cached) && !j.dirty).count();
+    stats.cached = jobs.iter().filter(|j| matches!(j.mode, ReadMode::Cached) && !j.dirty).count();
 
     phase(&mut t_phase, "3");
     // The report, in path order.

@@ -5,7 +5,7 @@
 
 use crate::core::budget::{ClaudeCost, Priced, Signal as BudgetSignal, Tally};
 use crate::session::follow::{Feed, Follower, Spec};
-use crate::session::meter::{Meter, Outcome as Counted};
+use crate::session::meter::{Counted, Meter};
 use crate::core::money::Usd;
 use crate::core::plan::PremiumAction;
 use crate::core::pricing::{Match, PriceTable};
