@@ -1147,6 +1147,86 @@ mod tests {
         assert!(again.integrity_ok().unwrap());
     }
 
+    /// A shared ledger that an older ccb (the v1 fixture) and a newer one (names this ccb does not
+    /// know) both wrote: every row reads, known names as their cases, the others verbatim, and
+    /// what this ccb writes back keeps them.
+    #[test]
+    fn rows_from_an_older_and_a_newer_ccb_read_back_verbatim() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("shared.db");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(include_str!("../../tests/fixtures/ledger-v1.sql")).unwrap();
+        drop(c);
+        let l = Ledger::open(&path).unwrap();
+        l.conn
+            .execute_batch(
+                "INSERT INTO sessions (id, started_ms, cwd, class, billing_mode, meter, end_kind)
+                 VALUES ('future', 1795168900000, '/f', 'batch', 'quantum-credits', 'team-pool', 'preempted');
+                 INSERT INTO usage (key, session_id, ts_ms, model, input, output, cache_write_5m, cache_write_1h,
+                                    cache_read, web_search, cost_nanos, source, priced_by)
+                 VALUES ('msg_f:req_f', 'future', 1795168910000, 'claude-sonnet-9', 1, 1, 0, 0, 0, 0, 7, 'edge-cache', 'oracle');
+                 INSERT INTO usage (key, session_id, ts_ms, model, input, output, cache_write_5m, cache_write_1h,
+                                    cache_read, web_search, cost_nanos, source)
+                 VALUES ('msg_o:req_o', 'no-session-row', 1795168920000, 'claude-haiku-4-5', 1, 1, 0, 0, 0, 0, 3, 'gate');",
+            )
+            .unwrap();
+        let got: Vec<(String, Source, Class, Payer)> = l
+            .usage_between(0, i64::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|u| (u.row.key, u.row.source, u.class, u.payer))
+            .collect();
+        let unknown = |s: &str| s.to_string();
+        assert_eq!(
+            got,
+            [
+                ("msg_a:req_a".into(), Source::Transcript, Class::OpusWithReason, Payer::CreditPool),
+                ("msg_b:req_b".into(), Source::Transcript, Class::OpusWithReason, Payer::CreditPool),
+                (
+                    "msg_f:req_f".into(),
+                    Source::Unknown(unknown("edge-cache")),
+                    Class::Unknown(unknown("batch")),
+                    Payer::Unknown(unknown("team-pool"))
+                ),
+                ("msg_o:req_o".into(), Source::Gate, Class::NotRecorded, Payer::NotRecorded),
+            ]
+        );
+        // Written back through the enums, the names are the same text.
+        let copy = Ledger::open(&d.path().join("copy.db")).unwrap();
+        for u in l.usage_between(0, i64::MAX).unwrap() {
+            copy.begin(&SessionStart {
+                id: u.row.session_id.clone(),
+                class: u.class.clone(),
+                billing_mode: BillingMode::Unknown("quantum-credits".into()),
+                payer: u.payer.clone(),
+                ..Default::default()
+            })
+            .unwrap();
+            copy.record(&u.row).unwrap();
+        }
+        copy.end(&SessionEnd {
+            id: "future".into(),
+            ended_ms: 1,
+            end: Ending::parse("preempted"),
+            exit_code: None,
+            thresholds: vec![],
+        })
+        .unwrap();
+        let text = |db: &Ledger, sql: &str| -> Vec<String> {
+            let mut st = db.conn.prepare(sql).unwrap();
+            let rows = st.query_map([], |r| r.get::<_, String>(0)).unwrap();
+            rows.collect::<Result<_, _>>().unwrap()
+        };
+        for sql in [
+            "SELECT source FROM usage ORDER BY key",
+            "SELECT class || ' ' || meter FROM sessions WHERE id = 'future'",
+            "SELECT end_kind FROM sessions WHERE id = 'future'",
+        ] {
+            assert_eq!(text(&copy, sql), text(&l, sql), "{sql}");
+        }
+        assert_eq!(text(&copy, "SELECT billing_mode FROM sessions WHERE id = 'future'"), ["quantum-credits"]);
+    }
+
     #[test]
     fn refuses_a_ledger_from_a_newer_ccb() {
         let d = tempfile::tempdir().unwrap();

@@ -15,7 +15,7 @@
 //! retrying and rewriting safe.
 
 use crate::ledger::{
-    self, FileIdentity, FileFate, Ledger, RunEnd, RunStart, SessionEnd, SessionStart, Store, UsageRow,
+    self, FileFate, FileIdentity, Ledger, RunEnd, RunStart, SessionEnd, SessionStart, Store, UsageRow,
 };
 use crate::core::money::Usd;
 use crate::session::supervisor::Notifier;
