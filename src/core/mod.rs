@@ -7,7 +7,7 @@
 //! - usage decoders for the three sources: [`transcript`] (a transcript line), [`stream`] (the
 //!   gate's server-sent events), [`otlp`] (claude's telemetry export);
 //! - counting and deciding: [`budget`] (a session's tally), [`policy`] (what each counted call
-//!   leads to), [`plan`] (billing mode, meter, class, ceiling), [`exit`] (exit codes and endings);
+//!   leads to), [`plan`] (billing mode, payer, class, ceiling), [`exit`] (exit codes and endings);
 //! - the user's words: [`args`], [`config`] (parsed, not read), [`human`] (formatting);
 //! - reports: [`report`], [`pool`];
 //! - names written down as text (the ledger's columns): [`recorded`], whose enums read back a
