@@ -459,6 +459,77 @@ fn a_ledger_written_by_an_older_ccb_still_opens() {
     assert_eq!(n, 3);
 }
 
+/// A shared ledger holds the v1 fixture and a session a newer ccb wrote, with a class, billing
+/// mode, meter, ending and source this ccb does not know: reports and the pool read it without
+/// error and show the new names verbatim, and this ccb goes on writing beside it.
+#[test]
+fn rows_from_a_newer_ccb_are_reported_under_their_own_names() {
+    let home = ClaudeHome::new();
+    let db = home.path().join("shared.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(include_str!("fixtures/ledger-v1.sql")).unwrap();
+    // 2026-11-21T10:00:00Z, the day after the fixture's session.
+    conn.execute_batch(
+        "INSERT INTO sessions VALUES ('future-session', 1795255200000, 1795255260000, '/srv/next', 'batch', 0,
+             'claude-sonnet-9', NULL, 'quantum-credits', 'team-pool', NULL, 0, 700000000, 'preempted', 143, '');
+         INSERT INTO usage VALUES ('msg_f:req_f', 'future-session', 1795255210000, 'claude-sonnet-4-6', NULL,
+             100, 10, 0, 0, 0, 0, 700000000, 'edge-cache');",
+    )
+    .unwrap();
+    drop(conn);
+    write_config(&home, "[pool]\nplan = \"pro\"\nbilling_day = 1\n");
+    let ccb =
+        |args: &[&str]| run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).env("CCB_LEDGER", &db).args(args));
+    let (code, out, err) = ccb(&["usage", "session", "--json", "--timezone", "UTC"]);
+    assert_eq!(code, 0, "{err}");
+    let v = json_of(&out);
+    let rows = v["sessions"].as_array().unwrap();
+    let future = rows.iter().find(|r| r["sessionId"] == "future-session").expect("the newer ccb's session");
+    assert_eq!((future["meter"].as_str(), future["class"].as_str()), (Some("team-pool"), Some("batch")), "{out}");
+    assert_eq!(micros(&future["totalCost"]), 700_000);
+    let old = rows.iter().find(|r| r["sessionId"] == "old-session-1").unwrap();
+    assert_eq!((old["meter"].as_str(), old["class"].as_str()), (Some("credit-pool"), Some("opus-with-reason")));
+    // Split by meter, the unknown one is a meter of its own.
+    let (code, out, err) = ccb(&["usage", "monthly", "--by-meter", "--json", "--timezone", "UTC"]);
+    assert_eq!(code, 0, "{err}");
+    let v = json_of(&out);
+    let by: Vec<(String, i64)> = v["monthly"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["meter"].as_str().unwrap().to_string(), micros(&r["totalCost"])))
+        .collect();
+    assert_eq!(by, [("credit-pool".to_string(), 1_500_000), ("team-pool".to_string(), 700_000)], "{out}");
+    let (code, out, err) = ccb(&["usage", "session", "--timezone", "UTC"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("future-session"), "{out}");
+    // The pool counts credit-pool sessions only: a meter it does not know is not its spend.
+    let (code, out, err) = ccb(&["pool", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(json_of(&out)["spent"].is_number(), "{out}");
+    // This ccb writes beside the rows it does not know and leaves them as they were.
+    let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
+        .env("CCB_LEDGER", &db)
+        .env("FAKE_SCRIPT", "usd:0.5;exit:0")
+        .args(["-p", "go"]));
+    assert_eq!(code, 0, "{err}");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let kept: (String, String, String, String, String) = conn
+        .query_row(
+            "SELECT s.class, s.billing_mode, s.meter, s.end_kind, u.source FROM sessions s JOIN usage u ON u.session_id = s.id
+             WHERE s.id = 'future-session'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        kept,
+        ("batch".into(), "quantum-credits".into(), "team-pool".into(), "preempted".into(), "edge-cache".into())
+    );
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM usage", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 4);
+}
+
 /// A response first heard from telemetry is in the ledger under its request id alone; its
 /// transcript line names the message too. Reports count it once.
 #[test]

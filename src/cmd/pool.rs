@@ -5,6 +5,7 @@ use crate::core::config::Config;
 use crate::core::exit::Exit;
 use crate::ledger::Store;
 use crate::core::money::Usd;
+use crate::core::plan::{Class, Payer};
 use crate::core::pool::{self, PoolConfig, PoolStatus};
 use crate::core::report::Dataset;
 use jiff::civil::Date;
@@ -27,8 +28,11 @@ pub fn spend_per_day(ds: &Dataset, include_unmetered: bool) -> Vec<(Date, Usd)> 
     let mut by_day: BTreeMap<Date, Usd> = BTreeMap::new();
     for (&(day, s, _), agg) in &ds.buckets {
         let sess = &ds.sessions[s as usize];
-        let counts =
-            if sess.ccb { sess.meter == "credit-pool" } else { include_unmetered && sess.class == "programmatic" };
+        let counts = if sess.ccb {
+            sess.payer == Payer::CreditPool
+        } else {
+            include_unmetered && sess.class == Class::Programmatic
+        };
         if counts {
             *by_day.entry(day).or_default() += agg.cost;
         }
@@ -169,4 +173,44 @@ pub fn check(alert_at: Option<u32>) -> anyhow::Result<i32> {
         }
     }
     Ok(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::report::{Agg, SessionAttr};
+
+    /// The pool is spent by ccb's credit-pool sessions, and (when asked) by programmatic sessions
+    /// not run through ccb; a payer or class from a newer ccb is neither.
+    #[test]
+    fn only_the_credit_pool_spends_the_pool() {
+        let mut ds = Dataset::default();
+        let day = jiff::civil::date(2026, 11, 20);
+        let m = ds.model("claude-sonnet-4-6");
+        let cases = [
+            (true, Class::Programmatic, Payer::CreditPool, 1, true),
+            (true, Class::Programmatic, Payer::Api, 10, false),
+            (true, Class::Unknown("batch".into()), Payer::Unknown("team-pool".into()), 100, false),
+            (false, Class::Programmatic, Payer::NotRecorded, 1_000, true),
+            (false, Class::Interactive, Payer::NotRecorded, 10_000, false),
+            (false, Class::Unknown("batch".into()), Payer::NotRecorded, 100_000, false),
+        ];
+        for (i, (ccb, class, payer, cost, _)) in cases.iter().enumerate() {
+            let s = ds.session(SessionAttr {
+                id: i.to_string(),
+                project: String::new(),
+                class: class.clone(),
+                payer: payer.clone(),
+                reason: None,
+                ccb: *ccb,
+            });
+            let mut a = Agg::default();
+            a.add(&Default::default(), Usd(*cost), 0);
+            ds.add(day, s, m, &a);
+        }
+        let want =
+            |unmetered: bool| -> Usd { cases.iter().filter(|c| c.4 && (c.0 || unmetered)).map(|c| Usd(c.3)).sum() };
+        assert_eq!(spend_per_day(&ds, false), [(day, want(false))]);
+        assert_eq!(spend_per_day(&ds, true), [(day, want(true))]);
+    }
 }

@@ -1,13 +1,14 @@
 //! `ccb [options] [claude args…]`: plan, then run claude under supervision, then account.
 
 use crate::core::args::{self, ClaudeFlags, Invocation};
-use crate::core::config::{Config, OpusWithoutReason};
-use crate::core::exit::{self, Exit};
+use crate::core::config::Config;
+use crate::core::exit::{self, Ending, Exit};
 use crate::session::follow::Spec;
 use crate::ledger::{now_ms, Ledger, SessionEnd, SessionStart, Store, UsageRow};
 use crate::ledger::writer::{Msg, Writer};
 use crate::core::money::Usd;
 use crate::core::plan::{self, Plan, Terminal};
+use crate::core::recorded::Source;
 use crate::session::supervisor::{self, ChildEnd, StopCause};
 use crate::core::transcript::UsageEvent;
 use crate::core::human;
@@ -31,7 +32,7 @@ pub struct Prepared {
     pub claude_dir: Option<PathBuf>,
     pub cwd: PathBuf,
     /// Where usage is heard from: `gate`, `telemetry`, `transcript`.
-    pub sources: Vec<&'static str>,
+    pub sources: Vec<Source>,
     /// The prices in force (those of the claude release being run).
     pub prices: Arc<crate::core::pricing::PriceTable>,
     /// That release, when it can be told from where claude is installed.
@@ -55,7 +56,7 @@ pub fn sources(
     config: &Config,
     env: &plan::Env,
     first_party: &crate::session::first_party::FirstParty,
-) -> Vec<&'static str> {
+) -> Vec<Source> {
     let mut v = Vec::new();
     if plan.passthrough {
         return v;
@@ -65,12 +66,12 @@ pub fn sources(
         && matches!(plan.billing_mode, Oauth | ApiKey | AuthToken | CustomEndpoint)
         && first_party.gate_allowed()
     {
-        v.push("gate");
+        v.push(Source::Gate);
     }
     if config.metering.telemetry && !crate::session::telemetry::user_exports(env) {
-        v.push("telemetry");
+        v.push(Source::Telemetry);
     }
-    v.push("transcript");
+    v.push(Source::Transcript);
     v
 }
 
@@ -263,12 +264,12 @@ pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
                     id: id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
                     started_ms: now_ms(),
                     cwd: cwd.display().to_string(),
-                    class: if programmatic { "programmatic" } else { "interactive" }.into(),
+                    class: if programmatic { plan::Class::Programmatic } else { plan::Class::Interactive },
                     print_mode: flags.print,
                     model: plan::model(&flags, &env, &settings).map(|m| m.0),
                     reason: inv.reason.clone(),
-                    billing_mode: mode.to_string(),
-                    meter: plan::meter(mode, programmatic).to_string(),
+                    payer: plan::payer(&mode, programmatic),
+                    billing_mode: mode,
                     ceiling: None,
                     overage: false,
                 };
@@ -309,7 +310,7 @@ pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
     }
     a.extend(inv.claude_args.iter().cloned());
     let first_party = crate::session::first_party::FirstParty::decide(
-        !plan.passthrough && config.metering.gate && crate::session::first_party::on_path(plan.billing_mode, &env),
+        !plan.passthrough && config.metering.gate && crate::session::first_party::on_path(&plan.billing_mode, &env),
         &claude,
         crate::session::first_party::cache_file(),
         std::env::var_os(crate::session::first_party::TEST_WITHHOLD).is_some_and(|v| v == "1"),
@@ -379,8 +380,8 @@ fn settings_error(e: String) -> Exit {
 
 fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     let plan = &p.plan;
-    let gate = p.sources.contains(&"gate").then_some("http://127.0.0.1:<gate-port>/<token>");
-    let tel = p.sources.contains(&"telemetry").then_some("http://127.0.0.1:<telemetry-port>/v1/logs/<token>");
+    let gate = p.sources.contains(&Source::Gate).then_some("http://127.0.0.1:<gate-port>/<token>");
+    let tel = p.sources.contains(&Source::Telemetry).then_some("http://127.0.0.1:<telemetry-port>/v1/logs/<token>");
     let switch = p.first_party.switch(gate.is_some());
     // The user's --settings is never shown as given either: inline, it may hold a key.
     let merged = merge_settings(&p.args, &p.cwd, env_block(gate, switch, tel)).map_err(settings_error)?;
@@ -405,7 +406,7 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
             "model_source": plan.model_source,
             "reason": plan.reason,
             "billing_mode": plan.billing_mode,
-            "meter": plan.meter,
+            "meter": plan.payer,
             "ceiling_usd": plan.ceiling.map(|c| c.as_f64()),
             "ceiling_from": ceiling_from(p),
             "reason_from": p.inv.reason_from,
@@ -475,7 +476,7 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     );
     row("prices", prices_line(p));
     row("billing", billing);
-    row("meter", plan.meter.to_string());
+    row("meter", plan.payer.to_string());
     row(
         "ceiling",
         match plan.ceiling {
@@ -485,14 +486,15 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     );
     row("terminal", if plan.pty { "pty".into() } else { "pipes".into() });
     row("claude", p.claude.display().to_string());
-    row("sources", if p.sources.is_empty() { "-".into() } else { p.sources.join(", ") });
+    let sources: Vec<&str> = p.sources.iter().map(Source::as_str).collect();
+    row("sources", if sources.is_empty() { "-".into() } else { sources.join(", ") });
     if let Some(u) = &upstream {
         let fp = if switch { format!(" (first party: {}=1)", crate::session::first_party::SWITCH) } else { String::new() };
         row("gate", format!("forwards to {u}{fp}"));
     } else if let Some(why) = &gate_off {
         row("gate", format!("off: {why}"));
     }
-    if !p.sources.contains(&"telemetry") && !plan.passthrough && crate::session::telemetry::user_exports(&p.env) {
+    if !p.sources.contains(&Source::Telemetry) && !plan.passthrough && crate::session::telemetry::user_exports(&p.env) {
         row("", "telemetry: you export your own; ccb leaves your settings alone".into());
     }
     if merged.is_some() {
@@ -522,7 +524,7 @@ fn record_refusal(start: &SessionStart, run_id: &str, existing: bool) {
             let _ = l.end(&SessionEnd {
                 id: start.id.clone(),
                 ended_ms: now_ms(),
-                end: "refused".into(),
+                end: Ending::Refused,
                 exit_code: Some(exit::POLICY),
                 thresholds: vec![],
             });
@@ -537,7 +539,7 @@ fn record_refusal(start: &SessionStart, run_id: &str, existing: bool) {
         let _ = l.end_run(&crate::ledger::RunEnd {
             id: run_id.to_string(),
             ended_ms: now_ms(),
-            end: "refused".into(),
+            end: Ending::Refused,
             exit_code: Some(exit::POLICY),
         });
     }
@@ -582,7 +584,7 @@ impl Recorder {
 }
 
 impl supervisor::Observer for Recorder {
-    fn usage(&mut self, e: &UsageEvent, cost: Usd, _total: Usd, source: &str, priced: crate::core::budget::Priced) {
+    fn usage(&mut self, e: &UsageEvent, cost: Usd, _total: Usd, source: Source, priced: crate::core::budget::Priced) {
         let sid =
             e.session_id.clone().unwrap_or_else(|| self.ids.first().cloned().unwrap_or_else(|| self.start.id.clone()));
         self.begin(&sid);
@@ -594,7 +596,7 @@ impl supervisor::Observer for Recorder {
             agent_id: e.agent_id.clone(),
             usage: e.usage,
             cost,
-            source: source.into(),
+            source,
             priced_by: priced.by.as_str().into(),
             estimated: priced.estimated,
             run_id: Some(self.run_id.clone()),
@@ -639,7 +641,7 @@ impl supervisor::Observer for Recorder {
 /// Before a credit-pool session: refuse when the pool is spent and overage is rejected.
 fn check_pool(p: &Prepared) -> Result<bool, Exit> {
     let Some(pc) = p.config.pool.clone() else { return Ok(false) };
-    if p.plan.meter != plan::Meter::CreditPool {
+    if p.plan.payer != plan::Payer::CreditPool {
         return Ok(false);
     }
     let s = match crate::cmd::pool::current(&p.config, &pc) {
@@ -794,12 +796,12 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         id: p.session_id.clone().unwrap_or_else(|| p.run_id.clone()),
         started_ms: now_ms(),
         cwd: p.cwd.display().to_string(),
-        class: p.plan.class.to_string(),
+        class: p.plan.class.clone(),
         print_mode: p.plan.print_mode,
         model: p.plan.model.clone(),
         reason: p.plan.reason.clone(),
-        billing_mode: p.plan.billing_mode.to_string(),
-        meter: p.plan.meter.to_string(),
+        billing_mode: p.plan.billing_mode.clone(),
+        payer: p.plan.payer.clone(),
         ceiling: p.plan.ceiling,
         overage: false,
     };
@@ -824,7 +826,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     let start = SessionStart { ceiling, ..start };
     // Bind before claude starts: the ports go into its settings.
     let mut gate = None;
-    if p.sources.contains(&"gate") {
+    if p.sources.contains(&Source::Gate) {
         match crate::session::gate::Gate::bind() {
             Ok(g) => {
                 let up = crate::session::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str));
@@ -834,7 +836,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         }
     }
     let mut telemetry = None;
-    if p.sources.contains(&"telemetry") {
+    if p.sources.contains(&Source::Telemetry) {
         match crate::session::telemetry::Receiver::bind() {
             Ok(r) => telemetry = Some(r),
             Err(e) => crate::note!("ccb: the telemetry receiver could not start ({e})"),
@@ -917,7 +919,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     let follow = project_dir.map(|project_dir| Spec {
         project_dir,
         session_id: p.session_id.clone(),
-        guess: !p.sources.contains(&"gate") && !p.sources.contains(&"telemetry"),
+        guess: !p.sources.contains(&Source::Gate) && !p.sources.contains(&Source::Telemetry),
         interactive: !p.plan.programmatic,
     });
     let stderr_tty = std::io::stderr().is_terminal();
@@ -947,11 +949,8 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         block_at_ceiling: p.config.metering.block,
         prices,
         claude_knows: claude_knows(&p),
-        premium_guard: (!p.plan.premium).then(|| supervisor::PremiumGuard {
-            stop: p.config.opus_without_reason == OpusWithoutReason::Stop,
-            floor: p.prices.premium_floor(&p.config.premium_at),
-            reason: p.plan.pending_reason.clone(),
-        }),
+        premium_guard: plan::premium_action(&p.plan, p.config.opus_without_reason)
+            .map(|action| supervisor::PremiumGuard { action, floor: p.prices.premium_floor(&p.config.premium_at) }),
         progress: p.plan.print_mode && stderr_tty,
         stream_json: !p.plan.pty && p.stream_json,
         label,
@@ -1001,12 +1000,12 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     }
     let end = match (&out.stopped, out.status) {
         (Some(s), _) => match s.cause {
-            StopCause::Ceiling => "ceiling",
-            StopCause::OpusWithoutReason => "policy",
-            StopCause::Signal(_) => "signal",
+            StopCause::Ceiling => Ending::StoppedAtCeiling,
+            StopCause::OpusWithoutReason => Ending::StoppedForPolicy,
+            StopCause::Signal(_) => Ending::Interrupted,
         },
-        (None, ChildEnd::Code(_)) => "exited",
-        (None, ChildEnd::Signal(_)) => "signaled",
+        (None, ChildEnd::Code(_)) => Ending::Exited,
+        (None, ChildEnd::Signal(_)) => Ending::Killed,
     };
     // A run whose session was named but never spent (a `--continue` refused at its ceiling).
     if rec.ids.is_empty() {
@@ -1017,14 +1016,14 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     rec.ledger.send(Msg::EndRun(crate::ledger::RunEnd {
         id: p.run_id.clone(),
         ended_ms: now_ms(),
-        end: end.into(),
+        end: end.clone(),
         exit_code: Some(code),
     }));
     for id in &rec.ids {
         let e = SessionEnd {
             id: id.clone(),
             ended_ms: now_ms(),
-            end: end.into(),
+            end: end.clone(),
             exit_code: Some(code),
             thresholds: out.fired.clone(),
         };
@@ -1125,10 +1124,9 @@ fn ceiling_from(p: &Prepared) -> String {
         Some(f) => f.to_string(),
         None => format!(
             "[ceilings] {}",
-            match p.plan.class {
-                plan::Class::Interactive => "interactive",
-                plan::Class::Programmatic => "programmatic",
+            match &p.plan.class {
                 plan::Class::OpusWithReason => "opus",
+                class => class.as_str(),
             }
         ),
     }
@@ -1183,7 +1181,7 @@ fn summary(p: &Prepared, out: &supervisor::Outcome, ceiling: Option<Usd>) -> Str
         tokens(u.cache_write()),
         tokens(u.cache_read),
         if models.is_empty() { "no model calls seen".to_string() } else { models.join(", ") },
-        p.plan.meter
+        p.plan.payer
     );
     if t.malformed > 0 {
         s.push_str(&format!(" · {} malformed transcript lines skipped", t.malformed));

@@ -43,7 +43,60 @@ impl fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
+/// How a session, or one run of it, ended (`end_kind` in the ledger's `sessions` and `runs`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Ending {
+    /// Claude exited by itself (`exited`), whatever its code.
+    Exited,
+    /// Claude died of a signal ccb did not send (`signaled`).
+    Killed,
+    /// ccb stopped the session at its ceiling, or claude ended after the gate refused a call
+    /// there (`ceiling`).
+    StoppedAtCeiling,
+    /// ccb stopped the session because a premium model answered without a reason, with
+    /// `opus_without_reason = "stop"` (`policy`).
+    StoppedForPolicy,
+    /// Refused before launch: nothing ran (`refused`).
+    Refused,
+    /// ccb was told to stop (TERM, HUP, INT) and stopped the session (`signal`).
+    Interrupted,
+    /// A name written by a newer ccb, kept verbatim.
+    Unknown(String),
+}
+
+crate::core::recorded::recorded!(Ending {
+    Exited => "exited",
+    Killed => "signaled",
+    StoppedAtCeiling => "ceiling",
+    StoppedForPolicy => "policy",
+    Refused => "refused",
+    Interrupted => "signal",
+});
+
 /// The exit code for an `anyhow::Error`: ours if it carries an [`Exit`], else a launch failure.
 pub fn code_of(err: &anyhow::Error) -> i32 {
     err.downcast_ref::<Exit>().map(|e| e.code).unwrap_or(LAUNCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endings_round_trip_and_keep_names_from_the_future() {
+        let table = [
+            (Ending::Exited, "exited"),
+            (Ending::Killed, "signaled"),
+            (Ending::StoppedAtCeiling, "ceiling"),
+            (Ending::StoppedForPolicy, "policy"),
+            (Ending::Refused, "refused"),
+            (Ending::Interrupted, "signal"),
+            (Ending::Unknown("something-new".into()), "something-new"),
+        ];
+        for (e, name) in table {
+            assert_eq!((e.as_str(), e.to_string()), (name, name.to_string()));
+            assert_eq!(Ending::parse(name), e, "{name}");
+        }
+        assert_eq!(Ending::KNOWN.len(), 6, "every known ending is in the table above");
+    }
 }

@@ -7,9 +7,11 @@
 //! - usage decoders for the three sources: [`transcript`] (a transcript line), [`stream`] (the
 //!   gate's server-sent events), [`otlp`] (claude's telemetry export);
 //! - counting and deciding: [`budget`] (a session's tally), [`policy`] (what each counted call
-//!   leads to), [`plan`] (billing mode, meter, class, ceiling), [`exit`] (exit codes and endings);
+//!   leads to), [`plan`] (billing mode, payer, class, ceiling), [`exit`] (exit codes and endings);
 //! - the user's words: [`args`], [`config`] (parsed, not read), [`human`] (formatting);
-//! - reports: [`report`], [`pool`].
+//! - reports: [`report`], [`pool`];
+//! - names written down as text (the ledger's columns): [`recorded`], whose enums read back a
+//!   name from a newer ccb as `Unknown(name)`, verbatim.
 
 pub mod args;
 pub mod budget;
@@ -23,6 +25,7 @@ pub mod otlp;
 pub mod plan;
 pub mod pool;
 pub mod pricing;
+pub mod recorded;
 pub mod report;
 pub mod stream;
 pub mod tokens;

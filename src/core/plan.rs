@@ -1,4 +1,4 @@
-//! The session plan: class, model, billing mode, meter and ceiling, decided before anything is
+//! The session plan: class, model, billing mode, payer and ceiling, decided before anything is
 //! spawned, as pure functions of the claude arguments, the environment (with Claude Code's
 //! settings `env` block applied over it), the settings and ccb's config.
 
@@ -7,56 +7,106 @@ use crate::core::config::Config;
 use crate::core::exit::Exit;
 use crate::core::money::Usd;
 use crate::core::pricing::PriceTable;
+use crate::core::recorded::recorded;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// What kind of session this is, which picks its default ceiling (`sessions.class`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Class {
+    /// Claude in a terminal, with a person at it.
     Interactive,
+    /// Print mode, stream-json, output not to a terminal, or the Agent SDK.
     Programmatic,
+    /// A premium model (Opus's price tier or above), with an allowed `--reason`.
     OpusWithReason,
+    /// ccb did not decide it: a session seen only in its transcript, whose entrypoint does not
+    /// say (`unknown`).
+    #[default]
+    NotRecorded,
+    /// A name written by a newer ccb, kept verbatim.
+    Unknown(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// Who claude's credentials bill, following Claude Code's precedence (`sessions.billing_mode`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum BillingMode {
+    /// The `/login` subscription, or `CLAUDE_CODE_OAUTH_TOKEN`.
     Oauth,
+    /// `ANTHROPIC_API_KEY` or `apiKeyHelper`.
     ApiKey,
+    /// `ANTHROPIC_AUTH_TOKEN`.
     AuthToken,
+    /// `ANTHROPIC_BASE_URL` pointing elsewhere than Anthropic: a gateway decides.
     CustomEndpoint,
     Bedrock,
     Vertex,
     Foundry,
+    /// ccb did not record it: a session rebuilt by `ccb ledger repair` (`unknown`).
+    #[default]
+    NotRecorded,
+    /// A name written by a newer ccb, kept verbatim.
+    Unknown(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Meter {
+/// Who pays for a session's usage (`sessions.meter`, and `meter` in reports and `--by meter`).
+///
+/// Called `Payer`, not `Meter`: [`crate::session::meter::Meter`] is the live counter of a
+/// running session, which this is not; this only says whose money or allowance the usage
+/// draws on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Payer {
     /// The subscription's own interactive limits.
     Subscription,
     /// The plan's monthly dollar credit pool for programmatic use.
     CreditPool,
     /// Billed per token (API key, gateway, cloud provider).
     Api,
+    /// ccb did not record it: a session seen only in its transcript, or rebuilt by
+    /// `ccb ledger repair` (`unknown`).
+    #[default]
+    NotRecorded,
+    /// A name written by a newer ccb, kept verbatim.
+    Unknown(String),
 }
 
-macro_rules! names {
-    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
-        impl $t {
-            pub fn as_str(self) -> &'static str { match self { $(Self::$v => $s),* } }
-        }
-        impl std::fmt::Display for $t {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
-        }
-    };
-}
-names!(Class { Interactive => "interactive", Programmatic => "programmatic", OpusWithReason => "opus-with-reason" });
-names!(BillingMode {
-    Oauth => "oauth", ApiKey => "api-key", AuthToken => "auth-token", CustomEndpoint => "custom-endpoint",
-    Bedrock => "bedrock", Vertex => "vertex", Foundry => "foundry",
+recorded!(Class {
+    Interactive => "interactive",
+    Programmatic => "programmatic",
+    OpusWithReason => "opus-with-reason",
+    NotRecorded => "unknown",
 });
-names!(Meter { Subscription => "subscription", CreditPool => "credit-pool", Api => "api" });
+recorded!(BillingMode {
+    Oauth => "oauth", ApiKey => "api-key", AuthToken => "auth-token", CustomEndpoint => "custom-endpoint",
+    Bedrock => "bedrock", Vertex => "vertex", Foundry => "foundry", NotRecorded => "unknown",
+});
+recorded!(Payer { Subscription => "subscription", CreditPool => "credit-pool", Api => "api", NotRecorded => "unknown" });
+
+/// What happens when a premium model answers a session started without one (`/model opus`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PremiumAction {
+    /// A `--reason` was given although the session needed none then: record it from the first
+    /// premium answer, and let the session go on.
+    RecordReason(String),
+    /// No reason: tell the user, once (`opus_without_reason = "warn"`).
+    Warn,
+    /// No reason: stop the session (`opus_without_reason = "stop"`).
+    Stop,
+}
+
+/// The premium action for a plan; `None` when premium models are allowed (the session started
+/// with one, and its reason).
+pub fn premium_action(plan: &Plan, policy: crate::core::config::OpusWithoutReason) -> Option<PremiumAction> {
+    use crate::core::config::OpusWithoutReason;
+    if plan.premium {
+        return None;
+    }
+    Some(match (&plan.pending_reason, policy) {
+        (Some(r), _) => PremiumAction::RecordReason(r.clone()),
+        (None, OpusWithoutReason::Warn) => PremiumAction::Warn,
+        (None, OpusWithoutReason::Stop) => PremiumAction::Stop,
+    })
+}
 
 /// Where the model came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -119,11 +169,13 @@ pub fn is_anthropic_url(url: &str) -> bool {
     host == "api.anthropic.com" || host == "anthropic.com" || host.ends_with(".anthropic.com")
 }
 
-pub fn meter(mode: BillingMode, programmatic: bool) -> Meter {
+/// Who pays: the subscription's limits or its credit pool for `/login` (OAuth) sessions, per
+/// token for everything else.
+pub fn payer(mode: &BillingMode, programmatic: bool) -> Payer {
     match mode {
-        BillingMode::Oauth if programmatic => Meter::CreditPool,
-        BillingMode::Oauth => Meter::Subscription,
-        _ => Meter::Api,
+        BillingMode::Oauth if programmatic => Payer::CreditPool,
+        BillingMode::Oauth => Payer::Subscription,
+        _ => Payer::Api,
     }
 }
 
@@ -174,7 +226,7 @@ pub struct Plan {
     /// model answers later (`/model opus`).
     pub pending_reason: Option<String>,
     pub billing_mode: BillingMode,
-    pub meter: Meter,
+    pub payer: Payer,
     pub ceiling: Option<Usd>,
     /// Run claude under a pseudo-terminal (stdin and stdout are terminals).
     pub pty: bool,
@@ -210,8 +262,8 @@ pub fn decide(
             premium: false,
             reason: reason.map(str::to_string),
             pending_reason: None,
+            payer: payer(&mode, programmatic),
             billing_mode: mode,
-            meter: meter(mode, programmatic),
             ceiling: None,
             pty,
             passthrough: true,
@@ -257,18 +309,14 @@ pub fn decide(
         }
     }
     let opus = premium;
-    let class = if opus {
-        Class::OpusWithReason
+    let (class, default_ceiling) = if opus {
+        (Class::OpusWithReason, config.ceilings.opus)
     } else if programmatic {
-        Class::Programmatic
+        (Class::Programmatic, config.ceilings.programmatic)
     } else {
-        Class::Interactive
+        (Class::Interactive, config.ceilings.interactive)
     };
-    let ceiling = budget.unwrap_or(match class {
-        Class::Interactive => config.ceilings.interactive,
-        Class::Programmatic => config.ceilings.programmatic,
-        Class::OpusWithReason => config.ceilings.opus,
-    });
+    let ceiling = budget.unwrap_or(default_ceiling);
     Ok(Plan {
         class,
         print_mode: flags.print,
@@ -279,8 +327,8 @@ pub fn decide(
         premium,
         reason: if premium { reason.map(str::to_string) } else { None },
         pending_reason: if premium { None } else { reason.map(str::to_string) },
+        payer: payer(&mode, programmatic),
         billing_mode: mode,
-        meter: meter(mode, programmatic),
         ceiling: Some(ceiling),
         pty,
         passthrough: false,
@@ -385,9 +433,9 @@ mod tests {
     }
 
     #[test]
-    fn meters() {
-        assert_eq!(meter(BillingMode::Oauth, false), Meter::Subscription);
-        assert_eq!(meter(BillingMode::Oauth, true), Meter::CreditPool);
+    fn payers() {
+        assert_eq!(payer(&BillingMode::Oauth, false), Payer::Subscription);
+        assert_eq!(payer(&BillingMode::Oauth, true), Payer::CreditPool);
         for m in [
             BillingMode::ApiKey,
             BillingMode::AuthToken,
@@ -396,8 +444,8 @@ mod tests {
             BillingMode::Vertex,
             BillingMode::Foundry,
         ] {
-            assert_eq!(meter(m, true), Meter::Api);
-            assert_eq!(meter(m, false), Meter::Api);
+            assert_eq!(payer(&m, true), Payer::Api);
+            assert_eq!(payer(&m, false), Payer::Api);
         }
     }
 
@@ -514,7 +562,7 @@ mod tests {
             plan(&["--model", "claude-opus-4-7", "-p", "x"], &[("CLAUDE_CODE_OAUTH_TOKEN", "t")], TERM, Some("infra"))
                 .unwrap();
         assert_eq!(p.class, Class::OpusWithReason);
-        assert_eq!(p.meter, Meter::CreditPool);
+        assert_eq!(p.payer, Payer::CreditPool);
         assert_eq!(p.ceiling, Some(Config::default().ceilings.opus));
         let e = plan(&[], &[("ANTHROPIC_MODEL", "opus")], TERM, None).unwrap_err();
         assert!(e.message.contains("from ANTHROPIC_MODEL"), "{}", e.message);
@@ -540,6 +588,76 @@ mod tests {
         let p = plan(&["--model", "opus", "--version"], &[], TERM, None).unwrap();
         assert!(p.passthrough);
         assert_eq!(p.ceiling, None);
+    }
+
+    #[test]
+    fn recorded_names_round_trip_and_keep_names_from_the_future() {
+        let classes = [
+            (Class::Interactive, "interactive"),
+            (Class::Programmatic, "programmatic"),
+            (Class::OpusWithReason, "opus-with-reason"),
+            (Class::NotRecorded, "unknown"),
+            (Class::Unknown("something-new".into()), "something-new"),
+        ];
+        for (c, name) in &classes {
+            assert_eq!((c.as_str(), c.to_string()), (*name, name.to_string()));
+            assert_eq!(Class::parse(name), *c);
+            assert_eq!(serde_json::to_value(c).unwrap(), serde_json::json!(name));
+        }
+        assert_eq!(Class::KNOWN.len() + 1, classes.len());
+        let modes = [
+            (BillingMode::Oauth, "oauth"),
+            (BillingMode::ApiKey, "api-key"),
+            (BillingMode::AuthToken, "auth-token"),
+            (BillingMode::CustomEndpoint, "custom-endpoint"),
+            (BillingMode::Bedrock, "bedrock"),
+            (BillingMode::Vertex, "vertex"),
+            (BillingMode::Foundry, "foundry"),
+            (BillingMode::NotRecorded, "unknown"),
+            (BillingMode::Unknown("something-new".into()), "something-new"),
+        ];
+        for (m, name) in &modes {
+            assert_eq!((m.as_str(), m.to_string()), (*name, name.to_string()));
+            assert_eq!(BillingMode::parse(name), *m);
+            assert_eq!(serde_json::to_value(m).unwrap(), serde_json::json!(name));
+        }
+        assert_eq!(BillingMode::KNOWN.len() + 1, modes.len());
+        let payers = [
+            (Payer::Subscription, "subscription"),
+            (Payer::CreditPool, "credit-pool"),
+            (Payer::Api, "api"),
+            (Payer::NotRecorded, "unknown"),
+            (Payer::Unknown("something-new".into()), "something-new"),
+        ];
+        for (p, name) in &payers {
+            assert_eq!((p.as_str(), p.to_string()), (*name, name.to_string()));
+            assert_eq!(Payer::parse(name), *p);
+            assert_eq!(serde_json::to_value(p).unwrap(), serde_json::json!(name));
+        }
+        assert_eq!(Payer::KNOWN.len() + 1, payers.len());
+        // What ccb stores for a value it did not record is what a default row holds.
+        assert_eq!(
+            (Class::default(), BillingMode::default(), Payer::default()),
+            (Class::NotRecorded, BillingMode::NotRecorded, Payer::NotRecorded)
+        );
+    }
+
+    #[test]
+    fn premium_actions() {
+        use crate::core::config::OpusWithoutReason::{Stop, Warn};
+        let sonnet = plan(&["-p", "x"], &[], TERM, None).unwrap();
+        let kept = plan(&["-p", "x"], &[], TERM, Some("infra")).unwrap();
+        let opus = plan(&["--model", "opus", "-p", "x"], &[], TERM, Some("infra")).unwrap();
+        let cases = [
+            (&sonnet, Warn, Some(PremiumAction::Warn)),
+            (&sonnet, Stop, Some(PremiumAction::Stop)),
+            (&kept, Warn, Some(PremiumAction::RecordReason("infra".into()))),
+            (&kept, Stop, Some(PremiumAction::RecordReason("infra".into()))),
+            (&opus, Stop, None),
+        ];
+        for (p, policy, want) in cases {
+            assert_eq!(premium_action(p, policy), want, "{:?} {policy:?}", p.pending_reason);
+        }
     }
 
     #[test]

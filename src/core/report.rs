@@ -2,6 +2,7 @@
 //! optional splits, and renderers (table, ccusage-compatible JSON) behind one interface.
 
 use crate::core::money::Usd;
+use crate::core::plan::{Class, Payer};
 use crate::core::pricing::Usage;
 use jiff::civil::Date;
 use serde_json::{json, Map, Value};
@@ -12,8 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 pub struct SessionAttr {
     pub id: String,
     pub project: String,
-    pub class: String,
-    pub meter: String,
+    pub class: Class,
+    /// Who paid (`meter` in reports): [`Payer::NotRecorded`] for a session not run through ccb.
+    pub payer: Payer,
     pub reason: Option<String>,
     /// Run through ccb (in the ledger).
     pub ccb: bool,
@@ -174,7 +176,7 @@ pub fn build(ds: &Dataset, period: Period, split: Split, since: Option<Date>, un
             Split::None => None,
             Split::Model => Some(model.clone()),
             Split::Reason => Some(sess.reason.clone().unwrap_or_else(|| "-".into())),
-            Split::Meter => Some(sess.meter.clone()),
+            Split::Meter => Some(sess.payer.to_string()),
             Split::Project => Some(sess.project.clone()),
         };
         let row = rows.entry((key.clone(), split_val.clone())).or_insert_with(|| Row {
@@ -185,8 +187,8 @@ pub fn build(ds: &Dataset, period: Period, split: Split, since: Option<Date>, un
         });
         row.total.merge(agg);
         row.models.entry(model.clone()).or_default().merge(agg);
-        *row.meters.entry(sess.meter.clone()).or_default() += agg.cost;
-        *row.classes.entry(sess.class.clone()).or_default() += agg.cost;
+        *row.meters.entry(sess.payer.to_string()).or_default() += agg.cost;
+        *row.classes.entry(sess.class.to_string()).or_default() += agg.cost;
         *row.reasons.entry(sess.reason.clone().unwrap_or_else(|| "-".into())).or_default() += agg.cost;
         totals.merge(agg);
     }
@@ -268,7 +270,7 @@ pub fn to_json(r: &Report, split: Split) -> Value {
                 m.insert("projectPath".into(), json!(s.project));
                 m.insert("lastActivity".into(), json!(iso_ms(row.total.last_ms)));
                 m.insert("firstActivity".into(), json!(iso_ms(row.total.first_ms)));
-                m.insert("meter".into(), json!(s.meter));
+                m.insert("meter".into(), json!(s.payer));
                 m.insert("class".into(), json!(s.class));
                 m.insert("reason".into(), json!(s.reason));
                 m.insert("viaCcb".into(), json!(s.ccb));
@@ -402,16 +404,16 @@ mod tests {
         let a = d.session(SessionAttr {
             id: "A".into(),
             project: "/p1".into(),
-            class: "programmatic".into(),
-            meter: "credit-pool".into(),
+            class: crate::core::plan::Class::Programmatic,
+            payer: crate::core::plan::Payer::CreditPool,
             reason: None,
             ccb: true,
         });
         let b = d.session(SessionAttr {
             id: "B".into(),
             project: "/p2".into(),
-            class: "opus-with-reason".into(),
-            meter: "api".into(),
+            class: crate::core::plan::Class::OpusWithReason,
+            payer: crate::core::plan::Payer::Api,
             reason: Some("infra".into()),
             ccb: true,
         });
@@ -529,8 +531,8 @@ mod tests {
         let a = d.session(SessionAttr {
             id: id.clone(),
             project: "/p".into(),
-            class: "programmatic".into(),
-            meter: "api".into(),
+            class: crate::core::plan::Class::Programmatic,
+            payer: crate::core::plan::Payer::Api,
             reason: Some(format!("r\n{}", "\u{e9}".repeat(30))),
             ccb: true,
         });

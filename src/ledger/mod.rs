@@ -8,8 +8,11 @@
 pub mod repair;
 pub mod writer;
 
+use crate::core::exit::Ending;
 use crate::core::money::Usd;
+use crate::core::plan::{BillingMode, Class, Payer};
 use crate::core::pricing::Usage;
+use crate::core::recorded::Source;
 use rusqlite::{params, Connection};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,12 +23,13 @@ pub struct SessionStart {
     pub id: String,
     pub started_ms: i64,
     pub cwd: String,
-    pub class: String,
+    pub class: Class,
     pub print_mode: bool,
     pub model: Option<String>,
     pub reason: Option<String>,
-    pub billing_mode: String,
-    pub meter: String,
+    pub billing_mode: BillingMode,
+    /// Stored in the `meter` column.
+    pub payer: Payer,
     pub ceiling: Option<Usd>,
     /// A credit-pool session started past an exhausted pool with `overage = "allow"`.
     pub overage: bool,
@@ -43,11 +47,11 @@ pub struct RunStart {
 }
 
 /// How a run ended.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunEnd {
     pub id: String,
     pub ended_ms: i64,
-    pub end: String,
+    pub end: Ending,
     pub exit_code: Option<i32>,
 }
 
@@ -60,12 +64,11 @@ pub struct SessionSpend {
 }
 
 /// How a session ended.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SessionEnd {
     pub id: String,
     pub ended_ms: i64,
-    /// `exited`, `signaled`, `ceiling`, `policy`, `refused`, `signal` (ccb was told to stop).
-    pub end: String,
+    pub end: Ending,
     pub exit_code: Option<i32>,
     pub thresholds: Vec<u32>,
 }
@@ -81,7 +84,7 @@ pub struct UsageRow {
     pub agent_id: Option<String>,
     pub usage: Usage,
     pub cost: Usd,
-    pub source: String,
+    pub source: Source,
     /// Who priced it: `claude` (its own per-call figure), `claude-release`, `claude-cache`,
     /// `user-file`, `learned`, `family-dearest` (see [`crate::core::budget::PricedBy`]).
     pub priced_by: String,
@@ -96,8 +99,10 @@ pub struct UsageRow {
 pub struct LedgerUsage {
     pub row: UsageRow,
     pub cwd: String,
-    pub class: String,
-    pub meter: String,
+    /// `unknown` ([`Class::NotRecorded`]) for a response whose session has no row.
+    pub class: Class,
+    /// `unknown` ([`Payer::NotRecorded`]) for a response whose session has no row.
+    pub payer: Payer,
     pub reason: Option<String>,
 }
 
@@ -303,9 +308,9 @@ pub struct FileIdentity {
     pub ino: u64,
 }
 
-/// The ledger's file on disk, compared with the one a connection opened.
+/// What became of the file a connection opened: the ledger's file on disk, compared with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileState {
+pub enum FileFate {
     /// The same file, with a database header.
     Same,
     /// Nothing at the path: the file was deleted (the connection writes into the void).
@@ -317,13 +322,13 @@ pub enum FileState {
     Truncated,
 }
 
-impl FileState {
+impl FileFate {
     pub fn word(self) -> &'static str {
         match self {
-            FileState::Same => "unchanged",
-            FileState::Deleted => "deleted",
-            FileState::Replaced => "replaced",
-            FileState::Truncated => "truncated",
+            FileFate::Same => "unchanged",
+            FileFate::Deleted => "deleted",
+            FileFate::Replaced => "replaced",
+            FileFate::Truncated => "truncated",
         }
     }
 }
@@ -341,27 +346,27 @@ pub fn identity(path: &Path) -> Option<FileIdentity> {
 /// reader checkpointed and deleted under it). A database file of ours is never smaller than a
 /// page (SQLite writes its header when the ledger is created and switched to WAL), so one that is
 /// was truncated.
-pub fn file_state(path: &Path, opened: FileIdentity) -> FileState {
+pub fn file_fate(path: &Path, opened: FileIdentity) -> FileFate {
     use std::os::unix::fs::MetadataExt;
     let m = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return match std::fs::symlink_metadata(path) {
                 // A dangling link: something else is at the path.
-                Ok(_) => FileState::Replaced,
-                Err(_) => FileState::Deleted,
+                Ok(_) => FileFate::Replaced,
+                Err(_) => FileFate::Deleted,
             };
         }
         // A stat that failed for another reason (permissions, I/O): the next write will tell.
-        Err(_) => return FileState::Same,
+        Err(_) => return FileFate::Same,
     };
     if (FileIdentity { dev: m.dev(), ino: m.ino() }) != opened {
-        return FileState::Replaced;
+        return FileFate::Replaced;
     }
     if m.len() < 512 {
-        return FileState::Truncated;
+        return FileFate::Truncated;
     }
-    FileState::Same
+    FileFate::Same
 }
 
 /// A ledger cut short under a session (`truncate`, `: > ledger.db`) still has its WAL, which
@@ -808,12 +813,12 @@ impl Ledger {
                         s.id,
                         s.started_ms,
                         s.cwd,
-                        s.class,
+                        s.class.as_str(),
                         s.print_mode,
                         s.model,
                         s.reason,
-                        s.billing_mode,
-                        s.meter,
+                        s.billing_mode.as_str(),
+                        s.payer.as_str(),
                         s.ceiling.map(|c| c.nanos()),
                         s.overage
                     ],
@@ -839,7 +844,7 @@ impl Ledger {
                         u.usage.cache_read as i64,
                         u.usage.web_search as i64,
                         u.cost.nanos(),
-                        u.source,
+                        u.source.as_str(),
                         u.priced_by,
                         u.estimated,
                         u.run_id
@@ -876,12 +881,12 @@ impl Store for Ledger {
                 s.id,
                 s.started_ms,
                 s.cwd,
-                s.class,
+                s.class.as_str(),
                 s.print_mode,
                 s.model,
                 s.reason,
-                s.billing_mode,
-                s.meter,
+                s.billing_mode.as_str(),
+                s.payer.as_str(),
                 s.ceiling.map(|c| c.nanos()),
                 s.overage
             ],
@@ -907,7 +912,7 @@ impl Store for Ledger {
                 u.usage.cache_read as i64,
                 u.usage.web_search as i64,
                 u.cost.nanos(),
-                u.source,
+                u.source.as_str(),
                 u.priced_by,
                 u.estimated,
                 u.run_id
@@ -929,7 +934,7 @@ impl Store for Ledger {
     fn end(&self, e: &SessionEnd) -> anyhow::Result<()> {
         self.conn.execute(
             "UPDATE sessions SET ended_ms = ?2, end_kind = ?3, exit_code = ?4, thresholds = ?5 WHERE id = ?1",
-            params![e.id, e.ended_ms, e.end, e.exit_code, thresholds_text(&e.thresholds)],
+            params![e.id, e.ended_ms, e.end.as_str(), e.exit_code, thresholds_text(&e.thresholds)],
         )?;
         Ok(())
     }
@@ -985,14 +990,14 @@ impl Store for Ledger {
                         web_search: r.get::<_, i64>(10)? as u64,
                     },
                     cost: Usd(r.get(11)?),
-                    source: r.get(12)?,
+                    source: Source::parse(r.get_ref(12)?.as_str()?),
                     priced_by: r.get(17)?,
                     estimated: r.get(18)?,
                     run_id: r.get(19)?,
                 },
                 cwd: r.get(13)?,
-                class: r.get(14)?,
-                meter: r.get(15)?,
+                class: Class::parse(r.get_ref(14)?.as_str()?),
+                payer: Payer::parse(r.get_ref(15)?.as_str()?),
                 reason: r.get(16)?,
             })
         })?;
@@ -1010,7 +1015,7 @@ impl Store for Ledger {
     fn end_run(&self, e: &RunEnd) -> anyhow::Result<()> {
         self.conn.execute(
             "UPDATE runs SET ended_ms = ?2, end_kind = ?3, exit_code = ?4 WHERE id = ?1",
-            params![e.id, e.ended_ms, e.end, e.exit_code],
+            params![e.id, e.ended_ms, e.end.as_str(), e.exit_code],
         )?;
         Ok(())
     }
@@ -1052,7 +1057,7 @@ mod tests {
             agent_id: None,
             usage: Usage { input: 10, output: 2, ..Usage::default() },
             cost: Usd(cost),
-            source: "transcript".into(),
+            source: crate::core::recorded::Source::Transcript,
             priced_by: "claude-release".into(),
             estimated: false,
             run_id: None,
@@ -1070,9 +1075,9 @@ mod tests {
         let s = SessionStart {
             id: "s1".into(),
             started_ms: 1000,
-            class: "programmatic".into(),
-            billing_mode: "api-key".into(),
-            meter: "api".into(),
+            class: crate::core::plan::Class::Programmatic,
+            billing_mode: crate::core::plan::BillingMode::ApiKey,
+            payer: crate::core::plan::Payer::Api,
             reason: Some("infra".into()),
             ..Default::default()
         };
@@ -1083,7 +1088,7 @@ mod tests {
         l.end(&SessionEnd {
             id: "s1".into(),
             ended_ms: 3000,
-            end: "ceiling".into(),
+            end: crate::core::exit::Ending::StoppedAtCeiling,
             exit_code: Some(3),
             thresholds: vec![50, 80],
         })
@@ -1097,7 +1102,7 @@ mod tests {
         assert_eq!((cost, end.as_str(), thresholds.as_str(), reason.as_str()), (1000, "ceiling", "50,80", "infra"));
         let u = l.usage_between(0, 2000).unwrap();
         assert_eq!(u.len(), 1);
-        assert_eq!(u[0].meter, "api");
+        assert_eq!(u[0].payer, Payer::Api);
         assert_eq!(l.usage_between(0, i64::MAX).unwrap().len(), 2);
         assert!(l.fire_once("pool", "2026-11-15", 85).unwrap());
         assert!(!l.fire_once("pool", "2026-11-15", 85).unwrap());
@@ -1114,25 +1119,25 @@ mod tests {
         let count = |l: &Ledger| -> i64 { l.conn.query_row("SELECT COUNT(*) FROM usage", [], |r| r.get(0)).unwrap() };
         let l = Ledger::open(&path).unwrap();
         let id = identity(&path).unwrap();
-        assert_eq!(file_state(&path, id), FileState::Same);
+        assert_eq!(file_fate(&path, id), FileFate::Same);
         l.begin(&SessionStart { id: "s1".into(), ..Default::default() }).unwrap();
         l.record(&row("a", "s1", 1, 5)).unwrap();
         // Deleted while open: the connection writes on into the void, and its WAL stays.
         std::fs::remove_file(&path).unwrap();
         l.record(&row("b", "s1", 2, 5)).unwrap();
-        assert_eq!(file_state(&path, id), FileState::Deleted);
+        assert_eq!(file_fate(&path, id), FileFate::Deleted);
         assert!(side_file(&path, "-wal").exists());
         // A new ledger at the path does not take in the old one's WAL (SQLite drops it).
         let fresh = Ledger::open(&path).unwrap();
         assert_eq!(count(&fresh), 0);
         assert!(fresh.integrity_ok().unwrap());
-        assert_eq!(file_state(&path, id), FileState::Replaced);
+        assert_eq!(file_fate(&path, id), FileFate::Replaced);
         drop(l);
         // Truncated: moved aside with its WAL, and the path is free for a new one.
         let id = identity(&path).unwrap();
         fresh.record(&row("c", "s1", 3, 5)).unwrap();
         std::fs::OpenOptions::new().write(true).truncate(true).open(&path).unwrap();
-        assert_eq!(file_state(&path, id), FileState::Truncated);
+        assert_eq!(file_fate(&path, id), FileFate::Truncated);
         let aside = set_aside(&path, id).unwrap().expect("moved aside");
         assert!(aside.exists() && side_file(&aside, "-wal").exists() && !path.exists());
         assert_eq!(set_aside(&path, id).unwrap(), None, "only once");
@@ -1140,6 +1145,86 @@ mod tests {
         let again = Ledger::open(&path).unwrap();
         assert_eq!(count(&again), 0);
         assert!(again.integrity_ok().unwrap());
+    }
+
+    /// A shared ledger that an older ccb (the v1 fixture) and a newer one (names this ccb does not
+    /// know) both wrote: every row reads, known names as their cases, the others verbatim, and
+    /// what this ccb writes back keeps them.
+    #[test]
+    fn rows_from_an_older_and_a_newer_ccb_read_back_verbatim() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("shared.db");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(include_str!("../../tests/fixtures/ledger-v1.sql")).unwrap();
+        drop(c);
+        let l = Ledger::open(&path).unwrap();
+        l.conn
+            .execute_batch(
+                "INSERT INTO sessions (id, started_ms, cwd, class, billing_mode, meter, end_kind)
+                 VALUES ('future', 1795168900000, '/f', 'batch', 'quantum-credits', 'team-pool', 'preempted');
+                 INSERT INTO usage (key, session_id, ts_ms, model, input, output, cache_write_5m, cache_write_1h,
+                                    cache_read, web_search, cost_nanos, source, priced_by)
+                 VALUES ('msg_f:req_f', 'future', 1795168910000, 'claude-sonnet-9', 1, 1, 0, 0, 0, 0, 7, 'edge-cache', 'oracle');
+                 INSERT INTO usage (key, session_id, ts_ms, model, input, output, cache_write_5m, cache_write_1h,
+                                    cache_read, web_search, cost_nanos, source)
+                 VALUES ('msg_o:req_o', 'no-session-row', 1795168920000, 'claude-haiku-4-5', 1, 1, 0, 0, 0, 0, 3, 'gate');",
+            )
+            .unwrap();
+        let got: Vec<(String, Source, Class, Payer)> = l
+            .usage_between(0, i64::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|u| (u.row.key, u.row.source, u.class, u.payer))
+            .collect();
+        let unknown = |s: &str| s.to_string();
+        assert_eq!(
+            got,
+            [
+                ("msg_a:req_a".into(), Source::Transcript, Class::OpusWithReason, Payer::CreditPool),
+                ("msg_b:req_b".into(), Source::Transcript, Class::OpusWithReason, Payer::CreditPool),
+                (
+                    "msg_f:req_f".into(),
+                    Source::Unknown(unknown("edge-cache")),
+                    Class::Unknown(unknown("batch")),
+                    Payer::Unknown(unknown("team-pool"))
+                ),
+                ("msg_o:req_o".into(), Source::Gate, Class::NotRecorded, Payer::NotRecorded),
+            ]
+        );
+        // Written back through the enums, the names are the same text.
+        let copy = Ledger::open(&d.path().join("copy.db")).unwrap();
+        for u in l.usage_between(0, i64::MAX).unwrap() {
+            copy.begin(&SessionStart {
+                id: u.row.session_id.clone(),
+                class: u.class.clone(),
+                billing_mode: BillingMode::Unknown("quantum-credits".into()),
+                payer: u.payer.clone(),
+                ..Default::default()
+            })
+            .unwrap();
+            copy.record(&u.row).unwrap();
+        }
+        copy.end(&SessionEnd {
+            id: "future".into(),
+            ended_ms: 1,
+            end: Ending::parse("preempted"),
+            exit_code: None,
+            thresholds: vec![],
+        })
+        .unwrap();
+        let text = |db: &Ledger, sql: &str| -> Vec<String> {
+            let mut st = db.conn.prepare(sql).unwrap();
+            let rows = st.query_map([], |r| r.get::<_, String>(0)).unwrap();
+            rows.collect::<Result<_, _>>().unwrap()
+        };
+        for sql in [
+            "SELECT source FROM usage ORDER BY key",
+            "SELECT class || ' ' || meter FROM sessions WHERE id = 'future'",
+            "SELECT end_kind FROM sessions WHERE id = 'future'",
+        ] {
+            assert_eq!(text(&copy, sql), text(&l, sql), "{sql}");
+        }
+        assert_eq!(text(&copy, "SELECT billing_mode FROM sessions WHERE id = 'future'"), ["quantum-credits"]);
     }
 
     #[test]

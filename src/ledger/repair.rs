@@ -16,7 +16,9 @@
 
 use crate::ledger::{Ledger, SessionFix, SessionStart, Totals, UsageRow};
 use crate::core::money::Usd;
+use crate::core::plan::{BillingMode, Payer};
 use crate::core::pricing::PriceTable;
+use crate::core::recorded::Source;
 use crate::scan::{self, Response};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -42,8 +44,9 @@ impl SessionRepair {
     }
 }
 
+/// What `ccb ledger repair` found and did.
 #[derive(Debug, Clone, Default)]
-pub struct Outcome {
+pub struct RepairReport {
     /// Every session checked, in the ledger's order.
     pub sessions: Vec<SessionRepair>,
     /// Transcript lines skipped as malformed.
@@ -83,7 +86,7 @@ pub fn repair(
     dirs: &[PathBuf],
     prices: &PriceTable,
     only: Option<&str>,
-) -> Result<Outcome, RepairError> {
+) -> Result<RepairReport, RepairError> {
     let err = |e: anyhow::Error| RepairError::Ledger(crate::ledger::describe(&e, ledger.path()));
     let held_rows = ledger.held_rows().map_err(err)?;
     let mut held: HashMap<String, Held> = HashMap::new();
@@ -164,7 +167,7 @@ pub fn repair(
                     agent_id: r.event.agent_id.clone(),
                     usage: r.event.usage,
                     cost,
-                    source: "repair".into(),
+                    source: Source::Repair,
                     priced_by: priced.by.as_str().into(),
                     estimated: priced.estimated,
                     run_id,
@@ -178,9 +181,10 @@ pub fn repair(
                 id: id.clone(),
                 started_ms: insert.iter().map(|u| u.ts_ms).min().unwrap_or_else(crate::ledger::now_ms),
                 cwd: first.and_then(|r| r.event.cwd.clone()).unwrap_or_default(),
-                class: scan::class_of_entrypoint(first.and_then(|r| r.event.entrypoint.as_deref())).into(),
-                billing_mode: "unknown".into(),
-                meter: "unknown".into(),
+                class: scan::class_of_entrypoint(first.and_then(|r| r.event.entrypoint.as_deref())),
+                // Not recorded (`unknown`): the transcript does not say who paid.
+                billing_mode: BillingMode::NotRecorded,
+                payer: Payer::NotRecorded,
                 ..Default::default()
             }
         });
@@ -205,7 +209,7 @@ pub fn repair(
     for (r, t) in repairs.iter_mut().zip(totals) {
         r.totals = t;
     }
-    Ok(Outcome { sessions: repairs, malformed })
+    Ok(RepairReport { sessions: repairs, malformed })
 }
 
 #[cfg(test)]
@@ -231,7 +235,7 @@ mod tests {
             agent_id: None,
             usage: Usage { input: usd * 1_000_000, ..Usage::default() },
             cost: Usd(usd as i64 * 1_000_000_000),
-            source: "gate".into(),
+            source: crate::core::recorded::Source::Gate,
             priced_by: "claude-release".into(),
             estimated: false,
             run_id: run.map(String::from),
@@ -242,9 +246,9 @@ mod tests {
         SessionStart {
             id: id.into(),
             started_ms: 0,
-            class: "programmatic".into(),
-            billing_mode: "api-key".into(),
-            meter: "api".into(),
+            class: crate::core::plan::Class::Programmatic,
+            billing_mode: crate::core::plan::BillingMode::ApiKey,
+            payer: crate::core::plan::Payer::Api,
             ..Default::default()
         }
     }
@@ -285,7 +289,14 @@ mod tests {
         l.begin(&start("B")).unwrap();
         l.record(&held("msg_5:req_5", "", 5, None)).unwrap();
         l.record(&held("msg_6:req_6", "", 6, None)).unwrap();
-        l.end(&SessionEnd { id: "B".into(), end: "exited".into(), ..Default::default() }).unwrap();
+        l.end(&SessionEnd {
+            id: "B".into(),
+            ended_ms: 0,
+            end: crate::core::exit::Ending::Exited,
+            exit_code: None,
+            thresholds: vec![],
+        })
+        .unwrap();
         // Session C: only in transcripts (not run through ccb): left alone without --session.
         std::fs::write(proj.join("C.jsonl"), line("C", 7, 7)).unwrap();
         assert_eq!((cost(&l, "A"), cost(&l, "B")), (3_000_000_000, 0));

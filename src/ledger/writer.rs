@@ -15,7 +15,7 @@
 //! retrying and rewriting safe.
 
 use crate::ledger::{
-    self, FileIdentity, FileState, Ledger, RunEnd, RunStart, SessionEnd, SessionStart, Store, UsageRow,
+    self, FileFate, FileIdentity, Ledger, RunEnd, RunStart, SessionEnd, SessionStart, Store, UsageRow,
 };
 use crate::core::money::Usd;
 use crate::session::supervisor::Notifier;
@@ -488,14 +488,14 @@ impl Worker {
         self.last_check = Instant::now();
         let (Some(path), Some((_, id))) = (self.path.clone(), self.ledger.as_ref()) else { return false };
         let id = *id;
-        let state = ledger::file_state(&path, id);
-        if state == FileState::Same {
+        let state = ledger::file_fate(&path, id);
+        if state == FileFate::Same {
             return false;
         }
         // Let go of the old file first: nothing more goes into it.
         self.ledger = None;
         let mut aside = None;
-        if state == FileState::Truncated {
+        if state == FileFate::Truncated {
             match ledger::set_aside(&path, id) {
                 Ok(a) => aside = a,
                 Err(e) => {
@@ -517,10 +517,10 @@ impl Worker {
             let p = path.display();
             let now = if opened { "" } else { " as soon as it can be written" };
             let text = match (state, &aside) {
-                (FileState::Deleted, _) => {
+                (FileFate::Deleted, _) => {
                     format!("the ledger {p} was deleted during this session: it is created again, with this session's records{now}")
                 }
-                (FileState::Truncated, Some(a)) => format!(
+                (FileFate::Truncated, Some(a)) => format!(
                     "the ledger {p} was truncated during this session: what was left is moved to {}, and a new ledger gets this session's records{now}",
                     a.display()
                 ),
@@ -728,7 +728,7 @@ mod tests {
             agent_id: None,
             usage: Usage { input: 1, ..Usage::default() },
             cost: Usd(cost),
-            source: "gate".into(),
+            source: crate::core::recorded::Source::Gate,
             priced_by: "claude-release".into(),
             estimated: false,
             run_id: Some("r".into()),
@@ -738,9 +738,9 @@ mod tests {
     fn start(id: &str) -> SessionStart {
         SessionStart {
             id: id.into(),
-            class: "programmatic".into(),
-            billing_mode: "api-key".into(),
-            meter: "api".into(),
+            class: crate::core::plan::Class::Programmatic,
+            billing_mode: crate::core::plan::BillingMode::ApiKey,
+            payer: crate::core::plan::Payer::Api,
             ..Default::default()
         }
     }
@@ -806,7 +806,13 @@ mod tests {
     }
 
     fn end(id: &str) -> Msg {
-        Msg::End(SessionEnd { id: id.into(), end: "exited".into(), ..Default::default() })
+        Msg::End(SessionEnd {
+            id: id.into(),
+            ended_ms: 0,
+            end: crate::core::exit::Ending::Exited,
+            exit_code: None,
+            thresholds: vec![],
+        })
     }
 
     #[test]
@@ -825,7 +831,12 @@ mod tests {
         k.push(Msg::Record(row("b", 99))); // a second source: the same response
         k.push(Msg::Reason { id: "s".into(), reason: "infra".into() });
         k.push(end("s"));
-        k.push(Msg::EndRun(RunEnd { id: "r".into(), ..Default::default() }));
+        k.push(Msg::EndRun(RunEnd {
+            id: "r".into(),
+            ended_ms: 0,
+            end: crate::core::exit::Ending::Exited,
+            exit_code: None,
+        }));
         assert!(k.flush(&store).is_err());
         assert_eq!(
             k.unwritten(),

@@ -29,6 +29,7 @@
 //! during the ownership pass), not with the size of the history.
 
 use crate::ledger::{CachedFile, CachedKeys, Ledger, ScanWrite, Store};
+use crate::core::plan::{Class, Payer};
 use crate::core::pricing::{ModelPrice, PriceTable};
 use crate::core::report::{Agg, Dataset, SessionAttr};
 use crate::core::transcript::{key_hash, parse_line, Line, UsageEvent};
@@ -289,11 +290,13 @@ pub fn day_of(ms: i64, tz: &TimeZone) -> jiff::civil::Date {
     tz.to_datetime(ts).date()
 }
 
-pub fn class_of_entrypoint(e: Option<&str>) -> &'static str {
+/// A session's class from its transcript's `entrypoint`: `cli` is a terminal, `sdk-*` the
+/// Agent SDK; anything else does not say.
+pub fn class_of_entrypoint(e: Option<&str>) -> Class {
     match e {
-        Some("cli") => "interactive",
-        Some(x) if x.starts_with("sdk") => "programmatic",
-        _ => "unknown",
+        Some("cli") => Class::Interactive,
+        Some(x) if x.starts_with("sdk") => Class::Programmatic,
+        _ => Class::NotRecorded,
     }
 }
 
@@ -319,7 +322,7 @@ pub fn add_ledger(
             id,
             project: u.cwd.clone(),
             class: u.class.clone(),
-            meter: u.meter.clone(),
+            payer: u.payer.clone(),
             reason: u.reason.clone(),
             ccb: true,
         });
@@ -341,7 +344,7 @@ pub fn add_ledger(
 pub struct FileSession {
     pub id: String,
     pub project: String,
-    pub class: String,
+    pub class: Class,
 }
 
 /// The responses a file owns, summed per (slot, session, model).
@@ -384,7 +387,7 @@ impl FileSum {
                     id: s.id.clone(),
                     project: s.project.clone(),
                     class: s.class.clone(),
-                    meter: "unknown".to_string(),
+                    payer: Payer::NotRecorded,
                     reason: None,
                     ccb: false,
                 })
@@ -409,7 +412,7 @@ impl FileSum {
         for s in &self.sessions {
             e.s(&s.id);
             e.s(&s.project);
-            e.s(&s.class);
+            e.s(s.class.as_str());
         }
         e.u(self.models.len() as u64);
         for m in &self.models {
@@ -459,7 +462,7 @@ fn decode_with(
     let malformed = d.u()?;
     let sessions = d.u()?;
     for _ in 0..sessions {
-        session(FileSession { id: d.s()?, project: d.s()?, class: d.s()? });
+        session(FileSession { id: d.s()?, project: d.s()?, class: Class::parse(&d.s()?) });
     }
     let models = d.u()?;
     for _ in 0..models {
@@ -514,7 +517,7 @@ fn add_encoded(b: &[u8], ds: &mut Dataset, since_ms: i64, days: &mut DayCache, s
                 id: s.id,
                 project: s.project,
                 class: s.class,
-                meter: "unknown".to_string(),
+                payer: Payer::NotRecorded,
                 reason: None,
                 ccb: false,
             })
@@ -669,9 +672,9 @@ fn fnv(b: &[u8]) -> u64 {
 
 // ---------------------------------------------------------------- reading a file
 
-/// What is known of a file while and after reading it.
+/// What reading a file found, while and after reading it (cached between reports).
 #[derive(Debug, Default, Clone)]
-struct FileState {
+struct FileRead {
     sum: FileSum,
     /// Every response identity of the complete lines read, owned or not.
     keys: KeySet,
@@ -741,7 +744,7 @@ fn count(sum: &mut FileSum, e: &UsageEvent, ts: i64, ctx: &FileCtx, prices: &mut
     let s = sum.session(sid, || FileSession {
         id: sid.to_string(),
         project: e.cwd.clone().unwrap_or_else(|| ctx.slug.clone()),
-        class: class_of_entrypoint(e.entrypoint.as_deref()).to_string(),
+        class: class_of_entrypoint(e.entrypoint.as_deref()),
     });
     let m = sum.model(&e.model);
     let cost = prices.cost(e);
@@ -938,13 +941,13 @@ mod mapped {
 fn read_file(
     f: &File,
     to: u64,
-    st: &mut FileState,
+    st: &mut FileRead,
     ctx: &FileCtx,
     prices: &mut PriceCache,
     claimed: &dyn Fn(u64) -> bool,
     buf: &mut Vec<u8>,
 ) -> Option<Tail> {
-    let FileState { sum, keys, lost, uses_mtime, offset } = st;
+    let FileRead { sum, keys, lost, uses_mtime, offset } = st;
     let mut line = |l: &[u8], sum: &mut FileSum, keys: &mut KeySet, lost: &mut Vec<u64>| -> Option<u64> {
         match parse_line(l) {
             Line::Other => None,
@@ -1021,17 +1024,19 @@ pub struct ScanStats {
     pub wrote: bool,
 }
 
-/// One file's fate in this report.
-enum Plan {
+/// How a file is read in this report (its fate).
+enum ReadMode {
+    /// Not read: the cache holds all of it.
     Cached,
     /// Read on from the cached state (its offset), if the file still starts and ends as it did.
     Resume,
+    /// Read from the start.
     Full,
 }
 
 struct Job {
-    plan: Plan,
-    state: FileState,
+    mode: ReadMode,
+    state: FileRead,
     tail: Option<Tail>,
     /// The whole state is new (not as cached): write it.
     dirty: bool,
@@ -1217,7 +1222,7 @@ fn scan(
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            let full = Job { plan: Plan::Full, state: FileState::default(), tail: None, dirty: true };
+            let full = Job { mode: ReadMode::Full, state: FileRead::default(), tail: None, dirty: true };
             let Some(c) = &cache else { return full };
             let Some(r) = c.of_file[i].map(|r| &c.rows[r]) else { return full };
             let Some(k) = cached_keys.remove(f.path.as_os_str().as_bytes()) else { return full };
@@ -1226,14 +1231,14 @@ fn scan(
                 return full;
             };
             let state =
-                FileState { sum, keys: keys.into_iter().collect(), lost, uses_mtime: r.uses_mtime, offset: r.offset };
+                FileRead { sum, keys: keys.into_iter().collect(), lost, uses_mtime: r.uses_mtime, offset: r.offset };
             if unchanged(r, f) {
-                let plan = if r.offset == f.size { Plan::Cached } else { Plan::Resume };
-                return Job { plan, state, tail: None, dirty: false };
+                let mode = if r.offset == f.size { ReadMode::Cached } else { ReadMode::Resume };
+                return Job { mode, state, tail: None, dirty: false };
             }
             let grown = r.dev == f.dev && r.ino == f.ino && f.size > r.size && !r.uses_mtime;
             if grown {
-                Job { plan: Plan::Resume, state, tail: None, dirty: true }
+                Job { mode: ReadMode::Resume, state, tail: None, dirty: true }
             } else {
                 full
             }
@@ -1250,7 +1255,7 @@ fn scan(
     // file that is not read again holds it; the ownership pass below checks the rest.
     let mut held: HashMap<u64, u32, KeyHash> = HashMap::default();
     for (i, j) in jobs.iter().enumerate() {
-        if !matches!(j.plan, Plan::Full) {
+        if !matches!(j.mode, ReadMode::Full) {
             for &k in &j.state.keys {
                 held.entry(k).or_insert(i as u32);
             }
@@ -1260,21 +1265,21 @@ fn scan(
         let (held, ledger_keys) = (&held, &ledger_keys);
         move |k: u64| ledger_keys.contains(&k) || held.get(&k).is_some_and(|&j| (j as usize) < i)
     };
-    let mut todo: Vec<usize> = (0..files.len()).filter(|&i| !matches!(jobs[i].plan, Plan::Cached)).collect();
+    let mut todo: Vec<usize> = (0..files.len()).filter(|&i| !matches!(jobs[i].mode, ReadMode::Cached)).collect();
     // Biggest first, so that no thread is left with a large file at the end.
     todo.sort_by_key(|&i| std::cmp::Reverse(files[i].size - jobs[i].state.offset.min(files[i].size)));
     let results = run_parallel(&todo, |i, buf| {
         let f = &files[i];
         let job = &jobs[i];
-        let mut state = match job.plan {
-            Plan::Resume => job.state.clone(),
-            _ => FileState::default(),
+        let mut state = match job.mode {
+            ReadMode::Resume => job.state.clone(),
+            _ => FileRead::default(),
         };
         let Ok(file) = File::open(&f.path) else { return None };
-        let mut resumed = matches!(job.plan, Plan::Resume);
+        let mut resumed = matches!(job.mode, ReadMode::Resume);
         if resumed && state.offset > 0 && window_hashes(&file, state.offset) != old_windows[i] {
             // Changed in place where it was read: read it all again.
-            state = FileState::default();
+            state = FileRead::default();
             resumed = false;
         }
         let from = state.offset;
@@ -1299,7 +1304,7 @@ fn scan(
             }
             None => {
                 // Gone since it was listed.
-                j.state = FileState::default();
+                j.state = FileRead::default();
                 j.tail = None;
                 j.dirty = true;
             }
@@ -1362,7 +1367,7 @@ fn scan(
         let claimed = |k: u64| want.binary_search(&k).is_ok();
         let ctx = FileCtx::of(&f.path, f.mtime_ms());
         let mut pc = PriceCache { table: prices, seen: Vec::new() };
-        let mut state = FileState::default();
+        let mut state = FileRead::default();
         let tail = read_file(&file, f.size, &mut state, &ctx, &mut pc, &claimed, buf);
         Some((state, tail))
     });
@@ -1375,7 +1380,7 @@ fn scan(
         j.tail = tail;
         j.dirty = true;
     }
-    stats.cached = jobs.iter().filter(|j| matches!(j.plan, Plan::Cached) && !j.dirty).count();
+    stats.cached = jobs.iter().filter(|j| matches!(j.mode, ReadMode::Cached) && !j.dirty).count();
 
     phase(&mut t_phase, "3");
     // The report, in path order.
@@ -1583,8 +1588,8 @@ mod tests {
                 .begin(&crate::ledger::SessionStart {
                     id: u.row.session_id.clone(),
                     class: u.class.clone(),
-                    meter: u.meter.clone(),
-                    billing_mode: "api-key".into(),
+                    payer: u.payer.clone(),
+                    billing_mode: crate::core::plan::BillingMode::ApiKey,
                     ..Default::default()
                 })
                 .unwrap();
@@ -1670,7 +1675,7 @@ mod tests {
             3_000_000_000,
             "subagents count to their session"
         );
-        assert_eq!(r.rows[0].session.as_ref().unwrap().class, "programmatic");
+        assert_eq!(r.rows[0].session.as_ref().unwrap().class, Class::Programmatic);
         // From a day that starts at 23:00 UTC (UTC+1) on, the 23:30 response counts and the 10:00 one not.
         let mut ds = Dataset::default();
         let tz = TimeZone::fixed(jiff::tz::offset(1));
@@ -1691,7 +1696,7 @@ mod tests {
             agent_id: None,
             usage: Default::default(),
             cost: crate::core::money::Usd(5),
-            source: "gate".into(),
+            source: crate::core::recorded::Source::Gate,
             priced_by: "table".into(),
             estimated: false,
             run_id: None,
@@ -1711,9 +1716,9 @@ mod tests {
         use crate::ledger::*;
         f.l.begin(&SessionStart {
             id: "S".into(),
-            class: "programmatic".into(),
-            meter: "credit-pool".into(),
-            billing_mode: "oauth".into(),
+            class: crate::core::plan::Class::Programmatic,
+            payer: crate::core::plan::Payer::CreditPool,
+            billing_mode: crate::core::plan::BillingMode::Oauth,
             ..Default::default()
         })
         .unwrap();
@@ -1725,7 +1730,7 @@ mod tests {
             agent_id: None,
             usage: Default::default(),
             cost: crate::core::money::Usd(1_000_000_000),
-            source: "transcript".into(),
+            source: crate::core::recorded::Source::Transcript,
             priced_by: "claude-release".into(),
             estimated: false,
             run_id: None,
@@ -1737,7 +1742,7 @@ mod tests {
             let r = build(&ds, Period::Session, Split::None, None, None);
             assert_eq!(r.totals.cost.nanos(), 1_000_000_000);
             assert_eq!(r.totals.responses, 1);
-            assert_eq!(r.rows[0].session.as_ref().unwrap().meter, "credit-pool", "the ledger's attributes win");
+            assert_eq!(r.rows[0].session.as_ref().unwrap().payer, Payer::CreditPool, "the ledger's attributes win");
         }
     }
 
@@ -1899,9 +1904,9 @@ mod tests {
         use crate::ledger::*;
         f.l.begin(&SessionStart {
             id: "S".into(),
-            class: "programmatic".into(),
-            meter: "api".into(),
-            billing_mode: "api-key".into(),
+            class: crate::core::plan::Class::Programmatic,
+            payer: crate::core::plan::Payer::Api,
+            billing_mode: crate::core::plan::BillingMode::ApiKey,
             ..Default::default()
         })
         .unwrap();
@@ -1913,7 +1918,7 @@ mod tests {
             agent_id: None,
             usage: crate::core::pricing::Usage { input: 2_000_000, ..Default::default() },
             cost: crate::core::money::Usd(2_000_000_000),
-            source: "transcript".into(),
+            source: crate::core::recorded::Source::Transcript,
             priced_by: "claude-release".into(),
             estimated: false,
             run_id: None,

@@ -50,7 +50,7 @@ pub fn is_first_party_url(url: &str) -> bool {
 }
 
 /// Would claude, run without ccb, talk to Anthropic's own API?
-pub fn on_path(mode: BillingMode, env: &Env) -> bool {
+pub fn on_path(mode: &BillingMode, env: &Env) -> bool {
     matches!(mode, BillingMode::Oauth | BillingMode::ApiKey | BillingMode::AuthToken)
         && env.get("ANTHROPIC_BASE_URL").filter(|u| !u.trim().is_empty()).is_none_or(|u| is_first_party_url(u))
 }
@@ -221,13 +221,13 @@ mod tests {
     fn the_path_is_anthropics_api_with_anthropics_credentials() {
         let env =
             |pairs: &[(&str, &str)]| -> Env { pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() };
-        assert!(on_path(BillingMode::Oauth, &env(&[])));
-        assert!(on_path(BillingMode::ApiKey, &env(&[("ANTHROPIC_BASE_URL", "")])));
-        assert!(on_path(BillingMode::AuthToken, &env(&[("ANTHROPIC_BASE_URL", "https://api.anthropic.com")])));
-        assert!(!on_path(BillingMode::CustomEndpoint, &env(&[("ANTHROPIC_BASE_URL", "https://gw.corp")])));
-        assert!(!on_path(BillingMode::ApiKey, &env(&[("ANTHROPIC_BASE_URL", "https://eu.anthropic.com")])));
+        assert!(on_path(&BillingMode::Oauth, &env(&[])));
+        assert!(on_path(&BillingMode::ApiKey, &env(&[("ANTHROPIC_BASE_URL", "")])));
+        assert!(on_path(&BillingMode::AuthToken, &env(&[("ANTHROPIC_BASE_URL", "https://api.anthropic.com")])));
+        assert!(!on_path(&BillingMode::CustomEndpoint, &env(&[("ANTHROPIC_BASE_URL", "https://gw.corp")])));
+        assert!(!on_path(&BillingMode::ApiKey, &env(&[("ANTHROPIC_BASE_URL", "https://eu.anthropic.com")])));
         for cloud in [BillingMode::Bedrock, BillingMode::Vertex, BillingMode::Foundry] {
-            assert!(!on_path(cloud, &env(&[])));
+            assert!(!on_path(&cloud, &env(&[])));
         }
     }
 

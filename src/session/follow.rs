@@ -88,7 +88,7 @@ impl Follower {
             crate::session::warden::hand_over(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
         }
         watcher.watch(&spec.project_dir, RecursiveMode::NonRecursive).map_err(std::io::Error::other)?;
-        let mut state = State::new(spec, Box::new(out));
+        let mut state = Tracker::new(spec, Box::new(out));
         state.initial_scan();
         let thread = std::thread::Builder::new().name("ccb-follow".into()).spawn(move || {
             let mut watcher = watcher;
@@ -117,26 +117,29 @@ impl Follower {
     }
 }
 
-struct FileState {
+/// A transcript being followed: where reading stopped, and a line not yet complete.
+struct FollowedFile {
     offset: u64,
     inode: u64,
     partial: Vec<u8>,
 }
 
-struct State {
+/// What the follower's thread keeps: the sessions it follows, each file's read position, the
+/// directories it watches.
+struct Tracker {
     spec: Spec,
     out: Box<dyn FnMut(Feed) + Send>,
     sessions: HashSet<String>,
-    files: HashMap<PathBuf, FileState>,
+    files: HashMap<PathBuf, FollowedFile>,
     /// Top-level transcripts that existed at launch, with their size then.
     preexisting: HashMap<PathBuf, u64>,
     watched: HashSet<PathBuf>,
 }
 
-impl State {
-    fn new(spec: Spec, out: Box<dyn FnMut(Feed) + Send>) -> State {
+impl Tracker {
+    fn new(spec: Spec, out: Box<dyn FnMut(Feed) + Send>) -> Tracker {
         let sessions = spec.session_id.iter().cloned().collect();
-        State { spec, out, sessions, files: HashMap::new(), preexisting: HashMap::new(), watched: HashSet::new() }
+        Tracker { spec, out, sessions, files: HashMap::new(), preexisting: HashMap::new(), watched: HashSet::new() }
     }
 
     fn initial_scan(&mut self) {
@@ -170,7 +173,7 @@ impl State {
                         if let (Some(&size), Ok(meta)) = (self.preexisting.get(&file), std::fs::metadata(&file)) {
                             self.files.insert(
                                 file.clone(),
-                                FileState { offset: size, inode: meta.ino(), partial: Vec::new() },
+                                FollowedFile { offset: size, inode: meta.ino(), partial: Vec::new() },
                             );
                         }
                         self.touch(&file, watcher);
@@ -264,7 +267,7 @@ impl State {
         self.sessions.insert(id.to_string());
         if let Some(&size) = self.preexisting.get(p) {
             // Only what was written after launch belongs to this run.
-            self.files.insert(p.to_path_buf(), FileState { offset: size, inode: meta.ino(), partial: Vec::new() });
+            self.files.insert(p.to_path_buf(), FollowedFile { offset: size, inode: meta.ino(), partial: Vec::new() });
         }
         (self.out)(Feed::Session { id: id.to_string() });
         true
@@ -282,14 +285,14 @@ impl State {
         if !meta.is_file() {
             return;
         }
-        let st = self.files.entry(p.to_path_buf()).or_insert(FileState {
+        let st = self.files.entry(p.to_path_buf()).or_insert(FollowedFile {
             offset: 0,
             inode: meta.ino(),
             partial: Vec::new(),
         });
         if st.inode != meta.ino() || meta.len() < st.offset {
             // Replaced or truncated: start over (duplicates are counted once downstream).
-            *st = FileState { offset: 0, inode: meta.ino(), partial: Vec::new() };
+            *st = FollowedFile { offset: 0, inode: meta.ino(), partial: Vec::new() };
         }
         if meta.len() == st.offset {
             return;

@@ -18,9 +18,11 @@ pub const MAX_CALL_COST: Usd = Usd(1_000 * crate::core::money::NANOS_PER_USD);
 
 pub use crate::core::budget::Reserve;
 
-/// What became of a reported response.
+/// What became of a response reported to the meter: counted, counted before (a duplicate), or
+/// counted again at claude's own figure. (Named for what the supervisor does with it; the
+/// tally's own answer is [`crate::core::budget::Added`].)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Counted {
     Duplicate,
     Counted {
         cost: Usd,
@@ -43,8 +45,10 @@ pub enum Outcome {
     },
 }
 
+/// The meter's books, behind its lock: the tally, the budget, and the calls admitted but not yet
+/// answered (their reservations).
 #[derive(Debug)]
-struct State {
+struct Books {
     tally: Tally,
     budget: Budget,
     reserved: HashMap<u64, Usd>,
@@ -63,7 +67,7 @@ pub type Resumed = Option<(Usd, Option<Usd>)>;
 pub type SessionLookup = Box<dyn FnOnce(&str) -> Resumed + Send>;
 
 pub struct Meter {
-    state: Mutex<State>,
+    state: Mutex<Books>,
     pub reserve: Reserve,
     /// The session's id, once known.
     session: Mutex<Option<String>>,
@@ -86,7 +90,7 @@ pub enum Admission {
 impl Meter {
     pub fn new(ceiling: Option<Usd>, thresholds: &[u32], reserve: Reserve) -> Meter {
         Meter {
-            state: Mutex::new(State {
+            state: Mutex::new(Books {
                 tally: Tally::default(),
                 budget: Budget::new(ceiling, thresholds),
                 reserved: HashMap::new(),
@@ -149,12 +153,12 @@ impl Meter {
         self.session.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Books> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Count a response (any source).
-    pub fn report(&self, e: &UsageEvent, prices: &PriceTable) -> Outcome {
+    pub fn report(&self, e: &UsageEvent, prices: &PriceTable) -> Counted {
         self.report_priced(e, prices, None)
     }
 
@@ -163,20 +167,20 @@ impl Meter {
     /// response ever costs less than zero, so nothing can lower the session's total below what
     /// the tables say. A figure arriving for a response counted already replaces the
     /// provisional one (see [`Tally::add_priced`]).
-    pub fn report_priced(&self, e: &UsageEvent, prices: &PriceTable, given: Option<ClaudeCost>) -> Outcome {
+    pub fn report_priced(&self, e: &UsageEvent, prices: &PriceTable, given: Option<ClaudeCost>) -> Counted {
         let given = given.filter(|g| (Usd::ZERO..=MAX_CALL_COST).contains(&g.cost));
         let mut st = self.lock();
         match st.tally.add_priced(e, prices, given) {
-            Added::Duplicate => Outcome::Duplicate,
+            Added::Duplicate => Counted::Duplicate,
             Added::Counted { cost, new_unknown, priced, learned } => {
                 let total = st.tally.total;
                 let signal = st.budget.observe(total);
-                Outcome::Counted { cost, total, signal, unknown_model: new_unknown.is_some(), priced, learned }
+                Counted::Counted { cost, total, signal, unknown_model: new_unknown.is_some(), priced, learned }
             }
             Added::Repriced { key, old, cost, priced, learned } => {
                 let total = st.tally.total;
                 let signal = st.budget.observe(total);
-                Outcome::Repriced { key, old, cost, total, signal, priced, learned }
+                Counted::Repriced { key, old, cost, total, signal, priced, learned }
             }
         }
     }
@@ -272,8 +276,8 @@ mod tests {
         let p = PriceTable::newest().unwrap();
         let m = Meter::new(Some(Usd(10 * D)), &[50], Reserve::None);
         // Telemetry knows only the request id; the transcript knows both.
-        assert!(matches!(m.report(&ev(":req1", Some("req1"), 1_000_000), &p), Outcome::Counted { .. }));
-        assert_eq!(m.report(&ev("msg1:req1", Some("req1"), 1_000_000), &p), Outcome::Duplicate);
+        assert!(matches!(m.report(&ev(":req1", Some("req1"), 1_000_000), &p), Counted::Counted { .. }));
+        assert_eq!(m.report(&ev("msg1:req1", Some("req1"), 1_000_000), &p), Counted::Duplicate);
         assert_eq!(m.total(), Usd(D));
     }
 
@@ -286,7 +290,7 @@ mod tests {
         for (i, bad) in [Usd(-100 * D), Usd(i64::MIN), Usd(MAX_CALL_COST.0 + 1), Usd(i64::MAX)].into_iter().enumerate()
         {
             let key = format!("bad{i}");
-            let Outcome::Counted { cost, .. } =
+            let Counted::Counted { cost, .. } =
                 m.report_priced(&ev(&key, Some(&key), 1_000), &p, Some(ClaudeCost { cost: bad, trusted: true }))
             else {
                 panic!()
@@ -295,7 +299,7 @@ mod tests {
         }
         assert_eq!(m.total(), Usd(604_000_000));
         // A plausible figure from claude is taken as given (it prices things the tokens do not say).
-        let Outcome::Counted { cost, total, signal, .. } =
+        let Counted::Counted { cost, total, signal, .. } =
             m.report_priced(&ev("ok", Some("ok"), 1), &p, Some(ClaudeCost { cost: Usd(D / 2), trusted: true }))
         else {
             panic!()

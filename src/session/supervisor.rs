@@ -5,9 +5,11 @@
 
 use crate::core::budget::{ClaudeCost, Priced, Signal as BudgetSignal, Tally};
 use crate::session::follow::{Feed, Follower, Spec};
-use crate::session::meter::{Meter, Outcome as Counted};
+use crate::session::meter::{Counted, Meter};
 use crate::core::money::Usd;
+use crate::core::plan::PremiumAction;
 use crate::core::pricing::{Match, PriceTable};
+use crate::core::recorded::Source;
 use crate::sys::procs;
 use crate::core::transcript::UsageEvent;
 use crate::sys::tty::{self, RawGuard};
@@ -46,7 +48,7 @@ pub enum StopCause {
 /// Things the caller wants to hear as the session goes (the ledger records usage as it arrives).
 pub trait Observer {
     /// A response was counted, first heard from `source` (`gate`, `telemetry`, `transcript`).
-    fn usage(&mut self, _event: &UsageEvent, _cost: Usd, _total: Usd, _source: &str, _priced: Priced) {}
+    fn usage(&mut self, _event: &UsageEvent, _cost: Usd, _total: Usd, _source: Source, _priced: Priced) {}
     /// Claude's own figure replaced the provisional one of the response recorded as `key`.
     fn repriced(&mut self, _key: &str, _cost: Usd, _priced: Priced) {}
     /// Claude priced `model`, which no table of ccb's knows, at `milli` thousandths of its
@@ -129,13 +131,10 @@ pub struct Options {
 /// A session started without a premium model: what happens if one answers (`/model opus`).
 #[derive(Debug, Clone)]
 pub struct PremiumGuard {
-    /// Stop the session (`opus_without_reason = "stop"`) rather than warn.
-    pub stop: bool,
+    /// Record the reason given at the start, warn, or stop.
+    pub action: PremiumAction,
     /// The output rate (nano-dollars per token) from which a model is premium.
     pub floor: i64,
-    /// A `--reason` given although the session needed none: it applies from the first premium
-    /// answer, and the guard is satisfied.
-    pub reason: Option<String>,
 }
 
 #[derive(Debug)]
@@ -476,7 +475,7 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
             Some(Ev::Signal { sig, from_user }) => s.on_signal(sig, from_user),
             Some(Ev::Feed(f)) => s.on_feed(f, observer),
             Some(Ev::Gate(crate::session::gate::GateEvent::Usage { event, outcome })) => {
-                s.counted(&event, outcome, "gate", observer)
+                s.counted(&event, outcome, Source::Gate, observer)
             }
             Some(Ev::Gate(crate::session::gate::GateEvent::Refused)) => {
                 s.refused = true;
@@ -509,7 +508,7 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
                     }
                 }
                 let outcome = s.telemetry(&r);
-                s.counted(&r.event, outcome, "telemetry", observer);
+                s.counted(&r.event, outcome, Source::Telemetry, observer);
             }
             Some(Ev::Problem(p)) => s.notice(p),
             Some(Ev::OutputDone) => s.output_done = true,
@@ -538,7 +537,7 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
     while let Ok(ev) = rx.try_recv() {
         match ev {
             Ev::Feed(f) => s.on_feed(f, observer),
-            Ev::Gate(crate::session::gate::GateEvent::Usage { event, outcome }) => s.counted(&event, outcome, "gate", observer),
+            Ev::Gate(crate::session::gate::GateEvent::Usage { event, outcome }) => s.counted(&event, outcome, Source::Gate, observer),
             Ev::Gate(crate::session::gate::GateEvent::FirstPartyIgnored) => {
                 if let Some(text) = observer.first_party_ignored() {
                     s.notice(text);
@@ -546,7 +545,7 @@ pub fn run(opts: Options, observer: &mut dyn Observer) -> anyhow::Result<Outcome
             }
             Ev::Telemetry(r) => {
                 let outcome = s.telemetry(&r);
-                s.counted(&r.event, outcome, "telemetry", observer);
+                s.counted(&r.event, outcome, Source::Telemetry, observer);
             }
             Ev::Problem(p) => s.notice(p),
             _ => {}
@@ -669,7 +668,7 @@ impl Session<'_> {
             }
             Feed::Usage(e) => {
                 let outcome = self.opts.meter.report(&e, &self.opts.prices);
-                self.counted(&e, outcome, "transcript", observer);
+                self.counted(&e, outcome, Source::Transcript, observer);
             }
         }
     }
@@ -682,7 +681,7 @@ impl Session<'_> {
     }
 
     /// A response the meter has counted (or found counted already), from any source.
-    fn counted(&mut self, e: &UsageEvent, outcome: Counted, source: &str, observer: &mut dyn Observer) {
+    fn counted(&mut self, e: &UsageEvent, outcome: Counted, source: Source, observer: &mut dyn Observer) {
         let (signal, unknown_model, learned) = match outcome {
             Counted::Duplicate => return,
             Counted::Counted { cost, total, signal, unknown_model, priced, learned } => {
@@ -726,9 +725,9 @@ impl Session<'_> {
         if let Some(guard) = &self.opts.premium_guard {
             if !self.opus_warned && self.opts.prices.is_premium(&e.model, guard.floor) {
                 self.opus_warned = true;
-                if let Some(r) = &guard.reason {
+                if let PremiumAction::RecordReason(r) = &guard.action {
                     observer.reason_used(r);
-                } else if guard.stop {
+                } else if guard.action == PremiumAction::Stop {
                     self.notice(format!(
                         "'{}' (a premium model) answered but this session has no reason: stopping it (opus_without_reason = \"stop\")",
                         crate::core::human::excerpt(&e.model, crate::core::human::EXCERPT)

@@ -34,7 +34,7 @@ pub use crate::core::endpoint::{endpoint, Endpoint};
 #[derive(Debug)]
 pub enum GateEvent {
     /// A response was counted (or found counted already) in the meter.
-    Usage { event: Box<UsageEvent>, outcome: crate::session::meter::Outcome },
+    Usage { event: Box<UsageEvent>, outcome: crate::session::meter::Counted },
     /// A model call was refused at the ceiling.
     Refused,
     /// Something the user should know (an unreadable CA file).
