@@ -19,6 +19,7 @@ pub mod human;
 pub mod money;
 pub mod otlp;
 pub mod plan;
+pub mod policy;
 pub mod pool;
 pub mod pricing;
 pub mod report;
