@@ -4,13 +4,8 @@ use crate::sys::alert::{self, Alert};
 use crate::core::config::Config;
 use crate::core::exit::Exit;
 use crate::ledger::Store;
-use crate::core::money::Usd;
-use crate::core::pool::{self, PoolConfig, PoolStatus};
-use crate::core::report::Dataset;
-use jiff::civil::Date;
-use jiff::tz::TimeZone;
+use crate::core::pool::{self, PoolConfig};
 use serde_json::json;
-use std::collections::BTreeMap;
 
 pub fn config_of(cfg: &Config) -> Result<PoolConfig, Exit> {
     cfg.pool.clone().ok_or_else(|| {
@@ -21,40 +16,6 @@ pub fn config_of(cfg: &Config) -> Result<PoolConfig, Exit> {
     })
 }
 
-/// Credit-pool spend per day: ccb's credit-pool sessions, plus programmatic sessions not run
-/// through ccb when `include_unmetered`.
-pub fn spend_per_day(ds: &Dataset, include_unmetered: bool) -> Vec<(Date, Usd)> {
-    let mut by_day: BTreeMap<Date, Usd> = BTreeMap::new();
-    for (&(day, s, _), agg) in &ds.buckets {
-        let sess = &ds.sessions[s as usize];
-        let counts =
-            if sess.ccb { sess.meter == "credit-pool" } else { include_unmetered && sess.class == "programmatic" };
-        if counts {
-            *by_day.entry(day).or_default() += agg.cost;
-        }
-    }
-    by_day.into_iter().collect()
-}
-
-/// The pool's state now.
-pub fn current(cfg: &Config, pc: &PoolConfig) -> anyhow::Result<PoolStatus> {
-    let tz = TimeZone::system();
-    let today = tz.to_datetime(jiff::Timestamp::now()).date();
-    let (start, _) = pool::cycle(today, pc.billing_day);
-    let since_ms = start.to_zoned(tz.clone()).map(|z| z.timestamp().as_millisecond()).unwrap_or(0);
-    let prices = crate::cmd::prices::load_table(cfg)?;
-    let ds = if pc.include_unmetered {
-        crate::cmd::usage::dataset(since_ms, &tz, &prices)?
-    } else {
-        let mut ds = Dataset::default();
-        if let Some(l) = crate::cmd::usage::open_ledger_for_reading() {
-            crate::scan::add_ledger(&mut ds, &l as &dyn Store, since_ms, &tz, &mut Default::default())?;
-        }
-        ds
-    };
-    Ok(pool::status(pc, today, &spend_per_day(&ds, pc.include_unmetered)))
-}
-
 fn pct(permille: u64) -> String {
     format!("{}.{}%", permille / 10, permille % 10)
 }
@@ -62,7 +23,7 @@ fn pct(permille: u64) -> String {
 pub fn run(json_out: bool) -> anyhow::Result<i32> {
     let cfg = crate::sys::files::load_config()?;
     let pc = config_of(&cfg)?;
-    let s = current(&cfg, &pc)?;
+    let s = crate::scan::pool::current(&cfg, &pc)?;
     if json_out {
         let v = json!({
             "plan": pc.plan,
@@ -132,7 +93,7 @@ pub fn check(alert_at: Option<u32>) -> anyhow::Result<i32> {
         None if cfg.pool_alerts.is_empty() => vec![85],
         None => cfg.pool_alerts.clone(),
     };
-    let s = current(&cfg, &pc)?;
+    let s = crate::scan::pool::current(&cfg, &pc)?;
     let reached: Vec<u32> = thresholds.iter().copied().filter(|t| s.permille >= *t as u64 * 10).collect();
     let line = format!(
         "credit pool ({}): {} of {} spent ({}), cycle {} to {}",

@@ -120,6 +120,21 @@ pub fn status(cfg: &PoolConfig, today: Date, spend: &[(Date, Usd)]) -> PoolStatu
     }
 }
 
+/// Credit-pool spend per day: ccb's credit-pool sessions, plus programmatic sessions not run
+/// through ccb when `include_unmetered`.
+pub fn spend_per_day(ds: &crate::core::report::Dataset, include_unmetered: bool) -> Vec<(jiff::civil::Date, Usd)> {
+    let mut by_day: std::collections::BTreeMap<jiff::civil::Date, Usd> = std::collections::BTreeMap::new();
+    for (&(day, s, _), agg) in &ds.buckets {
+        let sess = &ds.sessions[s as usize];
+        let counts =
+            if sess.ccb { sess.meter == "credit-pool" } else { include_unmetered && sess.class == "programmatic" };
+        if counts {
+            *by_day.entry(day).or_default() += agg.cost;
+        }
+    }
+    by_day.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
