@@ -107,10 +107,9 @@ pub fn on_counted(
 /// The notice for the first response of a model no table prices, priced as `how` says.
 fn unknown_model(model: &str, how: Match) -> String {
     let basis = match how {
-        Match::Learned => format!(
-            "a rate learned from claude's own figures over the highest {} rates",
-            pricing::family_of(model)
-        ),
+        Match::Learned => {
+            format!("a rate learned from claude's own figures over the highest {} rates", pricing::family_of(model))
+        }
         Match::Family => format!("the highest {} rates", pricing::family_of(model)),
         _ => "the highest rates of all models".to_string(),
     };
@@ -193,7 +192,11 @@ mod tests {
                 vec![Record, Threshold { pct: 50, spent: five, ceiling: ten }, Notice(half_notice.clone())],
             ),
             // A factor learned, a model no table prices (by family, by learned rate, by nothing).
-            (call("claude-sonnet-9", None, Some(Match::Family), Some(700)), None, vec![Record, Learned(700), Notice(unknown.into())]),
+            (
+                call("claude-sonnet-9", None, Some(Match::Family), Some(700)),
+                None,
+                vec![Record, Learned(700), Notice(unknown.into())],
+            ),
             (call("claude-sonnet-9", None, Some(Match::Learned), None), None, vec![Record, Notice(learned.into())]),
             (call("mystery", None, Some(Match::Highest), None), None, vec![Record, Notice(highest.into())]),
             // A premium model without a reason: warned, or stopped.

@@ -25,7 +25,8 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     let switch = p.first_party.switch(gate.is_some());
     // The user's --settings is never shown as given either: inline, it may hold a key.
     let merged = merge_settings(&p.args, &p.cwd, env_block(gate, switch, tel)).map_err(settings_error)?;
-    let upstream = gate.map(|_| crate::session::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)).base);
+    let upstream =
+        gate.map(|_| crate::session::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)).base);
     let gate_off = p.first_party.gate_off_reason();
     let shown = match &merged {
         Some(m) => m.args(DRY_RUN_SETTINGS.as_ref()),
@@ -128,7 +129,8 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     row("claude", p.claude.display().to_string());
     row("sources", if p.sources.is_empty() { "-".into() } else { p.sources.join(", ") });
     if let Some(u) = &upstream {
-        let fp = if switch { format!(" (first party: {}=1)", crate::session::first_party::SWITCH) } else { String::new() };
+        let fp =
+            if switch { format!(" (first party: {}=1)", crate::session::first_party::SWITCH) } else { String::new() };
         row("gate", format!("forwards to {u}{fp}"));
     } else if let Some(why) = &gate_off {
         row("gate", format!("off: {why}"));

@@ -12,7 +12,13 @@ use crate::session::supervisor;
 use crate::sys::{alert, paths};
 
 /// Account for a session that has ended; ccb's exit code.
-pub(super) fn account(p: &Prepared, out: &supervisor::Outcome, meter: &Meter, mut rec: Recorder, stderr_tty: bool) -> i32 {
+pub(super) fn account(
+    p: &Prepared,
+    out: &supervisor::Outcome,
+    meter: &Meter,
+    mut rec: Recorder,
+    stderr_tty: bool,
+) -> i32 {
     let (code, end) = exit::ending(out.stopped.as_ref().map(|s| s.cause), out.ceiling_reached, out.status);
     if let Some(s) = &out.stopped {
         let ceiling = meter.ceiling().unwrap_or_default();

@@ -134,7 +134,8 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
             }
         })
     };
-    let meter = Arc::new(crate::session::meter::Meter::new(ceiling, &p.config.session_alerts, p.config.metering.reserve));
+    let meter =
+        Arc::new(crate::session::meter::Meter::new(ceiling, &p.config.session_alerts, p.config.metering.reserve));
     if let Some(s) = &resumed_spend {
         meter.resume(s.spent, None);
     }
@@ -189,31 +190,29 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     let session_id = follow.as_ref().and_then(|f| f.session_id.clone());
     let started = sources::start(bound, follow, &meter, &prices, &inbox.sender(), warden_problems);
     let label = p.plan.model.clone().unwrap_or_default();
-    let options = |started: sources::Started| {
-        supervisor::Options {
-            program: p.claude.clone(),
-            args: claude_args,
-            env: child_env,
-            pty: p.plan.pty,
-            print_mode: p.plan.print_mode,
-            ceiling,
-            meter: meter.clone(),
-            gate: started.gate,
-            follower: started.follower,
-            session_id,
-            block_at_ceiling: p.config.metering.block,
-            prices,
-            claude_knows: claude_knows(&p),
-            premium_guard: (!p.plan.premium).then(|| supervisor::PremiumGuard {
-                stop: p.config.opus_without_reason == OpusWithoutReason::Stop,
-                floor: p.prices.premium_floor(&p.config.premium_at),
-                reason: p.plan.pending_reason.clone(),
-            }),
-            progress: p.plan.print_mode && stderr_tty,
-            stream_json: !p.plan.pty && p.stream_json,
-            label,
-            notices,
-        }
+    let options = |started: sources::Started| supervisor::Options {
+        program: p.claude.clone(),
+        args: claude_args,
+        env: child_env,
+        pty: p.plan.pty,
+        print_mode: p.plan.print_mode,
+        ceiling,
+        meter: meter.clone(),
+        gate: started.gate,
+        follower: started.follower,
+        session_id,
+        block_at_ceiling: p.config.metering.block,
+        prices,
+        claude_knows: claude_knows(&p),
+        premium_guard: (!p.plan.premium).then(|| supervisor::PremiumGuard {
+            stop: p.config.opus_without_reason == OpusWithoutReason::Stop,
+            floor: p.prices.premium_floor(&p.config.premium_at),
+            reason: p.plan.pending_reason.clone(),
+        }),
+        progress: p.plan.print_mode && stderr_tty,
+        stream_json: !p.plan.pty && p.stream_json,
+        label,
+        notices,
     };
     // The warden is not waited for: claude starts while it does (a session killed in the
     // millisecond before it is ready has nothing running yet but claude, which its death
@@ -236,7 +235,9 @@ fn raise_hint(p: &Prepared) -> String {
         None => format!(
             "Resume it with --budget <USD>, or raise {} in {}",
             dry_run::ceiling_from(p),
-            crate::sys::files::config_path().map(|(p, _)| p.display().to_string()).unwrap_or_else(|| "config.toml".into())
+            crate::sys::files::config_path()
+                .map(|(p, _)| p.display().to_string())
+                .unwrap_or_else(|| "config.toml".into())
         ),
     }
 }
