@@ -8,7 +8,7 @@ use serde_json::json;
 
 pub fn repair(session: Option<&str>, as_json: bool) -> anyhow::Result<i32> {
     let cfg = crate::sys::files::load_config()?;
-    let prices = crate::cmd::prices::load_table(&cfg)?;
+    let prices = crate::sys::prices::load_table(&cfg)?;
     let not_done = |why: String| Exit {
         code: exit::LEDGER_FAULT,
         message: format!("cannot repair the ledger ({why}); nothing was changed"),

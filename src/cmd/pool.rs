@@ -4,14 +4,8 @@ use crate::sys::alert::{self, Alert};
 use crate::core::config::Config;
 use crate::core::exit::Exit;
 use crate::ledger::Store;
-use crate::core::money::Usd;
-use crate::core::plan::{Class, Payer};
-use crate::core::pool::{self, PoolConfig, PoolStatus};
-use crate::core::report::Dataset;
-use jiff::civil::Date;
-use jiff::tz::TimeZone;
+use crate::core::pool::{self, PoolConfig};
 use serde_json::json;
-use std::collections::BTreeMap;
 
 pub fn config_of(cfg: &Config) -> Result<PoolConfig, Exit> {
     cfg.pool.clone().ok_or_else(|| {
@@ -22,43 +16,6 @@ pub fn config_of(cfg: &Config) -> Result<PoolConfig, Exit> {
     })
 }
 
-/// Credit-pool spend per day: ccb's credit-pool sessions, plus programmatic sessions not run
-/// through ccb when `include_unmetered`.
-pub fn spend_per_day(ds: &Dataset, include_unmetered: bool) -> Vec<(Date, Usd)> {
-    let mut by_day: BTreeMap<Date, Usd> = BTreeMap::new();
-    for (&(day, s, _), agg) in &ds.buckets {
-        let sess = &ds.sessions[s as usize];
-        let counts = if sess.ccb {
-            sess.payer == Payer::CreditPool
-        } else {
-            include_unmetered && sess.class == Class::Programmatic
-        };
-        if counts {
-            *by_day.entry(day).or_default() += agg.cost;
-        }
-    }
-    by_day.into_iter().collect()
-}
-
-/// The pool's state now.
-pub fn current(cfg: &Config, pc: &PoolConfig) -> anyhow::Result<PoolStatus> {
-    let tz = TimeZone::system();
-    let today = tz.to_datetime(jiff::Timestamp::now()).date();
-    let (start, _) = pool::cycle(today, pc.billing_day);
-    let since_ms = start.to_zoned(tz.clone()).map(|z| z.timestamp().as_millisecond()).unwrap_or(0);
-    let prices = crate::cmd::prices::load_table(cfg)?;
-    let ds = if pc.include_unmetered {
-        crate::cmd::usage::dataset(since_ms, &tz, &prices)?
-    } else {
-        let mut ds = Dataset::default();
-        if let Some(l) = crate::cmd::usage::open_ledger_for_reading() {
-            crate::scan::add_ledger(&mut ds, &l as &dyn Store, since_ms, &tz, &mut Default::default())?;
-        }
-        ds
-    };
-    Ok(pool::status(pc, today, &spend_per_day(&ds, pc.include_unmetered)))
-}
-
 fn pct(permille: u64) -> String {
     format!("{}.{}%", permille / 10, permille % 10)
 }
@@ -66,7 +23,7 @@ fn pct(permille: u64) -> String {
 pub fn run(json_out: bool) -> anyhow::Result<i32> {
     let cfg = crate::sys::files::load_config()?;
     let pc = config_of(&cfg)?;
-    let s = current(&cfg, &pc)?;
+    let s = crate::scan::pool::current(&cfg, &pc)?;
     if json_out {
         let v = json!({
             "plan": pc.plan,
@@ -136,7 +93,7 @@ pub fn check(alert_at: Option<u32>) -> anyhow::Result<i32> {
         None if cfg.pool_alerts.is_empty() => vec![85],
         None => cfg.pool_alerts.clone(),
     };
-    let s = current(&cfg, &pc)?;
+    let s = crate::scan::pool::current(&cfg, &pc)?;
     let reached: Vec<u32> = thresholds.iter().copied().filter(|t| s.permille >= *t as u64 * 10).collect();
     let line = format!(
         "credit pool ({}): {} of {} spent ({}), cycle {} to {}",
@@ -173,44 +130,4 @@ pub fn check(alert_at: Option<u32>) -> anyhow::Result<i32> {
         }
     }
     Ok(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::core::report::{Agg, SessionAttr};
-
-    /// The pool is spent by ccb's credit-pool sessions, and (when asked) by programmatic sessions
-    /// not run through ccb; a payer or class from a newer ccb is neither.
-    #[test]
-    fn only_the_credit_pool_spends_the_pool() {
-        let mut ds = Dataset::default();
-        let day = jiff::civil::date(2026, 11, 20);
-        let m = ds.model("claude-sonnet-4-6");
-        let cases = [
-            (true, Class::Programmatic, Payer::CreditPool, 1, true),
-            (true, Class::Programmatic, Payer::Api, 10, false),
-            (true, Class::Unknown("batch".into()), Payer::Unknown("team-pool".into()), 100, false),
-            (false, Class::Programmatic, Payer::NotRecorded, 1_000, true),
-            (false, Class::Interactive, Payer::NotRecorded, 10_000, false),
-            (false, Class::Unknown("batch".into()), Payer::NotRecorded, 100_000, false),
-        ];
-        for (i, (ccb, class, payer, cost, _)) in cases.iter().enumerate() {
-            let s = ds.session(SessionAttr {
-                id: i.to_string(),
-                project: String::new(),
-                class: class.clone(),
-                payer: payer.clone(),
-                reason: None,
-                ccb: *ccb,
-            });
-            let mut a = Agg::default();
-            a.add(&Default::default(), Usd(*cost), 0);
-            ds.add(day, s, m, &a);
-        }
-        let want =
-            |unmetered: bool| -> Usd { cases.iter().filter(|c| c.4 && (c.0 || unmetered)).map(|c| Usd(c.3)).sum() };
-        assert_eq!(spend_per_day(&ds, false), [(day, want(false))]);
-        assert_eq!(spend_per_day(&ds, true), [(day, want(true))]);
-    }
 }

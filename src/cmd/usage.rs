@@ -1,9 +1,7 @@
 //! `ccb usage [daily|weekly|monthly|session]`: what was spent, on what, from which meter.
 
 use crate::core::exit::Exit;
-use crate::ledger::Ledger;
-use crate::core::report::{self, Dataset, Period, Split};
-use crate::scan;
+use crate::core::report::{self, Period, Split};
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::ToSpan;
@@ -83,70 +81,6 @@ fn tzif(name: &str) -> Option<TimeZone> {
     TimeZone::tzif(name, &bytes).ok()
 }
 
-/// The ledger, if one exists and opens; a report works from transcripts alone otherwise.
-pub fn open_ledger_for_reading() -> Option<Ledger> {
-    let path = crate::ledger::default_path()?;
-    if !path.exists() {
-        return None;
-    }
-    match Ledger::open(&path) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            crate::note!("ccb: cannot read the ledger ({e:#}); reporting from transcripts only");
-            None
-        }
-    }
-}
-
-/// The ledger for a report: opened, or created (it holds the report cache too). A report works
-/// from transcripts alone when there is none and none can be made.
-fn open_ledger_for_report() -> Option<Ledger> {
-    let path = crate::ledger::default_path()?;
-    match Ledger::open(&path) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            if path.exists() {
-                crate::note!("ccb: cannot read the ledger ({e:#}); reporting from transcripts only");
-            }
-            None
-        }
-    }
-}
-
-/// Ledger and transcripts from `since_ms` on, each response once (through the report cache in
-/// the ledger database: see scan.rs).
-pub fn dataset(since_ms: i64, tz: &TimeZone, prices: &crate::core::pricing::PriceTable) -> anyhow::Result<Dataset> {
-    let mut ds = gather(since_ms, tz, prices)?;
-    // Responses read from transcripts (not run through ccb) of a model no table prices were
-    // charged the family's dearest rates: estimates. (The ledger marks its own.)
-    let mut unpriced = std::collections::BTreeSet::new();
-    for &(_, s, m) in ds.buckets.keys() {
-        let model = &ds.models[m as usize];
-        if !ds.sessions[s as usize].ccb && prices.lookup(model).1 != crate::core::pricing::Match::Known {
-            unpriced.insert(model.clone());
-        }
-    }
-    ds.estimated.extend(unpriced);
-    Ok(ds)
-}
-
-fn gather(since_ms: i64, tz: &TimeZone, prices: &crate::core::pricing::PriceTable) -> anyhow::Result<Dataset> {
-    let mut ds = Dataset::default();
-    let ledger = open_ledger_for_report();
-    let dirs = scan::claude_dirs();
-    match scan::add_all(&mut ds, ledger.as_ref(), &dirs, since_ms, tz, prices) {
-        Ok(_) => Ok(ds),
-        Err(e) => {
-            // A ledger that cannot be read now (locked for longer than the busy timeout, damaged):
-            // still report the transcripts.
-            crate::note!("ccb: cannot read the ledger ({e:#}); reporting from transcripts only");
-            let mut ds = Dataset::default();
-            scan::add_transcripts(&mut ds, &dirs, since_ms, tz, prices);
-            Ok(ds)
-        }
-    }
-}
-
 pub struct Args {
     pub period: Period,
     pub since: Option<String>,
@@ -158,7 +92,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     let cfg = crate::sys::files::load_config()?;
-    let prices = crate::cmd::prices::load_table(&cfg)?;
+    let prices = crate::sys::prices::load_table(&cfg)?;
     let tz = time_zone(a.timezone.as_deref())?;
     let today = tz.to_datetime(jiff::Timestamp::now()).date();
     let since = a.since.as_deref().map(|s| parse_day(s, today, "--since")).transpose()?;
@@ -174,7 +108,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         .and_then(|d| d.to_zoned(tz.clone()).ok())
         .map(|z| z.timestamp().as_millisecond())
         .unwrap_or(i64::MIN);
-    let ds = dataset(since_ms, &tz, &prices)?;
+    let ds = crate::scan::dataset::dataset(since_ms, &tz, &prices)?;
     let r = report::build(&ds, a.period, a.split, since, until);
     if a.json {
         crate::out!("{}", serde_json::to_string_pretty(&report::to_json(&r, a.split))?);

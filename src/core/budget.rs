@@ -164,17 +164,23 @@ impl Tally {
     /// claude's own figure for a model claude prices, then the tables; for a model claude does
     /// not price, the larger of claude's figure and the family's dearest, as an estimate.
     fn price(e: &UsageEvent, prices: &PriceTable, given: Option<ClaudeCost>) -> (Usd, Priced, Option<i64>) {
-        let (cost, mut priced, learned) = Tally::price_counts(e, prices, given);
+        let (cost, mut priced, learned, _) = Tally::price_counts(e, prices, given);
         // Counts that are themselves an estimate make the figure one, unless it is claude's own.
         priced.estimated |= e.estimated && priced.by != PricedBy::Claude;
         (cost, priced, learned)
     }
 
-    fn price_counts(e: &UsageEvent, prices: &PriceTable, given: Option<ClaudeCost>) -> (Usd, Priced, Option<i64>) {
+    /// The one place a response is priced: its figure, how it was reached, a factor learned, and
+    /// how the model matched the tables (said once, for a model no table prices).
+    fn price_counts(
+        e: &UsageEvent,
+        prices: &PriceTable,
+        given: Option<ClaudeCost>,
+    ) -> (Usd, Priced, Option<i64>, Match) {
         let (p, how) = prices.lookup(&e.model);
         let table = crate::core::pricing::price(&p, &e.usage, &e.mods, prices.web_search_nanos);
         let known = how == Match::Known;
-        match given {
+        let (cost, priced, learned) = match given {
             Some(_) if known && p.source == PriceSource::User => {
                 (table, Priced { by: PricedBy::Table(PriceSource::User), estimated: false }, None)
             }
@@ -198,7 +204,8 @@ impl Tally {
                 (table, Priced { by: PricedBy::Table(PriceSource::Learned), estimated: true }, None)
             }
             None => (table, Priced { by: PricedBy::Dearest, estimated: true }, None),
-        }
+        };
+        (cost, priced, learned, how)
     }
 
     /// Like [`Tally::add`], with claude's own figure for the call (from its telemetry). When
@@ -233,7 +240,7 @@ impl Tally {
             self.duplicates += 1;
             return Added::Duplicate;
         }
-        let (cost, by_model, learned) = Tally::price_counts(e, prices, given);
+        let (cost, by_model, learned, how) = Tally::price_counts(e, prices, given);
         let priced =
             Priced { estimated: by_model.estimated || (e.estimated && by_model.by != PricedBy::Claude), ..by_model };
         if let Some(r) = request {
@@ -243,7 +250,7 @@ impl Tally {
         let mut new_unknown = None;
         if by_model.estimated && !self.unknown_models.contains(&e.model) {
             self.unknown_models.push(e.model.clone());
-            new_unknown = Some(prices.lookup(&e.model).1);
+            new_unknown = Some(how);
         }
         if priced.estimated {
             self.estimated += 1;

@@ -23,6 +23,7 @@ pub mod limits;
 pub mod money;
 pub mod otlp;
 pub mod plan;
+pub mod policy;
 pub mod pool;
 pub mod pricing;
 pub mod recorded;

@@ -120,6 +120,25 @@ pub fn status(cfg: &PoolConfig, today: Date, spend: &[(Date, Usd)]) -> PoolStatu
     }
 }
 
+/// Credit-pool spend per day: ccb's credit-pool sessions, plus programmatic sessions not run
+/// through ccb when `include_unmetered`.
+pub fn spend_per_day(ds: &crate::core::report::Dataset, include_unmetered: bool) -> Vec<(jiff::civil::Date, Usd)> {
+    let mut by_day: std::collections::BTreeMap<jiff::civil::Date, Usd> = std::collections::BTreeMap::new();
+    for (&(day, s, _), agg) in &ds.buckets {
+        let sess = &ds.sessions[s as usize];
+        let counts =
+            if sess.ccb {
+            sess.payer == crate::core::plan::Payer::CreditPool
+        } else {
+            include_unmetered && sess.class == crate::core::plan::Class::Programmatic
+        };
+        if counts {
+            *by_day.entry(day).or_default() += agg.cost;
+        }
+    }
+    by_day.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +204,39 @@ mod tests {
         assert_eq!(plan_amount("max-20x"), Some(Usd(200 * NANOS_PER_USD)));
         assert_eq!(plan_amount("team-standard"), Some(Usd(20 * NANOS_PER_USD)));
         assert_eq!(plan_amount("ultra"), None);
+    }
+
+    /// The pool is spent by ccb's credit-pool sessions, and (when asked) by programmatic sessions
+    /// not run through ccb; a payer or class from a newer ccb is neither.
+    #[test]
+    fn only_the_credit_pool_spends_the_pool() {
+        let mut ds = crate::core::report::Dataset::default();
+        let day = jiff::civil::date(2026, 11, 20);
+        let m = ds.model("claude-sonnet-4-6");
+        let cases = [
+            (true, crate::core::plan::Class::Programmatic, crate::core::plan::Payer::CreditPool, 1, true),
+            (true, crate::core::plan::Class::Programmatic, crate::core::plan::Payer::Api, 10, false),
+            (true, crate::core::plan::Class::Unknown("batch".into()), crate::core::plan::Payer::Unknown("team-pool".into()), 100, false),
+            (false, crate::core::plan::Class::Programmatic, crate::core::plan::Payer::NotRecorded, 1_000, true),
+            (false, crate::core::plan::Class::Interactive, crate::core::plan::Payer::NotRecorded, 10_000, false),
+            (false, crate::core::plan::Class::Unknown("batch".into()), crate::core::plan::Payer::NotRecorded, 100_000, false),
+        ];
+        for (i, (ccb, class, payer, cost, _)) in cases.iter().enumerate() {
+            let s = ds.session(crate::core::report::SessionAttr {
+                id: i.to_string(),
+                project: String::new(),
+                class: class.clone(),
+                payer: payer.clone(),
+                reason: None,
+                ccb: *ccb,
+            });
+            let mut a = crate::core::report::Agg::default();
+            a.add(&Default::default(), Usd(*cost), 0);
+            ds.add(day, s, m, &a);
+        }
+        let want =
+            |unmetered: bool| -> Usd { cases.iter().filter(|c| c.4 && (c.0 || unmetered)).map(|c| Usd(c.3)).sum() };
+        assert_eq!(spend_per_day(&ds, false), [(day, want(false))]);
+        assert_eq!(spend_per_day(&ds, true), [(day, want(true))]);
     }
 }

@@ -28,6 +28,9 @@
 //! Memory grows with the number of buckets and with 16 bytes per response (its identity and file,
 //! during the ownership pass), not with the size of the history.
 
+pub mod dataset;
+pub mod pool;
+
 use crate::ledger::{CachedFile, CachedKeys, Ledger, ScanWrite, Store};
 use crate::core::plan::{Class, Payer};
 use crate::core::pricing::{ModelPrice, PriceTable};

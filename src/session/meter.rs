@@ -7,7 +7,7 @@
 
 use crate::core::budget::{Added, Budget, ClaudeCost, Priced, Signal, Tally};
 use crate::core::money::Usd;
-use crate::core::pricing::{PriceTable, Usage};
+use crate::core::pricing::{Match, PriceTable, Usage};
 use crate::core::transcript::UsageEvent;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -28,7 +28,8 @@ pub enum Counted {
         cost: Usd,
         total: Usd,
         signal: Option<Signal>,
-        unknown_model: bool,
+        /// The first response of a model no table prices, and how it was priced instead.
+        unknown_model: Option<Match>,
         priced: Priced,
         /// A factor learned for a model no table knows (see [`crate::core::budget::Added`]).
         learned: Option<i64>,
@@ -175,7 +176,7 @@ impl Meter {
             Added::Counted { cost, new_unknown, priced, learned } => {
                 let total = st.tally.total;
                 let signal = st.budget.observe(total);
-                Counted::Counted { cost, total, signal, unknown_model: new_unknown.is_some(), priced, learned }
+                Counted::Counted { cost, total, signal, unknown_model: new_unknown, priced, learned }
             }
             Added::Repriced { key, old, cost, priced, learned } => {
                 let total = st.tally.total;

@@ -8,6 +8,7 @@ pub mod follow;
 pub mod gate;
 pub mod meter;
 pub mod orphans;
+pub mod run;
 pub mod settings;
 pub mod supervisor;
 pub mod telemetry;

@@ -7,5 +7,6 @@ pub mod files;
 pub mod http;
 pub mod locate;
 pub mod paths;
+pub mod prices;
 pub mod procs;
 pub mod tty;

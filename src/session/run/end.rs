@@ -1,0 +1,109 @@
+//! After the session: its ending in the ledger (the code and word [`exit::ending`] gives), what
+//! was learned kept, the ledger's and the alerts' problems told, and the one-line summary.
+
+use super::record::Recorder;
+use super::{raise_hint, summary, Prepared};
+use crate::core::exit::{self, StopCause};
+use crate::ledger::now_ms;
+use crate::ledger::writer::Msg;
+use crate::ledger::SessionEnd;
+use crate::session::meter::Meter;
+use crate::session::supervisor;
+use crate::sys::{alert, paths};
+
+/// Account for a session that has ended; ccb's exit code.
+pub(super) fn account(
+    p: &Prepared,
+    out: &supervisor::Outcome,
+    meter: &Meter,
+    mut rec: Recorder,
+    stderr_tty: bool,
+) -> i32 {
+    let (code, end) = exit::ending(out.stopped.as_ref().map(|s| s.cause), out.ceiling_reached, out.status);
+    if let Some(s) = &out.stopped {
+        let ceiling = meter.ceiling().unwrap_or_default();
+        let what = if s.processes > 1 {
+            format!("claude and {} more processes", s.processes - 1)
+        } else {
+            "claude".to_string()
+        };
+        match s.cause {
+            StopCause::Ceiling => crate::note!(
+                "ccb: session stopped at its {ceiling} ceiling: {} spent; {what} stopped in {} ms. {}",
+                s.spent,
+                s.took.as_millis(),
+                raise_hint(p)
+            ),
+            StopCause::OpusWithoutReason => {
+                crate::note!("ccb: session stopped: a premium model answered without a reason; {} spent", s.spent)
+            }
+            StopCause::Signal(_) => {}
+        }
+    }
+    // A run whose session was named but never spent (a `--continue` refused at its ceiling).
+    if rec.ids.is_empty() {
+        if let Some(id) = meter.session() {
+            rec.begin(&id);
+        }
+    }
+    rec.ledger.send(Msg::EndRun(crate::ledger::RunEnd {
+        id: p.run_id.clone(),
+        ended_ms: now_ms(),
+        end: end.clone(),
+        exit_code: Some(code),
+    }));
+    for id in &rec.ids {
+        let e = SessionEnd {
+            id: id.clone(),
+            ended_ms: now_ms(),
+            end: end.clone(),
+            exit_code: Some(code),
+            thresholds: out.fired.clone(),
+        };
+        rec.ledger.send(Msg::End(e));
+    }
+    if !rec.learned.is_empty() {
+        if let Err(e) = crate::sys::prices::save_learned(&rec.learned) {
+            crate::note!("ccb: cannot keep the rates learned this session ({})", paths::io_reason(&e));
+        }
+    }
+    let written = rec.ledger.finish();
+    let repair = || match rec.ids.first() {
+        Some(id) => format!("`ccb ledger repair --session {id}`"),
+        None => "`ccb ledger repair`".to_string(),
+    };
+    if let Some(problem) = &written.problem {
+        crate::note!(
+            "ccb: cannot record this session in the ledger ({problem}); it ran metered and bounded all the same. Not written: {}; {} adds the responses from claude's transcripts once the ledger can be written",
+            written.unwritten.describe(),
+            repair()
+        );
+    }
+    if written.missing > 0 {
+        crate::note!(
+            "ccb: {} response{} of this session ({}) {} not in the ledger: more waited than ccb keeps in memory ({}); {} adds them from claude's transcripts",
+            written.missing,
+            if written.missing == 1 { "" } else { "s" },
+            written.missing_cost,
+            if written.missing == 1 { "is" } else { "are" },
+            crate::ledger::writer::thousands(crate::ledger::writer::KEEP_RESPONSES as u64),
+            repair()
+        );
+    }
+    for problem in std::mem::replace(&mut rec.alerts, alert::Dispatcher::new(Default::default()))
+        .finish(std::time::Duration::from_secs(3))
+    {
+        crate::note!("ccb: {problem}");
+    }
+    if out.stopped.is_none() && out.ceiling_reached {
+        crate::note!(
+            "ccb: session ceiling of {} reached: {} spent; model calls past it were refused. Resume the session with --budget <USD>, a larger total, to go on",
+            meter.ceiling().unwrap_or_default(),
+            out.tally.total
+        );
+    }
+    if stderr_tty {
+        crate::note!("{}", summary(p, out, meter.ceiling()));
+    }
+    code
+}
