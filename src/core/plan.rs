@@ -1,6 +1,9 @@
 //! The session plan: class, model, billing mode, payer and ceiling, decided before anything is
 //! spawned, as pure functions of the claude arguments, the environment (with Claude Code's
 //! settings `env` block applied over it), the settings and ccb's config.
+//!
+//! Over 600 lines with its tests (a third): the plan's enums, read back from the ledger, live
+//! with the decisions that make them.
 
 use crate::core::args::ClaudeFlags;
 use crate::core::config::Config;

@@ -13,6 +13,9 @@
 //! Every write is idempotent (a response is inserted once by its key, a session's row is an
 //! upsert, a figure is set, not added), so writing an entry twice is harmless: that is what makes
 //! retrying and rewriting safe.
+//!
+//! Over 600 lines: the queue, its ordering rules, the retry and the file checks are one
+//! state machine; a quarter is its tests.
 
 use crate::ledger::{
     self, FileFate, FileIdentity, Ledger, RunEnd, RunStart, SessionEnd, SessionStart, Store, UsageRow,

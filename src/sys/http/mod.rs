@@ -26,6 +26,10 @@
 //! Handlers get whole requests ([`Request`]) and write their answer to the connection
 //! themselves (the gate streams responses through). Reading a request's body within its bounds
 //! (framing, chunked decoding, deadlines) is in `request.rs`.
+//!
+//! Over 600 lines: the acceptor, the workers and the per-request bounds share the server's
+//! state and are read together when a limit is questioned; the body's framing is apart, in
+//! `request.rs`.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
