@@ -117,9 +117,9 @@ impl Period {
 pub struct Scope {
     /// A working directory at or below this path.
     pub project: Option<PathBuf>,
-    /// A session class: `interactive`, `print`, `sdk`, `ci`.
+    /// A session class: `interactive`, `programmatic`, `opus` (see `core::plan::Class`).
     pub class: Option<String>,
-    /// Who pays: `subscription`, `credit-pool`, `api`, `gateway`, ….
+    /// Who pays: `subscription`, `credit-pool`, `api` (see `core::plan::Payer`).
     pub meter: Option<String>,
     /// A model family (`opus`, `sonnet`, `haiku`, …), or `premium`.
     pub tier: Option<String>,
