@@ -3,17 +3,14 @@
 //! upstream that misbehaves. Whatever the attack, the session beside it finishes with the right
 //! figure, and ccb's threads and memory stay under fixed bounds (figures in RELIABILITY.md).
 
-mod hardening;
-mod support;
-
-use hardening::figure;
+use crate::hardening::figure;
+use crate::support::*;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// A session whose claude waits for the test's word before it starts, so that the attack is
 /// under way when its calls go out. Its gate and receiver addresses come from claude's

@@ -1,11 +1,10 @@
 //! The launcher end to end: ccb in front of the real Claude Code (against a local mock of the
 //! Messages API) and in front of a fake child, with plain pipes (no terminal).
 
-mod support;
+use crate::support::*;
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
-use support::*;
 
 const T: Duration = Duration::from_secs(60);
 

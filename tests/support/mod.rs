@@ -1,5 +1,5 @@
-//! Test support for driving the real Claude Code offline: use with `mod support;` from an
-//! integration test.
+//! Test support for driving the real Claude Code offline: declared once in tests/tests.rs; a test
+//! file uses it with `use crate::support::*;`.
 //!
 //! - [`claude_bin`]: the pinned Claude Code that `scripts/install-claude` installs;
 //!   [`claude_bins`]: every release the suite runs against.
@@ -9,8 +9,7 @@
 //! - [`Pty`]: run a command on a new pseudo-terminal, type at it, read and resize its screen.
 //!
 //! ```ignore
-//! mod support;
-//! use support::*;
+//! use crate::support::*;
 //!
 //! let api = MockApi::start(scripts::always_text("hi"));
 //! let home = ClaudeHome::new();
