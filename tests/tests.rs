@@ -24,6 +24,7 @@ mod interactive;
 mod launcher;
 mod ledger_faults;
 mod ledger_reports;
+mod logging;
 mod mock_smoke;
 mod orphans;
 mod prices;

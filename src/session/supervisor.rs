@@ -683,6 +683,7 @@ impl Session<'_> {
 
     /// A response the meter has counted (or found counted already), from any source.
     fn counted(&mut self, e: &UsageEvent, outcome: Counted, source: &str, observer: &mut dyn Observer) {
+        log_counted(e, &outcome, source);
         let (signal, unknown_model, learned) = match outcome {
             Counted::Duplicate => return,
             Counted::Counted { cost, total, signal, unknown_model, priced, learned } => {
@@ -814,6 +815,7 @@ impl Session<'_> {
                 }
             }
         }
+        log::debug!("stop ({cause:?}): interrupting claude; {processes} processes in the session");
         self.stop =
             Some(Stopping { cause, began: now, stage: Stage::Interrupted, next_at: now + INTERRUPT_GRACE, processes });
     }
@@ -832,11 +834,14 @@ impl Session<'_> {
                 let others: Vec<i32> =
                     procs::live_descendants_of_self().into_iter().filter(|&p| p != self.child_pid).collect();
                 procs::signal_all(&others, Signal::SIGTERM);
+                log::debug!("stop: still running after the interrupt: SIGTERM to claude and {} more", others.len());
                 st.stage = Stage::Terminated;
                 st.next_at = now + TERM_GRACE;
             }
             Stage::Terminated | Stage::Killing => {
-                procs::signal_all(&procs::live_descendants_of_self(), Signal::SIGKILL);
+                let left = procs::live_descendants_of_self();
+                log::debug!("stop: SIGKILL to {} processes left", left.len());
+                procs::signal_all(&left, Signal::SIGKILL);
                 st.stage = Stage::Killing;
                 st.next_at = now + Duration::from_millis(50);
             }
@@ -857,6 +862,11 @@ impl Session<'_> {
             self.reap();
         }
         self.reap();
+        log::debug!(
+            "stop ({:?}): claude ended, nothing left, {} ms after the stop began",
+            st.cause,
+            st.began.elapsed().as_millis()
+        );
         self.stop_report = Some(StopReport {
             cause: st.cause,
             took: st.began.elapsed(),
@@ -923,6 +933,24 @@ fn pass_stream_json(out: std::process::ChildStdout, tx: &mpsc::Sender<Ev>) {
 
 /// What losing the transcripts means for the session: unmetered only when they were the only
 /// source (a symlink loop at the project directory, with the gate metering, is not that).
+/// One line per response a source reported: its key, the source, what it cost; never content.
+fn log_counted(e: &UsageEvent, outcome: &Counted, source: &str) {
+    match outcome {
+        Counted::Duplicate => log::trace!("{source}: {} counted already", e.key),
+        Counted::Counted { cost, total, .. } => {
+            log::debug!(
+                "{source}: counted {} ({}{}): {cost}, session {total}",
+                e.key,
+                e.model,
+                if e.estimated { ", estimated" } else { "" }
+            )
+        }
+        Counted::Repriced { key, old, cost, total, .. } => {
+            log::debug!("{source}: repriced {key} from {old} to {cost}, session {total}")
+        }
+    }
+}
+
 fn unfollowed(why: &str, gate: bool, telemetry: bool) -> String {
     let why = crate::core::human::excerpt(why, crate::core::human::PATH_EXCERPT);
     let from = match (gate, telemetry) {

@@ -145,6 +145,10 @@ pub fn ccb_command(home: &ClaudeHome, base_url: &str, claude: &std::path::Path) 
         "XDG_DATA_HOME",
         "XDG_CONFIG_HOME",
         "XDG_CACHE_HOME",
+        "XDG_STATE_HOME",
+        "CCB_LOG",
+        "CCB_LOG_FILE",
+        "CCB_SCAN_STATS",
         "CCB_TEST_NO_FIRST_PARTY_SWITCH",
         "NO_COLOR",
         "FAKE_SCRIPT",
@@ -156,6 +160,7 @@ pub fn ccb_command(home: &ClaudeHome, base_url: &str, claude: &std::path::Path) 
     cmd.env("XDG_CONFIG_HOME", home.path().join(".config"));
     cmd.env("XDG_DATA_HOME", home.path().join(".local/share"));
     cmd.env("XDG_CACHE_HOME", home.path().join(".cache"));
+    cmd.env("XDG_STATE_HOME", home.path().join(".local/state"));
     cmd.env("CCB_CLAUDE", claude);
     cmd.current_dir(home.workdir());
     cmd
