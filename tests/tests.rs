@@ -9,6 +9,9 @@
 //!
 //! A new test file is a new `mod` line here: cargo no longer finds test files by itself.
 
+// Tests report what they measured and why they skipped on stdout and stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod hardening;
 mod support;
 
