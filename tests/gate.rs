@@ -463,7 +463,7 @@ fn a_cut_off_stream_is_charged_an_estimate() {
         if *n == 1 {
             // message_start, ping, content_block_start and two text deltas of the 4,000 bytes,
             // then the line drops.
-            Reply::text(&"x".repeat(4000)).with_usage(Usage::new(1000, 1000)).cut_after_events(5)
+            Reply::text("x".repeat(4000)).with_usage(Usage::new(1000, 1000)).cut_after_events(5)
         } else {
             Reply::text("recovered").with_usage(Usage::new(1000, 10))
         }

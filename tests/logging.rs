@@ -90,8 +90,9 @@ fn a_pty_session_logs_to_the_state_directory_never_over_claudes_screen() {
 fn reports_log_what_they_read_and_scan_stats_still_works() {
     let home = ClaudeHome::new();
     let report = |var: &str, value: &str| {
-        let (code, out, err) =
-            run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).env(var, value).args(["usage", "daily", "--json"]));
+        let (code, out, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
+            .env(var, value)
+            .args(["usage", "daily", "--json"]));
         assert_eq!(code, 0, "{err}");
         serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|e| panic!("JSON on stdout ({e}): {out}"));
         err

@@ -157,7 +157,9 @@ fn a_model_ccb_has_never_heard_of() {
     let model = release_models(new)
         .0
         .into_iter()
-        .find(|m| old_table.lookup(m).1 != ccb::core::pricing::Match::Known && ccb::core::pricing::family_of(m) != "other")
+        .find(|m| {
+            old_table.lookup(m).1 != ccb::core::pricing::Match::Known && ccb::core::pricing::family_of(m) != "other"
+        })
         .expect("the newest release prices a model the pinned one does not");
     let home = ClaudeHome::new();
     let older = format!("[prices]\nrelease = \"{old}\"\n");

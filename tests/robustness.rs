@@ -41,6 +41,7 @@ fn measured(cmd: &mut std::process::Command) -> (i32, String, String, Duration, 
         .spawn()
         .unwrap();
     let pid = child.id() as i32;
+    // SAFETY: rusage is plain integers, for which all zeros is a value.
     let (mut status, mut ru): (libc::c_int, libc::rusage) = (0, unsafe { std::mem::zeroed() });
     loop {
         // SAFETY: wait4 fills our status and rusage for our own child.
