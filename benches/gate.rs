@@ -10,8 +10,11 @@
 //!    calls that reached the upstream after the crossing one, with the gate, with telemetry alone
 //!    and with transcripts alone. Median and worst of 5 runs each.
 
+// A program for the tests and benchmarks: printing is what it is for.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+// Its own `#![allow(dead_code, unused_imports)]` covers what the bench does not use.
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -19,6 +19,9 @@
 //! `$FAKE_IGNORE` lists signals to ignore (`INT,TERM,HUP`): it logs them and carries on.
 //! Without `exit`, it ends after its script with code 0.
 
+// A program for the tests and benchmarks: printing is what it is for.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -117,6 +120,8 @@ fn main() {
                         Ok(())
                     });
                 }
+                // Never waited for: a tool that outlives its claude is what the tests look for.
+                #[allow(clippy::zombie_processes)]
                 let child = c.spawn().unwrap();
                 log(&format!("TOOL {}", child.id()));
             }

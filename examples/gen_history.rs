@@ -21,6 +21,9 @@
 //! and the responses as generated, each counted once, in integer nano-dollars. Nothing of ccb's
 //! parsing or reporting code is used, so the benchmark checks ccb and its peer alike against it.
 
+// A program for the tests and benchmarks: printing is what it is for.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;

@@ -15,6 +15,7 @@ fn main() {
         std::process::exit(warden::main());
     }
     tty::install_panic_hook();
+    ccb::sys::log::init();
     let code = match dispatch(&argv) {
         Ok(code) => code,
         Err(e) => {

@@ -108,3 +108,23 @@ fn the_check_finds_what_it_looks_for() {
     assert!(violations("a.rs", "// std::fs in a comment\nfn f() {}\n").is_empty());
     assert!(violations("a.rs", "fn f() {}\n#[cfg(test)]\nmod tests {\n    use std::fs;\n}\n").is_empty());
 }
+
+/// With `autotests = false`, a test file that `tests/tests.rs` does not name is never built: every
+/// `tests/*.rs` must be one of its modules.
+#[test]
+fn every_test_file_is_part_of_the_test_binary() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let main = std::fs::read_to_string(dir.join("tests.rs")).unwrap();
+    let mods: Vec<&str> =
+        main.lines().filter_map(|l| l.strip_prefix("mod ").and_then(|r| r.strip_suffix(';'))).collect();
+    let mut missing = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let Some(stem) = p.file_stem().and_then(|s| s.to_str()) else { continue };
+        if p.extension().is_some_and(|x| x == "rs") && stem != "tests" && !mods.contains(&stem) {
+            missing.push(stem.to_string());
+        }
+    }
+    assert!(mods.len() >= 10, "tests/tests.rs names the test files: {mods:?}");
+    assert!(missing.is_empty(), "tests/tests.rs does not name {missing:?}: add `mod NAME;` there");
+}

@@ -1,10 +1,9 @@
 //! Live metering and the session ceiling: a fake child for exact timing and process shapes, and
 //! the real Claude Code in print mode against a mock API that answers in realistic time.
 
-mod support;
+use crate::support::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::*;
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let out = output_with_timeout(cmd, Duration::from_secs(90));

@@ -13,15 +13,13 @@
 //! claude is the fake child (examples/fake_claude.rs) behind a wrapper that answers `--version`
 //! as claude does; `FAKE_SCRIPT` makes it spend.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use support::*;
 
 const T: Duration = Duration::from_secs(60);
 

@@ -28,13 +28,12 @@
 //!   and remembered; the next dry run shows the gate off and why, and the next session runs
 //!   without the gate, still metered.
 
-mod support;
+use crate::support::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use support::*;
 
 /// Set for the run inside the namespace: the claude executables to test, ':'-separated.
 const INSIDE: &str = "CCB_FIRST_PARTY_RELEASES";
@@ -109,7 +108,7 @@ fn first_party_path_through_the_gate() {
         Command::new("unshare")
             .args(["--net", "--mount", "--pid", "--fork", "--mount-proc"])
             .arg(me)
-            .args(["--exact", "inside_the_namespace", "--ignored", "--nocapture", "--test-threads=1"])
+            .args(["--exact", "first_party::inside_the_namespace", "--ignored", "--nocapture", "--test-threads=1"])
             .env(INSIDE, releases.join(":")),
         Duration::from_secs(300),
     );
@@ -163,7 +162,7 @@ impl World {
         std::fs::write(&hosts, "127.0.0.1 localhost api.anthropic.com\n::1 localhost\n").unwrap();
         bind_over(&hosts, Path::new("/etc/hosts"));
 
-        let (ca_pem, tls) = support::tls::throwaway_ca("api.anthropic.com");
+        let (ca_pem, tls) = crate::support::tls::throwaway_ca("api.anthropic.com");
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, ca_pem).unwrap();
         // The system store, as claude and the gate find it: only this CA.

@@ -1,14 +1,13 @@
 //! The gate in the request path and the telemetry feed, with the real Claude Code against a mock
 //! that answers instantly: the worst case for a meter that only reads transcripts.
 
-mod support;
+use crate::support::pty::Pty;
+use crate::support::*;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::pty::Pty;
-use support::*;
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let out = output_with_timeout(cmd, Duration::from_secs(120));
@@ -386,7 +385,7 @@ fn a_user_who_exports_telemetry_keeps_it() {
 fn tls_upstream_with_an_extra_ca() {
     let api = MockApi::start(scripts::always_text("over tls"));
     let dir = tempfile::tempdir().unwrap();
-    let (ca_pem, cfg) = support::tls::throwaway_ca("localhost");
+    let (ca_pem, cfg) = crate::support::tls::throwaway_ca("localhost");
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca_pem).unwrap();
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -464,7 +463,7 @@ fn a_cut_off_stream_is_charged_an_estimate() {
         if *n == 1 {
             // message_start, ping, content_block_start and two text deltas of the 4,000 bytes,
             // then the line drops.
-            Reply::text(&"x".repeat(4000)).with_usage(Usage::new(1000, 1000)).cut_after_events(5)
+            Reply::text("x".repeat(4000)).with_usage(Usage::new(1000, 1000)).cut_after_events(5)
         } else {
             Reply::text("recovered").with_usage(Usage::new(1000, 10))
         }

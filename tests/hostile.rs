@@ -3,17 +3,14 @@
 //! upstream that misbehaves. Whatever the attack, the session beside it finishes with the right
 //! figure, and ccb's threads and memory stay under fixed bounds (figures in RELIABILITY.md).
 
-mod hardening;
-mod support;
-
-use hardening::figure;
+use crate::hardening::figure;
+use crate::support::*;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// A session whose claude waits for the test's word before it starts, so that the attack is
 /// under way when its calls go out. Its gate and receiver addresses come from claude's
@@ -317,12 +314,7 @@ fn huge_heads_and_bodies_get_one_cheap_refusal_each() {
     let head = format!("POST /{t}/v1/messages HTTP/1.1\r\nhost: x\r\ncontent-length: 1152921504606846976\r\n\r\n");
     check("2^60 announced length", attack(port, head.as_bytes(), |_| 0), "HTTP/1.1 413", &s);
     // A 512 MiB request line, without the token and with it.
-    check(
-        "512 MiB request line, no token",
-        attack(port, b"GET /", |c| flood(c, b'a', 512 << 20)),
-        "HTTP/1.1 404",
-        &s,
-    );
+    check("512 MiB request line, no token", attack(port, b"GET /", |c| flood(c, b'a', 512 << 20)), "HTTP/1.1 404", &s);
     let head = format!("GET /{t}/");
     check(
         "512 MiB request line, with the token",
@@ -359,7 +351,10 @@ fn huge_heads_and_bodies_get_one_cheap_refusal_each() {
             let mut sent = 0u64;
             let chunk = [b'a'; 1 << 20];
             for _ in 0..40 {
-                if c.write_all(b"100000\r\n").and_then(|_| c.write_all(&chunk)).and_then(|_| c.write_all(b"\r\n")).is_err()
+                if c.write_all(b"100000\r\n")
+                    .and_then(|_| c.write_all(&chunk))
+                    .and_then(|_| c.write_all(b"\r\n"))
+                    .is_err()
                 {
                     break;
                 }
@@ -428,12 +423,7 @@ fn another_local_user_is_turned_away_cheaply() {
         "exec 3<>/dev/tcp/127.0.0.1/{port}; printf 'GET /' >&3; head -c 536870912 /dev/zero 2>/dev/null | tr '\\0' a >&3 2>/dev/null; timeout 5 head -c 64 <&3",
         port = s.gate_port
     );
-    let out = std::process::Command::new("bash")
-        .args(["-c", &script])
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
+    let out = std::process::Command::new("bash").args(["-c", &script]).uid(65534).gid(65534).output().unwrap();
     let (_, rss) = s.load();
     let answer = String::from_utf8_lossy(&out.stdout);
     assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 404"), "{answer}");
@@ -461,6 +451,7 @@ struct Shape {
     apply: fn(Reply) -> Reply,
 }
 
+#[allow(clippy::ptr_arg)] // an `EventsHook`: some hooks insert and remove, so all take the Vec
 fn floats(events: &mut Vec<(String, String)>) {
     for (_, data) in events.iter_mut() {
         let mut v: Value = serde_json::from_str(data).unwrap();
@@ -487,11 +478,13 @@ fn no_start(events: &mut Vec<(String, String)>) {
     events.retain(|(n, _)| n != "message_start");
 }
 
+#[allow(clippy::ptr_arg)] // an `EventsHook`: some hooks insert and remove, so all take the Vec
 fn broken_delta(events: &mut Vec<(String, String)>) {
     let d = events.iter_mut().find(|(n, _)| n == "message_delta").unwrap();
     d.1.truncate(d.1.len() / 2);
 }
 
+#[allow(clippy::ptr_arg)] // an `EventsHook`: some hooks insert and remove, so all take the Vec
 fn huge_count(events: &mut Vec<(String, String)>) {
     let d = events.iter_mut().find(|(n, _)| n == "message_delta").unwrap();
     let mut v: Value = serde_json::from_str(&d.1).unwrap();
@@ -499,6 +492,7 @@ fn huge_count(events: &mut Vec<(String, String)>) {
     d.1 = v.to_string();
 }
 
+#[allow(clippy::ptr_arg)] // an `EventsHook`: some hooks insert and remove, so all take the Vec
 fn negative_count(events: &mut Vec<(String, String)>) {
     let d = events.iter_mut().find(|(n, _)| n == "message_delta").unwrap();
     let mut v: Value = serde_json::from_str(&d.1).unwrap();
@@ -512,7 +506,12 @@ const SHAPES: &[Shape] = &[
     Shape { name: "br", equal: true, impossible: false, apply: |r| r.with_encoding("br") },
     Shape { name: "zstd", equal: true, impossible: false, apply: |r| r.with_encoding("zstd") },
     Shape { name: "counts as 1000.0", equal: true, impossible: false, apply: |r| r.with_events(floats) },
-    Shape { name: "message_delta before message_start", equal: false, impossible: false, apply: |r| r.with_events(delta_first) },
+    Shape {
+        name: "message_delta before message_start",
+        equal: false,
+        impossible: false,
+        apply: |r| r.with_events(delta_first),
+    },
     Shape { name: "no message_start", equal: false, impossible: false, apply: |r| r.with_events(no_start) },
     Shape { name: "message_delta not JSON", equal: false, impossible: false, apply: |r| r.with_events(broken_delta) },
     Shape { name: "output_tokens 2^64-1", equal: false, impossible: true, apply: |r| r.with_events(huge_count) },
@@ -558,7 +557,8 @@ fn a_misbehaving_upstream_is_priced_never_below_claude() {
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let claude: i64 = serde_json::from_str::<Value>(stdout.trim()).map(|v| micros(&v["total_cost_usd"])).unwrap_or(0);
+        let claude: i64 =
+            serde_json::from_str::<Value>(stdout.trim()).map(|v| micros(&v["total_cost_usd"])).unwrap_or(0);
         let (ccb, estimated) = ledger_figure(&home);
         assert!(ccb >= 0, "{}: never negative: {ccb}", shape.name);
         if shape.impossible {
@@ -597,7 +597,8 @@ fn every_spelling_of_a_model_call_is_metered_and_batches_are_refused() {
     let api = MockApi::start(|_req: &Request| Reply::text("ok").with_usage(Usage::new(100_000, 10_000)));
     let s = Beside::start(&api, "[metering]\ntelemetry = false\n");
     let t = s.token.clone();
-    let body = r#"{"model":"claude-haiku-4-5","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let body =
+        r#"{"model":"claude-haiku-4-5","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     let ask = |path: &str| -> String {
         let head = format!(
             "POST /{t}{path} HTTP/1.1\r\nhost: x\r\nx-api-key: k\r\nanthropic-version: 2023-06-01\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -605,7 +606,8 @@ fn every_spelling_of_a_model_call_is_metered_and_batches_are_refused() {
         );
         attack(s.gate_port, head.as_bytes(), |_| 0).0
     };
-    let spellings = ["/v1/messages/", "/v1//messages", "/v1/./messages", "/v1/%6Dessages?beta=true", "/x/../v1/messages"];
+    let spellings =
+        ["/v1/messages/", "/v1//messages", "/v1/./messages", "/v1/%6Dessages?beta=true", "/x/../v1/messages"];
     for p in spellings {
         assert!(ask(p).starts_with("HTTP/1.1 200"), "{p}");
     }

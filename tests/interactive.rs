@@ -6,14 +6,12 @@
 //! The real Claude Code (scripts/install-claude) is used unless a test says otherwise; the fake
 //! child (examples/fake_claude.rs) and small shell scripts stand in where exact timing matters.
 
-mod support;
-
+use crate::support::pty::{alive, descendants};
+use crate::support::*;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::pty::{alive, descendants};
-use support::*;
 
 const ROWS: u16 = 30;
 const COLS: u16 = 100;

@@ -1,11 +1,10 @@
 //! The launcher end to end: ccb in front of the real Claude Code (against a local mock of the
 //! Messages API) and in front of a fake child, with plain pipes (no terminal).
 
-mod support;
+use crate::support::*;
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
-use support::*;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -190,7 +189,9 @@ fn bad_usage_and_configuration_exit_2_with_one_line() {
     let home = ClaudeHome::new();
     let cfg = home.path().join("bad.toml");
     std::fs::write(&cfg, "default_model = \"sonnet\"\n[ceilings]\ninteractive = -5\n").unwrap();
-    let cases: Vec<(Vec<&str>, Vec<(&str, String)>, &str)> = vec![
+    /// Arguments, environment, the one line ccb answers.
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec!["--budget", "abc", "-p", "x"], vec![], "--budget 'abc' is not an amount"),
         (vec!["--budget", "-1"], vec![], "'-1' is not an amount"),
         (vec!["--budget", "1e309"], vec![], "is not an amount"),

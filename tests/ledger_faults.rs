@@ -5,14 +5,11 @@
 //! lacks from claude's transcripts. Each test compares the ledger with the transcript the (fake)
 //! claude wrote. RELIABILITY.md ("Ledger faults heal") has the figures.
 
-mod hardening;
-mod support;
-
-use hardening::*;
+use crate::hardening::*;
+use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// What the transcript says of a session: its responses' keys and their cost in nano-dollars
 /// (the fake child answers with claude-haiku-4-5 input tokens, $1 per million: 1,000 nano-dollars

@@ -1,12 +1,11 @@
 //! The ledger, reports, the credit pool and alerts, end to end.
 
-mod support;
+use crate::support::*;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use support::*;
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let out = output_with_timeout(cmd, Duration::from_secs(90));

@@ -4,13 +4,11 @@
 //!
 //! Needs `scripts/install-claude` (or `CCB_TEST_CLAUDE`).
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use support::*;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -12,17 +12,14 @@
 //! Real processes throughout: ccb, its warden, the fake child (examples/fake_claude.rs) and its
 //! `tool` (`sleep 600` in its own session), the real Claude Code against the mock API.
 
-mod hardening;
-mod support;
-
-use hardening::*;
+use crate::hardening::*;
+use crate::support::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// The wardens among `ccb`'s descendants (`ccb --ccb-warden`).
 fn wardens_of(ccb: i32) -> Vec<i32> {
-    support::pty::descendants(ccb)
+    crate::support::pty::descendants(ccb)
         .into_iter()
         .filter(|&p| {
             alive(p) && std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.ends_with(b"--ccb-warden\0"))

@@ -5,15 +5,12 @@
 //! model ccb has never heard of is never under-priced, and equals claude's figure once claude
 //! has priced it. Premium models (Opus's price tier and above) need a reason under every name.
 
-mod hardening;
-mod support;
-
+use crate::hardening::*;
+use crate::support::*;
 use ccb::core::pricing::{PriceSource, PriceTable};
-use hardening::*;
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Mutex;
-use support::*;
 
 /// The usage of every reply: all four token kinds, so each rate is exercised.
 fn usage() -> Usage {
@@ -105,7 +102,7 @@ fn every_model_a_release_prices_costs_what_that_claude_says() {
     for (version, claude) in claude_bins() {
         let (models, own_table) = release_models(&version);
         assert!(models.len() >= 5, "{version}: {models:?}");
-        let listed = support::claude_releases().contains(&version);
+        let listed = crate::support::claude_releases().contains(&version);
         assert!(
             own_table || !listed,
             "every release in scripts/claude-releases has a table: scripts/bump-claude {version}"
@@ -160,7 +157,9 @@ fn a_model_ccb_has_never_heard_of() {
     let model = release_models(new)
         .0
         .into_iter()
-        .find(|m| old_table.lookup(m).1 != ccb::core::pricing::Match::Known && ccb::core::pricing::family_of(m) != "other")
+        .find(|m| {
+            old_table.lookup(m).1 != ccb::core::pricing::Match::Known && ccb::core::pricing::family_of(m) != "other"
+        })
         .expect("the newest release prices a model the pinned one does not");
     let home = ClaudeHome::new();
     let older = format!("[prices]\nrelease = \"{old}\"\n");

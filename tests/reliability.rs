@@ -14,14 +14,11 @@
 //!
 //! Repeated tests run a few rounds here; `scripts/soak` runs them with `CCB_SOAK_ROUNDS=100`.
 
-mod hardening;
-mod support;
-
-use hardening::*;
+use crate::hardening::*;
+use crate::support::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::*;
 
 const ROWS: u16 = 30;
 const COLS: u16 = 100;
@@ -329,7 +326,7 @@ fn a_normal_end_dismisses_the_warden() {
     let ccb = child.id() as i32;
     let mut warden = None;
     wait_until("the warden", Duration::from_secs(10), || {
-        warden = support::pty::descendants(ccb)
+        warden = crate::support::pty::descendants(ccb)
             .into_iter()
             .find(|&p| std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.ends_with(b"--ccb-warden\0")));
         warden.is_some()

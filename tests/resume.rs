@@ -4,12 +4,9 @@
 //! `--budget` gives a new total), and `--fork-session` is a session of its own. Real claude,
 //! mock API.
 
-mod hardening;
-mod support;
-
-use hardening::*;
+use crate::hardening::*;
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 /// Every call costs $0.30 on claude-haiku-4-5 ($1 per million input tokens): two calls a run (a
 /// Bash call, then text once its result is in), resumed or not.

@@ -3,14 +3,11 @@
 //! loops in the projects directory (for `ccb usage` and for a live session), and every parser
 //! fed mutated input (a short, deterministic version of the cargo-fuzz targets in fuzz/).
 
-mod hardening;
-mod support;
-
-use hardening::*;
+use crate::hardening::*;
+use crate::support::*;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::*;
 
 /// A transcript line as Claude Code writes it: claude-haiku-4-5 at $1 per million input tokens,
 /// so `usd` dollars is `usd` million tokens. `text` is the response's text (any bytes).
@@ -44,6 +41,7 @@ fn measured(cmd: &mut std::process::Command) -> (i32, String, String, Duration, 
         .spawn()
         .unwrap();
     let pid = child.id() as i32;
+    // SAFETY: rusage is plain integers, for which all zeros is a value.
     let (mut status, mut ru): (libc::c_int, libc::rusage) = (0, unsafe { std::mem::zeroed() });
     loop {
         // SAFETY: wait4 fills our status and rusage for our own child.

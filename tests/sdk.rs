@@ -10,15 +10,12 @@
 //! one test go through one driver process, so each SDK loads once per test (the Python SDK
 //! takes about 1.5 s of CPU to import).
 
-mod hardening;
-mod support;
-
-use hardening::{ledger_path, open_ledger, wait_until};
+use crate::hardening::{ledger_path, open_ledger, wait_until};
+use crate::support::*;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-use support::*;
 
 /// How long one query (or a wait in a test) may take, on a loaded 2-core machine.
 const T: Duration = Duration::from_secs(60);
@@ -202,7 +199,7 @@ fn home_processes(home: &ClaudeHome) -> Vec<(i32, String)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        if pid == me || !hardening::alive(pid) {
+        if pid == me || !crate::hardening::alive(pid) {
             continue;
         }
         let in_env = std::fs::read(format!("/proc/{pid}/environ"))
@@ -224,7 +221,7 @@ struct ReapHome<'a>(&'a ClaudeHome);
 impl Drop for ReapHome<'_> {
     fn drop(&mut self) {
         for (pid, _) in home_processes(self.0) {
-            hardening::kill(pid, libc::SIGKILL);
+            crate::hardening::kill(pid, libc::SIGKILL);
         }
     }
 }

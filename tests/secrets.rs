@@ -5,10 +5,8 @@
 //! command line. Files and directories ccb creates are owner-only even under umask 000. Alert
 //! commands run without a shell.
 
-mod hardening;
-mod support;
-
-use hardening::*;
+use crate::hardening::*;
+use crate::support::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -17,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::*;
 
 /// A secret value: a recognisable prefix and 32 random hex digits.
 fn secret(prefix: &str) -> String {

@@ -179,9 +179,7 @@ pub fn add_all(
     let stats = scan(ds, &files, Some((l, read)), since_ms, tz, prices);
     // Listings are remembered apart from the sums: each is checked against its directory.
     let _ = l.write_scan_dirs(&listed, &gone);
-    if std::env::var_os("CCB_SCAN_STATS").is_some() {
-        crate::note!("ccb: scan {stats:?}; listed in {t_list:?}, cache read by {t_read:?}, done by {:?}", t0.elapsed());
-    }
+    log::debug!("{stats:?}; listed in {t_list:?}, cache read by {t_read:?}, done by {:?}", t0.elapsed());
     Ok(stats)
 }
 
@@ -509,13 +507,11 @@ fn scan(
         stats.wrote = write_cache(l, c, files, &jobs);
     }
     phase(&mut t_phase, "written");
-    if std::env::var_os("CCB_SCAN_STATS").is_some() {
-        crate::note!("ccb: scan phases{}", t_phase.1);
-    }
+    log::debug!("phases{}", t_phase.1);
     stats
 }
 
-/// Timing of a report's phases, shown with CCB_SCAN_STATS.
+/// Timing of a report's phases, logged at debug (`CCB_LOG=debug`, or `CCB_SCAN_STATS` for these alone).
 fn phase(t: &mut (std::time::Instant, String), name: &str) {
     use std::fmt::Write;
     let _ = write!(t.1, " {name}:{:.1?}", t.0.elapsed());

@@ -88,6 +88,15 @@ impl Follower {
             crate::session::warden::hand_over(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
         }
         watcher.watch(&spec.project_dir, RecursiveMode::NonRecursive).map_err(std::io::Error::other)?;
+        log::debug!(
+            "source transcripts: following {} ({}{})",
+            spec.project_dir.display(),
+            spec.session_id
+                .as_deref()
+                .map(|id| format!("session {id}"))
+                .unwrap_or_else(|| "session not known yet".into()),
+            if spec.guess { ", guessing which files are this session's" } else { "" }
+        );
         let mut state = Tracker::new(spec, Box::new(out));
         state.initial_scan();
         let thread = std::thread::Builder::new().name("ccb-follow".into()).spawn(move || {

@@ -37,6 +37,8 @@ impl Receiver {
 
     pub fn serve(&mut self, on_event: impl Fn(ApiRequest) + Send + Sync + 'static) -> io::Result<()> {
         let listener = self.listener.take().ok_or_else(|| io::Error::other("telemetry receiver already serving"))?;
+        // The port, never the endpoint: its path is the token.
+        log::debug!("source telemetry: on port {}", self.port);
         let guard = crate::sys::http::Guard::Post(logs_path(&self.token));
         let handler: std::sync::Arc<crate::sys::http::Handler> = std::sync::Arc::new(move |req, w: &mut TcpStream| {
             // Answer first: claude waits for it before its next export.

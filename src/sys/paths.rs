@@ -120,28 +120,13 @@ pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
 /// other local users, who can find the ports but not read claude's settings file or
 /// environment, are turned away.
 pub fn random_token() -> io::Result<String> {
+    // getrandom: the getrandom(2) system call, retried on EINTR, /dev/urandom on kernels
+    // without it (the loop this replaced did the same by hand).
     let mut buf = [0u8; 16];
-    let mut filled = 0;
-    while filled < buf.len() {
-        // SAFETY: getrandom writes at most `len - filled` bytes into the buffer at that offset,
-        // which lives on our stack.
-        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast::<libc::c_void>(), buf.len() - filled, 0) };
-        if n > 0 {
-            filled += n as usize;
-            continue;
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            // A kernel before 3.17: the same source, through the device.
-            Some(libc::ENOSYS) => {
-                use std::io::Read;
-                std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
-                break;
-            }
-            _ => return Err(e),
-        }
-    }
+    getrandom::fill(&mut buf).map_err(|e| match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::other(e),
+    })?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 

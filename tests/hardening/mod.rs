@@ -2,7 +2,7 @@
 //! tests/bad_input.rs, tests/secrets.rs): finding every process of a session, tiny file systems,
 //! the ledger as SQLite sees it, a stubborn stand-in for claude, and how many rounds to run.
 //!
-//! Use with `mod support; mod hardening;` in the test crate.
+//! Declared once in tests/tests.rs; a test file uses it with `use crate::hardening::*;`.
 #![allow(dead_code)]
 
 use crate::support::*;

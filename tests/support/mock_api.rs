@@ -462,6 +462,9 @@ enum ReplyBody {
     Error { status: u16, error_type: String, message: String },
 }
 
+/// Rewrites a stream's events (name, data JSON) before they are sent.
+pub type EventsHook = fn(&mut Vec<(String, String)>);
+
 /// What the mock answers to one model call.
 #[derive(Clone, Debug)]
 pub struct Reply {
@@ -479,7 +482,7 @@ pub struct Reply {
     pub model: Option<String>,
     /// Rewrite the stream's events (name, data JSON) before they are sent: a misbehaving
     /// upstream (events out of order or missing, bad JSON, odd numbers).
-    pub events: Option<fn(&mut Vec<(String, String)>)>,
+    pub events: Option<EventsHook>,
     /// Send the stream compressed with this `content-encoding` (gzip, deflate, br, zstd).
     pub encoding: Option<&'static str>,
 }
@@ -567,7 +570,7 @@ impl Reply {
         self
     }
     /// Rewrite the stream's events before they are sent.
-    pub fn with_events(mut self, f: fn(&mut Vec<(String, String)>)) -> Self {
+    pub fn with_events(mut self, f: EventsHook) -> Self {
         self.events = Some(f);
         self
     }

@@ -1,5 +1,5 @@
-//! Test support for driving the real Claude Code offline: use with `mod support;` from an
-//! integration test.
+//! Test support for driving the real Claude Code offline: declared once in tests/tests.rs; a test
+//! file uses it with `use crate::support::*;`.
 //!
 //! - [`claude_bin`]: the pinned Claude Code that `scripts/install-claude` installs;
 //!   [`claude_bins`]: every release the suite runs against.
@@ -9,8 +9,7 @@
 //! - [`Pty`]: run a command on a new pseudo-terminal, type at it, read and resize its screen.
 //!
 //! ```ignore
-//! mod support;
-//! use support::*;
+//! use crate::support::*;
 //!
 //! let api = MockApi::start(scripts::always_text("hi"));
 //! let home = ClaudeHome::new();
@@ -146,6 +145,10 @@ pub fn ccb_command(home: &ClaudeHome, base_url: &str, claude: &std::path::Path) 
         "XDG_DATA_HOME",
         "XDG_CONFIG_HOME",
         "XDG_CACHE_HOME",
+        "XDG_STATE_HOME",
+        "CCB_LOG",
+        "CCB_LOG_FILE",
+        "CCB_SCAN_STATS",
         "CCB_TEST_NO_FIRST_PARTY_SWITCH",
         "NO_COLOR",
         "FAKE_SCRIPT",
@@ -157,6 +160,7 @@ pub fn ccb_command(home: &ClaudeHome, base_url: &str, claude: &std::path::Path) 
     cmd.env("XDG_CONFIG_HOME", home.path().join(".config"));
     cmd.env("XDG_DATA_HOME", home.path().join(".local/share"));
     cmd.env("XDG_CACHE_HOME", home.path().join(".cache"));
+    cmd.env("XDG_STATE_HOME", home.path().join(".local/state"));
     cmd.env("CCB_CLAUDE", claude);
     cmd.current_dir(home.workdir());
     cmd

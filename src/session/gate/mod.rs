@@ -138,6 +138,14 @@ impl Gate {
             first_party_ignored: std::sync::atomic::AtomicBool::new(false),
         });
         let listener = self.listener.take().ok_or_else(|| io::Error::other("gate already serving"))?;
+        // The port, never the URL: its path is the token.
+        log::debug!(
+            "source gate: on port {}, upstream {} over {}{}",
+            listener.local_addr().map(|a| a.port()).unwrap_or(0),
+            ctx.upstream.host(),
+            if ctx.upstream.https() { "https" } else { "http" },
+            if ctx.upstream.first_party { ", first-party path" } else { "" }
+        );
         let guard = crate::sys::http::Guard::Prefix(self.prefix.clone());
         let handler: Arc<crate::sys::http::Handler> = Arc::new(move |req, w: &mut TcpStream| handle(req, w, &ctx));
         crate::sys::http::serve(

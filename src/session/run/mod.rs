@@ -44,6 +44,24 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     if p.inv.dry_run {
         return Ok(dry_run::dry_run(&p)?);
     }
+    if p.plan.pty {
+        // From here on a log line on stderr would draw over claude's screen.
+        crate::sys::log::pty_session();
+    }
+    log::debug!(
+        "plan: {} session{}, meter {}, billing {}, model {}, ceiling {}, {}, sources [{}], claude {} ({}){}",
+        p.plan.class,
+        if p.plan.print_mode { " in print mode" } else { "" },
+        p.plan.payer,
+        p.plan.billing_mode,
+        p.plan.model.as_deref().unwrap_or("claude's default"),
+        p.plan.ceiling.map(|c| c.to_string()).unwrap_or_else(|| "none".into()),
+        if p.plan.pty { "pty" } else { "pipes" },
+        p.sources.iter().map(Source::as_str).collect::<Vec<_>>().join(", "),
+        p.claude.display(),
+        p.claude_version.as_deref().unwrap_or("version unknown"),
+        if p.plan.passthrough { "; passthrough: nothing to meter" } else { "" },
+    );
     if p.plan.passthrough {
         // Nothing to meter: become claude, with no process in between.
         use std::os::unix::process::CommandExt;

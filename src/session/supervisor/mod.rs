@@ -402,6 +402,7 @@ impl Session<'_> {
     /// A response the meter has counted (or found counted already), from any source: the
     /// policy decides what follows, in order; this carries it out.
     fn counted(&mut self, e: &UsageEvent, outcome: Counted, source: Source, observer: &mut dyn Observer) {
+        log_counted(e, &outcome, &source);
         let call = match &outcome {
             Counted::Duplicate => return,
             Counted::Counted { signal, unknown_model, learned, .. } => policy::Counted {
@@ -480,5 +481,23 @@ impl Session<'_> {
             processes: done.processes,
             spent: self.opts.meter.total(),
         });
+    }
+}
+
+/// One line per response a source reported: its key, the source, what it cost; never content.
+fn log_counted(e: &UsageEvent, outcome: &Counted, source: &Source) {
+    match outcome {
+        Counted::Duplicate => log::trace!("{source}: {} counted already", e.key),
+        Counted::Counted { cost, total, .. } => {
+            log::debug!(
+                "{source}: counted {} ({}{}): {cost}, session {total}",
+                e.key,
+                e.model,
+                if e.estimated { ", estimated" } else { "" }
+            )
+        }
+        Counted::Repriced { key, old, cost, total, .. } => {
+            log::debug!("{source}: repriced {key} from {old} to {cost}, session {total}")
+        }
     }
 }

@@ -72,6 +72,7 @@ impl Stopping {
     pub fn begin(cause: StopCause, tree: &mut impl Tree) -> Stopping {
         let now = tree.now();
         let processes = tree.live().len();
+        log::debug!("stop ({cause:?}): interrupting claude; {processes} processes in the session");
         if !tree.claude_ended() {
             tree.interrupt();
         }
@@ -91,12 +92,14 @@ impl Stopping {
                 let claude = tree.claude();
                 tree.signal(&[claude], Signal::SIGTERM);
                 let others: Vec<i32> = tree.live().into_iter().filter(|&p| p != claude).collect();
+                log::debug!("stop: still running after the interrupt: SIGTERM to claude and {} more", others.len());
                 tree.signal(&others, Signal::SIGTERM);
                 self.stage = Stage::Terminated;
                 self.next_at = now + TERM_GRACE;
             }
             Stage::Terminated | Stage::Killing => {
                 let all = tree.live();
+                log::debug!("stop: SIGKILL to {} processes left", all.len());
                 tree.signal(&all, Signal::SIGKILL);
                 self.stage = Stage::Killing;
                 self.next_at = now + KILL_EVERY;
@@ -117,6 +120,11 @@ impl Stopping {
             tree.reap();
         }
         tree.reap();
+        log::debug!(
+            "stop ({:?}): claude ended, nothing left, {} ms after the stop began",
+            self.cause,
+            tree.now().duration_since(self.began).as_millis()
+        );
         Stopped { cause: self.cause, took: tree.now().duration_since(self.began), processes: self.processes }
     }
 }
