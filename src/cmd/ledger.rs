@@ -2,8 +2,8 @@
 //! transcripts (see `repair.rs`), and say what changed.
 
 use crate::core::exit::{self, Exit};
-use crate::ledger::Ledger;
 use crate::ledger::repair::{self, RepairError, SessionRepair};
+use crate::ledger::Ledger;
 use serde_json::json;
 
 pub fn repair(session: Option<&str>, as_json: bool) -> anyhow::Result<i32> {

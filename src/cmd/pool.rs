@@ -1,10 +1,10 @@
 //! `ccb pool [--json]` and `ccb pool check [--alert-at PCT]`: the month's credit pool.
 
-use crate::sys::alert::{self, Alert};
 use crate::core::config::Config;
 use crate::core::exit::Exit;
-use crate::ledger::Store;
 use crate::core::pool::{self, PoolConfig};
+use crate::ledger::Store;
+use crate::sys::alert::{self, Alert};
 use serde_json::json;
 
 pub fn config_of(cfg: &Config) -> Result<PoolConfig, Exit> {

@@ -7,7 +7,8 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
     // The claude a session would run, for its release's prices; without one, the newest table.
     let own = std::env::current_exe().ok();
     let claude =
-        crate::sys::locate::find(std::env::var("CCB_CLAUDE").ok().as_deref(), cfg.claude.as_deref(), own.as_deref()).ok();
+        crate::sys::locate::find(std::env::var("CCB_CLAUDE").ok().as_deref(), cfg.claude.as_deref(), own.as_deref())
+            .ok();
     let version = claude.as_deref().and_then(crate::sys::locate::claude_version);
     let t = load_table_for(&cfg, version.as_deref())?;
     let per_m = |n: i64| n as f64 / 1000.0;

@@ -312,7 +312,9 @@ mod tests {
     fn tally_counts_each_response_once() {
         let prices = PriceTable::newest().unwrap();
         let line = r#"{"type":"assistant","sessionId":"s","requestId":"r1","message":{"id":"m1","model":"claude-sonnet-4-6","usage":{"input_tokens":1000,"output_tokens":100}}}"#;
-        let crate::core::transcript::Line::Usage(e) = crate::core::transcript::parse_line(line.as_bytes()) else { panic!() };
+        let crate::core::transcript::Line::Usage(e) = crate::core::transcript::parse_line(line.as_bytes()) else {
+            panic!()
+        };
         let mut t = Tally::default();
         assert!(matches!(t.add(&e, &prices), Added::Counted { new_unknown: None, .. }));
         assert_eq!(t.add(&e, &prices), Added::Duplicate);

@@ -119,5 +119,4 @@ mod tests {
             assert_eq!(endpoint(t), (Endpoint::Other, None), "{t}");
         }
     }
-
 }

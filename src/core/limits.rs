@@ -102,7 +102,11 @@ impl Period {
                     d.with().day((day as i8).clamp(1, last)).build().unwrap_or(d)
                 };
                 let this = on(today);
-                let start = if this <= today { this } else { on(today.first_of_month().checked_sub(1.month()).unwrap_or(today)) };
+                let start = if this <= today {
+                    this
+                } else {
+                    on(today.first_of_month().checked_sub(1.month()).unwrap_or(today))
+                };
                 let next = on(start.first_of_month().checked_add(1.month()).unwrap_or(start));
                 (start, next)
             }
@@ -145,9 +149,10 @@ impl Scope {
         self.project.as_deref().is_none_or(|p| f.cwd.starts_with(p))
             && self.class.as_deref().is_none_or(|c| c.eq_ignore_ascii_case(f.class))
             && self.meter.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(f.meter))
-            && self.tier.as_deref().is_none_or(|t| {
-                (t.eq_ignore_ascii_case("premium") && f.premium) || t.eq_ignore_ascii_case(f.family)
-            })
+            && self
+                .tier
+                .as_deref()
+                .is_none_or(|t| (t.eq_ignore_ascii_case("premium") && f.premium) || t.eq_ignore_ascii_case(f.family))
     }
 
     /// `project ~/work/infra, class print`, or `every session`.
@@ -251,7 +256,11 @@ pub fn message(r: &Refusal, standings: &[Standing], g: Guarantee) -> String {
     match r {
         Refusal::Reached { at } => {
             let s = &standings[*at];
-            let reserved = if s.reserved.nanos() > 0 { format!(" (and {} held by calls in flight)", s.reserved) } else { String::new() };
+            let reserved = if s.reserved.nanos() > 0 {
+                format!(" (and {} held by calls in flight)", s.reserved)
+            } else {
+                String::new()
+            };
             format!(
                 "ccb: {} limit reached: {} of {} spent{reserved} ({}); it resets {}",
                 s.limit.name,
@@ -308,24 +317,60 @@ mod tests {
     #[test]
     fn periods_in_any_zone_and_at_their_edges() {
         let w = |a: &str, b: &str| (a.to_string(), b.to_string());
-        assert_eq!(window(Period::Daily, "2027-02-28T23:59:30Z", "UTC"), w("2027-02-28 00:00 +00:00", "2027-03-01 00:00 +00:00"));
+        assert_eq!(
+            window(Period::Daily, "2027-02-28T23:59:30Z", "UTC"),
+            w("2027-02-28 00:00 +00:00", "2027-03-01 00:00 +00:00")
+        );
         // The same instant is already March 1 in UTC+14, still Feb 28 in UTC-10.
-        assert_eq!(window(Period::Daily, "2027-02-28T23:59:30Z", "+14"), w("2027-03-01 00:00 +14:00", "2027-03-02 00:00 +14:00"));
-        assert_eq!(window(Period::Daily, "2027-02-28T23:59:30Z", "-10"), w("2027-02-28 00:00 -10:00", "2027-03-01 00:00 -10:00"));
+        assert_eq!(
+            window(Period::Daily, "2027-02-28T23:59:30Z", "+14"),
+            w("2027-03-01 00:00 +14:00", "2027-03-02 00:00 +14:00")
+        );
+        assert_eq!(
+            window(Period::Daily, "2027-02-28T23:59:30Z", "-10"),
+            w("2027-02-28 00:00 -10:00", "2027-03-01 00:00 -10:00")
+        );
         // 2026-12-06 is a Sunday: its week started on Monday 11-30.
-        assert_eq!(window(Period::Weekly, "2026-12-06T12:00:00Z", "UTC"), w("2026-11-30 00:00 +00:00", "2026-12-07 00:00 +00:00"));
-        assert_eq!(window(Period::Weekly, "2026-11-30T00:00:00Z", "UTC"), w("2026-11-30 00:00 +00:00", "2026-12-07 00:00 +00:00"));
-        assert_eq!(window(Period::Monthly, "2026-12-31T23:00:00Z", "UTC"), w("2026-12-01 00:00 +00:00", "2027-01-01 00:00 +00:00"));
+        assert_eq!(
+            window(Period::Weekly, "2026-12-06T12:00:00Z", "UTC"),
+            w("2026-11-30 00:00 +00:00", "2026-12-07 00:00 +00:00")
+        );
+        assert_eq!(
+            window(Period::Weekly, "2026-11-30T00:00:00Z", "UTC"),
+            w("2026-11-30 00:00 +00:00", "2026-12-07 00:00 +00:00")
+        );
+        assert_eq!(
+            window(Period::Monthly, "2026-12-31T23:00:00Z", "UTC"),
+            w("2026-12-01 00:00 +00:00", "2027-01-01 00:00 +00:00")
+        );
         // A billing day of 31 is the month's last day when the month is shorter.
-        assert_eq!(window(Period::Billing { day: 31 }, "2027-02-15T00:00:00Z", "UTC"), w("2027-01-31 00:00 +00:00", "2027-02-28 00:00 +00:00"));
-        assert_eq!(window(Period::Billing { day: 31 }, "2027-02-28T01:00:00Z", "UTC"), w("2027-02-28 00:00 +00:00", "2027-03-31 00:00 +00:00"));
-        assert_eq!(window(Period::Billing { day: 15 }, "2026-12-14T23:00:00Z", "UTC"), w("2026-11-15 00:00 +00:00", "2026-12-15 00:00 +00:00"));
-        assert_eq!(window(Period::Billing { day: 15 }, "2026-12-15T00:00:00Z", "UTC"), w("2026-12-15 00:00 +00:00", "2027-01-15 00:00 +00:00"));
+        assert_eq!(
+            window(Period::Billing { day: 31 }, "2027-02-15T00:00:00Z", "UTC"),
+            w("2027-01-31 00:00 +00:00", "2027-02-28 00:00 +00:00")
+        );
+        assert_eq!(
+            window(Period::Billing { day: 31 }, "2027-02-28T01:00:00Z", "UTC"),
+            w("2027-02-28 00:00 +00:00", "2027-03-31 00:00 +00:00")
+        );
+        assert_eq!(
+            window(Period::Billing { day: 15 }, "2026-12-14T23:00:00Z", "UTC"),
+            w("2026-11-15 00:00 +00:00", "2026-12-15 00:00 +00:00")
+        );
+        assert_eq!(
+            window(Period::Billing { day: 15 }, "2026-12-15T00:00:00Z", "UTC"),
+            w("2026-12-15 00:00 +00:00", "2027-01-15 00:00 +00:00")
+        );
     }
 
     #[test]
     fn scopes_combine_their_keys() {
-        let f = Facts { cwd: Path::new("/home/u/work/infra/sub"), class: "print", meter: "credit-pool", family: "opus", premium: true };
+        let f = Facts {
+            cwd: Path::new("/home/u/work/infra/sub"),
+            class: "print",
+            meter: "credit-pool",
+            family: "opus",
+            premium: true,
+        };
         let s = |p: Option<&str>, c: Option<&str>, m: Option<&str>, t: Option<&str>| Scope {
             project: p.map(PathBuf::from),
             class: c.map(String::from),
@@ -365,7 +410,12 @@ mod tests {
             (s, standing(3 * D, 2 * D, 0), b, Ok(())),
             (s, standing(3 * D, 2 * D + 1, 0), b, Err(Refusal::NoRoom { at: 0, bound: Usd(D) })),
             (s, standing(3 * D, D, D + 1), b, Err(Refusal::NoRoom { at: 0, bound: Usd(D) })),
-            (s, standing(3 * D, 0, 0), None, Err(Refusal::Unbounded { why: "it uses a server tool without max_uses".into() })),
+            (
+                s,
+                standing(3 * D, 0, 0),
+                None,
+                Err(Refusal::Unbounded { why: "it uses a server tool without max_uses".into() }),
+            ),
         ] {
             assert_eq!(admit(g, &[st.clone()], bound), want, "{g:?} {st:?} {bound:?}");
         }
@@ -387,7 +437,10 @@ mod tests {
             assert!(prices.cost("claude-haiku-4-5", &u, &m).0 <= b, "{u:?}");
         }
         let fast = Modifiers { fast: true, geo: None };
-        assert!(bound(&prices, "claude-opus-4-6", 4000, 1000, &fast, Some(0)).unwrap() >= bound(&prices, "claude-opus-4-6", 4000, 1000, &m, Some(0)).unwrap());
+        assert!(
+            bound(&prices, "claude-opus-4-6", 4000, 1000, &fast, Some(0)).unwrap()
+                >= bound(&prices, "claude-opus-4-6", 4000, 1000, &m, Some(0)).unwrap()
+        );
         assert!(bound(&prices, "claude-haiku-4-5", 4000, 1000, &m, Some(3)).unwrap() > b, "searches cost");
         assert_eq!(bound(&prices, "claude-haiku-4-5", 4000, 1000, &m, None), None);
         // A model no table knows: its family's dearest.
@@ -401,6 +454,9 @@ mod tests {
         assert_eq!(m, "ccb: daily limit reached: $3.10 of $3.00 spent (and $0.50 held by calls in flight) (every session); it resets 2026-12-02 00:00 +00:00");
         let st = [standing(3 * D, 2 * D, 0)];
         let m = message(&Refusal::NoRoom { at: 0, bound: Usd(2 * D) }, &st, Guarantee::Strict);
-        assert!(m.contains("up to $2.00") && m.contains("$1.00 is left of $3.00") && m.contains("at least $4.00"), "{m}");
+        assert!(
+            m.contains("up to $2.00") && m.contains("$1.00 is left of $3.00") && m.contains("at least $4.00"),
+            "{m}"
+        );
     }
 }

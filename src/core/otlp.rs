@@ -208,8 +208,9 @@ mod tests {
 
     #[test]
     fn a_users_own_exporter_is_left_alone() {
-        let env =
-            |p: &[(&str, &str)]| p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<crate::core::plan::Env>();
+        let env = |p: &[(&str, &str)]| {
+            p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<crate::core::plan::Env>()
+        };
         assert!(user_exports(&env(&[("CLAUDE_CODE_ENABLE_TELEMETRY", "1"), ("OTEL_LOGS_EXPORTER", "otlp")])));
         assert!(!user_exports(&env(&[("OTEL_LOGS_EXPORTER", "otlp")])), "not enabled");
         assert!(!user_exports(&env(&[("CLAUDE_CODE_ENABLE_TELEMETRY", "1")])));

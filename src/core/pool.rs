@@ -126,8 +126,7 @@ pub fn spend_per_day(ds: &crate::core::report::Dataset, include_unmetered: bool)
     let mut by_day: std::collections::BTreeMap<jiff::civil::Date, Usd> = std::collections::BTreeMap::new();
     for (&(day, s, _), agg) in &ds.buckets {
         let sess = &ds.sessions[s as usize];
-        let counts =
-            if sess.ccb {
+        let counts = if sess.ccb {
             sess.payer == crate::core::plan::Payer::CreditPool
         } else {
             include_unmetered && sess.class == crate::core::plan::Class::Programmatic
@@ -216,10 +215,22 @@ mod tests {
         let cases = [
             (true, crate::core::plan::Class::Programmatic, crate::core::plan::Payer::CreditPool, 1, true),
             (true, crate::core::plan::Class::Programmatic, crate::core::plan::Payer::Api, 10, false),
-            (true, crate::core::plan::Class::Unknown("batch".into()), crate::core::plan::Payer::Unknown("team-pool".into()), 100, false),
+            (
+                true,
+                crate::core::plan::Class::Unknown("batch".into()),
+                crate::core::plan::Payer::Unknown("team-pool".into()),
+                100,
+                false,
+            ),
             (false, crate::core::plan::Class::Programmatic, crate::core::plan::Payer::NotRecorded, 1_000, true),
             (false, crate::core::plan::Class::Interactive, crate::core::plan::Payer::NotRecorded, 10_000, false),
-            (false, crate::core::plan::Class::Unknown("batch".into()), crate::core::plan::Payer::NotRecorded, 100_000, false),
+            (
+                false,
+                crate::core::plan::Class::Unknown("batch".into()),
+                crate::core::plan::Payer::NotRecorded,
+                100_000,
+                false,
+            ),
         ];
         for (i, (ccb, class, payer, cost, _)) in cases.iter().enumerate() {
             let s = ds.session(crate::core::report::SessionAttr {

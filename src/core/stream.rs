@@ -427,7 +427,8 @@ impl UsageWatch {
             // About four bytes of text per token; never less than what was reported.
             output = output.max(self.streamed_bytes.div_ceil(4));
         }
-        let usage = crate::core::transcript::usage_from_api(input, output, cache_creation, Some(one_hour), cache_read, web);
+        let usage =
+            crate::core::transcript::usage_from_api(input, output, cache_creation, Some(one_hour), cache_read, web);
         Some(Reading { usage, estimated })
     }
 }

@@ -14,11 +14,11 @@
 //!
 //! Everything is applied in one transaction: a ledger that cannot be written is left as it was.
 
-use crate::ledger::{Ledger, SessionFix, SessionStart, Totals, UsageRow};
 use crate::core::money::Usd;
 use crate::core::plan::{BillingMode, Payer};
 use crate::core::pricing::PriceTable;
 use crate::core::recorded::Source;
+use crate::ledger::{Ledger, SessionFix, SessionStart, Totals, UsageRow};
 use crate::scan::{self, Response};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -215,8 +215,8 @@ pub fn repair(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::{SessionEnd, Store};
     use crate::core::pricing::Usage;
+    use crate::ledger::{SessionEnd, Store};
 
     /// A transcript line of claude-haiku-4-5 with `usd` dollars of input ($1 per million tokens).
     fn line(session: &str, n: u32, usd: u64) -> String {

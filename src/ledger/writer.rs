@@ -17,10 +17,10 @@
 //! Over 600 lines: the queue, its ordering rules, the retry and the file checks are one
 //! state machine; a quarter is its tests.
 
+use crate::core::money::Usd;
 use crate::ledger::{
     self, FileFate, FileIdentity, Ledger, RunEnd, RunStart, SessionEnd, SessionStart, Store, UsageRow,
 };
-use crate::core::money::Usd;
 use crate::session::supervisor::Notifier;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -718,8 +718,8 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::{LedgerUsage, SessionSpend};
     use crate::core::pricing::Usage;
+    use crate::ledger::{LedgerUsage, SessionSpend};
     use std::cell::RefCell;
 
     fn row(key: &str, cost: i64) -> UsageRow {

@@ -2,13 +2,13 @@
 //! `projects/`, and the directory listings kept between reports so that unchanged directories
 //! are not listed again.
 
+use super::*;
 use crate::ledger::Ledger;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use super::*;
 
 /// Claude Code's config directories: `$CLAUDE_CONFIG_DIR` (a comma-separated list), else
 /// `~/.claude` and `$XDG_CONFIG_HOME/claude`, those that exist.

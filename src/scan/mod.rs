@@ -35,11 +35,11 @@
 pub mod dataset;
 pub mod pool;
 
-use crate::ledger::{CachedFile, CachedKeys, Ledger, ScanWrite, Store};
 use crate::core::plan::Class;
 use crate::core::pricing::PriceTable;
 use crate::core::report::{Agg, Dataset, SessionAttr};
 use crate::core::transcript::{key_hash, parse_line, Line, UsageEvent};
+use crate::ledger::{CachedFile, CachedKeys, Ledger, ScanWrite, Store};
 use jiff::tz::TimeZone;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -655,9 +655,9 @@ pub fn add_transcripts(
 mod tests {
     use super::*;
     use crate::core::plan::Payer;
-    use std::path::Path;
     use crate::core::report::{build, to_json, Period, Split};
     use std::io::Write;
+    use std::path::Path;
 
     fn line(session: &str, msg: &str, req: &str, ts: &str, model: &str, input: u64, extra: &str) -> String {
         format!(

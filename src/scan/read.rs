@@ -1,13 +1,13 @@
 //! Reading a transcript file: from where the last report stopped to its last complete line,
 //! memory-mapped when large, each response priced and added to the file's sums.
 
+use super::sums::*;
+use super::*;
 use crate::core::pricing::{ModelPrice, PriceTable};
 use crate::core::transcript::{key_hash, parse_line, Line, UsageEvent};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use super::*;
-use super::sums::*;
 
 // ---------------------------------------------------------------- reading a file
 
@@ -92,7 +92,13 @@ pub(super) fn count(sum: &mut FileSum, e: &UsageEvent, ts: i64, ctx: &FileCtx, p
 
 /// Read `[from, to)` of a file, one complete line at a time; returns the end of the last complete
 /// line and what follows it (a last line without its newline).
-pub(super) fn for_each_line(f: &File, from: u64, to: u64, buf: &mut Vec<u8>, mut each: impl FnMut(&[u8])) -> (u64, Vec<u8>) {
+pub(super) fn for_each_line(
+    f: &File,
+    from: u64,
+    to: u64,
+    buf: &mut Vec<u8>,
+    mut each: impl FnMut(&[u8]),
+) -> (u64, Vec<u8>) {
     if to - from >= MAP_AT_LEAST {
         if let Some(m) = mapped::Map::new(f, to as usize) {
             let b = &m.bytes()[from as usize..];
@@ -344,4 +350,3 @@ pub(super) fn window_hashes(f: &File, offset: u64) -> Option<(u64, u64)> {
     f.read_exact_at(&mut b, offset - n as u64).ok()?;
     Some((fast_hash(&a), fast_hash(&b)))
 }
-

@@ -1,11 +1,11 @@
 //! One file's partial sums: what a report keeps of a transcript file between runs (per 15-minute
 //! slot, session and model), and their compact encoding in the ledger's cache.
 
+use super::*;
 use crate::core::plan::{Class, Payer};
 use crate::core::report::{Agg, Dataset, SessionAttr};
 use jiff::tz::TimeZone;
 use std::collections::{HashMap, HashSet};
-use super::*;
 
 // ---------------------------------------------------------------- one file's partial sums
 
@@ -163,7 +163,13 @@ pub(super) fn decode_with(
 }
 
 /// Add an encoded [`FileSum`] to a dataset, all of it or (when it does not decode) none of it.
-pub(super) fn add_encoded(b: &[u8], ds: &mut Dataset, since_ms: i64, days: &mut DayCache, scratch: &mut Scratch) -> bool {
+pub(super) fn add_encoded(
+    b: &[u8],
+    ds: &mut Dataset,
+    since_ms: i64,
+    days: &mut DayCache,
+    scratch: &mut Scratch,
+) -> bool {
     scratch.sessions.clear();
     scratch.models.clear();
     scratch.buckets.clear();
@@ -339,4 +345,3 @@ pub(super) fn fast_hash(b: &[u8]) -> u64 {
 pub(super) fn fnv(b: &[u8]) -> u64 {
     b.iter().fold(0xcbf29ce484222325u64, |h, &x| (h ^ x as u64).wrapping_mul(0x100000001b3))
 }
-

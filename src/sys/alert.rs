@@ -55,8 +55,8 @@ fn run_command(argv: &[String], a: &Alert) -> Result<(), String> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let mut child =
-        crate::sys::procs::spawn_own(&mut cmd).map_err(|e| format!("could not start: {}", crate::sys::paths::io_reason(&e)))?;
+    let mut child = crate::sys::procs::spawn_own(&mut cmd)
+        .map_err(|e| format!("could not start: {}", crate::sys::paths::io_reason(&e)))?;
     let pid = child.id();
     let r = wait_for(&mut child);
     crate::sys::procs::release_own(pid);

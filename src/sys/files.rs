@@ -44,8 +44,8 @@ pub fn load_config() -> Result<Config, Exit> {
 
 /// `table` with the user's price file at `p` over it.
 pub fn with_price_file(table: PriceTable, p: &Path) -> Result<PriceTable, String> {
-    let text = std::fs::read_to_string(p)
-        .map_err(|e| format!("cannot read price file {}: {}", p.display(), io_reason(&e)))?;
+    let text =
+        std::fs::read_to_string(p).map_err(|e| format!("cannot read price file {}: {}", p.display(), io_reason(&e)))?;
     table.with_user_text(&text, p)
 }
 

@@ -19,7 +19,11 @@ fn same_file(a: &Path, b: &Path) -> bool {
 fn check(path: &Path, what: &str, fix: &str) -> Result<PathBuf, Exit> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| {
-        Exit::usage(format!("{what} {}: {}; {fix}", crate::core::human::path_excerpt(path), crate::sys::paths::io_reason(&e)))
+        Exit::usage(format!(
+            "{what} {}: {}; {fix}",
+            crate::core::human::path_excerpt(path),
+            crate::sys::paths::io_reason(&e)
+        ))
     })?;
     if !meta.is_file() {
         return Err(Exit::usage(format!("{what} {} is not a file; {fix}", crate::core::human::path_excerpt(path))));

@@ -16,9 +16,9 @@
 //! reading anything else, strips it, and forwards the rest; a request without it is answered 404
 //! and goes nowhere, so no one else can spend through the gate or read its answers.
 
-use crate::session::meter::{Admission, Meter};
 use crate::core::pricing::PriceTable;
 use crate::core::transcript::UsageEvent;
+use crate::session::meter::{Admission, Meter};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,9 +26,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod upstream;
-pub use upstream::{cert_stores, proxy_for, root_store, tls_config, SYSTEM_BUNDLES};
-use upstream::Tls;
 pub use crate::core::endpoint::{endpoint, Endpoint};
+use upstream::Tls;
+pub use upstream::{cert_stores, proxy_for, root_store, tls_config, SYSTEM_BUNDLES};
 
 /// What the gate tells the session.
 #[derive(Debug)]
@@ -246,13 +246,23 @@ fn request_body(req: &Request) -> std::borrow::Cow<'_, [u8]> {
 /// Answer a call the meter cannot follow.
 fn refuse_unmetered(w: &mut TcpStream, what: &str) -> io::Result<()> {
     let msg = format!("ccb: {what}: not metered by ccb's gate, so refused in a metered session; call it without ccb");
-    w.write_all(&crate::sys::http::refusal(crate::sys::http::Style::AnthropicJson, 400, "invalid_request_error", &msg))?;
+    w.write_all(&crate::sys::http::refusal(
+        crate::sys::http::Style::AnthropicJson,
+        400,
+        "invalid_request_error",
+        &msg,
+    ))?;
     w.flush()?;
     // The answer said `connection: close`.
     Err(io::Error::new(io::ErrorKind::PermissionDenied, "unmetered endpoint"))
 }
 
-fn refuse(w: &mut TcpStream, ctx: &Ctx, spent: crate::core::money::Usd, ceiling: crate::core::money::Usd) -> io::Result<()> {
+fn refuse(
+    w: &mut TcpStream,
+    ctx: &Ctx,
+    spent: crate::core::money::Usd,
+    ceiling: crate::core::money::Usd,
+) -> io::Result<()> {
     let n = ctx.refusals.fetch_add(1, Ordering::Relaxed) + 1;
     let msg = format!(
         "ccb: session ceiling reached: {spent} of the {ceiling} ceiling spent; resume the session with --budget <USD>, a larger total, to go on"

@@ -333,5 +333,4 @@ mod tests {
         const MID_CHUNKS: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n";
         assert!(fetch(MID_CHUNKS, true).is_err());
     }
-
 }

@@ -1,12 +1,12 @@
 //! `ccb --dry-run`: the plan, shown (as words or JSON), with nothing launched and nothing
 //! written; secrets redacted.
 
-use crate::core::recorded::Source;
 use super::claude_settings::{env_block, merge_settings, settings_error, DRY_RUN_SETTINGS};
 use super::Prepared;
 use crate::core::args;
 use crate::core::exit::Exit;
 use crate::core::plan;
+use crate::core::recorded::Source;
 use serde_json::json;
 
 fn credentials(env: &plan::Env) -> serde_json::Map<String, serde_json::Value> {

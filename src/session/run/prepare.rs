@@ -2,13 +2,13 @@
 //! usage, and the checks that refuse a session before anything is spent (a spent credit pool, a
 //! resumed session at its ceiling).
 
-use crate::core::recorded::Source;
 use super::record::record_refusal;
 use crate::core::args::{self, ClaudeFlags, Invocation};
 use crate::core::config::Config;
 use crate::core::exit::{self, Exit};
 use crate::core::money::Usd;
 use crate::core::plan::{self, Plan, Terminal};
+use crate::core::recorded::Source;
 use crate::ledger::{now_ms, Ledger, SessionStart, Store};
 use crate::session::settings;
 use crate::sys::{locate, paths, tty};

@@ -1,10 +1,10 @@
 //! Recording a session in the ledger as it goes (through the ledger's writer thread), sending
 //! its alerts, and recording a session refused before launch.
 
-use crate::core::exit::Ending;
-use crate::core::recorded::Source;
 use crate::core::exit;
+use crate::core::exit::Ending;
 use crate::core::money::Usd;
+use crate::core::recorded::Source;
 use crate::core::transcript::UsageEvent;
 use crate::ledger::writer::{Msg, Writer};
 use crate::ledger::{now_ms, Ledger, SessionEnd, SessionStart, Store, UsageRow};

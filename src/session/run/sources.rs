@@ -2,9 +2,9 @@
 //! starts (their addresses go into its settings), then started with the transcript follower,
 //! each handing its events to the supervisor's inbox. The warden's problems go there too.
 
-use crate::core::recorded::Source;
 use super::Prepared;
 use crate::core::pricing::PriceTable;
+use crate::core::recorded::Source;
 use crate::session::follow::{Follower, Spec};
 use crate::session::gate::{Gate, Upstream};
 use crate::session::meter::Meter;

@@ -10,11 +10,11 @@ mod pumps;
 mod spawn;
 pub mod stop;
 
-use crate::core::recorded::Source;
 use crate::core::budget::Priced;
 use crate::core::money::Usd;
 use crate::core::policy::{self, Action, AtCeiling};
 use crate::core::pricing::PriceTable;
+use crate::core::recorded::Source;
 use crate::core::transcript::UsageEvent;
 use crate::session::follow::{Feed, Follower};
 use crate::session::gate::GateEvent;
@@ -421,7 +421,9 @@ impl Session<'_> {
                 // The stop first: recording and notices can wait a moment, the next paid call cannot.
                 Action::ReachCeiling => self.reached_ceiling(),
                 Action::Record => match &outcome {
-                    Counted::Counted { cost, total, priced, .. } => observer.usage(e, *cost, *total, source.clone(), *priced),
+                    Counted::Counted { cost, total, priced, .. } => {
+                        observer.usage(e, *cost, *total, source.clone(), *priced)
+                    }
                     Counted::Repriced { key, cost, priced, .. } => observer.repriced(key, *cost, *priced),
                     Counted::Duplicate => {}
                 },

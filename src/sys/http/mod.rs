@@ -682,4 +682,3 @@ mod tests {
         assert!(e.ends_with("content-length: 0\r\nconnection: close\r\n\r\n"), "{e}");
     }
 }
-

@@ -202,5 +202,4 @@ mod tests {
         assert_eq!(ok(framing(&h(&[("transfer-encoding", "chunked, gzip")]), 100)), "400");
         assert_eq!(ok(framing(&h(&[("transfer-encoding", "chunked"), ("content-length", "3")]), 100)), "400");
     }
-
 }
