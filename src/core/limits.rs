@@ -417,7 +417,7 @@ mod tests {
                 Err(Refusal::Unbounded { why: "it uses a server tool without max_uses".into() }),
             ),
         ] {
-            assert_eq!(admit(g, &[st.clone()], bound), want, "{g:?} {st:?} {bound:?}");
+            assert_eq!(admit(g, std::slice::from_ref(&st), bound), want, "{g:?} {st:?} {bound:?}");
         }
         // No limit: everything goes, bounded or not.
         assert_eq!(admit(s, &[], None), Ok(()));

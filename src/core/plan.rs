@@ -399,7 +399,8 @@ mod tests {
     fn billing_mode_follows_claude_codes_precedence() {
         let s = Settings::default();
         let helper = Settings { api_key_helper: true, ..Settings::default() };
-        let cases: &[(&[(&str, &str)], &Settings, BillingMode)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a Settings, BillingMode);
+        let cases: &[Case] = &[
             (&[], &s, BillingMode::Oauth),
             (&[("CLAUDE_CODE_OAUTH_TOKEN", "t")], &s, BillingMode::Oauth),
             (&[("ANTHROPIC_API_KEY", "k")], &s, BillingMode::ApiKey),
@@ -525,7 +526,8 @@ mod tests {
     #[test]
     fn classes() {
         let pipe = Terminal { stdin_tty: false, stdout_tty: false };
-        let cases: &[(&[&str], &[(&str, &str)], Terminal, Class, bool)] = &[
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], Terminal, Class, bool);
+        let cases: &[Case] = &[
             (&[], &[], TERM, Class::Interactive, true),
             (&["-p", "hi"], &[], TERM, Class::Programmatic, true),
             (&["--print", "hi"], &[], pipe, Class::Programmatic, false),

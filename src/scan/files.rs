@@ -161,6 +161,7 @@ pub fn transcript_files_with(dirs: &[PathBuf], known: &Listings) -> (Vec<FileId>
                 // SAFETY: fstatat fills `st` for a NUL-terminated name relative to an open
                 // directory; `st` is plain data.
                 let mut st: libc::stat = unsafe { std::mem::zeroed() };
+                // SAFETY: as above: `c` is NUL-terminated, `fd` an open directory, `st` ours.
                 let r = unsafe { libc::fstatat(std::os::fd::AsRawFd::as_raw_fd(fd), c.as_ptr(), &mut st, 0) };
                 if r == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG {
                     out.push(FileId {

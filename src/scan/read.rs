@@ -232,6 +232,7 @@ mod mapped {
     }
     // SAFETY: the pointers point into `_strings`, which is never changed or dropped once built.
     unsafe impl Send for Reexec {}
+    // SAFETY: the same: nothing behind the pointers is ever written after they are built.
     unsafe impl Sync for Reexec {}
 
     static REEXEC: OnceLock<Option<Reexec>> = OnceLock::new();

@@ -414,11 +414,11 @@ mod tests {
         let f = Follower::start(spec, out).unwrap();
         let mut main = std::fs::OpenOptions::new().create(true).append(true).open(proj.join("S.jsonl")).unwrap();
         let l1 = line("r1", 10);
-        main.write_all(l1[..20].as_bytes()).unwrap();
+        main.write_all(&l1.as_bytes()[..20]).unwrap();
         main.flush().unwrap();
         std::thread::sleep(Duration::from_millis(50));
         assert!(got.lock().unwrap().is_empty(), "half a line is not a line");
-        main.write_all(l1[20..].as_bytes()).unwrap();
+        main.write_all(&l1.as_bytes()[20..]).unwrap();
         main.write_all(b"garbage\n").unwrap();
         assert_eq!(wait_for(&got, 2), vec!["usage mr1:r1 ", "malformed"]);
         let sub = proj.join("S/subagents");

@@ -157,15 +157,12 @@ impl Warden {
             }
         }
         let current = std::sync::Arc::new(Mutex::new(Current { child, sock: Some(ours) }));
-        match watch {
-            Ok(watch) => {
-                let (current, marker, files) = (current.clone(), marker.to_string(), files.to_vec());
-                // Without a watch the warden guards the session all the same, until it dies.
-                let _ = std::thread::Builder::new()
-                    .name("ccb-warden-watch".into())
-                    .spawn(move || keep_watch(watch, &current, &marker, &files, &problem));
-            }
-            Err(_) => {}
+        // Without a watch the warden guards the session all the same, until it dies.
+        if let Ok(watch) = watch {
+            let (current, marker, files) = (current.clone(), marker.to_string(), files.to_vec());
+            let _ = std::thread::Builder::new()
+                .name("ccb-warden-watch".into())
+                .spawn(move || keep_watch(watch, &current, &marker, &files, &problem));
         }
         Ok(Warden { current })
     }

@@ -78,6 +78,7 @@ pub fn install_panic_hook() {
 }
 
 pub fn window_size(raw: RawFd) -> Option<libc::winsize> {
+    // SAFETY: winsize is plain data; all zeroes is a valid value.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: TIOCGWINSZ writes a winsize into the pointed-to struct, which lives on our stack.
     let r = unsafe { libc::ioctl(raw, libc::TIOCGWINSZ, &mut ws) };

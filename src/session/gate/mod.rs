@@ -161,6 +161,7 @@ impl Gate {
 }
 
 /// The upstream client, built on a thread of its own when TLS roots must be read.
+#[allow(clippy::large_enum_variant, reason = "one per gate, built once")]
 enum Lazy {
     Ready(ureq::Agent),
     Pending(Mutex<Option<ureq::AgentBuilder>>),

@@ -116,6 +116,7 @@ pub struct StopReport {
 }
 
 /// What the session's sources hand in.
+#[allow(clippy::large_enum_variant, reason = "moved once through a channel per response; a box would add an allocation each")]
 pub enum Event {
     /// From the transcript follower.
     Feed(Feed),
@@ -125,6 +126,7 @@ pub enum Event {
     Problem(String),
 }
 
+#[allow(clippy::large_enum_variant, reason = "as Event: moved once through the loop's channel")]
 enum Ev {
     Source(Event),
     Signal {

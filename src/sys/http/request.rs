@@ -39,7 +39,7 @@ pub(super) fn framing(headers: &[(String, String)], max_body: usize) -> Result<F
         if !cl.is_empty() {
             return bad("both content-length and transfer-encoding");
         }
-        let last = te.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|t| !t.is_empty()).last();
+        let last = te.iter().flat_map(|v| v.split(',')).map(str::trim).rfind(|t| !t.is_empty());
         return match last {
             Some(t) if t.eq_ignore_ascii_case("chunked") => Ok(Framing::Chunked),
             _ => bad("a request body must be chunked or have a length"),
