@@ -116,7 +116,10 @@ pub struct StopReport {
 }
 
 /// What the session's sources hand in.
-#[allow(clippy::large_enum_variant, reason = "moved once through a channel per response; a box would add an allocation each")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "moved once through a channel per response; a box would add an allocation each"
+)]
 pub enum Event {
     /// From the transcript follower.
     Feed(Feed),
