@@ -397,6 +397,7 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     };
     let from_user = merged.as_ref().and_then(|m| m.from_user.clone());
     let args: Vec<String> = shown.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let (limits, guarantee) = limits_plan(p);
     if p.inv.json {
         let v = json!({
             "class": plan.class,
@@ -437,6 +438,18 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
                 "premium": plan.premium,
             },
             "pending_reason": plan.pending_reason,
+            "limits": limits.iter().map(|l| json!({
+                "name": l.name,
+                "scope": l.scope.describe(),
+                "period": l.period.as_str(),
+                "limit": l.amount.as_f64(),
+            })).collect::<Vec<_>>(),
+            "guarantee": guarantee.0,
+            "guarantee_text": guarantee.1,
+            "limits_on_ledger_error": match p.config.limits.on_ledger_error {
+                crate::core::limits::OnLedgerError::Own => "warn",
+                crate::core::limits::OnLedgerError::Refuse => "refuse",
+            },
         });
         crate::out!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(0);
@@ -483,6 +496,11 @@ fn dry_run(p: &Prepared) -> Result<i32, Exit> {
             None => "none (passed through, not metered)".into(),
         },
     );
+    if !plan.passthrough {
+        let names = crate::session::limits::describe(&p.config, &limits);
+        row("limits", if names.is_empty() { "none".into() } else { names.join("; ") });
+        row("guarantee", guarantee.1.clone());
+    }
     row("terminal", if plan.pty { "pty".into() } else { "pipes".into() });
     row("claude", p.claude.display().to_string());
     row("sources", if p.sources.is_empty() { "-".into() } else { p.sources.join(", ") });
@@ -822,6 +840,15 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         }
     };
     let start = SessionStart { ceiling, ..start };
+    // Spend limits across sessions: a limit already reached refuses the session here.
+    let limits = match crate::session::limits::Live::prepare(&p.config, p.prices.clone(), &start, run_start(&p, &start)) {
+        Ok(l) => l,
+        Err(e) => {
+            record_refusal(&start, &p.run_id, p.resumed.is_some());
+            refuse_in_protocol(argv, &e.message);
+            return Err(e.into());
+        }
+    };
     // Bind before claude starts: the ports go into its settings.
     let mut gate = None;
     if p.sources.contains(&"gate") {
@@ -886,6 +913,9 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     let meter = Arc::new(crate::session::meter::Meter::new(ceiling, &p.config.session_alerts, p.config.metering.reserve));
     if let Some(s) = &resumed_spend {
         meter.resume(s.spent, None);
+    }
+    if let Some(l) = &limits {
+        meter.set_limits(l.clone());
     }
     if let Some(id) = &p.session_id {
         meter.learn_session(id);
@@ -979,6 +1009,10 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         None if out.ceiling_reached => exit::CEILING,
         None => out.status.exit_code(),
     };
+    // A spend limit ended the session (the gate refused a call, or a response reached it).
+    let limit = limits.as_ref().and_then(|l| l.reached()).filter(|_| {
+        out.ceiling_reached || out.stopped.as_ref().is_some_and(|s| s.cause == StopCause::Ceiling)
+    });
     if let Some(s) = &out.stopped {
         let ceiling = meter.ceiling().unwrap_or_default();
         let what = if s.processes > 1 {
@@ -987,6 +1021,12 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
             "claude".to_string()
         };
         match s.cause {
+            StopCause::Ceiling if limit.is_some() => crate::note!(
+                "ccb: session stopped at a spend limit: {}; {} spent this session; {what} stopped in {} ms",
+                limit.as_deref().unwrap_or_default().trim_start_matches("ccb: "),
+                s.spent,
+                s.took.as_millis()
+            ),
             StopCause::Ceiling => crate::note!(
                 "ccb: session stopped at its {ceiling} ceiling: {} spent; {what} stopped in {} ms. {}",
                 s.spent,
@@ -1000,6 +1040,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         }
     }
     let end = match (&out.stopped, out.status) {
+        (_, _) if limit.is_some() => "limit",
         (Some(s), _) => match s.cause {
             StopCause::Ceiling => "ceiling",
             StopCause::OpusWithoutReason => "policy",
@@ -1063,7 +1104,18 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     {
         crate::note!("ccb: {problem}");
     }
-    if out.stopped.is_none() && out.ceiling_reached {
+    if let Some(l) = &limits {
+        for problem in l.finish() {
+            crate::note!("ccb: {problem}");
+        }
+    }
+    if let (None, Some(m)) = (&out.stopped, &limit) {
+        crate::note!(
+            "ccb: model calls past a spend limit were refused: {}; {} spent this session",
+            m.trim_start_matches("ccb: "),
+            out.tally.total
+        );
+    } else if out.stopped.is_none() && out.ceiling_reached {
         crate::note!(
             "ccb: session ceiling of {} reached: {} spent; model calls past it were refused. Resume the session with --budget <USD>, a larger total, to go on",
             meter.ceiling().unwrap_or_default(),
@@ -1074,6 +1126,40 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         crate::note!("{}", summary(&p, &out, meter.ceiling()));
     }
     Ok(code)
+}
+
+/// The limits a plan is under, and its guarantee (a word and a sentence): strict covers calls
+/// through the gate, so a session without it is held to crossing, checked on each response.
+fn limits_plan(p: &Prepared) -> (Vec<crate::core::limits::Limit>, (&'static str, String)) {
+    if p.plan.passthrough {
+        return (Vec::new(), ("none", "none (passed through, not metered)".into()));
+    }
+    let limits = crate::session::limits::applicable(&p.config, &p.cwd, p.plan.class.as_str(), p.plan.meter.as_str());
+    let g = p.config.limits.guarantee;
+    let ledger = match p.config.limits.on_ledger_error {
+        crate::core::limits::OnLedgerError::Own => "if the ledger cannot be shared, this session's own spend counts, with a warning",
+        crate::core::limits::OnLedgerError::Refuse => "if the ledger cannot be shared, the session is refused",
+    };
+    let text = if p.sources.contains(&"gate") || g == crate::core::limits::Guarantee::Crossing {
+        format!("{}; {ledger}", g.describe())
+    } else {
+        format!(
+            "crossing (strict needs the gate, off in this session): each response is checked as it is counted; {ledger}"
+        )
+    };
+    let word = if p.sources.contains(&"gate") { g.as_str() } else { "crossing" };
+    (limits, (word, text))
+}
+
+/// This run, as the ledger records it.
+fn run_start(p: &Prepared, start: &SessionStart) -> crate::ledger::RunStart {
+    crate::ledger::RunStart {
+        id: p.run_id.clone(),
+        session_id: start.id.clone(),
+        started_ms: start.started_ms,
+        pid: std::process::id(),
+        resumed: p.resumed.is_some() || p.session_id.is_none(),
+    }
 }
 
 /// For `--resume ID`: what the session spent in its earlier runs, and the ceiling this run

@@ -264,8 +264,8 @@ impl Ledger {
     }
 
     /// The call is over: in one transaction its usage row is written (when it was answered) and
-    /// its hold deleted.
-    pub fn limits_settle(&self, hold: i64, settled: Option<Settled>) -> anyhow::Result<()> {
+    /// its hold deleted (a response counted without a hold: its row alone).
+    pub fn limits_settle(&self, hold: Option<i64>, settled: Option<Settled>) -> anyhow::Result<()> {
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         if let Some(s) = settled {
             let (ss, run, u) = (s.session, s.run, s.row);
@@ -302,7 +302,9 @@ impl Ledger {
                 }
             }
         }
-        self.conn.prepare_cached("DELETE FROM limit_holds WHERE id = ?1")?.execute([hold])?;
+        if let Some(hold) = hold {
+            self.conn.prepare_cached("DELETE FROM limit_holds WHERE id = ?1")?.execute([hold])?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -404,7 +406,7 @@ mod tests {
         let start = SessionStart { id: "s1".into(), class: "programmatic".into(), meter: "api".into(), ..Default::default() };
         let run = RunStart { id: "r1".into(), session_id: "s1".into(), ..Default::default() };
         let r = row("k", "s1", 5, D / 4);
-        l.limits_settle(a, Some(Settled { session: &start, run: &run, row: &r })).unwrap();
+        l.limits_settle(Some(a), Some(Settled { session: &start, run: &run, row: &r })).unwrap();
         assert!(!l.record(&r).unwrap());
         l.begin(&start).unwrap();
         l.begin_run(&run).unwrap();

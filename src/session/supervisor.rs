@@ -683,7 +683,7 @@ impl Session<'_> {
 
     /// A response the meter has counted (or found counted already), from any source.
     fn counted(&mut self, e: &UsageEvent, outcome: Counted, source: &str, observer: &mut dyn Observer) {
-        let (signal, unknown_model, learned) = match outcome {
+        let (signal, unknown_model, learned, added) = match outcome {
             Counted::Duplicate => return,
             Counted::Counted { cost, total, signal, unknown_model, priced, learned } => {
                 if matches!(signal, Some(BudgetSignal::Ceiling { .. })) {
@@ -691,16 +691,27 @@ impl Session<'_> {
                     self.reached_ceiling();
                 }
                 observer.usage(e, cost, total, source, priced);
-                (signal, unknown_model, learned)
+                (signal, unknown_model, learned, (cost, Some(priced)))
             }
-            Counted::Repriced { key, cost, signal, priced, learned, .. } => {
+            Counted::Repriced { key, old, cost, signal, priced, learned, .. } => {
                 if matches!(signal, Some(BudgetSignal::Ceiling { .. })) {
                     self.reached_ceiling();
                 }
                 observer.repriced(&key, cost, priced);
-                (signal, false, learned)
+                (signal, false, learned, (cost - old, None))
             }
         };
+        // Spend limits across sessions: thresholds, and a limit reached ends the session as the
+        // ceiling does (session::limits).
+        if let Some(limits) = self.opts.meter.limits().cloned() {
+            let (notices, reached) = limits.counted(e, added.0, source, added.1);
+            for n in notices {
+                self.notice(n);
+            }
+            if reached.is_some() {
+                self.reached_ceiling();
+            }
+        }
         if let Some(BudgetSignal::Threshold { pct, spent, ceiling }) = signal {
             observer.threshold(pct, spent, ceiling);
             self.notice(format!("{pct}% of the {ceiling} session ceiling spent ({spent})"));
