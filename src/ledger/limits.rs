@@ -141,10 +141,11 @@ impl Ledger {
     fn spend_in(&self, from_ms: i64, to_ms: i64) -> rusqlite::Result<Vec<Spend>> {
         let (a, b) = slots(from_ms, to_ms);
         let mut st = self.conn.prepare_cached(
-            "SELECT ls.session_id, ls.model, SUM(ls.cost_nanos), COALESCE(s.cwd, ''), COALESCE(s.class, 'unknown'),
+            "SELECT g.session_id, g.model, g.cost, COALESCE(s.cwd, ''), COALESCE(s.class, 'unknown'),
                     COALESCE(s.meter, 'unknown')
-             FROM limit_spend ls LEFT JOIN sessions s ON s.id = ls.session_id
-             WHERE ls.slot >= ?1 AND ls.slot < ?2 GROUP BY ls.session_id, ls.model",
+             FROM (SELECT session_id, model, SUM(cost_nanos) AS cost FROM limit_spend
+                   WHERE slot >= ?1 AND slot < ?2 GROUP BY session_id, model) g
+             LEFT JOIN sessions s ON s.id = g.session_id",
         )?;
         let rows = st.query_map(params![a, b], |r| {
             Ok(Spend {
