@@ -46,8 +46,16 @@ fn usage_rows(home: &ClaudeHome) -> HashMap<String, (i64, i64)> {
 /// within the call's bound, as a real answer always is.
 fn session(home: &ClaudeHome, api: &MockApi) -> Command {
     let mut c = ccb_command(home, &api.base_url(), &claude_bin());
-    c.env("CLAUDE_CODE_MAX_OUTPUT_TOKENS", "64000")
-        .args(["-p", "loop", "--budget", "100", "--allowedTools", "Bash", "--output-format", "json"]);
+    c.env("CLAUDE_CODE_MAX_OUTPUT_TOKENS", "64000").args([
+        "-p",
+        "loop",
+        "--budget",
+        "100",
+        "--allowedTools",
+        "Bash",
+        "--output-format",
+        "json",
+    ]);
     c
 }
 
@@ -79,8 +87,10 @@ fn answered(home: &ClaudeHome, api: &MockApi) -> Vec<Answered> {
         .into_iter()
         .filter(|r| r.status == Some(200))
         .map(|r| {
-            let key = format!("{}:{}", r.message_id.clone().unwrap_or_default(), r.request_id.clone().unwrap_or_default());
-            let (cost, counted_ms) = *rows.get(&key).unwrap_or_else(|| panic!("{key} answered upstream but not in the ledger: {rows:?}"));
+            let key =
+                format!("{}:{}", r.message_id.clone().unwrap_or_default(), r.request_id.clone().unwrap_or_default());
+            let (cost, counted_ms) =
+                *rows.get(&key).unwrap_or_else(|| panic!("{key} answered upstream but not in the ledger: {rows:?}"));
             Answered { received_ms: ms(r.received_wall), cost, counted_ms }
         })
         .collect()
@@ -179,14 +189,18 @@ fn the_pool_with_overage_rejected_stops_a_session_midway_without_the_gate() {
     let home = ClaudeHome::new();
     let log = home.path().join("fake.log");
     // $0.20 left in the pool: the first $0.30 response takes it past.
-    write_config(&home, "[pool]\namount_usd = 0.20\noverage = \"reject\"\n[metering]\ngate = false\ntelemetry = false\n");
+    write_config(
+        &home,
+        "[pool]\namount_usd = 0.20\noverage = \"reject\"\n[metering]\ngate = false\ntelemetry = false\n",
+    );
     let (code, _, err) = run(&mut pool_session(&home, &log));
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("pool limit reached: $0.30 of $0.20 spent"), "{err}");
     let wrote = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(wrote.contains("WROTE 1") && !wrote.contains("WROTE 3"), "stopped mid-way: {wrote}");
-    let (end, cost): (String, i64) =
-        ledger(&home).query_row("SELECT end_kind, cost_nanos FROM sessions", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let (end, cost): (String, i64) = ledger(&home)
+        .query_row("SELECT end_kind, cost_nanos FROM sessions", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
     assert_eq!(end, "limit");
     assert!(cost < 900_000_000, "not every response was spent: {cost}");
     // Spent: the next credit-pool session is refused before launch, and launches nothing.
@@ -204,7 +218,13 @@ fn a_killed_session_frees_what_it_held_at_once() {
     let home = ClaudeHome::new();
     write_config(&home, "[limits]\ndaily = 10.0\nadmission = \"strict\"\n");
     let mut children: Vec<_> = (0..2)
-        .map(|_| session(&home, &api).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap())
+        .map(|_| {
+            session(&home, &api)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
         .collect();
     let t0 = Instant::now();
     let held = loop {
@@ -271,7 +291,8 @@ fn thresholds_alert_once_per_period_and_a_reached_limit_refuses_before_launch() 
     assert_eq!(codes.last(), Some(&4), "refused before launch once the limit is reached: {codes:?}\n{errs}");
     assert!(errs.contains("daily limit reached"), "{errs}");
     // The dry run says which limits apply and the guarantee.
-    let (code, out, _) = run(ccb_command(&home, &api.base_url(), &claude_bin()).args(["--dry-run", "--json", "-p", "x"]));
+    let (code, out, _) =
+        run(ccb_command(&home, &api.base_url(), &claude_bin()).args(["--dry-run", "--json", "-p", "x"]));
     assert_eq!(code, 0);
     let plan: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(plan["guarantee"], "crossing");
@@ -303,7 +324,13 @@ fn admission_cost_with_sixteen_sessions_holding() {
     for s in 0..16 {
         let id = format!("s{s}");
         ledger
-            .begin(&ccb::ledger::SessionStart { id: id.clone(), cwd: "/w".into(), class: "programmatic".into(), meter: "api".into(), ..Default::default() })
+            .begin(&ccb::ledger::SessionStart {
+                id: id.clone(),
+                cwd: "/w".into(),
+                class: "programmatic".into(),
+                meter: "api".into(),
+                ..Default::default()
+            })
             .unwrap();
         for i in 0..30 * 40 {
             let mut row = ccb::ledger::UsageRow {
@@ -348,10 +375,17 @@ fn admission_cost_with_sixteen_sessions_holding() {
         meter: "api".into(),
         ..Default::default()
     };
-    let run = ccb::ledger::RunStart { id: "bench-run".into(), session_id: "bench".into(), started_ms: now, pid: std::process::id(), resumed: false };
+    let run = ccb::ledger::RunStart {
+        id: "bench-run".into(),
+        session_id: "bench".into(),
+        started_ms: now,
+        pid: std::process::id(),
+        resumed: false,
+    };
     let live = ccb::session::limits::Live::prepare(&config, prices.clone(), &start, run).unwrap().unwrap();
     let measure = |with_limits: bool| -> (Vec<f64>, Vec<f64>) {
-        let meter = ccb::session::meter::Meter::new(Some(Usd(1_000_000_000_000)), &[], ccb::session::meter::Reserve::Expected);
+        let meter =
+            ccb::session::meter::Meter::new(Some(Usd(1_000_000_000_000)), &[], ccb::session::meter::Reserve::Expected);
         if with_limits {
             meter.set_limits(live.clone());
         }
@@ -359,10 +393,22 @@ fn admission_cost_with_sixteen_sessions_holding() {
         for i in 0..400 {
             let facts = ccb::session::limits::CallFacts::new(None, None, None);
             let t0 = Instant::now();
-            let ccb::session::meter::Admission::Go { call, reserved } = meter.admit("claude-sonnet-4-6", 32_000, 60_000, &prices) else {
+            let ccb::session::meter::Admission::Go { call, reserved } =
+                meter.admit("claude-sonnet-4-6", 32_000, 60_000, &prices)
+            else {
                 panic!("refused")
             };
-            ccb::session::limits::gate_admit(&meter, &facts, "claude-sonnet-4-6", 32_000, 60_000, Some("bench"), call, reserved).unwrap();
+            ccb::session::limits::gate_admit(
+                &meter,
+                &facts,
+                "claude-sonnet-4-6",
+                32_000,
+                60_000,
+                Some("bench"),
+                call,
+                reserved,
+            )
+            .unwrap();
             admit.push(t0.elapsed().as_secs_f64() * 1e3);
             let e = ccb::core::transcript::UsageEvent {
                 key: format!("bench:{with_limits}:{i}"),
@@ -393,8 +439,14 @@ fn admission_cost_with_sixteen_sessions_holding() {
     let (off_a, off_s) = measure(false);
     let (on_a, on_s) = measure(true);
     let (off_a, off_s, on_a, on_s) = (stats(off_a), stats(off_s), stats(on_a), stats(on_s));
-    eprintln!("admission, limits off: median {:.3} ms, p90 {:.3} ms; settle {:.3} ms, p90 {:.3} ms", off_a.0, off_a.1, off_s.0, off_s.1);
-    eprintln!("admission, limits on (16 holding): median {:.3} ms, p90 {:.3} ms; settle {:.3} ms, p90 {:.3} ms", on_a.0, on_a.1, on_s.0, on_s.1);
+    eprintln!(
+        "admission, limits off: median {:.3} ms, p90 {:.3} ms; settle {:.3} ms, p90 {:.3} ms",
+        off_a.0, off_a.1, off_s.0, off_s.1
+    );
+    eprintln!(
+        "admission, limits on (16 holding): median {:.3} ms, p90 {:.3} ms; settle {:.3} ms, p90 {:.3} ms",
+        on_a.0, on_a.1, on_s.0, on_s.1
+    );
     let held: i64 = ledger.limits_snapshot(&[]).unwrap().holds.len() as i64;
     assert_eq!(held, 16, "every call settled; the sixteen others still hold theirs");
     for h in &mut holders {

@@ -89,7 +89,12 @@ pub fn run(json_out: bool) -> anyhow::Result<i32> {
     let w = rows.iter().map(|r| r.limit.name.chars().count()).max().unwrap_or(5).max(5);
     crate::out!(
         "{:<w$}  {:>11}  {:>11}  {:>11}  {:>11}  {:<22}  Scope",
-        "Limit", "Amount", "Spent", "Reserved", "Remaining", "Resets"
+        "Limit",
+        "Amount",
+        "Spent",
+        "Reserved",
+        "Remaining",
+        "Resets"
     );
     for r in &rows {
         crate::out!(

@@ -356,7 +356,13 @@ mod tests {
     fn the_spend_summary_follows_every_change_to_usage() {
         let dir = tempfile::tempdir().unwrap();
         let l = Ledger::open(&dir.path().join("l.db")).unwrap();
-        let start = SessionStart { id: "s1".into(), cwd: "/w".into(), class: "programmatic".into(), meter: "api".into(), ..Default::default() };
+        let start = SessionStart {
+            id: "s1".into(),
+            cwd: "/w".into(),
+            class: "programmatic".into(),
+            meter: "api".into(),
+            ..Default::default()
+        };
         l.begin(&start).unwrap();
         let day = 86_400_000;
         l.record(&row("a", "s1", day + 10, D)).unwrap();
@@ -384,7 +390,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let l = Ledger::open(&dir.path().join("l.db")).unwrap();
         let me = std::process::id();
-        let hold = NewHold { run_id: "r1".into(), pid: me, pid_start: pid_start(me).unwrap(), session_id: "s1".into(), ..Default::default() };
+        let hold = NewHold {
+            run_id: "r1".into(),
+            pid: me,
+            pid_start: pid_start(me).unwrap(),
+            session_id: "s1".into(),
+            ..Default::default()
+        };
         let a = l.limits_admit(&[], &hold, |_| Ok::<_, ()>(Usd(D))).unwrap().unwrap();
         // A run that died: a pid with another start time (a reused pid), and a pid that is gone.
         let dead = NewHold { pid_start: 1, ..hold.clone() };
@@ -404,7 +416,8 @@ mod tests {
         assert_eq!(n, 1, "the dead runs' holds were deleted");
         // Settled: the row is written with its session and run, the hold goes; the writer's
         // later insert of the same row changes nothing.
-        let start = SessionStart { id: "s1".into(), class: "programmatic".into(), meter: "api".into(), ..Default::default() };
+        let start =
+            SessionStart { id: "s1".into(), class: "programmatic".into(), meter: "api".into(), ..Default::default() };
         let run = RunStart { id: "r1".into(), session_id: "s1".into(), ..Default::default() };
         let r = row("k", "s1", 5, D / 4);
         l.limits_settle(Some(a), Some(Settled { session: &start, run: &run, row: &r })).unwrap();

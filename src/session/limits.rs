@@ -164,12 +164,18 @@ impl Live {
         }
         live.refresh_outside();
         // Reached already: refused before anything is spent.
-        let facts = Facts { cwd: &live.own.cwd, class: &live.own.class, meter: &live.own.meter, family: "", premium: false };
+        let facts =
+            Facts { cwd: &live.own.cwd, class: &live.own.class, meter: &live.own.meter, family: "", premium: false };
         let at_launch: Vec<usize> = (0..live.limits.len()).filter(|&i| live.limits[i].scope.tier.is_none()).collect();
         let standings = live.standings(&facts, &at_launch);
         let own_only = lock(&live.state).own_only;
         if own_only {
-            lock(&live.state).base = live.limits.iter().enumerate().map(|(i, _)| standings.iter().find(|(j, _)| *j == i).map(|(_, s)| s.spent).unwrap_or_default()).collect();
+            lock(&live.state).base = live
+                .limits
+                .iter()
+                .enumerate()
+                .map(|(i, _)| standings.iter().find(|(j, _)| *j == i).map(|(_, s)| s.spent).unwrap_or_default())
+                .collect();
         }
         let st: Vec<Standing> = standings.into_iter().map(|(_, s)| s).collect();
         if let Err(r) = limits::admit(Guarantee::Crossing, &st, None) {
@@ -231,7 +237,13 @@ impl Live {
         (a.timestamp().as_millisecond(), b.timestamp().as_millisecond())
     }
 
-    fn standings_from(&self, which: &[usize], snap: Option<&Snapshot>, now: Timestamp, _facts: &Facts) -> Vec<(usize, Standing)> {
+    fn standings_from(
+        &self,
+        which: &[usize],
+        snap: Option<&Snapshot>,
+        now: Timestamp,
+        _facts: &Facts,
+    ) -> Vec<(usize, Standing)> {
         let st = lock(&self.state);
         which
             .iter()
@@ -271,7 +283,13 @@ impl Live {
 
     /// Strict admission under the session ceiling: spent + reserved by the other calls + this
     /// call's bound must fit. `reserved` counts every call in flight, this one's estimate too.
-    pub fn check_ceiling(&self, bound: Option<Usd>, spent: Usd, others: Usd, ceiling: Option<Usd>) -> Result<(), String> {
+    pub fn check_ceiling(
+        &self,
+        bound: Option<Usd>,
+        spent: Usd,
+        others: Usd,
+        ceiling: Option<Usd>,
+    ) -> Result<(), String> {
         let Some(ceiling) = ceiling else { return Ok(()) };
         if self.guarantee != Guarantee::Strict {
             return Ok(());
@@ -318,8 +336,11 @@ impl Live {
             premium,
         };
         let decide = |snap: Option<&Snapshot>| -> Result<Usd, String> {
-            let st: Vec<Standing> = self.standings_from(&which, snap, now, &facts).into_iter().map(|(_, s)| s).collect();
-            limits::admit(self.guarantee, &st, bound).map(|_| amount).map_err(|r| limits::message(&r, &st, self.guarantee))
+            let st: Vec<Standing> =
+                self.standings_from(&which, snap, now, &facts).into_iter().map(|(_, s)| s).collect();
+            limits::admit(self.guarantee, &st, bound)
+                .map(|_| amount)
+                .map_err(|r| limits::message(&r, &st, self.guarantee))
         };
         let shared = {
             let ledger = lock(&self.ledger);
@@ -342,7 +363,13 @@ impl Live {
         result.map(Some)
     }
 
-    fn admit_alone(&self, decided: Result<Usd, String>, amount: Usd, family: &str, premium: bool) -> Result<i64, String> {
+    fn admit_alone(
+        &self,
+        decided: Result<Usd, String>,
+        amount: Usd,
+        family: &str,
+        premium: bool,
+    ) -> Result<i64, String> {
         decided?;
         let mut st = lock(&self.state);
         st.next_own -= 1;
@@ -399,7 +426,13 @@ impl Live {
     /// Responses the gate did not settle are written at once, so every session sees them. The
     /// thresholds alert once per period; the notices to show are returned, and the message of
     /// a limit reached, which ends the session as at the ceiling.
-    pub fn counted(&self, e: &UsageEvent, delta: Usd, source: &str, priced: Option<crate::core::budget::Priced>) -> (Vec<String>, Option<String>) {
+    pub fn counted(
+        &self,
+        e: &UsageEvent,
+        delta: Usd,
+        source: &str,
+        priced: Option<crate::core::budget::Priced>,
+    ) -> (Vec<String>, Option<String>) {
         if self.limits.is_empty() {
             return (Vec::new(), None);
         }
@@ -426,7 +459,8 @@ impl Live {
                 }
                 let (from, _) = s.limit.period.window(Timestamp::now(), &self.tz);
                 let scope = format!("{}@{}", s.limit.name, from.strftime("%Y-%m-%dT%H:%M%:z"));
-                let first = lock(&self.ledger).as_ref().is_some_and(|l| l.fire_once("limit", &scope, pct).unwrap_or(false));
+                let first =
+                    lock(&self.ledger).as_ref().is_some_and(|l| l.fire_once("limit", &scope, pct).unwrap_or(false));
                 if first {
                     let text = format!(
                         "{pct}% of the {} limit spent ({} of {}; {}); it resets {}",
@@ -495,7 +529,13 @@ pub fn describe(config: &Config, limits: &[Limit]) -> Vec<String> {
                 Period::Billing { day } => format!("billing cycle from day {day}"),
                 p => p.as_str().to_string(),
             };
-            format!("{} {} ({period}, {}; {})", l.name, l.amount, l.scope.describe(), tz.iana_name().unwrap_or("system time zone"))
+            format!(
+                "{} {} ({period}, {}; {})",
+                l.name,
+                l.amount,
+                l.scope.describe(),
+                tz.iana_name().unwrap_or("system time zone")
+            )
         })
         .collect()
 }
@@ -616,7 +656,13 @@ pub fn counted_against(
     let reserved: Usd = holds
         .iter()
         .filter(|h| {
-            l.scope.matches(&Facts { cwd: Path::new(&h.cwd), class: &h.class, meter: &h.meter, family: &h.family, premium: h.premium })
+            l.scope.matches(&Facts {
+                cwd: Path::new(&h.cwd),
+                class: &h.class,
+                meter: &h.meter,
+                family: &h.family,
+                premium: h.premium,
+            })
         })
         .map(|h| h.amount)
         .sum();
