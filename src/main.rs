@@ -84,6 +84,7 @@ fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
                 cmd::pool::check(alert_at)
             }
             Some(cli::Command::Pool { check: None, json }) => cmd::pool::run(json),
+            Some(cli::Command::Limits { json }) => cmd::limits::run(json),
             Some(cli::Command::Ledger(cli::LedgerCmd::Repair { session, json })) => {
                 cmd::ledger::repair(session.as_deref(), json)
             }

@@ -112,7 +112,7 @@ fn cases() -> Vec<Case> {
         },
         // The config file
         cfg("TOML syntax error", "claude = \"x", &["--dry-run"], "config <home>/c.toml line 1: invalid basic string"),
-        cfg("unknown key", "bogus = 1", &["--dry-run"], "config <home>/c.toml line 1: unknown key `bogus`; the keys here are `claude`, `default_model`, `opus_without_reason`, `ceilings`, `opus`, `alerts`, `prices`, `premium`, `pool`, `metering`"),
+        cfg("unknown key", "bogus = 1", &["--dry-run"], "config <home>/c.toml line 1: unknown key `bogus`; the keys here are `claude`, `default_model`, `opus_without_reason`, `ceilings`, `opus`, `alerts`, `prices`, `premium`, `pool`, `metering`, `limits`"),
         cfg("unknown key in a table", "[ceilings]\nhourly = 3.0", &["--dry-run"], "config <home>/c.toml line 2: unknown key `hourly`; the keys here are `interactive`, `programmatic`, `opus`"),
         cfg("text where a number goes", "[ceilings]\ninteractive = \"ten\"", &["--dry-run"], "config <home>/c.toml line 2: invalid type: string \"ten\", expected a number"),
         cfg("a number where a table goes", "ceilings = 5", &["--dry-run"], "config <home>/c.toml line 1: invalid type: integer `5`, expected a table"),
@@ -215,7 +215,7 @@ fn cases() -> Vec<Case> {
                 c.pragma_update(None, "user_version", 99).unwrap();
             }),
             output: true,
-            ..case("ledger from a newer ccb", "ccb usage", &["usage"], 0, "cannot read the ledger (the ledger <home>/.local/share/ccb/ledger.db was written by a newer ccb (schema 99, this ccb knows 4): upgrade ccb); reporting from transcripts only")
+            ..case("ledger from a newer ccb", "ccb usage", &["usage"], 0, "cannot read the ledger (the ledger <home>/.local/share/ccb/ledger.db was written by a newer ccb (schema 99, this ccb knows 5): upgrade ccb); reporting from transcripts only")
         },
         Case {
             env: &[("XDG_DATA_HOME", "<home>/read-only"), ("FAKE_SCRIPT", "usd:0.01;exit:0")],
@@ -239,6 +239,13 @@ fn cases() -> Vec<Case> {
             ..case("text of 1 MB where a number goes", "[ceilings] interactive = \"ten ten …\" (1 MB); ccb -p hi", &["-p", "hi"], 2, "config <home>/big.toml line 2: invalid type: string \"ten ten ten ten ten ten ten ten ten ten ten ten ten ten ten …\", expected a number")
         },
         Case { env: &[("CCB_BUDGET", "12345678901234567890123456789012345678901234567890123456789012345678901234567890")], ..case("budget of 80 digits", "CCB_BUDGET=1234…7890 (80 digits) ccb -p hi", &["-p", "hi"], 2, "CCB_BUDGET '123456789012345678901234567890123456789012345678901234567890…' is more than the largest budget, $1000000") },
+        // spend limits (issue 13)
+        cfg("a limit of $0", "[limits]\ndaily = 0", &["limits"], "config <home>/c.toml line 2: [limits] daily = 0 must be a dollar amount above 0 and at most 1000000"),
+        cfg("unknown admission", "[limits]\nadmission = \"loose\"", &["limits"], "config <home>/c.toml line 2: [limits] admission 'loose' must be \"crossing\" or \"strict\""),
+        cfg("unknown limits time zone", "[limits]\ndaily = 5\ntimezone = \"Mars/Olympus\"", &["limits"], "config <home>/c.toml line 3: [limits] timezone 'Mars/Olympus' is not a time zone: use an IANA name like Europe/Berlin, or UTC"),
+        cfg("a scope without an amount", "[[limits.scope]]\nproject = \"~/w\"", &["limits"], "config <home>/c.toml line 1: [[limits.scope]] needs daily, weekly or monthly (USD)"),
+        cfg("a scope with an unknown class", "[[limits.scope]]\nclass = \"batch\"\ndaily = 1", &["limits"], "config <home>/c.toml line 2: [[limits.scope]] class 'batch' must be one of interactive, programmatic, opus-with-reason"),
+        cfg("a limit alert at 0%", "[alerts]\nlimits = [0, 80]", &["limits"], "config <home>/c.toml line 2: [alerts] limits: 0 must be a percentage from 1 to 100"),
     ];
     v.retain(|c| !c.what.is_empty());
     v

@@ -27,6 +27,7 @@ mod interactive;
 mod launcher;
 mod ledger_faults;
 mod ledger_reports;
+mod limits;
 mod logging;
 mod mock_smoke;
 mod orphans;

@@ -63,6 +63,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Spend limits over many sessions: spent, reserved by calls in flight, remaining, resets
+    Limits {
+        /// As JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Show or create ccb's configuration file
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -168,7 +174,7 @@ pub enum ConfigCmd {
 
 /// Is this argument one of ccb's own commands (else ccb launches claude)?
 pub fn is_command(first: &str) -> bool {
-    matches!(first, "config" | "prices" | "completions" | "help" | "usage" | "pool" | "ledger")
+    matches!(first, "config" | "prices" | "completions" | "help" | "usage" | "pool" | "limits" | "ledger")
 }
 
 #[cfg(test)]

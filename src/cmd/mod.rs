@@ -2,6 +2,7 @@
 pub mod cli;
 pub mod config;
 pub mod ledger;
+pub mod limits;
 pub mod pool;
 pub mod prices;
 pub mod run;

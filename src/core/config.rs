@@ -59,6 +59,8 @@ pub struct Config {
     /// The credit pool; None when the config has no `[pool]`.
     pub pool: Option<crate::core::pool::PoolConfig>,
     pub metering: Metering,
+    /// Spend limits over many sessions (`[limits]`; the pool's is added where it applies).
+    pub limits: crate::core::limits::Settings,
 }
 
 /// Where usage is heard from, and what happens at the ceiling.
@@ -108,6 +110,7 @@ impl Default for Config {
             premium_at: "opus".into(),
             pool: None,
             metering: Metering::default(),
+            limits: crate::core::limits::Settings { alerts: vec![50, 80], ..Default::default() },
         }
     }
 }
@@ -126,6 +129,7 @@ struct File {
     premium: FilePremium,
     pool: Option<Spanned<FilePool>>,
     metering: FileMetering,
+    limits: crate::core::limits::FileLimits,
 }
 
 #[derive(Deserialize, Default)]
@@ -166,6 +170,7 @@ struct FileOpus {
 struct FileAlerts {
     session: Option<Spanned<Vec<i64>>>,
     pool: Option<Spanned<Vec<i64>>>,
+    limits: Option<Spanned<Vec<i64>>>,
     command: Option<Spanned<Vec<String>>>,
     webhook: Option<Spanned<String>>,
 }
@@ -312,6 +317,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
     if let Some(v) = file.alerts.pool {
         c.pool_alerts = percents(v, "pool")?;
     }
+    let alerts = c.limits.alerts.clone();
+    c.limits = crate::core::limits::parse_settings(file.limits, &|o, m| at(o..o, m), &|o| line_of(text, o))?;
+    c.limits.alerts = match file.alerts.limits {
+        Some(v) => percents(v, "limits")?,
+        None => alerts,
+    };
     if let Some(v) = file.alerts.command {
         let span = v.span();
         let argv = v.into_inner();
@@ -469,9 +480,10 @@ impl Config {
         out.push_str(&format!("\n[opus]\nreasons = [{}]\n", list(&self.opus_reasons)));
         let pcts = |v: &[u32]| v.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ");
         out.push_str(&format!(
-            "\n[alerts]\nsession = [{}]\npool = [{}]\n",
+            "\n[alerts]\nsession = [{}]\npool = [{}]\nlimits = [{}]\n",
             pcts(&self.session_alerts),
-            pcts(&self.pool_alerts)
+            pcts(&self.pool_alerts),
+            pcts(&self.limits.alerts)
         ));
         if let Some(cmd) = &self.alert_sinks.command {
             out.push_str(&format!("command = [{}]\n", list(cmd)));
@@ -514,6 +526,7 @@ impl Config {
             out.push_str(&format!("release = {r:?}\n"));
         }
         out.push_str(&format!("\n[premium]\nat = {:?}\n", self.premium_at));
+        out.push_str(&self.limits.to_toml());
         out
     }
 }

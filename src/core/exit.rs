@@ -54,6 +54,9 @@ pub enum Ending {
     /// ccb stopped the session at its ceiling, or claude ended after the gate refused a call
     /// there (`ceiling`).
     StoppedAtCeiling,
+    /// ccb stopped the session at a spend limit over many sessions, or claude ended after the
+    /// gate refused a call there (`limit`).
+    StoppedAtLimit,
     /// ccb stopped the session because a premium model answered without a reason, with
     /// `opus_without_reason = "stop"` (`policy`).
     StoppedForPolicy,
@@ -69,6 +72,7 @@ crate::core::recorded::recorded!(Ending {
     Exited => "exited",
     Killed => "signaled",
     StoppedAtCeiling => "ceiling",
+    StoppedAtLimit => "limit",
     StoppedForPolicy => "policy",
     Refused => "refused",
     Interrupted => "signal",
@@ -136,6 +140,7 @@ mod tests {
             (Ending::Exited, "exited"),
             (Ending::Killed, "signaled"),
             (Ending::StoppedAtCeiling, "ceiling"),
+            (Ending::StoppedAtLimit, "limit"),
             (Ending::StoppedForPolicy, "policy"),
             (Ending::Refused, "refused"),
             (Ending::Interrupted, "signal"),
@@ -145,7 +150,7 @@ mod tests {
             assert_eq!((e.as_str(), e.to_string()), (name, name.to_string()));
             assert_eq!(Ending::parse(name), e, "{name}");
         }
-        assert_eq!(Ending::KNOWN.len(), 6, "every known ending is in the table above");
+        assert_eq!(Ending::KNOWN.len(), 7, "every known ending is in the table above");
     }
 
     #[test]

@@ -288,12 +288,253 @@ pub fn message(r: &Refusal, standings: &[Standing], g: Guarantee) -> String {
     }
 }
 
+/// What to do when the ledger cannot be shared with other sessions (unwritable, locked past a
+/// short wait): enforce the limits on this session's own spend with one warning, or refuse.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnLedgerError {
+    #[default]
+    Own,
+    Refuse,
+}
+
+/// The `[limits]` section, parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub guarantee: Guarantee,
+    /// An IANA name as written, and its line (resolved where the file is read); None: the
+    /// system's zone.
+    pub timezone: Option<(String, usize)>,
+    /// The limits the section names, in order: `daily`, `weekly`, `monthly`, then each scope's.
+    pub limits: Vec<Limit>,
+    pub on_ledger_error: OnLedgerError,
+    /// Percentages of a limit at which an alert fires, once each per period (`[alerts] limits`).
+    pub alerts: Vec<u32>,
+}
+
+impl Settings {
+    /// Every limit in force: the section's, and the credit pool's when its overage is rejected
+    /// (the billing cycle, credit-pool sessions only).
+    pub fn all(&self, pool: Option<&crate::core::pool::PoolConfig>) -> Vec<Limit> {
+        let mut v = self.limits.clone();
+        if let Some(p) = pool.filter(|p| p.overage == crate::core::pool::Overage::Reject) {
+            v.push(Limit {
+                name: POOL.into(),
+                scope: Scope { meter: Some("credit-pool".into()), ..Scope::default() },
+                period: Period::Billing { day: p.billing_day },
+                amount: p.amount,
+            });
+        }
+        v
+    }
+}
+
+impl Settings {
+    /// The section as TOML, for `ccb config show` (it parses back to the same settings).
+    pub fn to_toml(&self) -> String {
+        let usd = |u: Usd| format!("{:.2}", u.as_f64());
+        let mut out = format!("\n[limits]\nadmission = {:?}\n", self.guarantee.as_str());
+        out.push_str(&format!(
+            "on_ledger_error = {:?}\n",
+            match self.on_ledger_error {
+                OnLedgerError::Own => "warn",
+                OnLedgerError::Refuse => "refuse",
+            }
+        ));
+        match &self.timezone {
+            Some((tz, _)) => out.push_str(&format!("timezone = {tz:?}\n")),
+            None => out.push_str("# timezone: the system's\n"),
+        }
+        for l in self.limits.iter().filter(|l| l.scope.is_everything()) {
+            out.push_str(&format!("{} = {}\n", l.period.as_str(), usd(l.amount)));
+        }
+        for l in self.limits.iter().filter(|l| !l.scope.is_everything()) {
+            out.push_str("\n[[limits.scope]]\n");
+            if let Some(p) = &l.scope.project {
+                out.push_str(&format!("project = {:?}\n", p.display().to_string()));
+            }
+            for (k, v) in [("class", &l.scope.class), ("meter", &l.scope.meter), ("tier", &l.scope.tier)] {
+                if let Some(v) = v {
+                    out.push_str(&format!("{k} = {v:?}\n"));
+                }
+            }
+            out.push_str(&format!("{} = {}\n", l.period.as_str(), usd(l.amount)));
+        }
+        out
+    }
+}
+
+/// The credit pool's limit's name.
+pub const POOL: &str = "pool";
+
+/// `[limits]` as written (see [`crate::core::config`]).
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileLimits {
+    daily: Option<toml::Spanned<f64>>,
+    weekly: Option<toml::Spanned<f64>>,
+    monthly: Option<toml::Spanned<f64>>,
+    admission: Option<toml::Spanned<String>>,
+    timezone: Option<toml::Spanned<String>>,
+    on_ledger_error: Option<toml::Spanned<String>>,
+    scope: Vec<toml::Spanned<FileScope>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileScope {
+    project: Option<toml::Spanned<String>>,
+    class: Option<toml::Spanned<String>>,
+    meter: Option<toml::Spanned<String>>,
+    tier: Option<toml::Spanned<String>>,
+    daily: Option<toml::Spanned<f64>>,
+    weekly: Option<toml::Spanned<f64>>,
+    monthly: Option<toml::Spanned<f64>>,
+}
+
+/// The classes and meters a scope may name.
+pub const CLASSES: &[&str] = &["interactive", "programmatic", "opus-with-reason"];
+pub const METERS: &[&str] = &["subscription", "credit-pool", "api"];
+
+/// Parse `[limits]`; `at(offset, message)` makes the one-line error that names the line, and
+/// `line(offset)` the line number.
+pub fn parse_settings<E>(
+    f: FileLimits,
+    at: &dyn Fn(usize, String) -> E,
+    line: &dyn Fn(usize) -> usize,
+) -> Result<Settings, E> {
+    let shown = |s: &str| crate::core::human::excerpt(s, crate::core::human::EXCERPT);
+    let amount = |v: &toml::Spanned<f64>, key: &str| -> Result<Usd, E> {
+        let x = *v.get_ref();
+        match Usd::from_f64(x) {
+            Some(u) if u > Usd::ZERO && u <= crate::core::money::MAX_BUDGET => Ok(u),
+            _ => Err(at(v.span().start, format!("{key} = {x} must be a dollar amount above 0 and at most 1000000"))),
+        }
+    };
+    let mut s = Settings::default();
+    if let Some(a) = &f.admission {
+        s.guarantee = Guarantee::parse(a.get_ref()).ok_or_else(|| {
+            at(
+                a.span().start,
+                format!("[limits] admission '{}' must be \"crossing\" or \"strict\"", shown(a.get_ref())),
+            )
+        })?;
+    }
+    if let Some(o) = &f.on_ledger_error {
+        s.on_ledger_error = match o.get_ref().as_str() {
+            "warn" => OnLedgerError::Own,
+            "refuse" => OnLedgerError::Refuse,
+            other => {
+                return Err(at(
+                    o.span().start,
+                    format!("[limits] on_ledger_error '{}' must be \"warn\" or \"refuse\"", shown(other)),
+                ))
+            }
+        };
+    }
+    if let Some(t) = &f.timezone {
+        let name = t.get_ref().trim();
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || "/_-+".contains(c))
+            && !name.split('/').any(|p| p.is_empty());
+        if !ok {
+            return Err(at(
+                t.span().start,
+                format!(
+                    "[limits] timezone '{}' is not a time zone: use an IANA name like Europe/Berlin, or UTC",
+                    shown(t.get_ref())
+                ),
+            ));
+        }
+        s.timezone = Some((name.to_string(), line(t.span().start)));
+    }
+    for (v, period) in [(&f.daily, Period::Daily), (&f.weekly, Period::Weekly), (&f.monthly, Period::Monthly)] {
+        if let Some(v) = v {
+            let key = format!("[limits] {}", period.as_str());
+            s.limits.push(Limit {
+                name: period.as_str().into(),
+                scope: Scope::default(),
+                period,
+                amount: amount(v, &key)?,
+            });
+        }
+    }
+    for sc in f.scope {
+        let start = sc.span().start;
+        let sc = sc.into_inner();
+        let mut scope = Scope::default();
+        if let Some(p) = &sc.project {
+            if p.get_ref().trim().is_empty() {
+                return Err(at(p.span().start, "[[limits.scope]] project must be a directory, not empty".into()));
+            }
+            // `~/` is expanded where the file is read (`sys::files`).
+            scope.project = Some(PathBuf::from(p.get_ref().trim_end_matches('/').to_string()).components().collect());
+        }
+        if let Some(c) = &sc.class {
+            if !CLASSES.contains(&c.get_ref().as_str()) {
+                return Err(at(
+                    c.span().start,
+                    format!("[[limits.scope]] class '{}' must be one of {}", shown(c.get_ref()), CLASSES.join(", ")),
+                ));
+            }
+            scope.class = Some(c.get_ref().clone());
+        }
+        if let Some(m) = &sc.meter {
+            if !METERS.contains(&m.get_ref().as_str()) {
+                return Err(at(
+                    m.span().start,
+                    format!("[[limits.scope]] meter '{}' must be one of {}", shown(m.get_ref()), METERS.join(", ")),
+                ));
+            }
+            scope.meter = Some(m.get_ref().clone());
+        }
+        if let Some(t) = &sc.tier {
+            let v = t.get_ref().trim().to_ascii_lowercase();
+            if v.is_empty() || v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(at(
+                    t.span().start,
+                    format!(
+                        "[[limits.scope]] tier '{}' must be a model family (opus, sonnet, haiku, …) or \"premium\"",
+                        shown(t.get_ref())
+                    ),
+                ));
+            }
+            scope.tier = Some(v);
+        }
+        if scope.is_everything() {
+            return Err(at(
+                start,
+                "[[limits.scope]] needs project, class, meter or tier (a limit for every session goes in [limits])"
+                    .into(),
+            ));
+        }
+        let before = s.limits.len();
+        for (v, period) in [(&sc.daily, Period::Daily), (&sc.weekly, Period::Weekly), (&sc.monthly, Period::Monthly)] {
+            if let Some(v) = v {
+                let key = format!("[[limits.scope]] {}", period.as_str());
+                let amount = amount(v, &key)?;
+                s.limits.push(Limit {
+                    name: format!("{} ({})", period.as_str(), scope.describe()),
+                    scope: scope.clone(),
+                    period,
+                    amount,
+                });
+            }
+        }
+        if s.limits.len() == before {
+            return Err(at(start, "[[limits.scope]] needs daily, weekly or monthly (USD)".into()));
+        }
+    }
+    Ok(s)
+}
+
 /// The first day of the week `ccb usage weekly` uses.
 pub const WEEK_STARTS: Weekday = Weekday::Monday;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::config::Config;
     const D: i64 = crate::core::money::NANOS_PER_USD;
 
     fn ts(s: &str) -> Timestamp {
@@ -458,5 +699,71 @@ mod tests {
             m.contains("up to $2.00") && m.contains("$1.00 is left of $3.00") && m.contains("at least $4.00"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn the_limits_section_reads_every_key_and_says_what_is_wrong_on_its_line() {
+        let p = |t: &str| crate::core::config::parse(t, Path::new("/c.toml")).map_err(|e| e.message);
+        let c = p("[limits]\ndaily = 30\nmonthly = 400.5\nadmission = \"strict\"\ntimezone = \"Europe/Berlin\"\non_ledger_error = \"refuse\"\n[[limits.scope]]\nproject = \"~/work/infra/\"\ntier = \"Premium\"\ndaily = 10\n[alerts]\nlimits = [90, 50]\n[pool]\nplan = \"pro\"\nbilling_day = 9\n").unwrap();
+        let l = &c.limits;
+        assert_eq!(l.guarantee, Guarantee::Strict);
+        assert_eq!(l.on_ledger_error, OnLedgerError::Refuse);
+        assert_eq!(l.timezone, Some(("Europe/Berlin".into(), 5)));
+        assert_eq!(l.alerts, vec![50, 90]);
+        let names: Vec<&str> = l.limits.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(names, ["daily", "monthly", "daily (project ~/work/infra, tier premium)"]);
+        assert_eq!(l.limits[1].amount, Usd(400 * D + D / 2));
+        let all = l.all(c.pool.as_ref());
+        assert_eq!(
+            (all[3].name.as_str(), all[3].period, all[3].amount),
+            (POOL, Period::Billing { day: 9 }, Usd(20 * D))
+        );
+        assert_eq!(all[3].scope.meter.as_deref(), Some("credit-pool"));
+        // The pool with overage allowed is no limit.
+        let allow = p("[pool]\nplan = \"pro\"\noverage = \"allow\"\n").unwrap();
+        assert!(allow.limits.all(allow.pool.as_ref()).is_empty());
+        assert_eq!(Config::default().limits.alerts, vec![50, 80]);
+        // `config show` parses back to the same limits.
+        let again = p(&c.to_toml()).unwrap().limits;
+        assert_eq!(
+            (again.guarantee, &again.limits, &again.alerts, again.on_ledger_error),
+            (l.guarantee, &l.limits, &l.alerts, l.on_ledger_error)
+        );
+        for (text, want) in [
+            ("[limits]\ndaily = 0\n", "line 2: [limits] daily = 0 must be a dollar amount above 0"),
+            ("[limits]\nweekly = -5\n", "line 2: [limits] weekly = -5 must be"),
+            (
+                "[limits]\nadmission = \"loose\"\n",
+                "line 2: [limits] admission 'loose' must be \"crossing\" or \"strict\"",
+            ),
+            ("[limits]\ntimezone = \"not a zone\"\n", "line 2: [limits] timezone 'not a zone' is not a time zone"),
+            ("[limits]\non_ledger_error = \"ignore\"\n", "line 2: [limits] on_ledger_error 'ignore' must be"),
+            ("[limits]\nyearly = 5\n", "line 2: unknown key `yearly`"),
+            (
+                "[limits]\n\n[[limits.scope]]\ndaily = 3\n",
+                "line 3: [[limits.scope]] needs project, class, meter or tier",
+            ),
+            ("[[limits.scope]]\nclass = \"programmatic\"\n", "line 1: [[limits.scope]] needs daily, weekly or monthly"),
+            (
+                "[[limits.scope]]\nclass = \"batch\"\ndaily = 1\n",
+                "line 2: [[limits.scope]] class 'batch' must be one of interactive, programmatic",
+            ),
+            ("[[limits.scope]]\nmeter = \"card\"\ndaily = 1\n", "line 2: [[limits.scope]] meter 'card' must be one of"),
+            (
+                "[[limits.scope]]\ntier = \"big model\"\ndaily = 1\n",
+                "line 2: [[limits.scope]] tier 'big model' must be",
+            ),
+            ("[[limits.scope]]\nproject = \"\"\ndaily = 1\n", "line 2: [[limits.scope]] project must be a directory"),
+            (
+                "[[limits.scope]]\nproject = \"/w\"\nmonthly = 1e9\n",
+                "line 3: [[limits.scope]] monthly = 1000000000 must be",
+            ),
+            ("[alerts]\nlimits = [0]\n", "line 2: [alerts] limits: 0 must be a percentage"),
+        ] {
+            let e = p(text).unwrap_err();
+            assert!(e.starts_with("config /c.toml "), "{e}");
+            assert!(e.contains(want), "{text:?}: got {e:?}, want {want:?}");
+            assert!(!e.contains('\n'), "{e:?}");
+        }
     }
 }

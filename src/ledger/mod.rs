@@ -5,6 +5,7 @@
 //! Reports and the pool see the ledger only through [`Store`], so that a shared server-side
 //! ledger for teams can stand in for it without touching them.
 
+pub mod limits;
 pub mod repair;
 pub mod writer;
 
@@ -220,6 +221,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX runs_session ON runs(session_id);
     ALTER TABLE usage ADD COLUMN run_id TEXT;",
+    // 5: spend limits across sessions (ledger/limits.rs): the holds of calls in flight, and spend
+    // per 15-minute UTC slot, session and model, kept exact by triggers on usage.
+    limits::MIGRATION,
 ];
 
 pub struct Ledger {

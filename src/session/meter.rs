@@ -73,6 +73,8 @@ pub struct Meter {
     /// The session's id, once known.
     session: Mutex<Option<String>>,
     lookup: Mutex<Option<SessionLookup>>,
+    /// The spend limits this session is under, and how calls are admitted (session::limits).
+    limits: std::sync::OnceLock<std::sync::Arc<crate::session::limits::Live>>,
 }
 
 impl std::fmt::Debug for Meter {
@@ -102,6 +104,7 @@ impl Meter {
             reserve,
             session: Mutex::new(None),
             lookup: Mutex::new(None),
+            limits: std::sync::OnceLock::new(),
         }
     }
 
@@ -215,6 +218,27 @@ impl Meter {
         st.next_call += 1;
         st.reserved.insert(call, estimate);
         Admission::Go { call, reserved: estimate }
+    }
+
+    /// Put the session under spend limits (set once, before the sources start).
+    pub fn set_limits(&self, l: std::sync::Arc<crate::session::limits::Live>) {
+        let _ = self.limits.set(l);
+    }
+
+    pub fn limits(&self) -> Option<&std::sync::Arc<crate::session::limits::Live>> {
+        self.limits.get()
+    }
+
+    /// What calls in flight hold back now.
+    pub fn reserved(&self) -> Usd {
+        self.lock().reserved.values().copied().sum()
+    }
+
+    /// Hold `amount` for call `call` (strict admission holds the call's bound).
+    pub fn set_reserved(&self, call: u64, amount: Usd) {
+        if let Some(r) = self.lock().reserved.get_mut(&call) {
+            *r = amount;
+        }
     }
 
     /// The call is over (answered, failed or cut off): its reservation goes.

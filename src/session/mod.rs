@@ -6,6 +6,7 @@
 pub mod first_party;
 pub mod follow;
 pub mod gate;
+pub mod limits;
 pub mod meter;
 pub mod orphans;
 pub mod run;

@@ -14,7 +14,7 @@ pub use crate::core::config::Sinks;
 
 #[derive(Debug, Clone)]
 pub struct Alert {
-    /// `session` or `pool`.
+    /// `session`, `pool` or `limit`.
     pub kind: &'static str,
     pub threshold: u32,
     pub spent: Usd,

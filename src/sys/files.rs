@@ -39,6 +39,22 @@ pub fn load_config() -> Result<Config, Exit> {
             *p = expand_tilde(s);
         }
     }
+    for l in &mut c.limits.limits {
+        if let Some(p) = &mut l.scope.project {
+            if let Some(s) = p.to_str() {
+                *p = expand_tilde(s);
+            }
+        }
+    }
+    if let Some((name, line)) = &c.limits.timezone {
+        if crate::cmd::usage::time_zone(Some(name)).is_err() {
+            return Err(Exit::usage(format!(
+                "config {} line {line}: [limits] timezone '{}' is not a time zone: use an IANA name like Europe/Berlin, or UTC",
+                crate::core::human::path_excerpt(&path),
+                crate::core::human::excerpt(name, crate::core::human::EXCERPT)
+            )));
+        }
+    }
     Ok(c)
 }
 

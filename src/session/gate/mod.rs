@@ -202,6 +202,8 @@ struct Call {
     max_tokens: u64,
     /// The size of its JSON body.
     bytes: u64,
+    /// What its bound needs (session::limits): fast mode, region, web searches.
+    limits: crate::session::limits::CallFacts,
 }
 
 /// The session id claude sends with each model call.
@@ -215,14 +217,18 @@ fn session_header(req: &Request) -> Option<&str> {
 
 /// A model call: what it asks for, from its JSON body.
 fn model_call(req: &Request) -> Call {
-    #[derive(serde::Deserialize)]
+    #[derive(serde::Deserialize, Default)]
     struct Body {
         model: Option<String>,
         max_tokens: Option<u64>,
+        speed: Option<String>,
+        inference_geo: Option<String>,
+        tools: Option<Vec<crate::session::limits::Tool>>,
     }
     let body = request_body(req);
-    let b: Body = serde_json::from_slice(&body).unwrap_or(Body { model: None, max_tokens: None });
-    Call { model: b.model.unwrap_or_default(), max_tokens: b.max_tokens.unwrap_or(0), bytes: body.len() as u64 }
+    let b: Body = serde_json::from_slice(&body).unwrap_or_default();
+    let limits = crate::session::limits::CallFacts::new(b.speed.as_deref(), b.inference_geo, b.tools.as_deref());
+    Call { model: b.model.unwrap_or_default(), max_tokens: b.max_tokens.unwrap_or(0), bytes: body.len() as u64, limits }
 }
 
 /// A request's body as JSON text: Claude Code compresses large ones on the first-party path
@@ -264,10 +270,14 @@ fn refuse(
     spent: crate::core::money::Usd,
     ceiling: crate::core::money::Usd,
 ) -> io::Result<()> {
-    let n = ctx.refusals.fetch_add(1, Ordering::Relaxed) + 1;
-    let msg = format!(
+    refuse_with(w, ctx, &format!(
         "ccb: session ceiling reached: {spent} of the {ceiling} ceiling spent; resume the session with --budget <USD>, a larger total, to go on"
-    );
+    ))
+}
+
+/// Refuse a model call with `msg`, as at the ceiling (a spend limit's refusal too).
+fn refuse_with(w: &mut TcpStream, ctx: &Ctx, msg: &str) -> io::Result<()> {
+    let n = ctx.refusals.fetch_add(1, Ordering::Relaxed) + 1;
     let body =
         serde_json::json!({"type": "error", "error": {"type": "invalid_request_error", "message": msg}}).to_string();
     let head = format!(
@@ -315,12 +325,31 @@ fn handle(mut req: Request, w: &mut TcpStream, ctx: &Ctx) -> io::Result<()> {
         }
         match ctx.meter.admit(&c.model, c.max_tokens, c.bytes, &ctx.prices) {
             Admission::Refuse { spent, ceiling, .. } => return refuse(w, ctx, spent, ceiling),
-            Admission::Go { call, .. } => admitted = Some(call),
+            Admission::Go { call: id, reserved } => {
+                admitted = Some(id);
+                // The spend limits, across every session (and the strict ceiling).
+                if let Err(msg) = crate::session::limits::gate_admit(
+                    &ctx.meter,
+                    &c.limits,
+                    &c.model,
+                    c.max_tokens,
+                    c.bytes,
+                    session_header(&req),
+                    id,
+                    reserved,
+                ) {
+                    ctx.meter.release(id);
+                    return refuse_with(w, ctx, &msg);
+                }
+            }
         }
     }
     let result = forward(&req, w, ctx, call.as_ref());
     if let Some(id) = admitted {
         ctx.meter.release(id);
+    }
+    if let Some(c) = &call {
+        crate::session::limits::gate_done(&ctx.meter, &c.limits);
     }
     result
 }
@@ -499,6 +528,9 @@ fn count(
         estimated: reading.estimated,
     };
     let outcome = ctx.meter.report(&event, &ctx.prices);
+    if let Some(c) = call {
+        crate::session::limits::gate_counted(&ctx.meter, &c.limits, &event, &outcome);
+    }
     Some(GateEvent::Usage { event: Box::new(event), outcome })
 }
 

@@ -40,6 +40,7 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     };
     let from_user = merged.as_ref().and_then(|m| m.from_user.clone());
     let args: Vec<String> = shown.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let (limits, guarantee) = limits_plan(p);
     if p.inv.json {
         let v = json!({
             "class": plan.class,
@@ -80,6 +81,18 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
                 "premium": plan.premium,
             },
             "pending_reason": plan.pending_reason,
+            "limits": limits.iter().map(|l| json!({
+                "name": l.name,
+                "scope": l.scope.describe(),
+                "period": l.period.as_str(),
+                "limit": l.amount.as_f64(),
+            })).collect::<Vec<_>>(),
+            "guarantee": guarantee.0,
+            "guarantee_text": guarantee.1,
+            "limits_on_ledger_error": match p.config.limits.on_ledger_error {
+                crate::core::limits::OnLedgerError::Own => "warn",
+                crate::core::limits::OnLedgerError::Refuse => "refuse",
+            },
         });
         crate::out!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(0);
@@ -126,6 +139,11 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
             None => "none (passed through, not metered)".into(),
         },
     );
+    if !plan.passthrough {
+        let names = crate::session::limits::describe(&p.config, &limits);
+        row("limits", if names.is_empty() { "none".into() } else { names.join("; ") });
+        row("guarantee", guarantee.1.clone());
+    }
     row("terminal", if plan.pty { "pty".into() } else { "pipes".into() });
     row("claude", p.claude.display().to_string());
     let sources: Vec<&str> = p.sources.iter().map(Source::as_str).collect();
@@ -156,6 +174,30 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     }
     row("args", args::display(&shown));
     Ok(0)
+}
+
+/// The limits a plan is under, and its guarantee (a word and a sentence): strict covers calls
+/// through the gate, so a session without it is held to crossing, checked on each response.
+fn limits_plan(p: &Prepared) -> (Vec<crate::core::limits::Limit>, (&'static str, String)) {
+    if p.plan.passthrough {
+        return (Vec::new(), ("none", "none (passed through, not metered)".into()));
+    }
+    let limits = crate::session::limits::applicable(&p.config, &p.cwd, p.plan.class.as_str(), p.plan.payer.as_str());
+    let g = p.config.limits.guarantee;
+    let ledger = match p.config.limits.on_ledger_error {
+        crate::core::limits::OnLedgerError::Own => {
+            "if the ledger cannot be shared, this session's own spend counts, with a warning"
+        }
+        crate::core::limits::OnLedgerError::Refuse => "if the ledger cannot be shared, the session is refused",
+    };
+    let gate = p.sources.contains(&Source::Gate);
+    let text = if gate || g == crate::core::limits::Guarantee::Crossing {
+        format!("{}; {ledger}", g.describe())
+    } else {
+        format!("crossing (strict needs the gate, off in this session): each response is checked as it is counted; {ledger}")
+    };
+    let word = if gate { g.as_str() } else { "crossing" };
+    (limits, (word, text))
 }
 
 /// Where the session's ceiling came from: `--budget`, `CCB_BUDGET`, or the config's ceiling for

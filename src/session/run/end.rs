@@ -17,9 +17,16 @@ pub(super) fn account(
     out: &supervisor::Outcome,
     meter: &Meter,
     mut rec: Recorder,
+    limits: Option<&std::sync::Arc<crate::session::limits::Live>>,
     stderr_tty: bool,
 ) -> i32 {
     let (code, end) = exit::ending(out.stopped.as_ref().map(|s| s.cause), out.ceiling_reached, out.status);
+    // A spend limit ended the session (the gate refused a call, or a response reached it):
+    // the same exit as at the ceiling, its own ending.
+    let limit = limits
+        .and_then(|l| l.reached())
+        .filter(|_| out.ceiling_reached || out.stopped.as_ref().is_some_and(|s| s.cause == StopCause::Ceiling));
+    let end = if limit.is_some() { exit::Ending::StoppedAtLimit } else { end };
     if let Some(s) = &out.stopped {
         let ceiling = meter.ceiling().unwrap_or_default();
         let what = if s.processes > 1 {
@@ -28,6 +35,12 @@ pub(super) fn account(
             "claude".to_string()
         };
         match s.cause {
+            StopCause::Ceiling if limit.is_some() => crate::note!(
+                "ccb: session stopped at a spend limit: {}; {} spent this session; {what} stopped in {} ms",
+                limit.as_deref().unwrap_or_default().trim_start_matches("ccb: "),
+                s.spent,
+                s.took.as_millis()
+            ),
             StopCause::Ceiling => crate::note!(
                 "ccb: session stopped at its {ceiling} ceiling: {} spent; {what} stopped in {} ms. {}",
                 s.spent,
@@ -95,7 +108,18 @@ pub(super) fn account(
     {
         crate::note!("ccb: {problem}");
     }
-    if out.stopped.is_none() && out.ceiling_reached {
+    if let Some(l) = limits {
+        for problem in l.finish() {
+            crate::note!("ccb: {problem}");
+        }
+    }
+    if let (None, Some(m)) = (&out.stopped, &limit) {
+        crate::note!(
+            "ccb: model calls past a spend limit were refused: {}; {} spent this session",
+            m.trim_start_matches("ccb: "),
+            out.tally.total
+        );
+    } else if out.stopped.is_none() && out.ceiling_reached {
         crate::note!(
             "ccb: session ceiling of {} reached: {} spent; model calls past it were refused. Resume the session with --budget <USD>, a larger total, to go on",
             meter.ceiling().unwrap_or_default(),

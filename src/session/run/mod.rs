@@ -108,6 +108,16 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         }
     };
     let start = SessionStart { ceiling, ..start };
+    // Spend limits across sessions: a limit already reached refuses the session here.
+    let limits = match crate::session::limits::Live::prepare(&p.config, p.prices.clone(), &start, run_start(&p, &start))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            record_refusal(&start, &p.run_id, p.resumed.is_some());
+            refuse_in_protocol(argv, &e.message);
+            return Err(e.into());
+        }
+    };
     // Bind before claude starts: the ports go into its settings.
     let bound = sources::bind(&p);
     let gate_url = bound.gate.as_ref().map(|(g, _)| g.url());
@@ -157,6 +167,9 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         Arc::new(crate::session::meter::Meter::new(ceiling, &p.config.session_alerts, p.config.metering.reserve));
     if let Some(s) = &resumed_spend {
         meter.resume(s.spent, None);
+    }
+    if let Some(l) = &limits {
+        meter.set_limits(l.clone());
     }
     if let Some(id) = &p.session_id {
         meter.learn_session(id);
@@ -240,7 +253,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         w.dismiss();
     }
     let out = out?;
-    Ok(end::account(&p, &out, &meter, rec, stderr_tty))
+    Ok(end::account(&p, &out, &meter, rec, limits.as_ref(), stderr_tty))
 }
 
 /// How to give the session more: where its ceiling came from decides the words.
@@ -299,4 +312,15 @@ fn summary(p: &Prepared, out: &supervisor::Outcome, ceiling: Option<Usd>) -> Str
         s.push_str(&format!(" · {} malformed transcript lines skipped", t.malformed));
     }
     s
+}
+
+/// This run, as the ledger records it.
+fn run_start(p: &Prepared, start: &SessionStart) -> crate::ledger::RunStart {
+    crate::ledger::RunStart {
+        id: p.run_id.clone(),
+        session_id: start.id.clone(),
+        started_ms: start.started_ms,
+        pid: std::process::id(),
+        resumed: p.resumed.is_some() || p.session_id.is_none(),
+    }
 }

@@ -439,6 +439,25 @@ impl Session<'_> {
                 Action::Stop(cause) => self.begin_stop(cause),
             }
         }
+        // Spend limits across sessions (session::limits): their thresholds, and a limit reached
+        // ends the session as the ceiling does. What this response added: its cost, or what
+        // claude's own figure changed.
+        if let Some(limits) = opts.meter.limits().cloned() {
+            let added = match &outcome {
+                Counted::Counted { cost, priced, .. } => Some((*cost, Some(*priced))),
+                Counted::Repriced { old, cost, .. } => Some((*cost - *old, None)),
+                Counted::Duplicate => None,
+            };
+            if let Some((delta, priced)) = added {
+                let (notices, reached) = limits.counted(e, delta, &source, priced);
+                for n in notices {
+                    self.notice(&n);
+                }
+                if reached.is_some() {
+                    self.reached_ceiling();
+                }
+            }
+        }
         if self.screen.bar.is_some() {
             let (total, usage) = opts.meter.totals();
             self.screen.progress(&opts.label, total, opts.ceiling, usage.total_tokens());
