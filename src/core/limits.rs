@@ -11,6 +11,9 @@
 //! write; a token is at least a byte), plus `max_tokens` at the output rate, both with the fast
 //! and regional multipliers and the long-prompt band, plus server-tool fees; a call whose cost
 //! cannot be bounded (a server tool without `max_uses`) is refused in strict mode, saying why.
+//!
+//! Over 600 lines: the schema of `[limits]` with its line-numbered errors, the periods, scopes,
+//! guarantees and the bound belong together; a third is tests.
 
 use crate::core::money::Usd;
 use crate::core::pricing::{Modifiers, PriceTable, Usage};

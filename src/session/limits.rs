@@ -8,6 +8,10 @@
 //! When the ledger cannot be shared (it cannot be opened or written, or stays locked past
 //! [`LEDGER_WAIT`]), the session enforces the limits on what it saw at launch plus its own spend,
 //! saying so once; with `on_ledger_error = "refuse"` it refuses instead.
+//!
+//! Over 600 lines: the session's side of limits is one state (its holds, its spend, the
+//! outside spend refreshed in the background, the fallback when the ledger cannot be shared)
+//! that every hook (launch, the gate, each counted response, the end) reads and updates.
 
 use crate::core::config::Config;
 use crate::core::exit::Exit;
