@@ -216,13 +216,18 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     if switch {
         child_env.push((crate::session::first_party::SWITCH.to_string(), "1".to_string()));
     }
-    // The sources start now, handing their events to the supervisor's inbox, where they wait
-    // until its loop runs.
+    // The session starts its sources; the supervisor calls this once claude is spawned, so that
+    // their start overlaps claude's (before the spawn it added a millisecond or two to every
+    // launch), and their events wait in its inbox until its loop runs.
     let inbox = supervisor::Inbox::default();
     let session_id = follow.as_ref().and_then(|f| f.session_id.clone());
-    let started = sources::start(bound, follow, &meter, &prices, &inbox.sender(), warden_problems);
+    let gate_planned = bound.gate.is_some();
+    let start_sources = {
+        let (meter, prices, sender) = (meter.clone(), prices.clone(), inbox.sender());
+        move || sources::start(bound, follow, &meter, &prices, &sender, warden_problems)
+    };
     let label = p.plan.model.clone().unwrap_or_default();
-    let options = |started: sources::Started| supervisor::Options {
+    let options = supervisor::Options {
         program: p.claude.clone(),
         args: claude_args,
         env: child_env,
@@ -230,8 +235,8 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         print_mode: p.plan.print_mode,
         ceiling,
         meter: meter.clone(),
-        gate: started.gate,
-        follower: started.follower,
+        gate: gate_planned,
+        sources: Some(Box::new(start_sources)),
         session_id,
         block_at_ceiling: p.config.metering.block,
         prices,
@@ -246,7 +251,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     // The warden is not waited for: claude starts while it does (a session killed in the
     // millisecond before it is ready has nothing running yet but claude, which its death
     // signal ends).
-    let out = started.map(options).and_then(|opts| supervisor::run(opts, inbox, &mut rec));
+    let out = supervisor::run(options, inbox, &mut rec);
     drop(settings_file);
     // Every process of the session has ended: nothing for the warden to do.
     if let Ok(Some(w)) = warden.join() {

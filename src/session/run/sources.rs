@@ -41,11 +41,7 @@ pub(super) fn bind(p: &Prepared) -> Bound {
 }
 
 /// The sources, started.
-pub(super) struct Started {
-    /// The gate serves the session.
-    pub gate: bool,
-    pub follower: Option<Follower>,
-}
+pub(super) use crate::session::supervisor::Sources as Started;
 
 /// Start the servers and the follower, each handing its events to `events`; what fails to start
 /// is a notice of the session's. The warden's `problems` are handed in as notices too.
@@ -56,7 +52,7 @@ pub(super) fn start(
     prices: &Arc<PriceTable>,
     events: &Events,
     problems: mpsc::Receiver<String>,
-) -> anyhow::Result<Started> {
+) -> Started {
     let mut gate_started = false;
     if let Some((mut gate, upstream)) = bound.gate {
         let tx = events.clone();
@@ -102,14 +98,17 @@ pub(super) fn start(
         None => None,
     };
     let tx = events.clone();
-    std::thread::Builder::new().name("ccb-problems".into()).spawn(move || {
+    let relay = std::thread::Builder::new().name("ccb-problems".into()).spawn(move || {
         for p in problems {
             if !tx.send(Event::Problem(p)) {
                 break;
             }
         }
-    })?;
-    Ok(Started { gate: gate_started, follower })
+    });
+    if let Err(e) = relay {
+        events.send(Event::Problem(format!("the warden's problems cannot be relayed ({e})")));
+    }
+    Started { gate: gate_started, follower }
 }
 
 /// What losing the transcripts means for the session: unmetered only when they were the only

@@ -68,11 +68,12 @@ pub struct Options {
     pub ceiling: Option<Usd>,
     /// The session's one meter, shared with the gate.
     pub meter: Arc<Meter>,
-    /// The gate serves this session (the session started it).
+    /// The gate is to serve this session (bound by the session; [`Sources::gate`] says whether it
+    /// started).
     pub gate: bool,
-    /// The transcript follower, started by the session: told of the sessions telemetry names,
-    /// and given a last read once claude has exited.
-    pub follower: Option<Follower>,
+    /// Starts the session's sources (the session's own closure), called once claude is spawned:
+    /// claude's start and theirs overlap, and their events wait in the inbox for the loop.
+    pub sources: Option<Box<dyn FnOnce() -> Sources>>,
     /// The session's id, when known at launch.
     pub session_id: Option<String>,
     /// At the ceiling, leave an interactive claude open (the gate refuses every further call).
@@ -172,6 +173,16 @@ impl Events {
     }
 }
 
+/// The session's sources as they started.
+#[derive(Default)]
+pub struct Sources {
+    /// The gate serves the session.
+    pub gate: bool,
+    /// The transcript follower: told of the sessions telemetry names, and given a last read once
+    /// claude has exited.
+    pub follower: Option<Follower>,
+}
+
 pub fn run(mut opts: Options, inbox: Inbox, observer: &mut dyn Observer) -> anyhow::Result<Outcome> {
     let subreaper = procs::become_subreaper();
     let Inbox { tx, rx } = inbox;
@@ -192,7 +203,8 @@ pub fn run(mut opts: Options, inbox: Inbox, observer: &mut dyn Observer) -> anyh
         pumps::stream_json(out, &tx)?;
     }
     opts.notices.attach(tx);
-    let follower = opts.follower.take();
+    let sources = opts.sources.take().map(|start| start()).unwrap_or_default();
+    let follower = sources.follower;
 
     let mut s = Session {
         opts: &opts,
@@ -204,7 +216,7 @@ pub fn run(mut opts: Options, inbox: Inbox, observer: &mut dyn Observer) -> anyh
         stop_report: None,
         output_done: !opts.pty,
         refused: false,
-        stop_on_result: opts.stream_json && opts.gate,
+        stop_on_result: opts.stream_json && opts.gate && sources.gate,
         session_ids: opts.session_id.clone().into_iter().collect(),
         policy: policy::State::default(),
     };
