@@ -43,27 +43,33 @@ def main():
         f"{os.getloadavg()[0]:.2f}")
     say()
     figs = {}  # figure -> which -> [seconds]
+    errors = []
 
     def add(fig, which, secs):
         figs.setdefault(fig, {"base": [], "current": []})[which].append(secs)
 
-    # Launch: the fake child alone, then through each ccb, alternating.
-    s = bench.Session()
-    env = s.with_(FAKE_SCRIPT="exit:0")
+    # Launch: the fake child alone, then through each ccb, alternating. Each binary has a home
+    # (and a ledger) of its own: an older ccb refuses a ledger a newer one migrated, and would
+    # then be measured without its ledger writes.
+    sessions = {w: bench.Session() for w in bins}
+    envs = {w: sessions[w].with_(FAKE_SCRIPT="exit:0") for w in bins}
     for _ in range(n):
         for which in ("base", "current"):
+            s, env = sessions[which], envs[which]
             d = bench.run_measured([bench.ARGS.fake, "-p", "hi"], env, cwd=s.work, timeout=30)[0]
-            v = bench.run_measured([bins[which], "-p", "hi"], env, cwd=s.work, timeout=30)[0]
+            v, _, code, _, err, _ = bench.run_measured([bins[which], "-p", "hi"], env, cwd=s.work, timeout=30)
+            if code != 0 or b"cannot record" in err:
+                errors.append(f"{which} launch: exit {code}: {err[-200:]!r}")
             add("launch, pipe: added", which, v - d)
             d = bench.run_pty([bench.ARGS.fake], env, s.work, timeout=30)[0]
             v = bench.run_pty([bins[which]], env, s.work, timeout=30)[0]
             add("launch, PTY: added", which, v - d)
-    s.close()
+    for s in sessions.values():
+        s.close()
     # Reports on one history: cold (a fresh ledger each run), then warm.
     hist, truth = bench.history(size)
     home = tempfile.mkdtemp(prefix="ccb-cmp-home-")
     datas = {w: tempfile.mkdtemp(prefix=f"ccb-cmp-{w}-") for w in bins}
-    errors = []
 
     def report(which):
         bench.ARGS.ccb = bins[which]

@@ -36,6 +36,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// How long after its start a warden looks for abandoned runs (see [`main`]).
+const SWEEP_AFTER: Duration = Duration::from_millis(250);
+
 /// The argument that makes `ccb` the warden (alone, as the only argument).
 pub const ARG: &str = "--ccb-warden";
 
@@ -398,12 +401,20 @@ pub fn main() -> i32 {
         return 2;
     }
     let marker = first;
-    // Before settling down: end what is left of runs whose ccb and warden were both killed. The
-    // session this warden guards is not held up (claude is already starting) and ccb's lines
-    // wait in the socket meanwhile.
-    // Not this warden's own run: should ccb die meanwhile, that one is ended below, after
-    // claude's head start.
-    crate::session::orphans::sweep(&marker, TERM_GRACE, GIVE_UP);
+    // End what is left of runs whose ccb and warden were both killed, on a thread of its own and
+    // a moment after the start: reading every process's environment costs a few milliseconds of
+    // CPU, which on a small machine competed with claude's and ccb's own start (measured: the
+    // launch overhead rose by about 2 ms when the sweep ran here, first); and this thread keeps
+    // reading ccb's lines meanwhile, so `done` is never held up by a sweep (a sweep waits up to
+    // TERM_GRACE for what it ends). A session over within the moment sweeps nothing: the next
+    // one will. Not this warden's own run: should ccb die, that one is ended below.
+    {
+        let marker = marker.clone();
+        let _ = std::thread::Builder::new().name("ccb-warden-sweep".into()).spawn(move || {
+            std::thread::sleep(SWEEP_AFTER);
+            crate::session::orphans::sweep(&marker, TERM_GRACE, GIVE_UP);
+        });
+    }
     let mut files = Vec::new();
     while let Some(line) = input.line() {
         if line == "done" {
