@@ -318,6 +318,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
         c.pool_alerts = percents(v, "pool")?;
     }
     let alerts = c.limits.alerts.clone();
+    let admission_named = file.limits.names_admission();
     c.limits = crate::core::limits::parse_settings(file.limits, &|o, m| at(o..o, m), &|o| line_of(text, o))?;
     c.limits.alerts = match file.alerts.limits {
         Some(v) => percents(v, "limits")?,
@@ -411,6 +412,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
                 ))
             }
         };
+        // `reserve` is the older name of the admission guarantee: "worst" (hold each call's
+        // worst case) is strict admission, the others crossing; `[limits] admission`, when
+        // written, wins.
+        if !admission_named {
+            c.limits.guarantee = if c.metering.reserve == crate::core::budget::Reserve::Worst {
+                crate::core::limits::Guarantee::Strict
+            } else {
+                crate::core::limits::Guarantee::Crossing
+            };
+        }
     }
     if let Some(o) = m.on_ceiling {
         c.metering.block = match o.get_ref().as_str() {
@@ -547,6 +558,22 @@ mod tests {
         assert_eq!(c.ceilings, d.ceilings);
         assert_eq!(c.opus_reasons, d.opus_reasons);
         assert_eq!(c.session_alerts, d.session_alerts);
+    }
+
+    #[test]
+    fn reserve_is_the_older_name_of_the_admission_guarantee() {
+        use crate::core::limits::Guarantee::{Crossing, Strict};
+        for (text, want) in [
+            ("", Crossing),
+            ("[metering]\nreserve = \"worst\"\n", Strict),
+            ("[metering]\nreserve = \"expected\"\n", Crossing),
+            ("[metering]\nreserve = \"none\"\n", Crossing),
+            // `[limits] admission`, written, wins.
+            ("[metering]\nreserve = \"worst\"\n[limits]\nadmission = \"crossing\"\n", Crossing),
+            ("[metering]\nreserve = \"none\"\n[limits]\nadmission = \"strict\"\n", Strict),
+        ] {
+            assert_eq!(p(text).unwrap().limits.guarantee, want, "{text:?}");
+        }
     }
 
     #[test]

@@ -382,6 +382,13 @@ pub struct FileLimits {
     scope: Vec<toml::Spanned<FileScope>>,
 }
 
+impl FileLimits {
+    /// `admission` was written (it then wins over `[metering] reserve`, its older alias).
+    pub fn names_admission(&self) -> bool {
+        self.admission.is_some()
+    }
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileScope {
