@@ -136,6 +136,8 @@ pub enum AtCeiling {
 
 /// The notice for [`AtCeiling::StayOpen`].
 pub const STAYS_OPEN: &str = "session ceiling reached: claude stays open, every further model call is refused";
+/// The same, when a spend limit over many sessions was reached.
+pub const STAYS_OPEN_AT_LIMIT: &str = "spend limit reached: claude stays open, every further model call is refused";
 
 /// What reaching the ceiling does, given whether it was reached before, whether the session
 /// ends on claude's `result` (stream-json with the gate), and whether it may stay open

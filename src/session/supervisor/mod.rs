@@ -488,7 +488,10 @@ impl Session<'_> {
         self.opts.meter.close();
         match at {
             AtCeiling::Already | AtCeiling::AwaitResult => {}
-            AtCeiling::StayOpen => self.notice(policy::STAYS_OPEN),
+            AtCeiling::StayOpen => {
+                let at_limit = self.opts.meter.limits().is_some_and(|l| l.reached().is_some());
+                self.notice(if at_limit { policy::STAYS_OPEN_AT_LIMIT } else { policy::STAYS_OPEN })
+            }
             AtCeiling::Stop => self.begin_stop(StopCause::Ceiling),
         }
     }
