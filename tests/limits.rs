@@ -154,10 +154,17 @@ fn crossing_eight_sessions_overshoot_at_most_the_calls_in_flight_at_the_crossing
         })
         .unwrap();
     let at = crossing.counted_ms;
-    // In flight then: sent upstream by then (the ledger's clock is in whole milliseconds), not yet
-    // counted before it. Only they may go past the limit.
-    let in_flight: i64 = calls.iter().filter(|c| c.received_ms <= at + 1 && c.counted_ms >= at).map(|c| c.cost).sum();
-    let after: Vec<i64> = calls.iter().filter(|c| c.received_ms > at + 1).map(|c| c.cost).collect();
+    // In flight then: admitted before the crossing, not yet counted. The test sees a call when
+    // the mock receives it, not when the gate admits it: between the two lie the gate's forward
+    // and, for the crossing itself, the ledger commit that makes it visible to the other
+    // sessions; on a loaded 2-core machine both took milliseconds (a call admitted 1 ms before
+    // the commit arrived 3 ms after it). So a call received within SLACK_MS of the crossing
+    // counts as in flight. Without enforcement calls go on for seconds past it, so this still
+    // fails then (checked by disabling admission).
+    const SLACK_MS: i64 = 50;
+    let in_flight: i64 =
+        calls.iter().filter(|c| c.received_ms <= at + SLACK_MS && c.counted_ms >= at).map(|c| c.cost).sum();
+    let after: Vec<i64> = calls.iter().filter(|c| c.received_ms > at + SLACK_MS).map(|c| c.cost).collect();
     assert!(after.is_empty(), "calls sent after the crossing: {after:?}");
     assert!(
         total - 3 * D <= in_flight,

@@ -186,6 +186,9 @@ fn a_tool_whose_ccb_and_warden_were_killed_is_ended_by_the_next_session() {
     let mut live = spawn_fake(&live_home, &live_log, &live_session, "tool;sleep:60000", &[]);
     let live_tool = tool_pid(&live_log);
     warden_of(live.id() as i32, "the live session's warden");
+    // That warden looks for abandoned runs a moment after its start (warden::SWEEP_AFTER, 250 ms):
+    // let it do so before this test abandons one, or it would end the tool this test is about.
+    std::thread::sleep(Duration::from_secs(1));
 
     // A process of this user's with the variables of a run whose ccb is gone and that no warden
     // guards (ended too), and the same for another user (never touched).
