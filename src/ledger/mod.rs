@@ -152,6 +152,20 @@ pub fn default_path() -> Option<PathBuf> {
     crate::sys::paths::data_dir().map(|d| d.join("ledger.db"))
 }
 
+/// Move the ledger's WAL into the database and empty it, if the ledger exists and no one holds
+/// it busy for long: then the next connection to open it has no WAL to replay. Never creates the
+/// file; any error leaves things as they were (a checkpoint is SQLite's own business, safe to
+/// interrupt).
+pub fn checkpoint(path: &Path) {
+    use rusqlite::OpenFlags;
+    let Ok(c) = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+    else {
+        return;
+    };
+    let _ = c.busy_timeout(Duration::from_millis(200));
+    let _ = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
 /// A ledger error in words, for "cannot read the ledger (…)" and "cannot record … (…)": what
 /// the operating system or SQLite said, without error codes, and what to do where there is
 /// something to do.

@@ -250,6 +250,11 @@ fn spawn(marker: &str, files: &[std::path::PathBuf]) -> std::io::Result<(Child, 
             msg.push_str(&format!("remove {f}\n"));
         }
     }
+    if let Some(l) = crate::ledger::default_path().and_then(|p| p.to_str().map(String::from)) {
+        if !l.contains('\n') {
+            msg.push_str(&format!("checkpoint {l}\n"));
+        }
+    }
     (&ours).write_all(msg.as_bytes())?;
     let child = crate::sys::procs::spawn_spared(&mut cmd)?;
     drop(cmd);
@@ -416,6 +421,7 @@ pub fn main() -> i32 {
         });
     }
     let mut files = Vec::new();
+    let mut ledger: Option<std::path::PathBuf> = None;
     while let Some(line) = input.line() {
         if line == "done" {
             // Whoever reads ccb's stderr must not wait for the warden: let go of it first, then
@@ -424,10 +430,18 @@ pub fn main() -> i32 {
             unsafe {
                 libc::close(2);
             }
+            // ccb exits without waiting for its ledger connection's close, so SQLite's WAL is
+            // never checkpointed away, and every session's first open replayed all of it (a
+            // megabyte and more, on the launch path). The warden, which nobody waits for, does it.
+            if let Some(l) = ledger {
+                crate::ledger::checkpoint(&l);
+            }
             return 0;
         }
         if let Some(f) = line.strip_prefix("remove ") {
             files.push(std::path::PathBuf::from(f));
+        } else if let Some(l) = line.strip_prefix("checkpoint ") {
+            ledger = Some(std::path::PathBuf::from(l));
         }
     }
     // ccb is gone without saying `done`: end what is left of its session.
