@@ -284,14 +284,7 @@ impl Ledger {
                     )?
                     .execute(params![r, u.session_id, run.started_ms, run.pid, run.resumed])?;
             }
-            let n = self.conn.prepare_cached(
-                "INSERT OR IGNORE INTO usage (key, session_id, ts_ms, model, agent_id, input, output, cache_write_5m, cache_write_1h, cache_read, web_search, cost_nanos, source, priced_by, estimated, run_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-            )?.execute(params![
-                u.key, u.session_id, u.ts_ms, u.model, u.agent_id, u.usage.input as i64, u.usage.output as i64,
-                u.usage.cache_write_5m as i64, u.usage.cache_write_1h as i64, u.usage.cache_read as i64,
-                u.usage.web_search as i64, u.cost.nanos(), u.source.as_str(), u.priced_by, u.estimated, u.run_id
-            ])?;
+            let n = super::insert_usage(&self.conn, u)?;
             if n > 0 {
                 self.conn
                     .prepare_cached("UPDATE sessions SET cost_nanos = cost_nanos + ?1 WHERE id = ?2")?

@@ -166,6 +166,34 @@ pub fn checkpoint(path: &Path) {
     let _ = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
+/// Insert a response's row, once by its key (a second source's insert of the same response
+/// changes nothing): the one statement every writer of usage rows uses. The number of rows it
+/// inserted (0 or 1).
+pub(crate) fn insert_usage(c: &Connection, u: &UsageRow) -> rusqlite::Result<usize> {
+    c.prepare_cached(
+        "INSERT OR IGNORE INTO usage (key, session_id, ts_ms, model, agent_id, input, output, cache_write_5m, cache_write_1h, cache_read, web_search, cost_nanos, source, priced_by, estimated, run_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?
+    .execute(params![
+        u.key,
+        u.session_id,
+        u.ts_ms,
+        u.model,
+        u.agent_id,
+        u.usage.input as i64,
+        u.usage.output as i64,
+        u.usage.cache_write_5m as i64,
+        u.usage.cache_write_1h as i64,
+        u.usage.cache_read as i64,
+        u.usage.web_search as i64,
+        u.cost.nanos(),
+        u.source.as_str(),
+        u.priced_by,
+        u.estimated,
+        u.run_id
+    ])
+}
+
 /// A ledger error in words, for "cannot read the ledger (…)" and "cannot record … (…)": what
 /// the operating system or SQLite said, without error codes, and what to do where there is
 /// something to do.
@@ -403,28 +431,7 @@ impl Ledger {
                 tx.execute("UPDATE usage SET session_id = ?2 WHERE key = ?1 AND session_id = ''", params![key, f.id])?;
             }
             for u in &f.insert {
-                tx.execute(
-                    "INSERT OR IGNORE INTO usage (key, session_id, ts_ms, model, agent_id, input, output, cache_write_5m, cache_write_1h, cache_read, web_search, cost_nanos, source, priced_by, estimated, run_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-                    params![
-                        u.key,
-                        u.session_id,
-                        u.ts_ms,
-                        u.model,
-                        u.agent_id,
-                        u.usage.input as i64,
-                        u.usage.output as i64,
-                        u.usage.cache_write_5m as i64,
-                        u.usage.cache_write_1h as i64,
-                        u.usage.cache_read as i64,
-                        u.usage.web_search as i64,
-                        u.cost.nanos(),
-                        u.source.as_str(),
-                        u.priced_by,
-                        u.estimated,
-                        u.run_id
-                    ],
-                )?;
+                insert_usage(tx, u)?;
             }
             tx.execute(
                 "UPDATE sessions SET cost_nanos = (SELECT COALESCE(SUM(cost_nanos), 0) FROM usage WHERE session_id = ?1) WHERE id = ?1",
@@ -471,28 +478,7 @@ impl Store for Ledger {
 
     fn record(&self, u: &UsageRow) -> anyhow::Result<bool> {
         let tx = self.conn.unchecked_transaction()?;
-        let n = tx.execute(
-            "INSERT OR IGNORE INTO usage (key, session_id, ts_ms, model, agent_id, input, output, cache_write_5m, cache_write_1h, cache_read, web_search, cost_nanos, source, priced_by, estimated, run_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-            params![
-                u.key,
-                u.session_id,
-                u.ts_ms,
-                u.model,
-                u.agent_id,
-                u.usage.input as i64,
-                u.usage.output as i64,
-                u.usage.cache_write_5m as i64,
-                u.usage.cache_write_1h as i64,
-                u.usage.cache_read as i64,
-                u.usage.web_search as i64,
-                u.cost.nanos(),
-                u.source.as_str(),
-                u.priced_by,
-                u.estimated,
-                u.run_id
-            ],
-        )?;
+        let n = insert_usage(&tx, u)?;
         if n > 0 {
             tx.execute(
                 "UPDATE sessions SET cost_nanos = cost_nanos + ?1 WHERE id = ?2",
