@@ -270,13 +270,7 @@ impl Ledger {
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         if let Some(s) = settled {
             let (ss, run, u) = (s.session, s.run, s.row);
-            self.conn.prepare_cached(
-                "INSERT OR IGNORE INTO sessions (id, started_ms, cwd, class, print_mode, model, reason, billing_mode, meter, ceiling_nanos, overage)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?.execute(params![
-                u.session_id, ss.started_ms, ss.cwd, ss.class.as_str(), ss.print_mode, ss.model, ss.reason, ss.billing_mode.as_str(), ss.payer.as_str(),
-                ss.ceiling.map(|c| c.nanos()), ss.overage
-            ])?;
+            super::insert_session_if_absent(&self.conn, &u.session_id, ss)?;
             if let Some(r) = &u.run_id {
                 self.conn
                     .prepare_cached(

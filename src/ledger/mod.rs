@@ -166,6 +166,29 @@ pub fn checkpoint(path: &Path) {
     let _ = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
+/// Insert a session's row as `id` unless the ledger has it already (a row another writer made
+/// first is left as it is): for the writers that may meet a session before its own start was
+/// written (repair, limits' settling). A session's own start is an upsert ([`Store::begin`]).
+pub(crate) fn insert_session_if_absent(c: &Connection, id: &str, s: &SessionStart) -> rusqlite::Result<usize> {
+    c.prepare_cached(
+        "INSERT OR IGNORE INTO sessions (id, started_ms, cwd, class, print_mode, model, reason, billing_mode, meter, ceiling_nanos, overage)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        id,
+        s.started_ms,
+        s.cwd,
+        s.class.as_str(),
+        s.print_mode,
+        s.model,
+        s.reason,
+        s.billing_mode.as_str(),
+        s.payer.as_str(),
+        s.ceiling.map(|c| c.nanos()),
+        s.overage
+    ])
+}
+
 /// Insert a response's row, once by its key (a second source's insert of the same response
 /// changes nothing): the one statement every writer of usage rows uses. The number of rows it
 /// inserted (0 or 1).
@@ -409,23 +432,7 @@ impl Ledger {
         for f in fixes {
             let before = total(&f.id)?;
             if let Some(s) = &f.create {
-                tx.execute(
-                    "INSERT OR IGNORE INTO sessions (id, started_ms, cwd, class, print_mode, model, reason, billing_mode, meter, ceiling_nanos, overage)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    params![
-                        s.id,
-                        s.started_ms,
-                        s.cwd,
-                        s.class.as_str(),
-                        s.print_mode,
-                        s.model,
-                        s.reason,
-                        s.billing_mode.as_str(),
-                        s.payer.as_str(),
-                        s.ceiling.map(|c| c.nanos()),
-                        s.overage
-                    ],
-                )?;
+                insert_session_if_absent(tx, &s.id, s)?;
             }
             for key in &f.reattribute {
                 tx.execute("UPDATE usage SET session_id = ?2 WHERE key = ?1 AND session_id = ''", params![key, f.id])?;
