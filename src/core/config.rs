@@ -61,6 +61,15 @@ pub struct Config {
     pub metering: Metering,
     /// Spend limits over many sessions (`[limits]`; the pool's is added where it applies).
     pub limits: crate::core::limits::Settings,
+    /// `[team]`: who this machine's sessions are recorded as.
+    pub team: Team,
+}
+
+/// `[team]`: the shared ledger's view of this machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Team {
+    /// The user name recorded with each session (`[team] user`); None: the login name.
+    pub user: Option<String>,
 }
 
 /// Where usage is heard from, and what happens at the ceiling.
@@ -111,6 +120,7 @@ impl Default for Config {
             pool: None,
             metering: Metering::default(),
             limits: crate::core::limits::Settings { alerts: vec![50, 80], ..Default::default() },
+            team: Team::default(),
         }
     }
 }
@@ -130,6 +140,13 @@ struct File {
     pool: Option<Spanned<FilePool>>,
     metering: FileMetering,
     limits: crate::core::limits::FileLimits,
+    team: FileTeam,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileTeam {
+    user: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -316,6 +333,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
     }
     if let Some(v) = file.alerts.pool {
         c.pool_alerts = percents(v, "pool")?;
+    }
+    if let Some(v) = file.team.user {
+        let span = v.span();
+        let u = v.into_inner();
+        if u.trim().is_empty() || u.len() > 128 || u.chars().any(char::is_control) {
+            return Err(at(
+                span,
+                format!("[team] user '{}' must be a name of 1 to 128 printable characters", shown(&u)),
+            ));
+        }
+        c.team.user = Some(u);
     }
     let alerts = c.limits.alerts.clone();
     let admission_named = file.limits.names_admission();

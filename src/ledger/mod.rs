@@ -46,6 +46,14 @@ pub struct SessionStart {
     pub ceiling: Option<Usd>,
     /// A credit-pool session started past an exhausted pool with `overage = "allow"`.
     pub overage: bool,
+    /// The git branch the working directory was on at the start (None: not in a repository, or
+    /// a detached HEAD).
+    pub branch: Option<String>,
+    /// The commit checked out at the start (40 hex digits), when in a repository.
+    pub commit: Option<String>,
+    /// Who ran it (`[team] user`, default the login name) and on which host.
+    pub user: Option<String>,
+    pub host: Option<String>,
 }
 
 /// One ccb invocation: a session has one run, or one more each time it is resumed.
@@ -117,6 +125,10 @@ pub struct LedgerUsage {
     /// `unknown` ([`Payer::NotRecorded`]) for a response whose session has no row.
     pub payer: Payer,
     pub reason: Option<String>,
+    /// The branch its session started on, who ran it and where (None: not recorded).
+    pub branch: Option<String>,
+    pub user: Option<String>,
+    pub host: Option<String>,
 }
 
 pub trait Store {
@@ -171,8 +183,9 @@ pub fn checkpoint(path: &Path) {
 /// written (repair, limits' settling). A session's own start is an upsert ([`Store::begin`]).
 pub(crate) fn insert_session_if_absent(c: &Connection, id: &str, s: &SessionStart) -> rusqlite::Result<usize> {
     c.prepare_cached(
-        "INSERT OR IGNORE INTO sessions (id, started_ms, cwd, class, print_mode, model, reason, billing_mode, meter, ceiling_nanos, overage)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT OR IGNORE INTO sessions (id, started_ms, cwd, class, print_mode, model, reason, billing_mode, meter, ceiling_nanos, overage,
+            branch, commit_sha, user_name, host)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         id,
@@ -185,7 +198,11 @@ pub(crate) fn insert_session_if_absent(c: &Connection, id: &str, s: &SessionStar
         s.billing_mode.as_str(),
         s.payer.as_str(),
         s.ceiling.map(|c| c.nanos()),
-        s.overage
+        s.overage,
+        s.branch,
+        s.commit,
+        s.user,
+        s.host
     ])
 }
 
@@ -462,10 +479,13 @@ fn thresholds_text(t: &[u32]) -> String {
 impl Store for Ledger {
     fn begin(&self, s: &SessionStart) -> anyhow::Result<()> {
         self.conn.execute(
-            "INSERT INTO sessions (id, started_ms, cwd, class, print_mode, model, reason, billing_mode, meter, ceiling_nanos, overage)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+            "INSERT INTO sessions (id, started_ms, cwd, class, print_mode, model, reason, billing_mode, meter, ceiling_nanos, overage,
+                branch, commit_sha, user_name, host)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
              ON CONFLICT(id) DO UPDATE SET class = excluded.class, meter = excluded.meter, billing_mode = excluded.billing_mode,
-                ceiling_nanos = excluded.ceiling_nanos, reason = excluded.reason, model = excluded.model",
+                ceiling_nanos = excluded.ceiling_nanos, reason = excluded.reason, model = excluded.model,
+                branch = COALESCE(sessions.branch, excluded.branch), commit_sha = COALESCE(sessions.commit_sha, excluded.commit_sha),
+                user_name = COALESCE(sessions.user_name, excluded.user_name), host = COALESCE(sessions.host, excluded.host)",
             params![
                 s.id,
                 s.started_ms,
@@ -477,7 +497,11 @@ impl Store for Ledger {
                 s.billing_mode.as_str(),
                 s.payer.as_str(),
                 s.ceiling.map(|c| c.nanos()),
-                s.overage
+                s.overage,
+                s.branch,
+                s.commit,
+                s.user,
+                s.host
             ],
         )?;
         Ok(())
@@ -537,7 +561,7 @@ impl Store for Ledger {
             "SELECT u.key, u.session_id, u.ts_ms, u.model, u.agent_id, u.input, u.output, u.cache_write_5m, u.cache_write_1h,
                     u.cache_read, u.web_search, u.cost_nanos, u.source,
                     COALESCE(s.cwd, ''), COALESCE(s.class, 'unknown'), COALESCE(s.meter, 'unknown'), s.reason,
-                    u.priced_by, u.estimated, u.run_id
+                    u.priced_by, u.estimated, u.run_id, s.branch, s.user_name, s.host
              FROM usage u LEFT JOIN sessions s ON s.id = u.session_id
              WHERE u.ts_ms >= ?1 AND u.ts_ms < ?2 ORDER BY u.ts_ms",
         )?;
@@ -567,6 +591,9 @@ impl Store for Ledger {
                 class: Class::parse(r.get_ref(14)?.as_str()?),
                 payer: Payer::parse(r.get_ref(15)?.as_str()?),
                 reason: r.get(16)?,
+                branch: r.get(20)?,
+                user: r.get(21)?,
+                host: r.get(22)?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)

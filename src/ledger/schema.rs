@@ -98,4 +98,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // 5: spend limits across sessions (ledger/limits.rs): the holds of calls in flight, and spend
     // per 15-minute UTC slot, session and model, kept exact by triggers on usage.
     super::limits::MIGRATION,
+    // 6: who and where (the team ledger, reports by user and host), the branch and commit a
+    // session started on (reports by branch), and the model claude asked for when routing served
+    // another (`model` stays the one served and priced). NULL in rows written before this step.
+    "ALTER TABLE sessions ADD COLUMN branch TEXT;
+    ALTER TABLE sessions ADD COLUMN commit_sha TEXT;
+    ALTER TABLE sessions ADD COLUMN user_name TEXT;
+    ALTER TABLE sessions ADD COLUMN host TEXT;
+    ALTER TABLE usage ADD COLUMN requested_model TEXT;",
 ];

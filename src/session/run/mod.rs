@@ -88,6 +88,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         payer: p.plan.payer.clone(),
         ceiling: p.plan.ceiling,
         overage: false,
+        ..whereabouts(&p.cwd, &p.config)
     };
     let overage = match check_pool(&p) {
         Ok(o) => o,
@@ -320,6 +321,19 @@ fn summary(p: &Prepared, out: &supervisor::Outcome, ceiling: Option<Usd>) -> Str
 }
 
 /// This run, as the ledger records it.
+/// Who starts a session, where, and on which branch and commit: the parts of a
+/// [`SessionStart`] that come from the machine, not from the plan.
+pub(super) fn whereabouts(cwd: &std::path::Path, config: &crate::core::config::Config) -> SessionStart {
+    let head = crate::sys::git::head(cwd).unwrap_or_default();
+    SessionStart {
+        branch: head.branch,
+        commit: head.commit,
+        user: Some(config.team.user.clone().unwrap_or_else(crate::sys::whoami::login_name)),
+        host: Some(crate::sys::whoami::host_name()),
+        ..SessionStart::default()
+    }
+}
+
 fn run_start(p: &Prepared, start: &SessionStart) -> crate::ledger::RunStart {
     crate::ledger::RunStart {
         id: p.run_id.clone(),

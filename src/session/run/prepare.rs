@@ -126,6 +126,7 @@ pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
                     billing_mode: mode,
                     ceiling: None,
                     overage: false,
+                    ..super::whereabouts(&cwd, &config)
                 };
                 let existing = id.is_some()
                     && Ledger::open_default().is_ok_and(|l| l.session_spend(&start.id).is_ok_and(|s| s.is_some()));
