@@ -74,17 +74,30 @@ fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
                     report::Split::Meter
                 } else if u.by_project {
                     report::Split::Project
+                } else if u.by_user {
+                    report::Split::User
+                } else if u.by_host {
+                    report::Split::Host
                 } else {
                     report::Split::None
                 },
                 timezone: u.timezone,
                 json: u.json,
+                team: u.team,
             }),
             Some(cli::Command::Pool { check: Some(cli::PoolCmd::Check { alert_at }), .. }) => {
                 cmd::pool::check(alert_at)
             }
-            Some(cli::Command::Pool { check: None, json }) => cmd::pool::run(json),
-            Some(cli::Command::Limits { json }) => cmd::limits::run(json),
+            Some(cli::Command::Pool { check: None, team: true, json }) => cmd::team::pool(json),
+            Some(cli::Command::Pool { check: None, team: false, json }) => cmd::pool::run(json),
+            Some(cli::Command::Limits { set: Some(cli::LimitsCmd::Set { user, period, amount, .. }), .. }) => {
+                cmd::team::set_limit(user.as_deref(), period, &amount)
+            }
+            Some(cli::Command::Limits { set: None, team: true, json }) => cmd::team::limits(json),
+            Some(cli::Command::Limits { set: None, team: false, json }) => cmd::limits::run(json),
+            Some(cli::Command::Sync { daemon: true, while_pid, .. }) => Ok(ccb::session::sync::daemon(while_pid)),
+            Some(cli::Command::Sync { json, .. }) => cmd::team::sync(json),
+            Some(cli::Command::Ledger(cli::LedgerCmd::Migrate)) => cmd::team::migrate(),
             Some(cli::Command::Ledger(cli::LedgerCmd::Repair { session, json })) => {
                 cmd::ledger::repair(session.as_deref(), json)
             }

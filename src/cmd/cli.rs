@@ -59,15 +59,36 @@ pub enum Command {
     Pool {
         #[command(subcommand)]
         check: Option<PoolCmd>,
+        /// Each seat's pool, from the team ledger ([ledger] url)
+        #[arg(long)]
+        team: bool,
         /// As JSON
         #[arg(long)]
         json: bool,
     },
     /// Spend limits over many sessions: spent, reserved by calls in flight, remaining, resets
     Limits {
+        #[command(subcommand)]
+        set: Option<LimitsCmd>,
+        /// The team ledger's limits (team-wide and per user), with everyone's spend
+        #[arg(long)]
+        team: bool,
         /// As JSON
         #[arg(long)]
         json: bool,
+    },
+    /// Deliver this machine's sessions and responses to the team ledger ([ledger] url) now
+    /// (exit 1: the server could not be reached or refused; nothing is lost, rows stay queued)
+    Sync {
+        /// As JSON
+        #[arg(long)]
+        json: bool,
+        /// Run as the background sync a session starts (internal)
+        #[arg(long, hide = true)]
+        daemon: bool,
+        /// With --daemon: stay while this process lives (internal)
+        #[arg(long = "while", hide = true, value_name = "PID")]
+        while_pid: Option<i64>,
     },
     /// Show or create ccb's configuration file
     #[command(subcommand)]
@@ -122,6 +143,15 @@ pub struct UsageArgs {
     /// Split each row by project (working directory)
     #[arg(long, group = "split")]
     pub by_project: bool,
+    /// Split each row by user (with --team: everyone's; recorded by ccb from [team] user)
+    #[arg(long, group = "split")]
+    pub by_user: bool,
+    /// Split each row by host
+    #[arg(long, group = "split")]
+    pub by_host: bool,
+    /// Everyone's sessions, from the team ledger ([ledger] url)
+    #[arg(long)]
+    pub team: bool,
     /// Time zone for days (IANA name, e.g. Europe/Berlin); default: the system's
     #[arg(long, value_name = "TZ")]
     pub timezone: Option<String>,
@@ -141,7 +171,37 @@ pub enum PoolCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum LimitsCmd {
+    /// Set or remove a limit on the team ledger, enforced by every machine: team-wide (--team)
+    /// or for one user (--user NAME)
+    Set {
+        /// A limit on everyone's spend together
+        #[arg(long, group = "who", required = true)]
+        team: bool,
+        /// A limit on one user's spend (on every machine)
+        #[arg(long, group = "who", value_name = "NAME")]
+        user: Option<String>,
+        /// The period it counts over
+        #[arg(long, value_enum, default_value = "daily")]
+        period: LimitPeriodArg,
+        /// USD per period (e.g. 100, 12.50), or `off` to remove the limit
+        #[arg(value_name = "USD|off")]
+        amount: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LimitPeriodArg {
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum LedgerCmd {
+    /// Create or upgrade the team ledger's tables on the server ([ledger] url); safe to run
+    /// from several machines at once
+    Migrate,
     /// Add the responses the ledger lacks from claude's transcripts, give responses recorded
     /// without a session the session their transcript names, and set each session's total to
     /// the sum of its responses (exit 1: the ledger could not be written, nothing changed)
@@ -174,7 +234,7 @@ pub enum ConfigCmd {
 
 /// Is this argument one of ccb's own commands (else ccb launches claude)?
 pub fn is_command(first: &str) -> bool {
-    matches!(first, "config" | "prices" | "completions" | "help" | "usage" | "pool" | "limits" | "ledger")
+    matches!(first, "config" | "prices" | "completions" | "help" | "usage" | "pool" | "limits" | "ledger" | "sync")
 }
 
 #[cfg(test)]

@@ -88,6 +88,8 @@ pub struct Args {
     pub split: Split,
     pub timezone: Option<String>,
     pub json: bool,
+    /// Everyone's usage, from the team ledger.
+    pub team: bool,
 }
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
@@ -108,7 +110,16 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         .and_then(|d| d.to_zoned(tz.clone()).ok())
         .map(|z| z.timestamp().as_millisecond())
         .unwrap_or(i64::MIN);
-    let ds = crate::scan::dataset::dataset(since_ms, &tz, &prices)?;
+    let ds = if a.team {
+        let mut c = crate::cmd::team::connect(&cfg)?;
+        crate::cmd::team::deliver_own(&cfg, &mut c);
+        crate::scan::team::dataset(&mut c, since_ms.max(0), &tz).map_err(|e| crate::core::exit::Exit {
+            code: crate::core::exit::LEDGER_FAULT,
+            message: format!("cannot read the team ledger: {e}"),
+        })?
+    } else {
+        crate::scan::dataset::dataset(since_ms, &tz, &prices)?
+    };
     let r = report::build(&ds, a.period, a.split, since, until);
     if a.json {
         crate::out!("{}", serde_json::to_string_pretty(&report::to_json(&r, a.split))?);

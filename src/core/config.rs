@@ -70,6 +70,12 @@ pub struct Config {
 pub struct Team {
     /// The user name recorded with each session (`[team] user`); None: the login name.
     pub user: Option<String>,
+    /// The shared ledger (`[ledger] url`, or `CCB_LEDGER_URL`); None: this machine's alone.
+    pub url: Option<crate::core::team::LedgerUrl>,
+    /// When the server does not answer a team limit's admission in time (`[team] offline`).
+    pub offline: crate::core::team::Offline,
+    /// Also share the responses read from transcripts of sessions not run through ccb.
+    pub share_unmetered: bool,
 }
 
 /// Where usage is heard from, and what happens at the ceiling.
@@ -141,12 +147,21 @@ struct File {
     metering: FileMetering,
     limits: crate::core::limits::FileLimits,
     team: FileTeam,
+    ledger: FileLedger,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileLedger {
+    url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 struct FileTeam {
     user: Option<Spanned<String>>,
+    offline: Option<Spanned<String>>,
+    share_unmetered: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -344,6 +359,25 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
             ));
         }
         c.team.user = Some(u);
+    }
+    if let Some(v) = file.team.offline {
+        c.team.offline = match v.get_ref().as_str() {
+            "local" => crate::core::team::Offline::Local,
+            "refuse" => crate::core::team::Offline::Refuse,
+            other => {
+                return Err(at(v.span(), format!("[team] offline '{}' must be \"local\" or \"refuse\"", shown(other))))
+            }
+        };
+    }
+    c.team.share_unmetered = file.team.share_unmetered.unwrap_or(false);
+    if let Some(v) = file.ledger.url {
+        let span = v.span();
+        let u = v.into_inner();
+        if !u.is_empty() {
+            // The message never repeats the URL: it may hold a password.
+            c.team.url =
+                Some(crate::core::team::parse_url(&u).map_err(|why| at(span, format!("[ledger] url: {why}")))?);
+        }
     }
     let alerts = c.limits.alerts.clone();
     let admission_named = file.limits.names_admission();
@@ -566,6 +600,21 @@ impl Config {
         }
         out.push_str(&format!("\n[premium]\nat = {:?}\n", self.premium_at));
         out.push_str(&self.limits.to_toml());
+        match &self.team.url {
+            // The password, when the URL has one, is shown as `…`: never its value.
+            Some(u) => out.push_str(&format!("\n[ledger]\nurl = {:?}\n", u.to_string())),
+            None => out.push_str("\n# [ledger] url: not set (this machine's ledger only)\n"),
+        }
+        out.push_str("\n[team]\n");
+        match &self.team.user {
+            Some(u) => out.push_str(&format!("user = {u:?}\n")),
+            None => out.push_str("# user: the login name\n"),
+        }
+        out.push_str(&format!(
+            "offline = {:?}\nshare_unmetered = {}\n",
+            self.team.offline.as_str(),
+            self.team.share_unmetered
+        ));
         out
     }
 }
@@ -576,6 +625,23 @@ mod tests {
 
     fn p(text: &str) -> Result<Config, String> {
         parse(text, Path::new("/c.toml")).map_err(|e| e.message)
+    }
+
+    #[test]
+    fn the_team_ledger_url_is_checked_and_never_shown_with_its_password() {
+        let c =
+            p("[ledger]\nurl = \"postgresql://ada:hunter2@db/ccb?sslmode=require\"\n[team]\noffline = \"refuse\"\n")
+                .unwrap();
+        assert_eq!(c.team.url.as_ref().unwrap().password(), Some("hunter2"));
+        assert_eq!(c.team.offline, crate::core::team::Offline::Refuse);
+        let shown = c.to_toml();
+        assert!(shown.contains("url = \"postgresql://ada:…@db/ccb?sslmode=require\""), "{shown}");
+        assert!(!shown.contains("hunter2"));
+        let e = p("\n[ledger]\nurl = \"postgresql://ada:hunter2@db/ccb?sslmode=allow\"\n").unwrap_err();
+        assert!(e.starts_with("config /c.toml line 3: [ledger] url: sslmode 'allow' is not supported"), "{e}");
+        assert!(!e.contains("hunter2"));
+        let e = p("[team]\noffline = \"wait\"\n").unwrap_err();
+        assert!(e.contains("must be \"local\" or \"refuse\""), "{e}");
     }
 
     #[test]

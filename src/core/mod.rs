@@ -9,7 +9,7 @@
 //! - counting and deciding: [`budget`] (a session's tally), [`policy`] (what each counted call
 //!   leads to), [`plan`] (billing mode, payer, class, ceiling), [`exit`] (exit codes and endings);
 //! - the user's words: [`args`], [`config`] (parsed, not read), [`human`] (formatting);
-//! - reports: [`report`], [`pool`];
+//! - reports: [`report`], [`pool`]; the team ledger's settings: [`team`];
 //! - names written down as text (the ledger's columns): [`recorded`], whose enums read back a
 //!   name from a newer ccb as `Unknown(name)`, verbatim.
 
@@ -29,5 +29,6 @@ pub mod pricing;
 pub mod recorded;
 pub mod report;
 pub mod stream;
+pub mod team;
 pub mod tokens;
 pub mod transcript;

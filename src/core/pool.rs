@@ -240,6 +240,8 @@ mod tests {
                 payer: payer.clone(),
                 reason: None,
                 ccb: *ccb,
+                user: None,
+                host: None,
             });
             let mut a = crate::core::report::Agg::default();
             a.add(&Default::default(), Usd(*cost), 0);

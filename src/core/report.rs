@@ -19,6 +19,9 @@ pub struct SessionAttr {
     pub reason: Option<String>,
     /// Run through ccb (in the ledger).
     pub ccb: bool,
+    /// Who ran it and where (None: not recorded, e.g. a transcript not run through ccb).
+    pub user: Option<String>,
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -125,6 +128,8 @@ pub enum Split {
     Reason,
     Meter,
     Project,
+    User,
+    Host,
 }
 
 /// One row of a report: a period (and a split value), with per-model breakdowns.
@@ -178,6 +183,8 @@ pub fn build(ds: &Dataset, period: Period, split: Split, since: Option<Date>, un
             Split::Reason => Some(sess.reason.clone().unwrap_or_else(|| "-".into())),
             Split::Meter => Some(sess.payer.to_string()),
             Split::Project => Some(sess.project.clone()),
+            Split::User => Some(sess.user.clone().unwrap_or_else(|| "-".into())),
+            Split::Host => Some(sess.host.clone().unwrap_or_else(|| "-".into())),
         };
         let row = rows.entry((key.clone(), split_val.clone())).or_insert_with(|| Row {
             key,
@@ -233,6 +240,8 @@ pub fn to_json(r: &Report, split: Split) -> Value {
         Split::Reason => Some("reason"),
         Split::Meter => Some("meter"),
         Split::Project => Some("project"),
+        Split::User => Some("user"),
+        Split::Host => Some("host"),
     };
     let rows: Vec<Value> = r
         .rows
@@ -408,6 +417,8 @@ mod tests {
             payer: crate::core::plan::Payer::CreditPool,
             reason: None,
             ccb: true,
+            user: None,
+            host: None,
         });
         let b = d.session(SessionAttr {
             id: "B".into(),
@@ -416,6 +427,8 @@ mod tests {
             payer: crate::core::plan::Payer::Api,
             reason: Some("infra".into()),
             ccb: true,
+            user: None,
+            host: None,
         });
         let s = d.model("claude-sonnet-4-6");
         let o = d.model("claude-opus-4-8");
@@ -535,6 +548,8 @@ mod tests {
             payer: crate::core::plan::Payer::Api,
             reason: Some(format!("r\n{}", "\u{e9}".repeat(30))),
             ccb: true,
+            user: None,
+            host: None,
         });
         let m = d.model("claude-\u{e9}\u{1b}[2J");
         let mut x = Agg::default();

@@ -12,6 +12,8 @@
 mod cache;
 mod file;
 pub mod limits;
+pub mod outbox;
+pub mod pg;
 pub mod repair;
 mod schema;
 pub mod writer;

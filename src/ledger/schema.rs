@@ -106,4 +106,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE sessions ADD COLUMN user_name TEXT;
     ALTER TABLE sessions ADD COLUMN host TEXT;
     ALTER TABLE usage ADD COLUMN requested_model TEXT;",
+    // 7: the team ledger's outbox (outbox.rs): keys of rows not yet delivered to the server,
+    // queued by triggers that exist only while a team ledger is configured.
+    "CREATE TABLE sync_outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL
+    );",
 ];

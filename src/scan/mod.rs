@@ -34,6 +34,7 @@
 
 pub mod dataset;
 pub mod pool;
+pub mod team;
 
 use crate::core::plan::Class;
 use crate::core::pricing::PriceTable;
@@ -98,6 +99,8 @@ pub fn add_ledger(
             payer: u.payer.clone(),
             reason: u.reason.clone(),
             ccb: true,
+            user: u.user.clone(),
+            host: u.host.clone(),
         });
         let m = ds.model(&u.row.model);
         if u.row.estimated {

@@ -60,6 +60,8 @@ impl FileSum {
                     payer: Payer::NotRecorded,
                     reason: None,
                     ccb: false,
+                    user: None,
+                    host: None,
                 })
             })
             .collect();
@@ -196,6 +198,8 @@ pub(super) fn add_encoded(
                 payer: Payer::NotRecorded,
                 reason: None,
                 ccb: false,
+                user: None,
+                host: None,
             })
         })
         .collect();

@@ -106,6 +106,8 @@ pub struct Live {
     ledger: Mutex<Option<Ledger>>,
     state: Mutex<State>,
     alerts: Mutex<Option<crate::sys::alert::Dispatcher>>,
+    /// Team limits on the team ledger, admitted live (None: no team ledger).
+    team: Option<Arc<crate::session::team::TeamGate>>,
 }
 
 impl std::fmt::Debug for Live {
@@ -139,9 +141,14 @@ impl Live {
     ) -> Result<Option<Arc<Live>>, Exit> {
         let limits = applicable(config, Path::new(&start.cwd), start.class.as_str(), start.payer.as_str());
         let guarantee = config.limits.guarantee;
-        if limits.is_empty() && guarantee == Guarantee::Crossing {
+        if limits.is_empty() && guarantee == Guarantee::Crossing && config.team.url.is_none() {
             return Ok(None);
         }
+        let team = config
+            .team
+            .url
+            .clone()
+            .and_then(|u| crate::session::team::TeamGate::start(u, config.team.offline, start, time_zone(config)));
         let me = std::process::id();
         let live = Arc::new(Live {
             tz: time_zone(config),
@@ -159,6 +166,7 @@ impl Live {
             alerts: Mutex::new(Some(crate::sys::alert::Dispatcher::new(config.alert_sinks.clone()))),
             limits,
             guarantee,
+            team,
         });
         if live.limits.is_empty() {
             return Ok(Some(live));
@@ -314,6 +322,21 @@ impl Live {
             ));
         }
         Ok(())
+    }
+
+    /// This machine's spend from `from_ms` on (team limits when the team ledger does not answer).
+    fn local_spend_since(&self, from_ms: i64) -> Usd {
+        let ledger = lock(&self.ledger);
+        let spent = match ledger.as_ref() {
+            Some(l) => l.spend_since(from_ms).ok(),
+            None => open_ledger().ok().and_then(|l| l.spend_since(from_ms).ok()),
+        };
+        spent.unwrap_or_default()
+    }
+
+    /// A limit was reached: the session ends on it as at the ceiling.
+    fn mark_reached(&self, msg: &str) {
+        lock(&self.state).reached.get_or_insert_with(|| msg.to_string());
     }
 
     /// Admit a model call against every limit that applies, holding `estimate` (crossing) or
@@ -560,6 +583,8 @@ pub struct CallFacts {
     mods: Modifiers,
     web_searches: Option<u64>,
     hold: std::cell::Cell<Option<i64>>,
+    /// The team ledger's hold for this call.
+    team_hold: std::cell::RefCell<Option<String>>,
 }
 
 impl CallFacts {
@@ -578,6 +603,7 @@ impl CallFacts {
             mods: Modifiers { fast: speed.is_some_and(|s| s.eq_ignore_ascii_case("fast")), geo },
             web_searches: searches,
             hold: std::cell::Cell::new(None),
+            team_hold: std::cell::RefCell::new(None),
         }
     }
 }
@@ -616,6 +642,18 @@ pub fn gate_admit(
     }
     let hold = live.admit(&info, held)?;
     facts.hold.set(hold);
+    if let Some(team) = &live.team {
+        match team.admit(held, &|from| live.local_spend_since(from)) {
+            Ok(h) => *facts.team_hold.borrow_mut() = h,
+            Err(msg) => {
+                if let Some(h) = facts.hold.take() {
+                    live.release(h);
+                }
+                live.mark_reached(&msg);
+                return Err(msg);
+            }
+        }
+    }
     Ok(())
 }
 
@@ -626,7 +664,16 @@ pub fn gate_counted(
     e: &UsageEvent,
     outcome: &crate::session::meter::Counted,
 ) {
-    let (Some(live), Some(hold)) = (meter.limits(), facts.hold.get()) else { return };
+    let Some(live) = meter.limits() else { return };
+    if let (Some(team), Some(h)) = (&live.team, facts.team_hold.borrow_mut().take()) {
+        match outcome {
+            crate::session::meter::Counted::Counted { cost, priced, .. } => {
+                team.settle(h, &live.row(e, *cost, &Source::Gate, *priced))
+            }
+            _ => team.release(h),
+        }
+    }
+    let Some(hold) = facts.hold.get() else { return };
     facts.hold.set(None);
     match outcome {
         crate::session::meter::Counted::Counted { cost, priced, .. } => live.settle(hold, e, *cost, *priced),
@@ -636,6 +683,11 @@ pub fn gate_counted(
 
 /// The call is over: a hold not settled goes.
 pub fn gate_done(meter: &crate::session::meter::Meter, facts: &CallFacts) {
+    if let (Some(live), Some(h)) = (meter.limits(), facts.team_hold.borrow_mut().take()) {
+        if let Some(team) = &live.team {
+            team.release(h);
+        }
+    }
     if let (Some(live), Some(hold)) = (meter.limits(), facts.hold.take()) {
         live.release(hold);
     }

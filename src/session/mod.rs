@@ -12,5 +12,7 @@ pub mod orphans;
 pub mod run;
 pub mod settings;
 pub mod supervisor;
+pub mod sync;
+pub mod team;
 pub mod telemetry;
 pub mod warden;

@@ -20,6 +20,17 @@ pub fn config_path() -> Option<(PathBuf, bool)> {
 /// Load the effective configuration. A missing default file means all defaults; a missing file
 /// named by `CCB_CONFIG` is an error.
 pub fn load_config() -> Result<Config, Exit> {
+    let mut c = load_config_file()?;
+    if let Some(v) = std::env::var_os("CCB_LEDGER_URL").filter(|v| !v.is_empty()) {
+        let v =
+            v.into_string().map_err(|_| Exit::usage("CCB_LEDGER_URL is not UTF-8: set it to a postgresql:// URL"))?;
+        c.team.url =
+            Some(crate::core::team::parse_url(&v).map_err(|why| Exit::usage(format!("CCB_LEDGER_URL: {why}")))?);
+    }
+    Ok(c)
+}
+
+fn load_config_file() -> Result<Config, Exit> {
     let Some((path, explicit)) = config_path() else {
         return Ok(Config::default());
     };

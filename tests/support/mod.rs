@@ -24,6 +24,7 @@
 
 pub mod claude_home;
 pub mod mock_api;
+pub mod pg;
 pub mod pty;
 pub mod tls;
 
@@ -154,6 +155,9 @@ pub fn ccb_command(home: &ClaudeHome, base_url: &str, claude: &std::path::Path) 
         "FAKE_SCRIPT",
         "FAKE_IGNORE",
         "FAKE_LOG",
+        "CCB_LEDGER_URL",
+        "PGPASSWORD",
+        "PGPASSFILE",
     ] {
         cmd.env_remove(k);
     }

@@ -93,6 +93,14 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
                 crate::core::limits::OnLedgerError::Own => "warn",
                 crate::core::limits::OnLedgerError::Refuse => "refuse",
             },
+            "team_ledger": p.config.team.url.as_ref().map(|u| json!({
+                "url": u.to_string(),
+                "user": p.config.team.user.clone().unwrap_or_else(crate::sys::whoami::login_name),
+                "host": crate::sys::whoami::host_name(),
+                "offline": p.config.team.offline.as_str(),
+                "offline_text": team_offline_text(p),
+                "last_problem": crate::ledger::default_path().and_then(|l| crate::session::sync::last_problem(&l)),
+            })),
         });
         crate::out!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(0);
@@ -143,6 +151,19 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
         let names = crate::session::limits::describe(&p.config, &limits);
         row("limits", if names.is_empty() { "none".into() } else { names.join("; ") });
         row("guarantee", guarantee.1.clone());
+        if let Some(u) = &p.config.team.url {
+            let user = p.config.team.user.clone().unwrap_or_else(crate::sys::whoami::login_name);
+            let last = crate::ledger::default_path().and_then(|l| crate::session::sync::last_problem(&l));
+            row(
+                "team ledger",
+                format!(
+                    "{u} as {user}@{}; recorded here first, delivered in the background; {}{}",
+                    crate::sys::whoami::host_name(),
+                    team_offline_text(p),
+                    last.map(|l| format!("; last sync failed: {l}")).unwrap_or_default()
+                ),
+            );
+        }
     }
     row("terminal", if plan.pty { "pty".into() } else { "pipes".into() });
     row("claude", p.claude.display().to_string());
@@ -174,6 +195,22 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     }
     row("args", args::display(&shown));
     Ok(0)
+}
+
+/// What team limits do when the server does not answer a call's admission in time.
+fn team_offline_text(p: &Prepared) -> String {
+    match p.config.team.offline {
+        crate::core::team::Offline::Local => {
+            let strict = p.config.limits.guarantee == crate::core::limits::Guarantee::Strict;
+            format!(
+                "if the server does not answer within 200 ms, team limits are enforced with this machine's spend only{}",
+                if strict { " (weaker than strict: other machines' spend is not seen)" } else { "" }
+            )
+        }
+        crate::core::team::Offline::Refuse => {
+            "if the server does not answer within 200 ms, calls under a team limit are refused".into()
+        }
+    }
 }
 
 /// The limits a plan is under, and its guarantee (a word and a sentence): strict covers calls

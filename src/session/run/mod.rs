@@ -223,9 +223,23 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     let inbox = supervisor::Inbox::default();
     let session_id = follow.as_ref().and_then(|f| f.session_id.clone());
     let gate_planned = bound.gate.is_some();
+    let team = p.config.team.url.is_some();
+    if team {
+        // The last sync's problem, said once at the start (a local read: no network wait).
+        if let Some(problem) = crate::ledger::default_path().and_then(|l| crate::session::sync::last_problem(&l)) {
+            crate::note!("ccb: warning: {problem}; this session records on this machine and is delivered later");
+        }
+    }
     let start_sources = {
         let (meter, prices, sender) = (meter.clone(), prices.clone(), inbox.sender());
-        move || sources::start(bound, follow, &meter, &prices, &sender, warden_problems)
+        move || {
+            if team {
+                // The team ledger's sync runs beside the session, in its own process.
+                let _ =
+                    std::thread::Builder::new().name("ccb-sync-start".into()).spawn(crate::session::sync::spawn_daemon);
+            }
+            sources::start(bound, follow, &meter, &prices, &sender, warden_problems)
+        }
     };
     let label = p.plan.model.clone().unwrap_or_default();
     let options = supervisor::Options {
