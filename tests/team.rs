@@ -439,3 +439,52 @@ fn a_team_daily_limit_holds_across_two_machines_and_offline_modes_do_what_they_s
     let (_, after) = local_totals(&ada);
     assert!(after <= 3_000_000_000, "this machine alone stays under the limit: {after}");
 }
+
+/// A credit-pool session (OAuth, print mode) of the fake child, metered from its transcript.
+fn pool_session(home: &ClaudeHome, script: &str) -> Command {
+    let mut c = ccb_command(home, "http://127.0.0.1:9", &fake_bin());
+    c.env_remove("ANTHROPIC_BASE_URL")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-TESTTOKEN")
+        .env("FAKE_SCRIPT", script)
+        .args(["-p", "--budget", "100", "--session-id", &new_session_id(), "go"])
+        .stdin(Stdio::null());
+    c
+}
+
+#[test]
+fn each_seat_shows_its_own_pool_with_its_users_spend_from_every_machine() {
+    let pg = Pg::start();
+    let url = pg.database("team");
+    let metering = "[metering]\ngate = false\ntelemetry = false\n";
+    let ada = machine(&url, "ada", &format!("[pool]\nplan = \"max-5x\"\nbilling_day = 1\n{metering}"));
+    let bob = machine(&url, "bob", &format!("[pool]\nplan = \"pro\"\nbilling_day = 1\n{metering}"));
+    // A second machine of ada's: her pool is spent from both.
+    let ada2 = machine(&url, "ada", &format!("[pool]\nplan = \"max-5x\"\nbilling_day = 1\n{metering}"));
+    for (home, script) in [(&ada, "usd:0.25;usd:0.25;exit:0"), (&ada2, "usd:1;exit:0"), (&bob, "usd:0.5;exit:0")] {
+        let (code, _, err) = run(&mut pool_session(home, script));
+        assert_eq!(code, 0, "{err}");
+    }
+    // An API-billed session of bob's does not spend his pool.
+    let (code, _, err) = run(&mut fake_session(&bob, 3, 1));
+    assert_eq!(code, 0, "{err}");
+    for (h, u) in [(&ada, "ada"), (&ada2, "ada"), (&bob, "bob")] {
+        let (code, _, err) = run(ccb_command(h, "http://127.0.0.1:9", &fake_bin()).args(["sync"]));
+        assert_eq!(code, 0, "{u}: {err}");
+    }
+    let (code, out, err) = run(ccb_command(&bob, "http://127.0.0.1:9", &fake_bin()).args(["pool", "--team", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let seats = v["seats"].as_array().unwrap();
+    assert_eq!(seats.len(), 2, "{v}");
+    assert_eq!((seats[0]["user"].as_str(), seats[0]["plan"].as_str()), (Some("ada"), Some("max-5x")));
+    assert_eq!(nanos(&seats[0]["pool"]), 100_000_000_000);
+    assert_eq!(nanos(&seats[0]["spent"]), 1_500_000_000, "ada's pool, spent from two machines: {v}");
+    assert_eq!((seats[1]["user"].as_str(), seats[1]["plan"].as_str()), (Some("bob"), Some("pro")));
+    assert_eq!(nanos(&seats[1]["spent"]), 500_000_000, "bob's API session is not his pool's: {v}");
+    assert_eq!(nanos(&seats[1]["remaining"]), 19_500_000_000);
+    assert!(seats[1]["cycleStart"].as_str().unwrap().ends_with("-01"), "{v}");
+    let (code, out, err) = run(ccb_command(&bob, "http://127.0.0.1:9", &fake_bin()).args(["pool", "--team"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l.starts_with("bob ") && l.contains("pro") && l.contains("$0.50")), "{out}");
+}
