@@ -66,18 +66,28 @@ pub fn sync(as_json: bool) -> anyhow::Result<i32> {
                         "ledger": url.to_string(),
                         "sessions": d.sessions,
                         "responses": d.responses,
+                        "unmetered": d.unmetered,
                         "queued": queued,
                     }))?
                 );
             } else {
                 crate::out!(
-                    "Delivered {} response{} and {} session row{} to {}; {} queued",
+                    "Delivered {} response{} and {} session row{} to {}; {} queued{}",
                     d.responses,
                     if d.responses == 1 { "" } else { "s" },
                     d.sessions,
                     if d.sessions == 1 { "" } else { "s" },
                     url,
-                    queued
+                    queued,
+                    if me.share_unmetered {
+                        format!(
+                            "; {} response{} of sessions not run through ccb",
+                            d.unmetered,
+                            if d.unmetered == 1 { "" } else { "s" }
+                        )
+                    } else {
+                        String::new()
+                    }
                 );
             }
             Ok(0)

@@ -44,20 +44,39 @@ impl Ledger {
     /// Keep an outbox from now on; the first time, queue every row already recorded (a machine
     /// joining a team brings its history).
     pub fn outbox_enable(&self) -> anyhow::Result<bool> {
-        let tx = self.conn.unchecked_transaction()?;
-        let had: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'sync_usage_insert')",
-            [],
-            |r| r.get(0),
-        )?;
-        if had {
+        let has = |c: &rusqlite::Connection| -> rusqlite::Result<bool> {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'sync_usage_insert')",
+                [],
+                |r| r.get(0),
+            )
+        };
+        if has(&self.conn)? {
             return Ok(false);
         }
-        tx.execute_batch(TRIGGERS)?;
-        tx.execute("INSERT INTO sync_outbox (kind, key) SELECT 's', id FROM sessions ORDER BY started_ms", [])?;
-        tx.execute("INSERT INTO sync_outbox (kind, key) SELECT 'u', key FROM usage ORDER BY ts_ms", [])?;
-        tx.commit()?;
-        Ok(true)
+        // IMMEDIATE: the write lock first (with the busy wait), then the check again; a read
+        // that turned into a write would fail at once if another process wrote in between.
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let result = (|| -> rusqlite::Result<bool> {
+            if has(&self.conn)? {
+                return Ok(false);
+            }
+            self.conn.execute_batch(TRIGGERS)?;
+            self.conn
+                .execute("INSERT INTO sync_outbox (kind, key) SELECT 's', id FROM sessions ORDER BY started_ms", [])?;
+            self.conn.execute("INSERT INTO sync_outbox (kind, key) SELECT 'u', key FROM usage ORDER BY ts_ms", [])?;
+            Ok(true)
+        })();
+        match result {
+            Ok(created) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(created)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e.into())
+            }
+        }
     }
 
     /// No team ledger any more: drop the triggers and what was queued.
@@ -205,6 +224,32 @@ impl Ledger {
     pub fn outbox_ack(&self, last: i64) -> anyhow::Result<()> {
         self.conn.execute("DELETE FROM sync_outbox WHERE seq <= ?1", params![last])?;
         Ok(())
+    }
+
+    /// How far each transcript was shared: path → (dev, ino, offset).
+    pub fn share_marks(&self) -> anyhow::Result<std::collections::HashMap<Vec<u8>, (i64, i64, i64)>> {
+        let mut st = self.conn.prepare("SELECT path, dev, ino, offset FROM sync_files")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn set_share_marks(&self, marks: &[(Vec<u8>, i64, i64, i64)]) -> anyhow::Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut st =
+                tx.prepare("INSERT OR REPLACE INTO sync_files (path, dev, ino, offset) VALUES (?1, ?2, ?3, ?4)")?;
+            for (p, d, i, o) in marks {
+                st.execute(params![p, d, i, o])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Is this response in the ledger (run through ccb)?
+    pub fn has_usage(&self, key: &str) -> anyhow::Result<bool> {
+        let mut st = self.conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM usage WHERE key = ?1)")?;
+        Ok(st.query_row([key], |r| r.get(0))?)
     }
 
     /// What this ledger recorded from `from_ms` on.

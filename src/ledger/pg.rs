@@ -571,7 +571,7 @@ fn write_usage_and_seat(
              VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)
              ON CONFLICT (key) DO UPDATE SET cost_nanos = EXCLUDED.cost_nanos, priced_by = EXCLUDED.priced_by,
                 estimated = EXCLUDED.estimated
-             WHERE ccb_usage.via_ccb OR NOT EXCLUDED.via_ccb",
+             WHERE EXCLUDED.via_ccb OR NOT ccb_usage.via_ccb",
         )?;
         for u in usage {
             let [i, o, w5, w1, r, ws] = u.tokens;
@@ -620,6 +620,16 @@ fn write_usage_and_seat(
         )?;
     }
     Ok(())
+}
+
+/// Responses of sessions not run through ccb (`share_unmetered`): their sessions are written
+/// only where the server has none (a session ccb ran keeps its own row), and a response ccb
+/// recorded is never replaced by a transcript's reading of it.
+pub fn deliver_unmetered(c: &mut Client, sessions: &[TeamSession], usage: &[TeamUsage]) -> Result<(), postgres::Error> {
+    let mut tx = c.transaction()?;
+    write_sessions(&mut tx, sessions, true)?;
+    write_usage_and_seat(&mut tx, usage, None)?;
+    tx.commit()
 }
 
 /// Everyone's usage from `since_ms` on, folded by 15-minute slot, session and model (every time

@@ -107,10 +107,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE sessions ADD COLUMN host TEXT;
     ALTER TABLE usage ADD COLUMN requested_model TEXT;",
     // 7: the team ledger's outbox (outbox.rs): keys of rows not yet delivered to the server,
-    // queued by triggers that exist only while a team ledger is configured.
+    // queued by triggers that exist only while a team ledger is configured; and how far each
+    // transcript was read for `share_unmetered` (scan/share.rs).
     "CREATE TABLE sync_outbox (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         kind TEXT NOT NULL,
         key TEXT NOT NULL
+    );
+    CREATE TABLE sync_files (
+        path BLOB PRIMARY KEY,
+        dev INTEGER NOT NULL,
+        ino INTEGER NOT NULL,
+        offset INTEGER NOT NULL
     );",
 ];

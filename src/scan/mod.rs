@@ -34,6 +34,7 @@
 
 pub mod dataset;
 pub mod pool;
+pub mod share;
 pub mod team;
 
 use crate::core::plan::Class;

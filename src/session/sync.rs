@@ -29,6 +29,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub struct Delivered {
     pub sessions: usize,
     pub responses: usize,
+    /// Responses of sessions not run through ccb (`share_unmetered`).
+    pub unmetered: usize,
 }
 
 /// This machine as the team ledger names it, and its seat's pool.
@@ -78,12 +80,33 @@ fn lost(e: &postgres::Error) -> Problem {
     }
 }
 
+/// With `share_unmetered`: deliver what transcripts show of sessions not run through ccb,
+/// since the last share. The number of responses delivered.
+pub fn share_unmetered(ledger: &Ledger, client: &mut postgres::Client, me: &Me) -> Result<usize, Problem> {
+    if !me.share_unmetered {
+        return Ok(0);
+    }
+    let local = |e: anyhow::Error| Problem::Server(format!("cannot read the local ledger: {e:#}"));
+    let cfg = crate::sys::files::load_config().map_err(|e| Problem::Server(e.message))?;
+    let prices = crate::sys::prices::load_table(&cfg).map_err(|e| Problem::Server(format!("{e:#}")))?;
+    let u = crate::scan::share::read(ledger, &crate::scan::claude_dirs(), &prices, me).map_err(local)?;
+    for chunk in u.usage.chunks(BATCH) {
+        let ids: std::collections::HashSet<&str> = chunk.iter().map(|r| r.session_id.as_str()).collect();
+        let sessions: Vec<_> = u.sessions.iter().filter(|s| ids.contains(s.id.as_str())).cloned().collect();
+        pg::deliver_unmetered(client, &sessions, chunk).map_err(|e| lost(&e))?;
+    }
+    ledger.set_share_marks(&u.marks).map_err(local)?;
+    Ok(u.usage.len())
+}
+
 /// Connect, check the schema (migrating an older one), enable the outbox and deliver.
 pub fn once(ledger: &Ledger, url: &LedgerUrl, me: &Me, timeout: Duration) -> Result<Delivered, Problem> {
     ledger.outbox_enable().map_err(|e| Problem::Server(format!("cannot write the local ledger: {e:#}")))?;
     let mut c = pg::connect(url, timeout)?;
     pg::ready(&mut c, &url.to_string())?;
-    drain(ledger, &mut c, me)
+    let mut d = drain(ledger, &mut c, me)?;
+    d.unmetered = share_unmetered(ledger, &mut c, me)?;
+    Ok(d)
 }
 
 // ------------------------------------------------------------------------------------ status
@@ -180,6 +203,14 @@ pub fn daemon(while_pid: Option<i64>) -> i32 {
             || ledger.open_run_pids(crate::ledger::now_ms()).map(|p| any_alive(&p)).unwrap_or(false);
         let queued = ledger.outbox_len().unwrap_or(0);
         if !open && queued == 0 && !first {
+            // The session is over: what transcripts show of sessions not run through ccb goes
+            // too, once (a share reads only what was appended since the last).
+            if let Some(c) = client.as_mut() {
+                if let Err(p) = share_unmetered(&ledger, c, &me) {
+                    set_status(&path, Some(&p));
+                    return 1;
+                }
+            }
             return 0;
         }
         if Instant::now() >= next_try && (queued > 0 || first) {
