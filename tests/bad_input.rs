@@ -112,7 +112,7 @@ fn cases() -> Vec<Case> {
         },
         // The config file
         cfg("TOML syntax error", "claude = \"x", &["--dry-run"], "config <home>/c.toml line 1: invalid basic string"),
-        cfg("unknown key", "bogus = 1", &["--dry-run"], "config <home>/c.toml line 1: unknown key `bogus`; the keys here are `claude`, `default_model`, `opus_without_reason`, `ceilings`, `opus`, `alerts`, `prices`, `premium`, `pool`, `metering`, `limits`"),
+        cfg("unknown key", "bogus = 1", &["--dry-run"], "config <home>/c.toml line 1: unknown key `bogus`; the keys here are `claude`, `default_model`, `opus_without_reason`, `ceilings`, `opus`, `alerts`, `prices`, `premium`, `pool`, `metering`, `limits`, `team`, `ledger`"),
         cfg("unknown key in a table", "[ceilings]\nhourly = 3.0", &["--dry-run"], "config <home>/c.toml line 2: unknown key `hourly`; the keys here are `interactive`, `programmatic`, `opus`"),
         cfg("text where a number goes", "[ceilings]\ninteractive = \"ten\"", &["--dry-run"], "config <home>/c.toml line 2: invalid type: string \"ten\", expected a number"),
         cfg("a number where a table goes", "ceilings = 5", &["--dry-run"], "config <home>/c.toml line 1: invalid type: integer `5`, expected a table"),
@@ -215,7 +215,7 @@ fn cases() -> Vec<Case> {
                 c.pragma_update(None, "user_version", 99).unwrap();
             }),
             output: true,
-            ..case("ledger from a newer ccb", "ccb usage", &["usage"], 0, "cannot read the ledger (the ledger <home>/.local/share/ccb/ledger.db was written by a newer ccb (schema 99, this ccb knows 5): upgrade ccb); reporting from transcripts only")
+            ..case("ledger from a newer ccb", "ccb usage", &["usage"], 0, "cannot read the ledger (the ledger <home>/.local/share/ccb/ledger.db was written by a newer ccb (schema 99, this ccb knows 7): upgrade ccb); reporting from transcripts only")
         },
         Case {
             env: &[("XDG_DATA_HOME", "<home>/read-only"), ("FAKE_SCRIPT", "usd:0.01;exit:0")],
@@ -246,6 +246,14 @@ fn cases() -> Vec<Case> {
         cfg("a scope without an amount", "[[limits.scope]]\nproject = \"~/w\"", &["limits"], "config <home>/c.toml line 1: [[limits.scope]] needs daily, weekly or monthly (USD)"),
         cfg("a scope with an unknown class", "[[limits.scope]]\nclass = \"batch\"\ndaily = 1", &["limits"], "config <home>/c.toml line 2: [[limits.scope]] class 'batch' must be one of interactive, programmatic, opus-with-reason"),
         cfg("a limit alert at 0%", "[alerts]\nlimits = [0, 80]", &["limits"], "config <home>/c.toml line 2: [alerts] limits: 0 must be a percentage from 1 to 100"),
+        // the team ledger: the URL is never repeated (it may hold a password)
+        cfg("a team ledger URL of another database", "[ledger]\nurl = \"mysql://ada:pw@db/ccb\"", &["sync"], "config <home>/c.toml line 2: [ledger] url: it must start with postgresql:// (e.g. postgresql://ccb@db.example.com/ccb)"),
+        cfg("an sslmode ccb does not offer", "[ledger]\nurl = \"postgresql://ada:pw@db/ccb?sslmode=allow\"", &["sync"], "config <home>/c.toml line 2: [ledger] url: sslmode 'allow' is not supported: use one of disable, prefer, require, verify-ca, verify-full"),
+        cfg("a team ledger port out of range", "[ledger]\nurl = \"postgresql://db:70000/ccb\"", &["-p", "hi"], "config <home>/c.toml line 2: [ledger] url: port '70000' must be a number from 1 to 65535"),
+        cfg("an unknown offline mode", "[team]\noffline = \"wait\"", &["-p", "hi"], "config <home>/c.toml line 2: [team] offline 'wait' must be \"local\" or \"refuse\""),
+        Case { env: &[("CCB_LEDGER_URL", "postgresql://ada:pw@db/ccb?pool=9")], ..case("a team ledger URL from the environment with an unknown parameter", "CCB_LEDGER_URL='postgresql://…?pool=9' ccb usage --team", &["usage", "--team"], 2, "CCB_LEDGER_URL: parameter 'pool' is not supported (supported: sslmode, sslrootcert, host, port, dbname, user, password, application_name, connect_timeout)") },
+        case("a team command without a team ledger", "ccb sync", &["sync"], 2, "no team ledger: set [ledger] url = \"postgresql://…\" in the config, or CCB_LEDGER_URL"),
+        case("a team limit that is not an amount", "ccb limits set --team ten", &["limits", "set", "--team", "ten"], 2, "'ten' is not a limit: give USD above 0 (e.g. 100, 12.50) or `off` to remove it"),
     ];
     v.retain(|c| !c.what.is_empty());
     v
