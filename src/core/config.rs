@@ -63,6 +63,8 @@ pub struct Config {
     pub limits: crate::core::limits::Settings,
     /// `[team]`: who this machine's sessions are recorded as.
     pub team: Team,
+    /// `[export]`: ccb's own OpenTelemetry export.
+    pub export: crate::core::export::Settings,
 }
 
 /// `[team]`: the shared ledger's view of this machine.
@@ -121,6 +123,7 @@ impl Default for Config {
             metering: Metering::default(),
             limits: crate::core::limits::Settings { alerts: vec![50, 80], ..Default::default() },
             team: Team::default(),
+            export: Default::default(),
         }
     }
 }
@@ -141,6 +144,7 @@ struct File {
     metering: FileMetering,
     limits: crate::core::limits::FileLimits,
     team: FileTeam,
+    export: crate::core::export::FileExport,
 }
 
 #[derive(Deserialize, Default)]
@@ -345,6 +349,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
         }
         c.team.user = Some(u);
     }
+    c.export = crate::core::export::settings::parse(file.export, &|o, m| at(o..o, m))?;
     let alerts = c.limits.alerts.clone();
     let admission_named = file.limits.names_admission();
     c.limits = crate::core::limits::parse_settings(file.limits, &|o, m| at(o..o, m), &|o| line_of(text, o))?;
@@ -566,6 +571,7 @@ impl Config {
         }
         out.push_str(&format!("\n[premium]\nat = {:?}\n", self.premium_at));
         out.push_str(&self.limits.to_toml());
+        out.push_str(&self.export.to_toml());
         out
     }
 }
