@@ -169,13 +169,15 @@ pub fn parse<E>(f: FileExport, at: &dyn Fn(usize, String) -> E) -> Result<Settin
         s.protocol = match v.get_ref().as_str() {
             "http/protobuf" => Protocol::Protobuf,
             "http/json" => Protocol::Json,
-            other => return Err(at(
-                v.span().start,
-                format!(
+            other => {
+                return Err(at(
+                    v.span().start,
+                    format!(
                     "[export] otlp_protocol '{}' must be \"http/protobuf\" or \"http/json\" (ccb does not speak gRPC)",
                     shown(other)
                 ),
-            )),
+                ))
+            }
         };
     }
     if let Some(v) = f.otlp_headers {

@@ -194,6 +194,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         run_id: p.run_id.clone(),
         resumed: p.resumed.is_some() || p.session_id.is_none(),
         meter: meter.clone(),
+        export: crate::session::export::Exporter::start(&p.config.export, p.sources.contains(&Source::Telemetry)),
     };
     if let Some(id) = &p.session_id {
         rec.begin(id);

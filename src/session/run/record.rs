@@ -58,18 +58,28 @@ pub(super) struct Recorder {
     pub(super) resumed: bool,
     /// The session's meter: a session learned after launch takes the ceiling it had.
     pub(super) meter: Arc<crate::session::meter::Meter>,
+    /// `[export]`: what the ledger is told goes to the OpenTelemetry collector too.
+    pub(super) export: Option<crate::session::export::Exporter>,
 }
 
 impl Recorder {
+    /// Record in the ledger, and export.
+    pub(super) fn send(&self, m: Msg) {
+        if let Some(x) = &self.export {
+            x.send(&m);
+        }
+        self.ledger.send(m);
+    }
+
     pub(super) fn begin(&mut self, id: &str) {
         if self.ids.iter().any(|i| i == id) {
             return;
         }
         self.ids.push(id.to_string());
         let ceiling = self.meter.ceiling().or(self.start.ceiling);
-        self.ledger.send(Msg::Begin(SessionStart { id: id.to_string(), ceiling, ..self.start.clone() }));
+        self.send(Msg::Begin(SessionStart { id: id.to_string(), ceiling, ..self.start.clone() }));
         if self.ids.len() == 1 {
-            self.ledger.send(Msg::BeginRun(crate::ledger::RunStart {
+            self.send(Msg::BeginRun(crate::ledger::RunStart {
                 id: self.run_id.clone(),
                 session_id: id.to_string(),
                 started_ms: self.start.started_ms,
@@ -98,10 +108,10 @@ impl supervisor::Observer for Recorder {
             estimated: priced.estimated,
             run_id: Some(self.run_id.clone()),
         };
-        self.ledger.send(Msg::Record(row));
+        self.send(Msg::Record(row));
     }
     fn repriced(&mut self, key: &str, cost: Usd, priced: crate::core::budget::Priced) {
-        self.ledger.send(Msg::Amend {
+        self.send(Msg::Amend {
             key: key.to_string(),
             cost,
             priced_by: priced.by.as_str(),
@@ -114,7 +124,7 @@ impl supervisor::Observer for Recorder {
     fn reason_used(&mut self, reason: &str) {
         self.start.reason = Some(reason.to_string());
         for id in &self.ids {
-            self.ledger.send(Msg::Reason { id: id.clone(), reason: reason.to_string() });
+            self.send(Msg::Reason { id: id.clone(), reason: reason.to_string() });
         }
     }
     fn threshold(&mut self, pct: u32, spent: Usd, ceiling: Usd) {
