@@ -125,13 +125,15 @@ fn attrs(list: &Value) -> HashMap<String, Value> {
     m
 }
 
+type Attrs = HashMap<String, Value>;
+
 /// What the collector decoded, flattened.
 #[derive(Default)]
 struct Export {
     /// (resource attributes, event name, record attributes, the record)
-    logs: Vec<(HashMap<String, Value>, String, HashMap<String, Value>, Value)>,
+    logs: Vec<(Attrs, String, Attrs, Value)>,
     /// (resource attributes, metric, data point)
-    points: Vec<(HashMap<String, Value>, Value, Value)>,
+    points: Vec<(Attrs, Value, Value)>,
     /// Every attribute name anywhere.
     names: Vec<String>,
     content_types: Vec<String>,

@@ -592,6 +592,7 @@ mod tests {
         assert_eq!(c.ceilings, d.ceilings);
         assert_eq!(c.opus_reasons, d.opus_reasons);
         assert_eq!(c.session_alerts, d.session_alerts);
+        assert_eq!(c.export, d.export);
     }
 
     #[test]
@@ -685,6 +686,14 @@ mod tests {
         let c = p("default_model = \"haiku\"\n[ceilings]\ninteractive = 7.5\n").unwrap();
         let again = p(&c.to_toml()).unwrap();
         assert_eq!(again.default_model, "haiku");
+        let e = p(
+            "[export]\notlp_endpoint = \"http://h:4318\"\notlp_headers = { a = \"SECRET\" }\nattributes = [\"user\"]\n",
+        )
+        .unwrap();
+        assert!(!e.to_toml().contains("SECRET"));
+        let shown = p(&e.to_toml()).unwrap().export;
+        assert_eq!((shown.endpoint, shown.allow), (e.export.endpoint.clone(), e.export.allow));
+        assert!(shown.headers.is_empty(), "shown without their values, headers are not read back");
         assert_eq!(again.ceilings, c.ceilings);
     }
 }
