@@ -542,3 +542,25 @@ fn config_show_and_dry_run_mask_the_headers() {
     assert!(err.contains("config.toml line 2: [export] otlp_headers must be a table"), "{err}");
     assert!(!err.contains(&token), "{err}");
 }
+
+/// A session refused before launch is a session of the ledger: exported, as it ended.
+#[test]
+fn a_refused_session_is_exported_as_refused() {
+    let c = Collector::start(0);
+    let home = ClaudeHome::new();
+    write_config(&home, &format!("[export]\notlp_endpoint = \"{}\"\notlp_protocol = \"http/json\"\n", c.endpoint()));
+    let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
+        .env("FAKE_SCRIPT", "usd:0.01;exit:0")
+        .args(["--model", "claude-opus-4-8", "-p", "go"]));
+    assert_eq!(code, 4, "a premium model without a reason is refused: {err}");
+    let e = export_of(&c);
+    assert_eq!(e.records("ccb.session.start").len(), 1);
+    assert!(e.records("ccb.api_request").is_empty());
+    let end = e.records("ccb.session.end");
+    assert_eq!(end.len(), 1);
+    assert_eq!(
+        (&end[0]["ccb.ending"], &end[0]["ccb.exit_code"], &end[0]["ccb.calls"]),
+        (&"refused".into(), &4.into(), &0.into())
+    );
+    assert_eq!(e.records("ccb.session.start")[0]["gen_ai.request.model"], "claude-opus-4-8");
+}

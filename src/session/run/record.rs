@@ -14,17 +14,25 @@ use std::sync::Arc;
 
 /// A session refused before launch, as one run that ended `refused`. A session recorded before
 /// (a resume refused at its ceiling) keeps its own row as it was: only the refused run is added.
-pub(super) fn record_refusal(start: &SessionStart, run_id: &str, existing: bool) {
+/// With `[export]`, the refusal is exported too (its start and its end; within the export's
+/// bound).
+pub(super) fn record_refusal(
+    start: &SessionStart,
+    run_id: &str,
+    existing: bool,
+    export: &crate::core::export::Settings,
+) {
+    let end = SessionEnd {
+        id: start.id.clone(),
+        ended_ms: now_ms(),
+        end: Ending::Refused,
+        exit_code: Some(exit::POLICY),
+        thresholds: vec![],
+    };
     if let Ok(l) = Ledger::open_default() {
         if !existing {
             let _ = l.begin(start);
-            let _ = l.end(&SessionEnd {
-                id: start.id.clone(),
-                ended_ms: now_ms(),
-                end: Ending::Refused,
-                exit_code: Some(exit::POLICY),
-                thresholds: vec![],
-            });
+            let _ = l.end(&end);
         }
         let _ = l.begin_run(&crate::ledger::RunStart {
             id: run_id.to_string(),
@@ -39,6 +47,13 @@ pub(super) fn record_refusal(start: &SessionStart, run_id: &str, existing: bool)
             end: Ending::Refused,
             exit_code: Some(exit::POLICY),
         });
+    }
+    if let Some(x) = crate::session::export::Exporter::start(export, false) {
+        x.send(&Msg::Begin(start.clone()));
+        x.send(&Msg::End(end));
+        if let Some(line) = x.finish().line() {
+            crate::note!("{line}");
+        }
     }
 }
 
