@@ -46,12 +46,17 @@ struct Collector {
 impl Collector {
     /// `fail`: the first requests answered 503.
     fn start(fail: u32) -> Collector {
+        Collector::start_with(fail, &[])
+    }
+
+    fn start_with(fail: u32, extra: &[&std::ffi::OsStr]) -> Collector {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("received.jsonl");
         let mut child = Command::new(python())
             .arg(repo_root().join("tests/otlp/collector.py"))
             .arg(&out)
             .args(["--fail", &fail.to_string()])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -563,4 +568,48 @@ fn a_refused_session_is_exported_as_refused() {
         (&"refused".into(), &4.into(), &0.into())
     );
     assert_eq!(e.records("ccb.session.start")[0]["gen_ai.request.model"], "claude-opus-4-8");
+}
+
+/// HTTPS to a collector whose certificate a throwaway CA signed: delivered when ccb trusts the CA
+/// (`SSL_CERT_FILE`, as for the gate), refused when it does not.
+#[test]
+fn https_trusts_what_claude_trusts_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "ccb otlp test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let (ca_file, cert, key) = (dir.path().join("ca.pem"), dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    let c = Collector::start_with(0, &["--tls".as_ref(), cert.as_os_str(), key.as_os_str()]);
+    let endpoint = format!("https://127.0.0.1:{}", c.port);
+    for trusted in [false, true] {
+        let home = ClaudeHome::new();
+        write_config(&home, &format!("[export]\notlp_endpoint = \"{endpoint}\"\n"));
+        let session = new_session_id();
+        let mut cmd = ccb_command(&home, "http://127.0.0.1:9", &fake_bin());
+        cmd.env_remove("SSL_CERT_FILE").env_remove("NODE_EXTRA_CA_CERTS");
+        if trusted {
+            cmd.env("SSL_CERT_FILE", &ca_file);
+        }
+        let (code, _, err) =
+            run(cmd.env("FAKE_SCRIPT", "usd:0.01;exit:0").args(["-p", "--session-id", &session, "go"]));
+        assert_eq!(code, 0, "{err}");
+        let got = export_of(&c).logs.iter().filter(|l| l.2["session.id"] == session.as_str()).count();
+        if trusted {
+            assert_eq!(got, 3, "start, call, end over HTTPS: {err}");
+            assert!(!err.contains("not delivered"), "{err}");
+        } else {
+            assert_eq!(got, 0, "an untrusted certificate gets nothing");
+            assert!(err.contains("not delivered"), "{err}");
+        }
+    }
 }

@@ -2,7 +2,7 @@
 OpenTelemetry protocol definitions (PyPI's opentelemetry-proto, generated from the .proto files;
 scripts/install-otlp installs it), never with ccb's own code.
 
-    collector.py OUT [--fail N]
+    collector.py OUT [--fail N] [--tls CERT KEY]
 
 Listens on a free loopback port and prints it on stdout. Each POST to /v1/logs or /v1/metrics is
 decoded by its content type (application/x-protobuf: the binary encoding; application/json:
@@ -10,10 +10,12 @@ OTLP/JSON, parsed strictly by protobuf's json_format, so an unknown or misspelle
 appended to OUT as one JSON line: {"path", "content_type", "headers", "request"} where request is
 the decoded message (protobuf's own dict form, proto field names). What cannot be decoded is
 answered 400 and written as {"path", "error"}. With --fail N, the first N requests are answered
-503 (retryable) before anything is decoded. Runs until killed.
+503 (retryable) before anything is decoded. With --tls, it speaks HTTPS with that certificate
+chain and key (PEM files). Runs until killed.
 """
 
 import json
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -101,5 +103,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+if "--tls" in sys.argv:
+    i = sys.argv.index("--tls")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[i + 1], sys.argv[i + 2])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 server.serve_forever()
