@@ -613,3 +613,35 @@ fn https_trusts_what_claude_trusts_and_nothing_else() {
         }
     }
 }
+
+/// More records than the queue holds while the collector is silent: the oldest are dropped, and
+/// ccb's log and its last line say how many; the ledger has every call.
+#[test]
+fn a_full_queue_drops_the_oldest_and_says_how_many() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let home = ClaudeHome::new();
+    write_config(
+        &home,
+        &format!("[export]\notlp_endpoint = \"http://127.0.0.1:{}\"\n", silent.local_addr().unwrap().port()),
+    );
+    let calls = 5_000;
+    let script = format!("{}exit:0", "usd:0.000001;".repeat(calls));
+    let session = new_session_id();
+    let log = home.path().join("ccb.log");
+    let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
+        .env("FAKE_SCRIPT", &script)
+        .env("CCB_LOG", "info")
+        .env("CCB_LOG_FILE", &log)
+        .args(["-p", "--session-id", &session, "go"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(ledger_rows(&home, &session).len(), calls, "the ledger has every call");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let line = logged.lines().find(|l| l.contains("records dropped")).unwrap_or_else(|| panic!("{logged}"));
+    let dropped: u64 = line.split("session::export: ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    // The session's start, its calls and its end, less what the queue holds and the batch in
+    // flight: at least this many went.
+    assert!(dropped >= (calls + 2 - 4_096 - 512) as u64, "{line}");
+    assert!(logged.contains("the queue is full (4096 records): the oldest are dropped from now on"), "{logged}");
+    assert!(err.contains(&format!("{dropped} dropped while the queue was full")), "{err}");
+    drop(silent);
+}

@@ -132,10 +132,10 @@ impl Exporter {
         let owned = settings.clone();
         let spawned = std::thread::Builder::new().name("ccb-export".into()).spawn(move || run(&here, &owned));
         if let Err(e) = spawned {
-            log::warn!("export: cannot start its thread: {e}");
+            log::warn!("cannot start its thread: {e}");
             return None;
         }
-        log::debug!("export: OTLP {} to {}", settings.protocol.as_str(), collector(&endpoint));
+        log::debug!("OTLP {} to {}", settings.protocol.as_str(), collector(&endpoint));
         Some(Exporter { shared, collector: collector(&endpoint) })
     }
 
@@ -146,7 +146,7 @@ impl Exporter {
         let before = st.outbox.dropped;
         st.outbox.push(e, now_ns());
         if st.outbox.dropped > before && before == 0 {
-            log::warn!("export: the queue is full ({} records): the oldest are dropped from now on", export::QUEUE);
+            log::warn!("the queue is full ({} records): the oldest are dropped from now on", export::QUEUE);
         }
         if st.outbox.len() >= export::MAX_BATCH {
             self.shared.wake.notify_all();
@@ -190,7 +190,7 @@ impl Exporter {
         };
         if r.dropped > 0 {
             log::warn!(
-                "export: {} records dropped ({} of them calls): the queue of {} was full",
+                "{} records dropped ({} of them calls): the queue of {} was full",
                 r.dropped,
                 st.outbox.dropped_calls,
                 export::QUEUE
@@ -198,11 +198,11 @@ impl Exporter {
         }
         if r.decreases > 0 {
             log::info!(
-                "export: {} calls' figures went down after they were sent; ccb.cost.usd cannot, their ccb.api_request.repriced records carry it",
+                "{} calls' figures went down after they were sent; ccb.cost.usd cannot, their ccb.api_request.repriced records carry it",
                 r.decreases
             );
         }
-        log::debug!("export: {} records delivered, {} not", r.delivered, r.undelivered);
+        log::debug!("{} records delivered, {} not", r.delivered, r.undelivered);
         r
     }
 }
@@ -260,7 +260,7 @@ fn run(shared: &Shared, settings: &Settings) {
         // The roots claude trusts (the system's bundle, SSL_CERT_FILE, NODE_EXTRA_CA_CERTS).
         let (tls, problems) = crate::session::gate::tls_config(&|k: &str| std::env::var(k).ok());
         for p in problems {
-            log::warn!("export: {p}");
+            log::warn!("{p}");
         }
         b = b.tls_config(tls);
     }
@@ -290,7 +290,7 @@ fn run(shared: &Shared, settings: &Settings) {
         for (signal, body) in [("logs", logs), ("metrics", metrics)] {
             let (Some(body), Some(url)) = (body, settings.signal_url(signal)) else { continue };
             if let Err(why) = post(&agent, &url, settings, &body, deadline) {
-                log::warn!("export: a batch of {signal} ({} records) not delivered: {why}", batch.records());
+                log::warn!("a batch of {signal} ({} records) not delivered: {why}", batch.records());
                 failure = Some(why);
             }
         }
