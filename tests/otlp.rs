@@ -246,12 +246,19 @@ fn nanos(v: &Value) -> i64 {
 
 /// Every call the ledger holds is one `ccb.api_request` record with its exact figures, and the
 /// metrics add up to the ledger; the session's start and end are there. Returns the export.
-fn assert_matches_ledger(c: &Collector, home: &ClaudeHome, session: &str, user: &str, class: &str) -> Export {
+fn assert_matches_ledger(
+    c: &Collector,
+    home: &ClaudeHome,
+    session: &str,
+    user: &str,
+    class: &str,
+    err: &str,
+) -> Export {
     let e = export_of(c);
     let rows = ledger_rows(home, session);
     assert!(!rows.is_empty(), "the ledger has the session's calls");
     let calls = e.records("ccb.api_request");
-    assert_eq!(calls.len(), rows.len(), "one record per call in the ledger");
+    assert_eq!(calls.len(), rows.len(), "one record per call in the ledger; ccb said: {err}");
     let meter = ledger_meter(home, session);
     let by_id: HashMap<&str, &&HashMap<String, Value>> =
         calls.iter().map(|a| (a["gen_ai.response.id"].as_str().unwrap(), a)).collect();
@@ -336,7 +343,10 @@ fn secret(prefix: &str) -> String {
 
 /// Many calls from the fake child (main agent, a subagent, two models), exported in `protocol`:
 /// every one decoded and equal to the ledger; the header reached the collector and nowhere else.
-fn volume(protocol: &str, fail: u32) {
+/// `live`: without claude's telemetry no figure can change, so each call is sent within 2 s,
+/// while the session runs (a pause at the end lets that happen); else they wait for a figure
+/// and go at the end, within its bound.
+fn volume(protocol: &str, fail: u32, live: bool) {
     let c = Collector::start(fail);
     // claude's variables, pointing elsewhere: ccb's export must not follow them.
     let decoy = Collector::start(0);
@@ -345,7 +355,8 @@ fn volume(protocol: &str, fail: u32) {
     write_config(
         &home,
         &format!(
-            "[team]\nuser = \"ada-otlp\"\n[export]\notlp_endpoint = \"{}\"\notlp_protocol = \"{protocol}\"\notlp_headers = {{ authorization = \"Bearer {token}\" }}\n",
+            "[team]\nuser = \"ada-otlp\"\n[metering]\ntelemetry = {}\n[export]\notlp_endpoint = \"{}\"\notlp_protocol = \"{protocol}\"\notlp_headers = {{ authorization = \"Bearer {token}\" }}\n",
+            !live,
             c.endpoint()
         ),
     );
@@ -357,7 +368,7 @@ fn volume(protocol: &str, fail: u32) {
             _ => "usd:0.001234567;",
         });
     }
-    script.push_str("exit:0");
+    script.push_str(if live { "sleep:3000;exit:0" } else { "exit:0" });
     let session = new_session_id();
     let log = home.path().join("ccb.log");
     let other = if protocol == "http/json" { "http/protobuf" } else { "http/json" };
@@ -370,7 +381,7 @@ fn volume(protocol: &str, fail: u32) {
         .env("OTEL_EXPORTER_OTLP_HEADERS", "x-from-env=ENVHEADER")
         .args(["-p", "--session-id", &session, "go"]));
     assert_eq!(code, 0, "{err}");
-    let e = assert_matches_ledger(&c, &home, &session, "ada-otlp", "programmatic");
+    let e = assert_matches_ledger(&c, &home, &session, "ada-otlp", "programmatic", &err);
     assert_eq!(e.records("ccb.api_request").len(), 150);
     assert_eq!(e.records("ccb.api_request").iter().filter(|a| a["ccb.subagent"] == true).count(), 15);
     let want = if protocol == "http/json" { "application/json" } else { "application/x-protobuf" };
@@ -389,16 +400,21 @@ fn volume(protocol: &str, fail: u32) {
         assert!(!text.contains(&token), "the header's value in {place}");
     }
     assert!(!err.contains("not delivered"), "{err}");
+    if live {
+        let requests: Vec<String> = c.received().iter().map(|r| r.to_string()).collect();
+        let end = requests.iter().position(|r| r.contains("ccb.session.end")).unwrap();
+        assert!(!requests[end].contains("ccb.api_request"), "the calls went while the session ran");
+    }
 }
 
 #[test]
 fn fake_child_calls_are_exported_exactly_in_protobuf() {
-    volume("http/protobuf", 0);
+    volume("http/protobuf", 0, false);
 }
 
 #[test]
-fn fake_child_calls_are_exported_exactly_in_json_through_retries() {
-    volume("http/json", 2);
+fn fake_child_calls_are_exported_exactly_in_json_while_the_session_runs_through_retries() {
+    volume("http/json", 2, true);
 }
 
 /// The real claude, against the mock API, with claude's own telemetry on: the figures are
@@ -419,7 +435,7 @@ fn a_real_claude_session_is_exported_as_the_ledger_records_it_without_its_words(
         run(ccb_command(&home, &api.base_url(), &claude_bin()).args(["-p", &prompt, "--session-id", &session]));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&answer), "{out}");
-    let e = assert_matches_ledger(&c, &home, &session, "grace", "programmatic");
+    let e = assert_matches_ledger(&c, &home, &session, "grace", "programmatic", &err);
     let main: Vec<_> =
         e.records("ccb.api_request").into_iter().filter(|a| a["gen_ai.usage.output_tokens"] == 200).collect();
     assert!(!main.is_empty(), "the answer's call");
