@@ -13,6 +13,9 @@
 //! `ccb.api_request.repriced` record, and an increase is added to `ccb.cost.usd`; a monotonic sum
 //! cannot go down, so a decrease is in that record only. The session's thread that sends the
 //! batches is [`crate::session::export`]; the two encodings are in [`wire`].
+//!
+//! Over 600 lines: the outbox's order, settling and bound and the records it builds are one
+//! state machine, read together when a figure is questioned; a third is its tests.
 
 pub mod settings;
 pub mod wire;
