@@ -38,6 +38,8 @@ struct Counts {
     failed: u64,
     /// Log records of the batch being sent.
     in_flight: u64,
+    /// Batches whose metrics were not delivered.
+    metrics_failed: u64,
     /// The last reason a batch was not delivered.
     problem: Option<String>,
     done: bool,
@@ -71,6 +73,8 @@ pub struct Report {
     pub dropped: u64,
     /// Decreases of a call's figure that `ccb.cost.usd` could not carry.
     pub decreases: u64,
+    /// Batches whose metric points were not delivered (their log records may have been).
+    pub metrics_failed: u64,
     pub problem: Option<String>,
     /// `host:port` of the collector (never its path, which may be a secret).
     pub collector: String,
@@ -79,13 +83,21 @@ pub struct Report {
 impl Report {
     /// One line for the user when something was not delivered; None when all was.
     pub fn line(&self) -> Option<String> {
-        if self.undelivered == 0 && self.dropped == 0 {
+        let lost = self.undelivered + self.dropped;
+        let mut what = Vec::new();
+        if lost > 0 {
+            what.push(format!("{lost} of {} records", self.delivered + lost));
+        }
+        if self.metrics_failed > 0 {
+            let n = self.metrics_failed;
+            what.push(format!("the metrics of {n} batch{}", if n == 1 { "" } else { "es" }));
+        }
+        if what.is_empty() {
             return None;
         }
-        let total = self.delivered + self.undelivered + self.dropped;
         let mut s = format!(
-            "ccb: OpenTelemetry export: {} of {total} records not delivered to the collector at {}",
-            self.undelivered + self.dropped,
+            "ccb: OpenTelemetry export: {} not delivered to the collector at {}",
+            what.join(" and "),
             self.collector
         );
         if let Some(p) = &self.problem {
@@ -185,6 +197,7 @@ impl Exporter {
             undelivered,
             dropped: st.outbox.dropped,
             decreases: st.outbox.decreases,
+            metrics_failed: c.metrics_failed,
             problem: c.problem.clone(),
             collector: self.collector.clone(),
         };
@@ -286,22 +299,30 @@ fn run(shared: &Shared, settings: &Settings) {
             }
         };
         let (logs, metrics) = wire::encode(&batch, json, version);
-        let mut failure = None;
-        for (signal, body) in [("logs", logs), ("metrics", metrics)] {
+        let mut failed = [None, None];
+        for (i, (signal, body)) in [("logs", logs), ("metrics", metrics)].into_iter().enumerate() {
             let (Some(body), Some(url)) = (body, settings.signal_url(signal)) else { continue };
             if let Err(why) = post(&agent, &url, settings, &body, deadline) {
-                log::warn!("a batch of {signal} ({} records) not delivered: {why}", batch.records());
-                failure = Some(why);
+                log::warn!(
+                    "a batch of {signal} not delivered ({} log records, {} calls): {why}",
+                    batch.records(),
+                    batch.calls
+                );
+                failed[i] = Some(why);
             }
         }
         let mut st = shared.lock();
         st.counts.in_flight = 0;
-        match failure {
+        let [logs_failed, metrics_failed] = failed;
+        match &logs_failed {
             None => st.counts.delivered += batch.records(),
-            Some(why) => {
-                st.counts.failed += batch.records();
-                st.counts.problem = Some(why);
-            }
+            Some(_) => st.counts.failed += batch.records(),
+        }
+        if metrics_failed.is_some() {
+            st.counts.metrics_failed += 1;
+        }
+        if let Some(why) = logs_failed.or(metrics_failed) {
+            st.counts.problem = Some(why);
         }
     }
 }
@@ -443,5 +464,10 @@ mod tests {
         let line = r.line().unwrap();
         assert!(line.contains("3 of 4 records not delivered") && line.contains(&format!("127.0.0.1:{port}")), "{line}");
         assert_eq!(Report::default().line(), None);
+        let m = Report { delivered: 5, metrics_failed: 1, collector: "h:1".into(), ..Report::default() };
+        assert_eq!(
+            m.line().unwrap(),
+            "ccb: OpenTelemetry export: the metrics of 1 batch not delivered to the collector at h:1"
+        );
     }
 }
