@@ -208,13 +208,14 @@ struct Row {
     cache_write: i64,
     cache_read: i64,
     cost: i64,
+    priced_by: String,
 }
 
 fn ledger_rows(home: &ClaudeHome, session: &str) -> Vec<Row> {
     let db = open_ledger(&ledger_path(home));
     let mut st = db
         .prepare(
-            "SELECT key, model, input, output, cache_write_5m + cache_write_1h, cache_read, cost_nanos
+            "SELECT key, model, input, output, cache_write_5m + cache_write_1h, cache_read, cost_nanos, priced_by
              FROM usage WHERE session_id = ?1 ORDER BY key",
         )
         .unwrap();
@@ -227,6 +228,7 @@ fn ledger_rows(home: &ClaudeHome, session: &str) -> Vec<Row> {
             cache_write: r.get(4)?,
             cache_read: r.get(5)?,
             cost: r.get(6)?,
+            priced_by: r.get(7)?,
         })
     })
     .unwrap()
@@ -268,6 +270,7 @@ fn assert_matches_ledger(
         assert_eq!(a["ccb.cost.usd_nanos"], r.cost, "{}: the ledger's figure to the nano-dollar", r.key);
         assert_eq!(nanos(&a["ccb.cost.usd"]), r.cost, "{}: the double is the same figure", r.key);
         assert_eq!(a["gen_ai.response.model"], r.model.as_str());
+        assert_eq!(a["ccb.priced_by"], r.priced_by.as_str(), "{}: the same pricer as the ledger", r.key);
         assert_eq!(a["gen_ai.usage.output_tokens"], r.output);
         assert_eq!(a["ccb.usage.uncached.input_tokens"], r.input);
         assert_eq!(a["gen_ai.usage.cache_read.input_tokens"], r.cache_read);
@@ -440,6 +443,7 @@ fn a_real_claude_session_is_exported_as_the_ledger_records_it_without_its_words(
         e.records("ccb.api_request").into_iter().filter(|a| a["gen_ai.usage.output_tokens"] == 200).collect();
     assert!(!main.is_empty(), "the answer's call");
     for a in main {
+        assert_eq!(a["ccb.priced_by"], "claude", "claude's own figure, waited for");
         assert_eq!(a["ccb.usage.uncached.input_tokens"], 1_000);
         assert_eq!(a["gen_ai.usage.cache_read.input_tokens"], 5_000);
         assert_eq!(a["ccb.usage.cache_creation.5m.input_tokens"], 300);
