@@ -71,8 +71,14 @@ fn main() {
         c.query_one("SELECT 1", &[]).unwrap();
         floor.push(t.elapsed().as_secs_f64() * 1e3);
         let hold = format!("bench-{i}");
-        let call =
-            pg::Call { hold_id: &hold, user: "u1", host: "h", session_id: "s1", nanos: 5_000_000, now_ms: ccb::ledger::now_ms() };
+        let call = pg::Call {
+            hold_id: &hold,
+            user: "u1",
+            host: "h",
+            session_id: "s1",
+            nanos: 5_000_000,
+            now_ms: ccb::ledger::now_ms(),
+        };
         let t = Instant::now();
         let a = pg::admit(&mut c, &call, &start_of).unwrap();
         admit.push(t.elapsed().as_secs_f64() * 1e3);

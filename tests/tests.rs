@@ -31,6 +31,7 @@ mod limits;
 mod logging;
 mod mock_smoke;
 mod orphans;
+mod otlp;
 mod prices;
 mod reliability;
 mod resume;

@@ -63,6 +63,8 @@ pub struct Config {
     pub limits: crate::core::limits::Settings,
     /// `[team]`: who this machine's sessions are recorded as.
     pub team: Team,
+    /// `[export]`: ccb's own OpenTelemetry export.
+    pub export: crate::core::export::Settings,
 }
 
 /// `[team]`: the shared ledger's view of this machine.
@@ -127,6 +129,7 @@ impl Default for Config {
             metering: Metering::default(),
             limits: crate::core::limits::Settings { alerts: vec![50, 80], ..Default::default() },
             team: Team::default(),
+            export: Default::default(),
         }
     }
 }
@@ -147,6 +150,7 @@ struct File {
     metering: FileMetering,
     limits: crate::core::limits::FileLimits,
     team: FileTeam,
+    export: crate::core::export::FileExport,
     ledger: FileLedger,
 }
 
@@ -379,6 +383,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
                 Some(crate::core::team::parse_url(&u).map_err(|why| at(span, format!("[ledger] url: {why}")))?);
         }
     }
+    c.export = crate::core::export::settings::parse(file.export, &|o, m| at(o..o, m))?;
     let alerts = c.limits.alerts.clone();
     let admission_named = file.limits.names_admission();
     c.limits = crate::core::limits::parse_settings(file.limits, &|o, m| at(o..o, m), &|o| line_of(text, o))?;
@@ -615,6 +620,7 @@ impl Config {
             self.team.offline.as_str(),
             self.team.share_unmetered
         ));
+        out.push_str(&self.export.to_toml());
         out
     }
 }
@@ -652,6 +658,7 @@ mod tests {
         assert_eq!(c.ceilings, d.ceilings);
         assert_eq!(c.opus_reasons, d.opus_reasons);
         assert_eq!(c.session_alerts, d.session_alerts);
+        assert_eq!(c.export, d.export);
     }
 
     #[test]
@@ -745,6 +752,14 @@ mod tests {
         let c = p("default_model = \"haiku\"\n[ceilings]\ninteractive = 7.5\n").unwrap();
         let again = p(&c.to_toml()).unwrap();
         assert_eq!(again.default_model, "haiku");
+        let e = p(
+            "[export]\notlp_endpoint = \"http://h:4318\"\notlp_headers = { a = \"SECRET\" }\nattributes = [\"user\"]\n",
+        )
+        .unwrap();
+        assert!(!e.to_toml().contains("SECRET"));
+        let shown = p(&e.to_toml()).unwrap().export;
+        assert_eq!((shown.endpoint, shown.allow), (e.export.endpoint.clone(), e.export.allow));
+        assert!(shown.headers.is_empty(), "shown without their values, headers are not read back");
         assert_eq!(again.ceilings, c.ceilings);
     }
 }

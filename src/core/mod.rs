@@ -10,6 +10,7 @@
 //!   leads to), [`plan`] (billing mode, payer, class, ceiling), [`exit`] (exit codes and endings);
 //! - the user's words: [`args`], [`config`] (parsed, not read), [`human`] (formatting);
 //! - reports: [`report`], [`pool`]; the team ledger's settings: [`team`];
+//! - ccb's own OpenTelemetry export, built and encoded: [`export`];
 //! - names written down as text (the ledger's columns): [`recorded`], whose enums read back a
 //!   name from a newer ccb as `Unknown(name)`, verbatim.
 
@@ -18,6 +19,7 @@ pub mod budget;
 pub mod config;
 pub mod endpoint;
 pub mod exit;
+pub mod export;
 pub mod human;
 pub mod limits;
 pub mod money;

@@ -3,6 +3,7 @@
 //! [`follow`]) and the live counter they share ([`meter`]); claude's private settings file
 //! ([`settings`]) and the first-party path ([`first_party`]).
 
+pub mod export;
 pub mod first_party;
 pub mod follow;
 pub mod gate;

@@ -73,6 +73,8 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
                 "env": settings_env,
             })),
             "config": p.config.path.as_ref().map(|c| c.display().to_string()),
+            // Header names only: their values are secrets.
+            "export": p.config.export.describe(),
             "prices": {
                 "claude_version": p.claude_version,
                 "release": p.prices.release,
@@ -192,6 +194,9 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
                 what.join(" and ")
             ),
         );
+    }
+    if let Some(e) = p.config.export.describe() {
+        row("export", e);
     }
     row("args", args::display(&shown));
     Ok(0)

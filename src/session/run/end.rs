@@ -59,7 +59,7 @@ pub(super) fn account(
             rec.begin(&id);
         }
     }
-    rec.ledger.send(Msg::EndRun(crate::ledger::RunEnd {
+    rec.send(Msg::EndRun(crate::ledger::RunEnd {
         id: p.run_id.clone(),
         ended_ms: now_ms(),
         end: end.clone(),
@@ -73,12 +73,16 @@ pub(super) fn account(
             exit_code: Some(code),
             thresholds: out.fired.clone(),
         };
-        rec.ledger.send(Msg::End(e));
+        rec.send(Msg::End(e));
     }
     if !rec.learned.is_empty() {
         if let Err(e) = crate::sys::prices::save_learned(&rec.learned) {
             crate::note!("ccb: cannot keep the rates learned this session ({})", paths::io_reason(&e));
         }
+    }
+    // The export's last batches go while the ledger's last writes do.
+    if let Some(x) = &rec.export {
+        x.close();
     }
     let written = rec.ledger.finish();
     let repair = || match rec.ids.first() {
@@ -102,6 +106,9 @@ pub(super) fn account(
             crate::ledger::writer::thousands(crate::ledger::writer::KEEP_RESPONSES as u64),
             repair()
         );
+    }
+    if let Some(line) = rec.export.take().and_then(|x| x.finish().line()) {
+        crate::note!("{line}");
     }
     for problem in std::mem::replace(&mut rec.alerts, alert::Dispatcher::new(Default::default()))
         .finish(std::time::Duration::from_secs(3))

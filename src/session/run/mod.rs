@@ -93,7 +93,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     let overage = match check_pool(&p) {
         Ok(o) => o,
         Err(e) => {
-            record_refusal(&start, &p.run_id, p.resumed.is_some());
+            record_refusal(&start, &p.run_id, p.resumed.is_some(), &p.config.export);
             refuse_in_protocol(argv, &e.message);
             return Err(e.into());
         }
@@ -103,7 +103,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     let (resumed_spend, ceiling) = match resumed_ceiling(&p) {
         Ok(r) => r,
         Err(e) => {
-            record_refusal(&start, &p.run_id, true);
+            record_refusal(&start, &p.run_id, true, &p.config.export);
             refuse_in_protocol(argv, &e.message);
             return Err(e.into());
         }
@@ -114,7 +114,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     {
         Ok(l) => l,
         Err(e) => {
-            record_refusal(&start, &p.run_id, p.resumed.is_some());
+            record_refusal(&start, &p.run_id, p.resumed.is_some(), &p.config.export);
             refuse_in_protocol(argv, &e.message);
             return Err(e.into());
         }
@@ -194,6 +194,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         run_id: p.run_id.clone(),
         resumed: p.resumed.is_some() || p.session_id.is_none(),
         meter: meter.clone(),
+        export: crate::session::export::Exporter::start(&p.config.export, p.sources.contains(&Source::Telemetry)),
     };
     if let Some(id) = &p.session_id {
         rec.begin(id);

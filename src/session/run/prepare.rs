@@ -130,7 +130,7 @@ pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
                 };
                 let existing = id.is_some()
                     && Ledger::open_default().is_ok_and(|l| l.session_spend(&start.id).is_ok_and(|s| s.is_some()));
-                record_refusal(&start, &uuid::Uuid::new_v4().to_string(), existing);
+                record_refusal(&start, &uuid::Uuid::new_v4().to_string(), existing, &config.export);
             }
             return Err(e);
         }

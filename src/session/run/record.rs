@@ -14,17 +14,25 @@ use std::sync::Arc;
 
 /// A session refused before launch, as one run that ended `refused`. A session recorded before
 /// (a resume refused at its ceiling) keeps its own row as it was: only the refused run is added.
-pub(super) fn record_refusal(start: &SessionStart, run_id: &str, existing: bool) {
+/// With `[export]`, the refusal is exported too (its start and its end; within the export's
+/// bound).
+pub(super) fn record_refusal(
+    start: &SessionStart,
+    run_id: &str,
+    existing: bool,
+    export: &crate::core::export::Settings,
+) {
+    let end = SessionEnd {
+        id: start.id.clone(),
+        ended_ms: now_ms(),
+        end: Ending::Refused,
+        exit_code: Some(exit::POLICY),
+        thresholds: vec![],
+    };
     if let Ok(l) = Ledger::open_default() {
         if !existing {
             let _ = l.begin(start);
-            let _ = l.end(&SessionEnd {
-                id: start.id.clone(),
-                ended_ms: now_ms(),
-                end: Ending::Refused,
-                exit_code: Some(exit::POLICY),
-                thresholds: vec![],
-            });
+            let _ = l.end(&end);
         }
         let _ = l.begin_run(&crate::ledger::RunStart {
             id: run_id.to_string(),
@@ -39,6 +47,13 @@ pub(super) fn record_refusal(start: &SessionStart, run_id: &str, existing: bool)
             end: Ending::Refused,
             exit_code: Some(exit::POLICY),
         });
+    }
+    if let Some(x) = crate::session::export::Exporter::start(export, false) {
+        x.send(&Msg::Begin(start.clone()));
+        x.send(&Msg::End(end));
+        if let Some(line) = x.finish().line() {
+            crate::note!("{line}");
+        }
     }
 }
 
@@ -58,18 +73,28 @@ pub(super) struct Recorder {
     pub(super) resumed: bool,
     /// The session's meter: a session learned after launch takes the ceiling it had.
     pub(super) meter: Arc<crate::session::meter::Meter>,
+    /// `[export]`: what the ledger is told goes to the OpenTelemetry collector too.
+    pub(super) export: Option<crate::session::export::Exporter>,
 }
 
 impl Recorder {
+    /// Record in the ledger, and export.
+    pub(super) fn send(&self, m: Msg) {
+        if let Some(x) = &self.export {
+            x.send(&m);
+        }
+        self.ledger.send(m);
+    }
+
     pub(super) fn begin(&mut self, id: &str) {
         if self.ids.iter().any(|i| i == id) {
             return;
         }
         self.ids.push(id.to_string());
         let ceiling = self.meter.ceiling().or(self.start.ceiling);
-        self.ledger.send(Msg::Begin(SessionStart { id: id.to_string(), ceiling, ..self.start.clone() }));
+        self.send(Msg::Begin(SessionStart { id: id.to_string(), ceiling, ..self.start.clone() }));
         if self.ids.len() == 1 {
-            self.ledger.send(Msg::BeginRun(crate::ledger::RunStart {
+            self.send(Msg::BeginRun(crate::ledger::RunStart {
                 id: self.run_id.clone(),
                 session_id: id.to_string(),
                 started_ms: self.start.started_ms,
@@ -98,10 +123,10 @@ impl supervisor::Observer for Recorder {
             estimated: priced.estimated,
             run_id: Some(self.run_id.clone()),
         };
-        self.ledger.send(Msg::Record(row));
+        self.send(Msg::Record(row));
     }
     fn repriced(&mut self, key: &str, cost: Usd, priced: crate::core::budget::Priced) {
-        self.ledger.send(Msg::Amend {
+        self.send(Msg::Amend {
             key: key.to_string(),
             cost,
             priced_by: priced.by.as_str(),
@@ -114,7 +139,7 @@ impl supervisor::Observer for Recorder {
     fn reason_used(&mut self, reason: &str) {
         self.start.reason = Some(reason.to_string());
         for id in &self.ids {
-            self.ledger.send(Msg::Reason { id: id.clone(), reason: reason.to_string() });
+            self.send(Msg::Reason { id: id.clone(), reason: reason.to_string() });
         }
     }
     fn threshold(&mut self, pct: u32, spent: Usd, ceiling: Usd) {
