@@ -413,6 +413,15 @@ fn a_team_daily_limit_holds_across_two_machines_and_offline_modes_do_what_they_s
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(nanos(&v["limits"][0]["spent"]), ada_c + bob_c, "{v}");
     assert_eq!(nanos(&v["limits"][0]["reserved"]), 0, "no hold outlives its call: {v}");
+    // A machine whose own config says otherwise hears it, once, at the start and in --dry-run.
+    write_config(&bob, &format!("[ledger]\nurl = \"{url}\"\n[team]\nuser = \"bob\"\n{strict}daily = 5\n"));
+    let (code, out, err) = run(ccb_command(&bob, &api.base_url(), &claude_bin()).args(["--dry-run", "-p", "hi"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("this config's [limits] daily = $5.00 differs from the team's daily limit of $3.00 on the team ledger; both apply"),
+        "{out}"
+    );
+    assert!(out.contains("if the server does not answer within 200 ms, team limits are enforced with this machine's spend only (weaker than strict"), "{out}");
 
     // The server gone: `refuse` refuses the first call; `local` enforces the limit against this
     // machine's own spend (weaker: it cannot see bob's).

@@ -76,6 +76,28 @@ fn read_cache(path: &std::path::Path) -> Option<Vec<TeamLimit>> {
     )
 }
 
+/// The config's own top-level limits that differ from the team's of the same period (as last
+/// read from the server, kept beside the ledger): one line each, for the session's start and
+/// `--dry-run`. Both apply; the line says so.
+pub fn disagreements(config: &crate::core::config::Config) -> Vec<String> {
+    let Some(cache) = crate::ledger::default_path().map(|l| cache_path(&l)) else { return Vec::new() };
+    let Some(team) = read_cache(&cache) else { return Vec::new() };
+    let mut out = Vec::new();
+    for l in config.limits.limits.iter().filter(|l| l.scope.is_everything()) {
+        let period = l.period.as_str();
+        if let Some(t) = team.iter().find(|t| t.user.is_none() && t.period == period) {
+            if t.amount_nanos != l.amount.nanos() {
+                out.push(format!(
+                    "ccb: note: this config's [limits] {period} = {} differs from the team's {period} limit of {} on the team ledger; both apply",
+                    l.amount,
+                    Usd(t.amount_nanos)
+                ));
+            }
+        }
+    }
+    out
+}
+
 impl TeamGate {
     /// Start the worker (it connects in the background: nothing here waits on the network).
     pub fn start(

@@ -102,6 +102,7 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
                 "offline": p.config.team.offline.as_str(),
                 "offline_text": team_offline_text(p),
                 "last_problem": crate::ledger::default_path().and_then(|l| crate::session::sync::last_problem(&l)),
+                "notes": crate::session::team::disagreements(&p.config),
             })),
         });
         crate::out!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -165,6 +166,9 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
                     last.map(|l| format!("; last sync failed: {l}")).unwrap_or_default()
                 ),
             );
+            for line in crate::session::team::disagreements(&p.config) {
+                row("note", line.trim_start_matches("ccb: note: ").to_string());
+            }
         }
     }
     row("terminal", if plan.pty { "pty".into() } else { "pipes".into() });

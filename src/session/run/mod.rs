@@ -230,6 +230,9 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         if let Some(problem) = crate::ledger::default_path().and_then(|l| crate::session::sync::last_problem(&l)) {
             crate::note!("ccb: warning: {problem}; this session records on this machine and is delivered later");
         }
+        for line in crate::session::team::disagreements(&p.config) {
+            crate::note!("{line}");
+        }
     }
     let start_sources = {
         let (meter, prices, sender) = (meter.clone(), prices.clone(), inbox.sender());
