@@ -544,3 +544,108 @@ fn share_unmetered_delivers_sessions_not_run_through_ccb_once_and_never_ccbs_twi
         .sum();
     assert_eq!(unknown, 750_000_000, "{team}");
 }
+
+/// Turn TLS on in the test's server with a certificate for `name` signed by a throwaway CA;
+/// the CA's PEM file.
+fn tls_on(pg: &Pg, name: &str) -> std::path::PathBuf {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "ccb test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf =
+        rcgen::CertificateParams::new(vec![name.to_string()]).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let (crt, key, ca_file) = (pg.dir.join("server.crt"), pg.dir.join("server.key"), pg.dir.join("ca.pem"));
+    std::fs::write(&crt, leaf.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The server runs as `postgres` when the suite runs as root: its key must be its own.
+    let owner = std::fs::metadata(pg.dir.join("data")).map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap();
+    std::os::unix::fs::chown(&key, Some(owner), None).unwrap();
+    std::os::unix::fs::chown(&crt, Some(owner), None).unwrap();
+    let mut admin = pg.admin();
+    admin.batch_execute(&format!("ALTER SYSTEM SET ssl_cert_file = '{}'", crt.display())).unwrap();
+    admin.batch_execute(&format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display())).unwrap();
+    admin.batch_execute("ALTER SYSTEM SET ssl = on").unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    ca_file
+}
+
+#[test]
+fn each_sslmode_does_what_libpq_does() {
+    let pg = Pg::start();
+    pg.database("team");
+    let ca = tls_on(&pg, "localhost");
+    let url = |host: &str, mode: &str, root: bool| {
+        let mut u = format!("postgresql://postgres:{}@{host}:{}/team?sslmode={mode}", pg.password, pg.port);
+        if root {
+            u.push_str(&format!("&sslrootcert={}", ca.display()));
+        }
+        u
+    };
+    let sync = |u: String| {
+        let home = machine(&u, "ada", "");
+        run(&mut fake_session(&home, 1, 1));
+        let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).args(["sync"]));
+        (code, err)
+    };
+    // Encrypted, the certificate not checked (libpq's prefer and require).
+    for mode in ["prefer", "require"] {
+        let (code, err) = sync(url("127.0.0.1", mode, false));
+        assert_eq!(code, 0, "{mode}: {err}");
+    }
+    // Checked against the CA: the name too with verify-full (the certificate names localhost).
+    let (code, err) = sync(url("localhost", "verify-full", true));
+    assert_eq!(code, 0, "verify-full by the right name: {err}");
+    let (code, err) = sync(url("127.0.0.1", "verify-ca", true));
+    assert_eq!(code, 0, "verify-ca ignores the name: {err}");
+    let (code, err) = sync(url("127.0.0.1", "verify-full", true));
+    assert_eq!(code, 1, "verify-full by another name: {err}");
+    assert!(err.contains("cannot reach the team ledger") && err.to_lowercase().contains("certificate"), "{err}");
+    // The web's roots do not know the throwaway CA.
+    let (code, err) = sync(url("localhost", "verify-ca", false));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // With TLS required by the server for TCP, `disable` is refused by it: the modes above did
+    // encrypt.
+    let hba = pg.dir.join("data/pg_hba.conf");
+    let text = std::fs::read_to_string(&hba).unwrap().replace("host    all", "hostssl all");
+    std::fs::write(&hba, text).unwrap();
+    pg.admin().batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, err) = sync(url("127.0.0.1", "disable", false));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no encryption") || err.contains("pg_hba.conf"), "{err}");
+    let (code, err) = sync(url("127.0.0.1", "require", false));
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_per_user_limit_stops_that_user_and_not_the_others() {
+    let pg = Pg::start();
+    let url = pg.database("team");
+    let api = MockApi::start(scripts::bash_loop_with("echo step", 6, costly(), Duration::ZERO));
+    let ada = machine(&url, "ada", "");
+    let bob = machine(&url, "bob", "");
+    let (code, out, err) = run(ccb_command(&ada, &api.base_url(), &claude_bin())
+        .args(["limits", "set", "--user", "bob", "--period", "daily", "1"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("daily limit for user bob set to $1.00"), "{out}");
+    let (code, _, err) = run(&mut loop_session(&bob, &api));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("team daily limit reached") && err.contains("user bob's $1.00"), "{err}");
+    assert!(local_totals(&bob).1 <= 1_627_000_000, "past the limit by at most one call: {:?}", local_totals(&bob));
+    // ada's calls are not bob's: her session runs to its own end (6 steps, $3.76).
+    let (code, _, err) = run(&mut loop_session(&ada, &api));
+    assert_eq!(code, 0, "{err}");
+    assert!(local_totals(&ada).1 > 3_000_000_000, "ada was not stopped by bob's limit: {:?}", local_totals(&ada));
+    // Removed, bob may spend again.
+    let (code, out, err) = run(ccb_command(&ada, &api.base_url(), &claude_bin())
+        .args(["limits", "set", "--user", "bob", "--period", "daily", "off"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("removed"), "{out}");
+}
