@@ -114,11 +114,11 @@ fn main() {
     c.batch_execute(&format!(
         "TRUNCATE ccb_usage, ccb_sessions, ccb_holds;
          INSERT INTO ccb_sessions (id, user_name, host, project, started_ms, class, print_mode, billing_mode, meter, overage, via_ccb)
-         SELECT 's' || i, 'u' || (i % 8), 'h' || (i % 3), 'p' || (i % 20), {now} - (i % 30) * 86400000, 'programmatic', true,
+         SELECT 's' || i, 'u' || (i % 8), 'h' || (i % 3), 'p' || (i % 20), {now} - (i % 30)::BIGINT * 86400000, 'programmatic', true,
                 'api-key', 'api', false, true FROM generate_series(0, 1999) i;
          INSERT INTO ccb_usage (key, session_id, user_name, host, ts_ms, model, input, output, cache_write_5m, cache_write_1h,
                                 cache_read, web_search, cost_nanos, source, priced_by, estimated, via_ccb)
-         SELECT 'k' || i, 's' || (i % 2000), 'u' || (i % 2000 % 8), 'h' || (i % 2000 % 3), {now} - (i % 2000 % 30) * 86400000 - (i % 3600) * 1000,
+         SELECT 'k' || i, 's' || (i % 2000), 'u' || (i % 2000 % 8), 'h' || (i % 2000 % 3), {now} - (i % 2000 % 30)::BIGINT * 86400000 - (i % 3600)::BIGINT * 1000,
                 CASE WHEN i % 5 = 0 THEN 'claude-opus-4-6' ELSE 'claude-sonnet-4-6' END, 1000, 500, 10, 0, 2000, 0,
                 12345, 'gate', 'claude', false, true FROM generate_series(0, 999999) i;
          ANALYZE;"

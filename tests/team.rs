@@ -100,6 +100,23 @@ fn usage_json(home: &ClaudeHome, args: &[&str]) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
+/// The per-slot spend that admissions read equals the responses, user by user, after every
+/// delivery, retry and repeated upsert.
+fn assert_spend_kept(c: &mut postgres::Client) {
+    let rows = c
+        .query(
+            "SELECT u.user_name, u.total, COALESCE(s.total, 0)::BIGINT FROM
+                (SELECT user_name, SUM(cost_nanos)::BIGINT AS total FROM ccb_usage GROUP BY 1) u
+                LEFT JOIN (SELECT user_name, SUM(cost_nanos)::BIGINT AS total FROM ccb_spend GROUP BY 1) s USING (user_name)",
+            &[],
+        )
+        .unwrap();
+    assert!(!rows.is_empty());
+    for r in rows {
+        assert_eq!(r.get::<_, i64>(1), r.get::<_, i64>(2), "user {}", r.get::<_, String>(0));
+    }
+}
+
 fn nanos(v: &Value) -> i64 {
     (v.as_f64().unwrap() * 1e9).round() as i64
 }
@@ -143,6 +160,7 @@ fn two_machines_times_eight_sessions_add_up_to_the_micro_dollar() {
     let mut c = pg.client("team");
     let r = c.query_one("SELECT COUNT(*), COUNT(DISTINCT key) FROM ccb_usage", &[]).unwrap();
     assert_eq!((r.get::<_, i64>(0), r.get::<_, i64>(1)), (ada_n + bob_n, ada_n + bob_n));
+    assert_spend_kept(&mut c);
     let s = c.query("SELECT user_name, host, project, end_kind FROM ccb_sessions ORDER BY user_name", &[]).unwrap();
     assert_eq!(s.len(), 16);
     let workdir = ada.workdir().to_str().unwrap().to_string();
@@ -207,6 +225,7 @@ fn the_server_stopped_mid_run_gets_every_response_once_when_it_is_back() {
     assert_eq!(server_totals(&mut pg.client("team"), "ada"), local_totals(&home));
     let n: i64 = pg.client("team").query_one("SELECT COUNT(*) FROM ccb_usage", &[]).unwrap().get(0);
     assert_eq!(n, 245, "none lost, none doubled");
+    assert_spend_kept(&mut pg.client("team"));
 }
 
 #[test]
@@ -293,7 +312,7 @@ fn bad_urls_exit_2_and_server_problems_are_one_line_warnings_while_sessions_reco
     run(&mut fake_session(&home, 2, 1));
     let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).args(["sync"]));
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("has schema version 99, newer than this ccb's 1: upgrade ccb"), "{err}");
+    assert!(err.contains("has schema version 99, newer than this ccb's 2: upgrade ccb"), "{err}");
     let n: i64 = pg.client("team").query_one("SELECT COUNT(*) FROM ccb_usage", &[]).unwrap().get(0);
     assert_eq!(n, 0, "nothing written to a schema this ccb does not know");
 
@@ -313,7 +332,7 @@ fn bad_urls_exit_2_and_server_problems_are_one_line_warnings_while_sessions_reco
     let owner = machine(&plain, "root", "");
     let (code, out, err) = run(ccb_command(&owner, "http://127.0.0.1:9", &fake_bin()).args(["ledger", "migrate"]));
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("schema version 0 → 1"), "{out}");
+    assert!(out.contains("schema version 0 → 2"), "{out}");
     admin.batch_execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO clerk").unwrap();
     run(&mut fake_session(&home, 2, 1));
     let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).args(["sync"]));

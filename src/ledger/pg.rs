@@ -86,6 +86,31 @@ const MIGRATIONS: &[&str] = &[
         nanos BIGINT NOT NULL,
         expires_ms BIGINT NOT NULL
     );",
+    // 2: spend per user and 15-minute slot, kept exact by a trigger on ccb_usage, so that a
+    // call's admission sums a day's 96 slots per user instead of every response of the period
+    // (54 ms median over 100,000 responses before this step; benches/team.rs).
+    "CREATE TABLE ccb_spend (
+        user_name TEXT NOT NULL,
+        slot_ms BIGINT NOT NULL,
+        cost_nanos BIGINT NOT NULL,
+        PRIMARY KEY (user_name, slot_ms)
+    );
+    CREATE INDEX ccb_spend_slot ON ccb_spend (slot_ms);
+    CREATE FUNCTION ccb_spend_track() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'UPDATE' THEN
+            UPDATE ccb_spend SET cost_nanos = cost_nanos - OLD.cost_nanos
+             WHERE user_name = OLD.user_name AND slot_ms = (OLD.ts_ms / 900000) * 900000;
+        END IF;
+        INSERT INTO ccb_spend (user_name, slot_ms, cost_nanos)
+             VALUES (NEW.user_name, (NEW.ts_ms / 900000) * 900000, NEW.cost_nanos)
+        ON CONFLICT (user_name, slot_ms) DO UPDATE SET cost_nanos = ccb_spend.cost_nanos + EXCLUDED.cost_nanos;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER ccb_usage_spend AFTER INSERT OR UPDATE OF cost_nanos, ts_ms, user_name ON ccb_usage
+        FOR EACH ROW EXECUTE FUNCTION ccb_spend_track();
+    INSERT INTO ccb_spend (user_name, slot_ms, cost_nanos)
+        SELECT user_name, (ts_ms / 900000) * 900000, SUM(cost_nanos) FROM ccb_usage GROUP BY 1, 2;",
 ];
 
 /// The schema version this ccb knows.
@@ -804,6 +829,11 @@ pub enum Admission {
 /// a lock on those limits' rows (so two machines' admissions are serialized), sum what was spent
 /// in each limit's period (from `period_start(period)`) and what others hold, and either refuse
 /// or insert a hold. Holds expire (`expires_ms`) so a machine that dies cannot hold forever.
+/// The 15-minute slot holding `ms` (every time zone's day, week and month starts on one).
+fn slot_floor(ms: i64) -> i64 {
+    ms.div_euclid(900_000) * 900_000
+}
+
 /// A call to admit: its hold's id, who and where, and what it may cost.
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
@@ -841,8 +871,8 @@ pub fn admit(
         let who: Option<&str> = limit.user.as_deref();
         let spent: i64 = tx
             .query_one(
-                "SELECT COALESCE(SUM(cost_nanos), 0)::BIGINT FROM ccb_usage WHERE ts_ms >= $1 AND ($2::TEXT IS NULL OR user_name = $2)",
-                &[&from, &who],
+                "SELECT COALESCE(SUM(cost_nanos), 0)::BIGINT FROM ccb_spend WHERE slot_ms >= $1 AND ($2::TEXT IS NULL OR user_name = $2)",
+                &[&slot_floor(from), &who],
             )?
             .get(0);
         let held: i64 = tx
@@ -892,8 +922,8 @@ pub fn settle(
 pub fn standing(c: &mut Client, user: Option<&str>, from_ms: i64, now_ms: i64) -> Result<(i64, i64), postgres::Error> {
     let spent: i64 = c
         .query_one(
-            "SELECT COALESCE(SUM(cost_nanos), 0)::BIGINT FROM ccb_usage WHERE ts_ms >= $1 AND ($2::TEXT IS NULL OR user_name = $2)",
-            &[&from_ms, &user],
+            "SELECT COALESCE(SUM(cost_nanos), 0)::BIGINT FROM ccb_spend WHERE slot_ms >= $1 AND ($2::TEXT IS NULL OR user_name = $2)",
+            &[&slot_floor(from_ms), &user],
         )?
         .get(0);
     let held: i64 = c

@@ -202,6 +202,11 @@ pub fn daemon(while_pid: Option<i64>) -> i32 {
         let open = while_pid.is_some_and(|p| any_alive(&[p]))
             || ledger.open_run_pids(crate::ledger::now_ms()).map(|p| any_alive(&p)).unwrap_or(false);
         let queued = ledger.outbox_len().unwrap_or(0);
+        // A daemon that waited its turn behind another and finds its session over and nothing
+        // queued has nothing to do: no connection for it.
+        if !open && queued == 0 && first {
+            return 0;
+        }
         if !open && queued == 0 && !first {
             // The session is over: what transcripts show of sessions not run through ccb goes
             // too, once (a share reads only what was appended since the last).
