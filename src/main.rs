@@ -88,6 +88,7 @@ fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
             Some(cli::Command::Ledger(cli::LedgerCmd::Repair { session, json })) => {
                 cmd::ledger::repair(session.as_deref(), json)
             }
+            Some(cli::Command::Statusline { theirs }) => cmd::statusline::run(theirs.as_deref()),
             Some(cli::Command::Completions { shell }) => {
                 clap_complete::generate(shell, &mut cli::Cli::command(), "ccb", &mut std::io::stdout());
                 Ok(0)

@@ -81,6 +81,13 @@ pub enum Command {
     /// The ledger itself: rebuild sessions' figures from claude's transcripts
     #[command(subcommand)]
     Ledger(LedgerCmd),
+    /// Claude Code's status line: reads the JSON claude sends on stdin, prints this session's
+    /// spend against its ceiling from ccb's ledger (see [statusline] in the config)
+    Statusline {
+        /// Your own status-line command: its first line goes after ccb's segment
+        #[arg(long, value_name = "COMMAND")]
+        theirs: Option<String>,
+    },
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
@@ -174,7 +181,10 @@ pub enum ConfigCmd {
 
 /// Is this argument one of ccb's own commands (else ccb launches claude)?
 pub fn is_command(first: &str) -> bool {
-    matches!(first, "config" | "prices" | "completions" | "help" | "usage" | "pool" | "limits" | "ledger")
+    matches!(
+        first,
+        "config" | "prices" | "completions" | "help" | "usage" | "pool" | "limits" | "ledger" | "statusline"
+    )
 }
 
 #[cfg(test)]

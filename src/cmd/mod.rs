@@ -6,4 +6,5 @@ pub mod limits;
 pub mod pool;
 pub mod prices;
 pub mod run;
+pub mod statusline;
 pub mod usage;

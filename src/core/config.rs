@@ -63,6 +63,8 @@ pub struct Config {
     pub limits: crate::core::limits::Settings,
     /// `[team]`: who this machine's sessions are recorded as.
     pub team: Team,
+    /// `[statusline] mode`: ccb's status line in interactive sessions.
+    pub statusline: crate::core::statusline::Mode,
 }
 
 /// `[team]`: the shared ledger's view of this machine.
@@ -121,6 +123,7 @@ impl Default for Config {
             metering: Metering::default(),
             limits: crate::core::limits::Settings { alerts: vec![50, 80], ..Default::default() },
             team: Team::default(),
+            statusline: crate::core::statusline::Mode::default(),
         }
     }
 }
@@ -141,6 +144,13 @@ struct File {
     metering: FileMetering,
     limits: crate::core::limits::FileLimits,
     team: FileTeam,
+    statusline: FileStatusline,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileStatusline {
+    mode: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -485,6 +495,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
         }
         c.premium_at = a;
     }
+    if let Some(v) = file.statusline.mode {
+        c.statusline = crate::core::statusline::Mode::parse(v.get_ref().trim()).ok_or_else(|| {
+            at(
+                v.span(),
+                format!(
+                    "[statusline] mode '{}' must be \"auto\", \"prefix\", \"replace\" or \"off\"",
+                    shown(v.get_ref())
+                ),
+            )
+        })?;
+    }
     Ok(c)
 }
 
@@ -566,6 +587,7 @@ impl Config {
         }
         out.push_str(&format!("\n[premium]\nat = {:?}\n", self.premium_at));
         out.push_str(&self.limits.to_toml());
+        out.push_str(&format!("\n[statusline]\nmode = {:?}\n", self.statusline.as_str()));
         out
     }
 }
@@ -680,5 +702,18 @@ mod tests {
         let again = p(&c.to_toml()).unwrap();
         assert_eq!(again.default_model, "haiku");
         assert_eq!(again.ceilings, c.ceilings);
+    }
+
+    #[test]
+    fn statusline_mode_is_read_and_shown() {
+        use crate::core::statusline::Mode;
+        assert_eq!(p("").unwrap().statusline, Mode::Auto);
+        let c = p("[statusline]\nmode = \"prefix\"\n").unwrap();
+        assert_eq!(c.statusline, Mode::Prefix);
+        assert_eq!(p(&c.to_toml()).unwrap().statusline, Mode::Prefix);
+        assert_eq!(
+            p("[statusline]\nmode = \"on\"\n").unwrap_err(),
+            "config /c.toml line 2: [statusline] mode 'on' must be \"auto\", \"prefix\", \"replace\" or \"off\""
+        );
     }
 }

@@ -28,6 +28,7 @@ pub mod pool;
 pub mod pricing;
 pub mod recorded;
 pub mod report;
+pub mod statusline;
 pub mod stream;
 pub mod tokens;
 pub mod transcript;

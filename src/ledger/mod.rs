@@ -14,6 +14,7 @@ mod file;
 pub mod limits;
 pub mod repair;
 mod schema;
+pub mod status;
 pub mod writer;
 
 pub use cache::{CachedFile, CachedKeys, DirRow, ScanWrite};

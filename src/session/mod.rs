@@ -11,6 +11,7 @@ pub mod meter;
 pub mod orphans;
 pub mod run;
 pub mod settings;
+pub mod statusline;
 pub mod supervisor;
 pub mod telemetry;
 pub mod warden;

@@ -25,7 +25,8 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     let tel = p.sources.contains(&Source::Telemetry).then_some("http://127.0.0.1:<telemetry-port>/v1/logs/<token>");
     let switch = p.first_party.switch(gate.is_some());
     // The user's --settings is never shown as given either: inline, it may hold a key.
-    let merged = merge_settings(&p.args, &p.cwd, env_block(gate, switch, tel)).map_err(settings_error)?;
+    let merged = merge_settings(&p.args, &p.cwd, env_block(gate, switch, tel), p.status_line.as_ref())
+        .map_err(settings_error)?;
     let upstream =
         gate.map(|_| crate::session::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)).base);
     let gate_off = p.first_party.gate_off_reason();
@@ -73,6 +74,10 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
                 "env": settings_env,
             })),
             "config": p.config.path.as_ref().map(|c| c.display().to_string()),
+            // Which status line claude gets (its command is not shown: it may be the user's).
+            "statusline": p.status_line.as_ref().map(|v| {
+                if v["command"].as_str().is_some_and(|c| c.contains(" statusline --theirs ")) { "prefix" } else { "ccb" }
+            }),
             "prices": {
                 "claude_version": p.claude_version,
                 "release": p.prices.release,
