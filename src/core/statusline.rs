@@ -68,8 +68,18 @@ pub fn setting(mode: Mode, user: Option<&serde_json::Value>, ccb_exe: &str) -> O
     };
     v["type"] = "command".into();
     v["command"] = command.into();
+    // Claude runs it on its own events (a message, a mode change), which can come before ccb's
+    // ledger has the response that caused them: re-run it every few seconds too, so the figure
+    // is never older than that. A user's own interval stays.
+    if v.get("refreshInterval").is_none() {
+        v["refreshInterval"] = REFRESH_SECONDS.into();
+    }
     Some(v)
 }
+
+/// How often claude re-runs ccb's status line besides its own events (`refreshInterval`, whole
+/// seconds, at least 1; both tested releases take it).
+pub const REFRESH_SECONDS: u64 = 2;
 
 /// Single-quoted for a POSIX shell (claude runs the command with one).
 pub fn sh_quote(s: &str) -> String {
@@ -351,6 +361,10 @@ mod tests {
         assert_eq!(cmd(setting(Mode::Auto, Some(&theirs), exe)), Some(both.clone()));
         assert_eq!(cmd(setting(Mode::Prefix, Some(&theirs), exe)), Some(both));
         assert_eq!(setting(Mode::Prefix, Some(&theirs), exe).unwrap()["padding"], 2, "their padding stays");
+        assert_eq!(setting(Mode::Prefix, Some(&theirs), exe).unwrap()["refreshInterval"], REFRESH_SECONDS);
+        let slow = json!({"command": "x", "refreshInterval": 30});
+        assert_eq!(setting(Mode::Auto, Some(&slow), exe).unwrap()["refreshInterval"], 30, "theirs stays");
+        assert_eq!(setting(Mode::Auto, None, exe).unwrap()["refreshInterval"], REFRESH_SECONDS);
         assert_eq!(cmd(setting(Mode::Replace, Some(&theirs), exe)).as_deref(), Some(ours));
         assert_eq!(setting(Mode::Off, Some(&theirs), exe), None);
         assert_eq!(setting(Mode::Off, None, exe), None);
