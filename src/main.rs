@@ -47,10 +47,9 @@ fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
                 return Ok(0);
             }
             Err(e) => {
-                let msg = e.to_string();
-                let line = msg.lines().next().unwrap_or("bad usage").trim_start_matches("error: ");
+                let line = cli::error_line(&e);
                 // clap quotes the value it refused, whole: an excerpt of it.
-                let line = ccb::core::human::shorten_quoted(line, &['\''], ccb::core::human::EXCERPT);
+                let line = ccb::core::human::shorten_quoted(&line, &['\''], ccb::core::human::EXCERPT);
                 return Err(exit::Exit::usage(format!("{line} (see ccb help)")).into());
             }
         };
@@ -98,6 +97,24 @@ fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
                 Ok(0)
             }
         };
+    }
+    // A lone word that names a report (`ccb daily`, `ccb usgae`) would be a paid session with
+    // that word as its prompt: ask first on a terminal, refuse without one.
+    if !as_claude && rest.len() == 1 {
+        if let Some(meant) = ccb::core::typo::meant(first) {
+            let word = ccb::core::human::excerpt(first, ccb::core::human::EXCERPT);
+            let asked = tty::is_tty(libc::STDIN_FILENO) && tty::is_tty(libc::STDERR_FILENO);
+            if !asked
+                || !tty::ask_yes(&format!(
+                    "ccb: `{word}` is not a ccb command (did you mean `{meant}`?). Start a paid claude session with the prompt \"{word}\"?"
+                ))
+            {
+                return Err(exit::Exit::usage(format!(
+                    "`{word}` alone would start a paid claude session with it as the prompt: did you mean `{meant}`? (to send it to claude: ccb -- {word})"
+                ))
+                .into());
+            }
+        }
     }
     cmd::run::run(rest)
 }

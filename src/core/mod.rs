@@ -32,3 +32,4 @@ pub mod statusline;
 pub mod stream;
 pub mod tokens;
 pub mod transcript;
+pub mod typo;
