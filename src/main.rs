@@ -55,7 +55,7 @@ fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
         };
         return match cli.command {
             Some(cli::Command::Config(c)) => cmd::config::run(c),
-            Some(cli::Command::Prices { json }) => cmd::prices::run(json),
+            Some(cli::Command::Prices { json, toml }) => cmd::prices::run(json, toml),
             Some(cli::Command::Usage(u)) => cmd::usage::run(cmd::usage::Args {
                 period: match u.period {
                     cli::PeriodArg::Daily => report::Period::Daily,

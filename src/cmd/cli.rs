@@ -75,8 +75,11 @@ pub enum Command {
     /// Print the price table ccb uses (embedded, with your price file merged over it)
     Prices {
         /// As JSON (USD per million tokens)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "toml")]
         json: bool,
+        /// As TOML in the format of a [prices] file: a start for your own rates
+        #[arg(long)]
+        toml: bool,
     },
     /// The ledger itself: rebuild sessions' figures from claude's transcripts
     #[command(subcommand)]
