@@ -21,6 +21,7 @@ mod bench_smoke;
 mod ceiling;
 mod ci_recipes;
 mod first_party;
+mod first_run;
 mod gate;
 mod hostile;
 mod interactive;
