@@ -271,3 +271,36 @@ fn scripts_ccb_says_what_it_does_on_a_first_build() {
     );
     assert!(calls[1].starts_with("build --quiet --release "), "{}", calls[1]);
 }
+
+/// Print mode in a terminal (as in tmux, xterm-256color): the progress line is redrawn in
+/// place, so once the session has ended the screen holds the notices (50%, 80%, the stop) each
+/// once, and no copy of the progress line.
+#[test]
+fn the_progress_line_leaves_no_copies_around_notices_and_the_stop() {
+    let api =
+        MockApi::start(scripts::bash_loop_with("echo tick", 40, Usage::new(2_000, 500), Duration::from_millis(150)));
+    let home = ClaudeHome::new();
+    let mut cmd = ccb_command(&home, &api.base_url(), &claude_bin());
+    cmd.env("TERM", "xterm-256color").args([
+        "--budget",
+        "0.12",
+        "--allowedTools",
+        "Bash",
+        "-p",
+        "run echo tick until told",
+    ]);
+    let mut t = Pty::spawn(&mut cmd, 30, 100);
+    let status = t.wait(Duration::from_secs(60));
+    t.settle();
+    let screen = t.rendered();
+    assert_eq!(shell_code(status), 3, "{screen}");
+    let lines: Vec<&str> = screen.lines().collect();
+    let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("50% of the $0.12 session ceiling"), 1, "{screen}");
+    assert_eq!(count("80% of the $0.12 session ceiling"), 1, "{screen}");
+    assert_eq!(count("session stopped at its $0.12 ceiling"), 1, "{screen}");
+    // The progress line is the only text with "tokens" in it (the summary says "in", "out").
+    assert_eq!(count(" tokens"), 0, "no progress line is left over:\n{screen}");
+    // The line was there while the session ran.
+    assert!(String::from_utf8_lossy(&t.raw_output()).contains(" of $0.12 · 2.5k tokens"));
+}
