@@ -125,11 +125,14 @@ fn the_tightest_limit_shows_what_is_left() {
     assert_eq!(line, format!("ccb {}/$5.00 · weekly {left} left\n", ccb::core::money::Usd(nanos)));
 }
 
+/// Prepares the ledger's directory for a case.
+type Setup = Box<dyn Fn(&Path)>;
+
 #[test]
 fn bad_input_gets_a_line_from_what_claude_sent_and_exit_0() {
     let home = ClaudeHome::new();
     let known = json!({"session_id": "not-in-the-ledger", "cost": {"total_cost_usd": 0.42}}).to_string();
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>, &[u8], &str)> = vec![
+    let cases: Vec<(&str, Setup, &[u8], &str)> = vec![
         ("empty stdin, no ledger", Box::new(|_| {}), b"", "ccb $0.00\n"),
         ("not JSON", Box::new(|_| {}), b"{{{ not json", "ccb $0.00\n"),
         ("no ledger", Box::new(|_| {}), known.as_bytes(), "ccb $0.42\n"),

@@ -37,7 +37,7 @@ enum Esc {
     /// ESC ] (or P, _, ^) … up to BEL or ESC \.
     Str,
     /// ESC inside a string: `\` ends it.
-    StrEsc,
+    StrEnd,
     /// ESC ( and the like: one more byte.
     One,
 }
@@ -149,10 +149,10 @@ fn track(st: &mut State, bytes: &[u8]) {
             (Esc::Csi, c) if (0x40..=0x7e).contains(&c) => Esc::None,
             (Esc::Csi, _) => Esc::Csi,
             (Esc::Str, 0x07) => Esc::None,
-            (Esc::Str, 0x1b) => Esc::StrEsc,
+            (Esc::Str, 0x1b) => Esc::StrEnd,
             (Esc::Str, _) => Esc::Str,
-            (Esc::StrEsc, b'\\') => Esc::None,
-            (Esc::StrEsc, _) => Esc::Str,
+            (Esc::StrEnd, b'\\') => Esc::None,
+            (Esc::StrEnd, _) => Esc::Str,
             (Esc::One, _) => Esc::None,
         };
     }
