@@ -240,7 +240,11 @@ pub fn render(claude: &Claude, facts: Option<&Facts>, colour: bool, tz: &TimeZon
         parts.push(p.paint(tone, &s));
     }
     if let Some(f) = facts {
-        if let Some(t) = f.threshold_fired() {
+        // At the ceiling no further call leaves the gate (an interactive claude may stay open,
+        // `on_ceiling = "block"`): that, rather than the last threshold.
+        if f.ceiling.is_some_and(|c| f.spent >= c) {
+            parts.push(p.paint(Tone::Bad, "⛔ ceiling reached"));
+        } else if let Some(t) = f.threshold_fired() {
             parts.push(p.paint(Tone::Warn, &format!("⚠ {t}%")));
         }
         if let Some(m) = &f.premium_without_reason {
@@ -328,6 +332,10 @@ mod tests {
         );
         f.spent = usd(10);
         assert_eq!(render(&Claude::default(), Some(&f), true, &tz), "ccb \x1b[32m$0.10/$5.00\x1b[0m");
+        // At the ceiling, that is the notice.
+        f.spent = usd(500);
+        assert_eq!(render(&Claude::default(), Some(&f), false, &tz), "ccb $5.00/$5.00 · ⛔ ceiling reached");
+        f.spent = usd(10);
         // A limit past its amount shows nothing left, not a negative amount.
         f.tightest = Some(Tightest { name: "pool".into(), amount: usd(100), used: usd(130) });
         assert_eq!(render(&Claude::default(), Some(&f), false, &tz), "ccb $0.10/$5.00 · pool $0.00 left");

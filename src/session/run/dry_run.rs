@@ -169,12 +169,17 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
             .map(|f| format!("your --settings ({}) and ", crate::core::human::excerpt(f, crate::core::human::EXCERPT)))
             .unwrap_or_default();
         let what: Vec<&str> = [gate.map(|_| "the gate"), tel.map(|_| "telemetry")].into_iter().flatten().collect();
+        let mut parts = Vec::new();
+        if !what.is_empty() {
+            parts.push(format!("ccb's env entries for {}", what.join(" and ")));
+        }
+        if let Some(v) = &p.status_line {
+            let prefix = v["command"].as_str().is_some_and(|c| c.contains(" statusline --theirs "));
+            parts.push(if prefix { "ccb's status line before yours".into() } else { "ccb's status line".into() });
+        }
         row(
             "settings",
-            format!(
-                "{DRY_RUN_SETTINGS}: {from}ccb's env entries for {}; owner-only, removed when the session ends",
-                what.join(" and ")
-            ),
+            format!("{DRY_RUN_SETTINGS}: {from}{}; owner-only, removed when the session ends", parts.join(", ")),
         );
     }
     row("args", args::display(&shown));
