@@ -188,6 +188,17 @@ fn their_command_gets_claudes_json_and_follows_ccbs_segment() {
     assert_eq!((code, out.as_str()), (0, "ccb $1.50\n"));
 }
 
+/// Typed at a shell (stdin a terminal), it answers at once instead of waiting for input.
+#[test]
+fn typed_at_a_terminal_it_does_not_wait_for_input() {
+    let home = ClaudeHome::new();
+    let mut cmd = ccb_statusline(&home);
+    let mut t = Pty::spawn(&mut cmd, 24, 80);
+    let status = t.wait(Duration::from_secs(20));
+    assert_eq!(shell_code(status), 0);
+    assert!(t.screen().contains("ccb $0.00"), "{}", t.screen());
+}
+
 /// `ccb --dry-run --json` says which status line claude gets.
 #[test]
 fn the_mode_and_the_users_own_status_line_decide_the_setting() {

@@ -62,8 +62,7 @@ fn facts(cfg: &Config, claude: &Claude) -> Option<Facts> {
     // answered (is it premium?), or a limit scoped to a tier.
     let needs_prices =
         (s.reason.is_none() && !s.models.is_empty()) || cfg.limits.limits.iter().any(|l| l.scope.tier.is_some());
-    let prices =
-        needs_prices.then(|| crate::sys::prices::load_table_for(cfg, claude.version.as_deref()).ok()).flatten();
+    let prices = needs_prices.then(|| prices(cfg, claude.version.as_deref())).flatten();
     let floor = prices.as_ref().map(|p| p.premium_floor(&cfg.premium_at));
     let premium_without_reason = match (&prices, floor, &s.reason) {
         (Some(p), Some(f), None) => s.models.iter().find(|m| p.is_premium(m, f)).cloned(),
@@ -77,6 +76,17 @@ fn facts(cfg: &Config, claude: &Claude) -> Option<Facts> {
         premium_without_reason,
         tightest,
     })
+}
+
+/// The prices that tell a premium model: the table of claude's release and the user's price
+/// file. Not claude's price cache (its `.claude.json` can be megabytes, read on every run) nor
+/// learned factors: a model only they know is judged by its family, as the plan judges one.
+fn prices(cfg: &Config, version: Option<&str>) -> Option<crate::core::pricing::PriceTable> {
+    let t = crate::core::pricing::PriceTable::release(cfg.prices_release.as_deref().or(version)).ok()?;
+    match crate::sys::prices::user_file(cfg) {
+        Some(f) => crate::sys::files::with_price_file(t, &f).ok(),
+        None => Some(t),
+    }
 }
 
 /// The limit with the least left among those that apply to the session (the credit pool's
@@ -184,8 +194,12 @@ impl Theirs {
     }
 }
 
-/// Claude's JSON, from stdin: at most 1 MiB (claude sends a few hundred bytes).
+/// Claude's JSON, from stdin: at most 1 MiB (claude sends a few hundred bytes). Nothing from a
+/// terminal: `ccb statusline` typed at a shell answers at once rather than wait for input.
 pub fn read_input() -> Vec<u8> {
+    if crate::sys::tty::is_tty(libc::STDIN_FILENO) {
+        return Vec::new();
+    }
     let mut buf = Vec::new();
     let _ = std::io::stdin().lock().take(1 << 20).read_to_end(&mut buf);
     buf
