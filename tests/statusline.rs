@@ -292,3 +292,93 @@ fn an_interactive_session_shows_ccbs_segment_before_the_projects_status_line() {
         t.wait(Duration::from_secs(20));
     }
 }
+
+/// A tmux server of the test's own (its own socket), killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket]);
+        c
+    }
+    fn pane(&self) -> String {
+        let out = self.cmd().args(["capture-pane", "-p", "-t", "t"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    fn wait_for(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        loop {
+            let pane = self.pane();
+            if f(&pane) {
+                return pane;
+            }
+            assert!(std::time::Instant::now() < deadline, "tmux: no {what} within 40 s:\n{pane}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").output();
+    }
+}
+
+/// The same as a user sees it in tmux (xterm-256color): the project's status line after ccb's
+/// segment, whose figure is the ledger's once claude has answered.
+#[test]
+fn in_tmux_the_status_line_shows_the_ledgers_figure() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let api = MockApi::start(|req: &Request| match req.kind() {
+        RequestKind::Title => Reply::title("Ping"),
+        _ => Reply::text("PONG_77e").with_usage(Usage::new(100_000, 10_000)),
+    });
+    let home = ClaudeHome::new();
+    std::fs::create_dir_all(home.workdir().join(".claude")).unwrap();
+    std::fs::write(
+        home.workdir().join(".claude/settings.json"),
+        json!({"statusLine": {"type": "command", "command": "echo TMUX_PROJECT_LINE"}}).to_string(),
+    )
+    .unwrap();
+    // ccb's environment, as `ccb_command` sets it, on tmux's command line.
+    let c = ccb_command(&home, &api.base_url(), &claude_bin());
+    let mut argv = vec!["env".to_string(), "-i".into(), "TERM=xterm-256color".into()];
+    argv.push(format!("PATH={}", std::env::var("PATH").unwrap_or_default()));
+    for (k, v) in c.get_envs() {
+        if let Some(v) = v {
+            argv.push(format!("{}={}", k.to_string_lossy(), v.to_string_lossy()));
+        }
+    }
+    argv.push(ccb_bin().display().to_string());
+    let shell: Vec<String> = argv.iter().map(|a| format!("'{}'", a.replace('\'', r"'\''"))).collect();
+    let t = Tmux { socket: format!("ccb-test-{}", new_session_id()) };
+    let out = t
+        .cmd()
+        .args(["new-session", "-d", "-s", "t", "-x", "120", "-y", "30", "-c"])
+        .arg(home.workdir())
+        .arg(shell.join(" "))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    t.wait_for("status line", |p| p.contains("│ TMUX_PROJECT_LINE"));
+    let _ = t.cmd().args(["send-keys", "-t", "t", "-l", "ping"]).output();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = t.cmd().args(["send-keys", "-t", "t", "Enter"]).output();
+    t.wait_for("answer", |p| p.contains("PONG_77e"));
+    let ledger = ledger_path(&home);
+    let figure = move || -> Option<String> {
+        let c = rusqlite::Connection::open(&ledger).ok()?;
+        let n: i64 = c.query_row("SELECT MAX(cost_nanos) FROM sessions", [], |r| r.get(0)).ok()?;
+        (n > 0).then(|| ccb::core::money::Usd(n).to_string())
+    };
+    let pane = t.wait_for("the ledger's figure", |p| {
+        figure().is_some_and(|x| p.contains(&format!("ccb {x}/$20.00 │ TMUX_PROJECT_LINE")))
+    });
+    assert!(!pane.contains("$0.00/$20.00"), "the line was redrawn, not added:\n{pane}");
+}
