@@ -293,15 +293,15 @@ fn an_interactive_session_shows_ccbs_segment_before_the_projects_status_line() {
     }
 }
 
-/// A tmux server of the test's own (its own socket), killed when dropped.
+/// A tmux server of the test's own (its socket in the test's home), killed when dropped.
 struct Tmux {
-    socket: String,
+    socket: std::path::PathBuf,
 }
 
 impl Tmux {
     fn cmd(&self) -> Command {
         let mut c = Command::new("tmux");
-        c.args(["-L", &self.socket]);
+        c.arg("-S").arg(&self.socket);
         c
     }
     fn pane(&self) -> String {
@@ -357,7 +357,7 @@ fn in_tmux_the_status_line_shows_the_ledgers_figure() {
     }
     argv.push(ccb_bin().display().to_string());
     let shell: Vec<String> = argv.iter().map(|a| format!("'{}'", a.replace('\'', r"'\''"))).collect();
-    let t = Tmux { socket: format!("ccb-test-{}", new_session_id()) };
+    let t = Tmux { socket: home.path().join("tmux.sock") };
     let out = t
         .cmd()
         .args(["new-session", "-d", "-s", "t", "-x", "120", "-y", "30", "-c"])
