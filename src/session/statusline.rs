@@ -27,7 +27,8 @@ pub fn line(input: &[u8], theirs: Option<&str>, colour: bool) -> String {
     let facts = config.as_ref().and_then(|cfg| facts(cfg, &claude));
     // The zone only shows the 5-hour window's reset time.
     let tz = match claude.five_hour.and_then(|w| w.resets_at) {
-        Some(_) => local_zone(),
+        // Read from its TZif file, as reports do (jiff's system zone indexes all of zoneinfo).
+        Some(_) => crate::cmd::usage::time_zone(None).unwrap_or(jiff::tz::TimeZone::UTC),
         None => jiff::tz::TimeZone::UTC,
     };
     let ours = statusline::render(&claude, facts.as_ref(), colour, &tz);
@@ -35,22 +36,6 @@ pub fn line(input: &[u8], theirs: Option<&str>, colour: bool) -> String {
         Some(text) => statusline::prefix(&ours, &text, colour),
         None => ours,
     }
-}
-
-/// The local time zone's rules, read from its TZif file (`$TZ` as a name or a path, else
-/// `/etc/localtime`). jiff's `TimeZone::system()` also names the zone, which walks the whole
-/// zoneinfo tree (milliseconds, on every run); the status line needs only the rules.
-fn local_zone() -> jiff::tz::TimeZone {
-    let var = std::env::var("TZ").ok();
-    let path = match var.as_deref().map(|v| v.trim_start_matches(':')) {
-        Some(v) if v.starts_with('/') => std::path::PathBuf::from(v),
-        Some(v) if !v.is_empty() && !v.contains("..") => Path::new("/usr/share/zoneinfo").join(v),
-        _ => std::path::PathBuf::from("/etc/localtime"),
-    };
-    std::fs::read(&path)
-        .ok()
-        .and_then(|b| jiff::tz::TimeZone::tzif("local", &b).ok())
-        .unwrap_or_else(jiff::tz::TimeZone::system)
 }
 
 /// What the ledger knows of claude's session; None when it knows nothing of it.
