@@ -98,23 +98,9 @@ fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
             }
         };
     }
-    // A lone word that names a report (`ccb daily`, `ccb usgae`) would be a paid session with
-    // that word as its prompt: ask first on a terminal, refuse without one.
-    if !as_claude && rest.len() == 1 {
-        if let Some(meant) = ccb::core::typo::meant(first) {
-            let word = ccb::core::human::excerpt(first, ccb::core::human::EXCERPT);
-            let asked = tty::is_tty(libc::STDIN_FILENO) && tty::is_tty(libc::STDERR_FILENO);
-            if !asked
-                || !tty::ask_yes(&format!(
-                    "ccb: `{word}` is not a ccb command (did you mean `{meant}`?). Start a paid claude session with the prompt \"{word}\"?"
-                ))
-            {
-                return Err(exit::Exit::usage(format!(
-                    "`{word}` alone would start a paid claude session with it as the prompt: did you mean `{meant}`? (to send it to claude: ccb -- {word})"
-                ))
-                .into());
-            }
-        }
+    // A lone word that names a report (`ccb daily`): asked about before anything is spent.
+    if !as_claude {
+        cmd::run::report_word(rest)?;
     }
     cmd::run::run(rest)
 }
