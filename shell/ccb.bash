@@ -8,6 +8,14 @@ if [[ $- == *i* ]] && command -v ccb >/dev/null 2>&1; then
     if [[ "${CCB_ALIAS_CLAUDE:-0}" == 1 ]]; then
         alias claude=ccb
     fi
-    # Completions, generated from ccb's own definition.
+    # Completions, generated from ccb's own definition; bash does not complete an alias as the
+    # command it stands for (zsh and fish do), so the aliases get ccb's completion by name.
     source <(ccb completions bash)
+    if __ccb_spec="$(complete -p ccb 2>/dev/null)"; then
+        eval "${__ccb_spec% ccb} cc"
+        if [[ "${CCB_ALIAS_CLAUDE:-0}" == 1 ]]; then
+            eval "${__ccb_spec% ccb} claude"
+        fi
+    fi
+    unset __ccb_spec
 fi

@@ -47,16 +47,15 @@ fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
                 return Ok(0);
             }
             Err(e) => {
-                let msg = e.to_string();
-                let line = msg.lines().next().unwrap_or("bad usage").trim_start_matches("error: ");
+                let line = cli::error_line(&e);
                 // clap quotes the value it refused, whole: an excerpt of it.
-                let line = ccb::core::human::shorten_quoted(line, &['\''], ccb::core::human::EXCERPT);
+                let line = ccb::core::human::shorten_quoted(&line, &['\''], ccb::core::human::EXCERPT);
                 return Err(exit::Exit::usage(format!("{line} (see ccb help)")).into());
             }
         };
         return match cli.command {
             Some(cli::Command::Config(c)) => cmd::config::run(c),
-            Some(cli::Command::Prices { json }) => cmd::prices::run(json),
+            Some(cli::Command::Prices { json, toml }) => cmd::prices::run(json, toml),
             Some(cli::Command::Usage(u)) => cmd::usage::run(cmd::usage::Args {
                 period: match u.period {
                     cli::PeriodArg::Daily => report::Period::Daily,
@@ -101,6 +100,7 @@ fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
             Some(cli::Command::Ledger(cli::LedgerCmd::Repair { session, json })) => {
                 cmd::ledger::repair(session.as_deref(), json)
             }
+            Some(cli::Command::Statusline { theirs }) => cmd::statusline::run(theirs.as_deref()),
             Some(cli::Command::Completions { shell }) => {
                 clap_complete::generate(shell, &mut cli::Cli::command(), "ccb", &mut std::io::stdout());
                 Ok(0)
@@ -110,6 +110,10 @@ fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
                 Ok(0)
             }
         };
+    }
+    // A lone word that names a report (`ccb daily`): asked about before anything is spent.
+    if !as_claude {
+        cmd::run::report_word(rest)?;
     }
     cmd::run::run(rest)
 }

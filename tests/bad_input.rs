@@ -77,7 +77,7 @@ fn cases() -> Vec<Case> {
         case("claude's --settings not JSON", "ccb --settings '{bad' -p hi", &["--settings", "{bad", "-p", "hi"], 2, "--settings is not valid JSON (key must be a string at line 1 column 2): fix it, or leave --settings out"),
         case("claude's --settings file missing", "ccb --settings missing.json -p hi", &["--settings", "missing.json", "-p", "hi"], 2, "cannot read --settings <home>/project/missing.json: no such file or directory: fix it, or leave --settings out"),
         // ccb's commands
-        case("unknown report period", "ccb usage hourly", &["usage", "hourly"], 2, "invalid value 'hourly' for '[PERIOD]' (see ccb help)"),
+        case("unknown report period", "ccb usage hourly", &["usage", "hourly"], 2, "invalid value 'hourly' for '[PERIOD]' (one of: daily, weekly, monthly, session) (see ccb help)"),
         case("unknown report flag", "ccb usage --bogus", &["usage", "--bogus"], 2, "unexpected argument '--bogus' found (see ccb help)"),
         case("two splits at once", "ccb usage --by-model --by-meter", &["usage", "--by-model", "--by-meter"], 2, "the argument '--by-model' cannot be used with '--by-meter' (see ccb help)"),
         case("date that is not a date", "ccb usage --since tomorrow", &["usage", "--since", "tomorrow"], 2, "--since 'tomorrow' is not a date: use YYYY-MM-DD, YYYYMMDD, today, yesterday or Nd (e.g. 7d)"),
@@ -93,7 +93,7 @@ fn cases() -> Vec<Case> {
         Case { config: Some("[pool]\nplan = \"pro\"\n"), ..case("alert threshold 0%", "ccb pool check --alert-at 0", &["pool", "check", "--alert-at", "0"], 2, "--alert-at 0 must be a percentage from 1 to 100") },
         Case { config: Some("[pool]\nplan = \"pro\"\n"), ..case("alert threshold 101%", "ccb pool check --alert-at 101", &["pool", "check", "--alert-at", "101"], 2, "--alert-at 101 must be a percentage from 1 to 100") },
         case("alert threshold not a number", "ccb pool check --alert-at abc", &["pool", "check", "--alert-at", "abc"], 2, "invalid value 'abc' for '--alert-at <PCT>': invalid digit found in string (see ccb help)"),
-        case("unknown shell", "ccb completions nushell", &["completions", "nushell"], 2, "invalid value 'nushell' for '<SHELL>' (see ccb help)"),
+        case("unknown shell", "ccb completions nushell", &["completions", "nushell"], 2, "invalid value 'nushell' for '<SHELL>' (one of: bash, elvish, fish, powershell, zsh) (see ccb help)"),
         case("unknown config command", "ccb config bogus", &["config", "bogus"], 2, "unrecognized subcommand 'bogus' (see ccb help)"),
         Case {
             prep: Some(|h| {
@@ -112,7 +112,7 @@ fn cases() -> Vec<Case> {
         },
         // The config file
         cfg("TOML syntax error", "claude = \"x", &["--dry-run"], "config <home>/c.toml line 1: invalid basic string"),
-        cfg("unknown key", "bogus = 1", &["--dry-run"], "config <home>/c.toml line 1: unknown key `bogus`; the keys here are `claude`, `default_model`, `opus_without_reason`, `ceilings`, `opus`, `alerts`, `prices`, `premium`, `pool`, `metering`, `limits`, `team`, `export`, `ledger`"),
+        cfg("unknown key", "bogus = 1", &["--dry-run"], "config <home>/c.toml line 1: unknown key `bogus`; the keys here are `claude`, `default_model`, `opus_without_reason`, `ceilings`, `opus`, `alerts`, `prices`, `premium`, `pool`, `metering`, `limits`, `team`, `export`, `ledger`, `statusline`"),
         cfg("unknown key in a table", "[ceilings]\nhourly = 3.0", &["--dry-run"], "config <home>/c.toml line 2: unknown key `hourly`; the keys here are `interactive`, `programmatic`, `opus`"),
         cfg("text where a number goes", "[ceilings]\ninteractive = \"ten\"", &["--dry-run"], "config <home>/c.toml line 2: invalid type: string \"ten\", expected a number"),
         cfg("a number where a table goes", "ceilings = 5", &["--dry-run"], "config <home>/c.toml line 1: invalid type: integer `5`, expected a table"),
@@ -254,6 +254,12 @@ fn cases() -> Vec<Case> {
         Case { env: &[("CCB_LEDGER_URL", "postgresql://ada:pw@db/ccb?pool=9")], ..case("a team ledger URL from the environment with an unknown parameter", "CCB_LEDGER_URL='postgresql://…?pool=9' ccb usage --team", &["usage", "--team"], 2, "CCB_LEDGER_URL: parameter 'pool' is not supported (supported: sslmode, sslrootcert, host, port, dbname, user, password, application_name, connect_timeout)") },
         case("a team command without a team ledger", "ccb sync", &["sync"], 2, "no team ledger: set [ledger] url = \"postgresql://…\" in the config, or CCB_LEDGER_URL"),
         case("a team limit that is not an amount", "ccb limits set --team ten", &["limits", "set", "--team", "ten"], 2, "'ten' is not a limit: give USD above 0 (e.g. 100, 12.50) or `off` to remove it"),
+        // Issue 15: what a new user tripped on
+        case("a report word alone", "ccb daily", &["daily"], 2, "`daily` alone would start a paid claude session with it as the prompt: did you mean `ccb usage daily`? (to send it to claude: ccb -- daily)"),
+        case("a misspelt report word alone", "ccb usgae", &["usgae"], 2, "`usgae` alone would start a paid claude session with it as the prompt: did you mean `ccb usage daily`? (to send it to claude: ccb -- usgae)"),
+        case("a misspelt ccb option", "ccb --budgte 2 -p hi", &["--budgte", "2", "-p", "hi"], 2, "unknown option --budgte: did you mean --budget? (after `--` it goes to claude as it is)"),
+        case("completions without a shell", "ccb completions", &["completions"], 2, "the following required arguments were not provided: <SHELL> (see ccb help)"),
+        cfg("status line mode", "[statusline]\nmode = \"on\"", &["--dry-run"], "config <home>/c.toml line 2: [statusline] mode 'on' must be \"auto\", \"prefix\", \"replace\" or \"off\""),
     ];
     v.retain(|c| !c.what.is_empty());
     v

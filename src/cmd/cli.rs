@@ -96,12 +96,22 @@ pub enum Command {
     /// Print the price table ccb uses (embedded, with your price file merged over it)
     Prices {
         /// As JSON (USD per million tokens)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "toml")]
         json: bool,
+        /// As TOML in the format of a [prices] file: a start for your own rates
+        #[arg(long)]
+        toml: bool,
     },
     /// The ledger itself: rebuild sessions' figures from claude's transcripts
     #[command(subcommand)]
     Ledger(LedgerCmd),
+    /// Claude Code's status line: reads the JSON claude sends on stdin, prints this session's
+    /// spend against its ceiling from ccb's ledger (see [statusline] in the config)
+    Statusline {
+        /// Your own status-line command: its first line goes after ccb's segment
+        #[arg(long, value_name = "COMMAND")]
+        theirs: Option<String>,
+    },
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
     Completions {
         #[arg(value_enum)]
@@ -234,7 +244,45 @@ pub enum ConfigCmd {
 
 /// Is this argument one of ccb's own commands (else ccb launches claude)?
 pub fn is_command(first: &str) -> bool {
-    matches!(first, "config" | "prices" | "completions" | "help" | "usage" | "pool" | "limits" | "ledger" | "sync")
+    matches!(
+        first,
+        "config" | "prices" | "completions" | "help" | "usage" | "pool" | "limits" | "ledger" | "sync" | "statusline"
+    )
+}
+
+/// clap's error as one line that keeps what its later lines say: the argument that is missing
+/// (`<SHELL>`), the values a value may take, the option or value it guesses was meant.
+pub fn error_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let texts = |k: ContextKind| -> Vec<String> {
+        match e.get(k) {
+            Some(ContextValue::String(s)) => vec![s.clone()],
+            Some(ContextValue::Strings(v)) => v.clone(),
+            Some(ContextValue::StyledStr(s)) => vec![s.to_string()],
+            Some(ContextValue::StyledStrs(v)) => v.iter().map(|s| s.to_string()).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let msg = e.to_string();
+    let mut line =
+        msg.lines().next().unwrap_or("bad usage").trim_start_matches("error: ").trim_end_matches(':').to_string();
+    if e.kind() == ErrorKind::MissingRequiredArgument {
+        let missing = texts(ContextKind::InvalidArg);
+        if !missing.is_empty() {
+            line = format!("{line}: {}", missing.join(", "));
+        }
+    }
+    let valid = texts(ContextKind::ValidValue);
+    if !valid.is_empty() {
+        line.push_str(&format!(" (one of: {})", valid.join(", ")));
+    }
+    for k in [ContextKind::SuggestedArg, ContextKind::SuggestedValue, ContextKind::SuggestedSubcommand] {
+        let s = texts(k);
+        if !s.is_empty() {
+            line.push_str(&format!("; did you mean '{}'?", s.join("' or '")));
+        }
+    }
+    line
 }
 
 #[cfg(test)]
@@ -245,6 +293,21 @@ mod tests {
     #[test]
     fn clap_definition_is_valid() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn clap_errors_keep_what_their_later_lines_say() {
+        let line = |argv: &[&str]| error_line(&Cli::try_parse_from(argv).unwrap_err());
+        assert_eq!(line(&["ccb", "completions"]), "the following required arguments were not provided: <SHELL>");
+        assert_eq!(
+            line(&["ccb", "usage", "dayly"]),
+            "invalid value 'dayly' for '[PERIOD]' (one of: daily, weekly, monthly, session); did you mean 'daily'?"
+        );
+        assert_eq!(
+            line(&["ccb", "usage", "--by-modle"]),
+            "unexpected argument '--by-modle' found; did you mean '--by-model'?"
+        );
+        assert_eq!(line(&["ccb", "pool", "chek"]), "unrecognized subcommand 'chek'; did you mean 'check'?");
     }
 
     #[test]

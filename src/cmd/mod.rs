@@ -6,5 +6,6 @@ pub mod limits;
 pub mod pool;
 pub mod prices;
 pub mod run;
+pub mod statusline;
 pub mod team;
 pub mod usage;

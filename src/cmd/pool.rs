@@ -32,7 +32,10 @@ pub fn run(json_out: bool) -> anyhow::Result<i32> {
             "remaining": s.remaining.as_f64(),
             "percent": s.permille as f64 / 10.0,
             "cycleStart": s.start.to_string(),
-            "cycleEnd": s.end.to_string(),
+            // The cycle's last day, inclusive, as `ccb pool` and `ccb pool check` say it; the
+            // next cycle starts on `resets`.
+            "cycleEnd": s.last_day().to_string(),
+            "resets": s.end.to_string(),
             "daysLeft": s.days_left,
             "perDay": s.per_day.iter().map(|(d, c)| json!({"date": d.to_string(), "cost": c.as_f64()})).collect::<Vec<_>>(),
             "runsOut": s.runs_out.map(|d| d.to_string()),
@@ -54,7 +57,7 @@ pub fn run(json_out: bool) -> anyhow::Result<i32> {
     crate::out!(
         "Cycle {} to {} (resets {}), {} day{} left",
         s.start,
-        s.end.checked_sub(jiff::ToSpan::day(1)).unwrap_or(s.end),
+        s.last_day(),
         s.end,
         s.days_left,
         if s.days_left == 1 { "" } else { "s" }
@@ -96,12 +99,13 @@ pub fn check(alert_at: Option<u32>) -> anyhow::Result<i32> {
     let s = crate::scan::pool::current(&cfg, &pc)?;
     let reached: Vec<u32> = thresholds.iter().copied().filter(|t| s.permille >= *t as u64 * 10).collect();
     let line = format!(
-        "credit pool ({}): {} of {} spent ({}), cycle {} to {}",
+        "credit pool ({}): {} of {} spent ({}), cycle {} to {} (resets {})",
         pc.plan,
         s.spent,
         s.amount,
         pct(s.permille),
         s.start,
+        s.last_day(),
         s.end
     );
     if reached.is_empty() {

@@ -1,8 +1,10 @@
 //! `ccb prices`: the table in force, so a user can see what a model costs and what to override.
 
+use crate::core::pricing::{PriceTable, Rates};
 use crate::sys::prices::load_table_for;
+use std::fmt::Write as _;
 
-pub fn run(json: bool) -> anyhow::Result<i32> {
+pub fn run(json: bool, toml: bool) -> anyhow::Result<i32> {
     let cfg = crate::sys::files::load_config()?;
     // The claude a session would run, for its release's prices; without one, the newest table.
     let own = std::env::current_exe().ok();
@@ -18,6 +20,11 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
         (None, Some(_)) => "claude",
         (None, None) => "newest",
     };
+    if toml {
+        use std::io::Write as _;
+        let _ = std::io::stdout().lock().write_all(to_toml(&t).as_bytes());
+        return Ok(0);
+    }
     if json {
         let models: Vec<_> = t
             .models()
@@ -107,4 +114,83 @@ pub fn run(json: bool) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// The table in force as a `[prices] file` (the embedded tables' format): every model with its
+/// rates in USD per million tokens, so a user can keep the ones to override and change them.
+fn to_toml(t: &PriceTable) -> String {
+    // `{:?}` writes an f64 as TOML reads one (`5.0`, `0.3`, `1e-5`), never as an integer.
+    let per_m = |n: i64| format!("{:?}", n as f64 / 1000.0);
+    let rates = |out: &mut String, r: &Rates| {
+        let _ = writeln!(out, "input = {}", per_m(r.input));
+        let _ = writeln!(out, "output = {}", per_m(r.output));
+        let _ = writeln!(out, "cache_write_5m = {}", per_m(r.cache_write_5m));
+        let _ = writeln!(out, "cache_write_1h = {}", per_m(r.cache_write_1h));
+        let _ = writeln!(out, "cache_read = {}", per_m(r.cache_read));
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# ccb price table: USD per million tokens. From `ccb prices --toml`: the rates in force\n\
+         # (Claude Code {}'s table, your price file and claude's price cache merged).\n\
+         # As a [prices] file, every model listed here wins over claude's own per-call figures:\n\
+         # keep only the models whose rates you want to set (negotiated prices), and change them.",
+        t.release
+    );
+    let _ = writeln!(out, "schema = 1");
+    let _ = writeln!(out, "updated = {:?}", t.updated);
+    let _ = writeln!(out, "web_search_per_1000 = {:?}", t.web_search_nanos as f64 / 1e6);
+    for m in t.models() {
+        let _ = writeln!(out, "\n[[model]]");
+        let _ = writeln!(out, "id = {:?}", m.id);
+        let _ = writeln!(out, "family = {:?}", m.family);
+        rates(&mut out, &m.rates);
+        if let Some(f) = m.fast_milli {
+            let _ = writeln!(out, "fast_multiplier = {:?}", f as f64 / 1000.0);
+        }
+        if !m.geo_milli.is_empty() {
+            let geo: Vec<String> =
+                m.geo_milli.iter().map(|(k, v)| format!("{k:?} = {:?}", *v as f64 / 1000.0)).collect();
+            let _ = writeln!(out, "geo_multiplier = {{ {} }}", geo.join(", "));
+        }
+        for (above, r) in &m.bands {
+            let _ = writeln!(out, "\n[[model.band]]");
+            let _ = writeln!(out, "above_input_tokens = {above}");
+            rates(&mut out, r);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every release's table, written as TOML and read back as a user's price file, prices every
+    /// model exactly as before.
+    #[test]
+    fn the_toml_is_a_price_file_that_gives_the_same_rates() {
+        for (release, _) in crate::core::pricing::RELEASES {
+            let t = PriceTable::release(Some(release)).unwrap();
+            let text = to_toml(&t);
+            let back = PriceTable::release(Some(release))
+                .unwrap()
+                .with_user_text(&text, std::path::Path::new("prices.toml"))
+                .unwrap_or_else(|e| panic!("{release}: {e}\n{text}"));
+            assert_eq!(back.models().len(), t.models().len(), "{release}");
+            for (a, b) in t.models().iter().zip(back.models()) {
+                assert_eq!(
+                    (&a.id, &a.family, a.rates, &a.bands, a.fast_milli, &a.geo_milli),
+                    (&b.id, &b.family, b.rates, &b.bands, b.fast_milli, &b.geo_milli),
+                    "{release}"
+                );
+                assert_eq!(b.source.as_str(), "user-file");
+            }
+            assert_eq!(back.web_search_nanos, t.web_search_nanos);
+            assert!(
+                t.models().iter().any(|m| !m.bands.is_empty()) || release != &"2.1.332",
+                "2.1.332 has a banded model"
+            );
+        }
+    }
 }

@@ -9,6 +9,27 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     crate::session::run::run(argv)
 }
 
+/// A lone word that names a report or is close to one (`ccb daily`, `ccb usgae`) would be a paid
+/// session with that word as its prompt: on a terminal the user is asked first (y/N); without
+/// one, or on "no", it is a usage error that says what was likely meant (see [`crate::core::typo`]).
+pub fn report_word(argv: &[OsString]) -> Result<(), Exit> {
+    let [word] = argv else { return Ok(()) };
+    let Some(meant) = word.to_str().and_then(crate::core::typo::meant) else { return Ok(()) };
+    let word = crate::core::human::excerpt(&word.to_string_lossy(), crate::core::human::EXCERPT);
+    let tty = |fd| crate::sys::tty::is_tty(fd);
+    if tty(libc::STDIN_FILENO)
+        && tty(libc::STDERR_FILENO)
+        && crate::sys::tty::ask_yes(&format!(
+            "ccb: `{word}` is not a ccb command (did you mean `{meant}`?). Start a paid claude session with the prompt \"{word}\"?"
+        ))
+    {
+        return Ok(());
+    }
+    Err(Exit::usage(format!(
+        "`{word}` alone would start a paid claude session with it as the prompt: did you mean `{meant}`? (to send it to claude: ccb -- {word})"
+    )))
+}
+
 /// `ccb --version` (and `-v`, `-V`): the real claude's version line, as claude prints it, then
 /// ccb's on a line of its own. Tools that run ccb as their claude (the Agent SDK) parse the first.
 pub fn version() -> anyhow::Result<i32> {

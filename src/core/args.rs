@@ -74,6 +74,13 @@ pub fn split(args: &[OsString]) -> Result<Invocation, String> {
                 i += 2;
                 continue;
             }
+            Some(a) if crate::core::typo::meant_option(a).is_some() => {
+                let meant = crate::core::typo::meant_option(a).unwrap_or_default();
+                let shown = crate::core::human::excerpt(a.split('=').next().unwrap_or(a), crate::core::human::EXCERPT);
+                return Err(format!(
+                    "unknown option {shown}: did you mean {meant}? (after `--` it goes to claude as it is)"
+                ));
+            }
             _ => inv.claude_args.push(arg.clone()),
         }
         i += 1;

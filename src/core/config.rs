@@ -65,6 +65,8 @@ pub struct Config {
     pub team: Team,
     /// `[export]`: ccb's own OpenTelemetry export.
     pub export: crate::core::export::Settings,
+    /// `[statusline] mode`: ccb's status line in interactive sessions.
+    pub statusline: crate::core::statusline::Mode,
 }
 
 /// `[team]`: the shared ledger's view of this machine.
@@ -130,6 +132,7 @@ impl Default for Config {
             limits: crate::core::limits::Settings { alerts: vec![50, 80], ..Default::default() },
             team: Team::default(),
             export: Default::default(),
+            statusline: crate::core::statusline::Mode::default(),
         }
     }
 }
@@ -152,12 +155,19 @@ struct File {
     team: FileTeam,
     export: crate::core::export::FileExport,
     ledger: FileLedger,
+    statusline: FileStatusline,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 struct FileLedger {
     url: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileStatusline {
+    mode: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -524,6 +534,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
         }
         c.premium_at = a;
     }
+    if let Some(v) = file.statusline.mode {
+        c.statusline = crate::core::statusline::Mode::parse(v.get_ref().trim()).ok_or_else(|| {
+            at(
+                v.span(),
+                format!(
+                    "[statusline] mode '{}' must be \"auto\", \"prefix\", \"replace\" or \"off\"",
+                    shown(v.get_ref())
+                ),
+            )
+        })?;
+    }
     Ok(c)
 }
 
@@ -621,6 +642,7 @@ impl Config {
             self.team.share_unmetered
         ));
         out.push_str(&self.export.to_toml());
+        out.push_str(&format!("\n[statusline]\nmode = {:?}\n", self.statusline.as_str()));
         out
     }
 }
@@ -761,5 +783,18 @@ mod tests {
         assert_eq!((shown.endpoint, shown.allow), (e.export.endpoint.clone(), e.export.allow));
         assert!(shown.headers.is_empty(), "shown without their values, headers are not read back");
         assert_eq!(again.ceilings, c.ceilings);
+    }
+
+    #[test]
+    fn statusline_mode_is_read_and_shown() {
+        use crate::core::statusline::Mode;
+        assert_eq!(p("").unwrap().statusline, Mode::Auto);
+        let c = p("[statusline]\nmode = \"prefix\"\n").unwrap();
+        assert_eq!(c.statusline, Mode::Prefix);
+        assert_eq!(p(&c.to_toml()).unwrap().statusline, Mode::Prefix);
+        assert_eq!(
+            p("[statusline]\nmode = \"on\"\n").unwrap_err(),
+            "config /c.toml line 2: [statusline] mode 'on' must be \"auto\", \"prefix\", \"replace\" or \"off\""
+        );
     }
 }

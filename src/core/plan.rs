@@ -360,6 +360,8 @@ pub struct Settings {
     pub model: Option<String>,
     pub api_key_helper: bool,
     pub env: BTreeMap<String, String>,
+    /// The user's `statusLine` (the object from the layer that wins), for `[statusline] mode`.
+    pub status_line: Option<serde_json::Value>,
 }
 
 impl Settings {
@@ -371,6 +373,9 @@ impl Settings {
         }
         if obj.get("apiKeyHelper").and_then(|h| h.as_str()).is_some_and(|h| !h.is_empty()) {
             self.api_key_helper = true;
+        }
+        if let Some(sl) = obj.get("statusLine").filter(|v| v.is_object()) {
+            self.status_line = Some(sl.clone());
         }
         if let Some(env) = obj.get("env").and_then(|e| e.as_object()) {
             for (k, val) in env {

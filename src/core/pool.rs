@@ -67,6 +67,8 @@ pub struct PoolStatus {
     /// Tenths of a percent.
     pub permille: u64,
     pub start: Date,
+    /// The day the next cycle starts (the reset), not the cycle's last day: see
+    /// [`PoolStatus::last_day`].
     pub end: Date,
     /// Days left in the cycle, today included.
     pub days_left: i64,
@@ -75,6 +77,13 @@ pub struct PoolStatus {
     /// within this cycle (or nothing was spent).
     pub runs_out: Option<Date>,
     pub exhausted: bool,
+}
+
+impl PoolStatus {
+    /// The cycle's last day, inclusive (`cycleEnd` everywhere): the day before the reset.
+    pub fn last_day(&self) -> Date {
+        self.end.yesterday().unwrap_or(self.end)
+    }
 }
 
 /// The pool's state on `today`, from spend per day (days outside the cycle are ignored).
@@ -183,6 +192,7 @@ mod tests {
         assert_eq!(s.remaining, d(60));
         assert_eq!(s.permille, 400);
         assert_eq!((s.start, s.end), (date(2026, 11, 15), date(2026, 12, 15)));
+        assert_eq!(s.last_day(), date(2026, 12, 14), "the cycle's last day is the day before the reset");
         assert_eq!(s.days_left, 25);
         assert_eq!(s.per_day.len(), 3);
         // $40 over 6 days: $60 more takes 9 days: on 2026-11-29.

@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod pg;
 pub mod repair;
 mod schema;
+pub mod status;
 pub mod writer;
 
 pub use cache::{CachedFile, CachedKeys, DirRow, ScanWrite};

@@ -12,6 +12,7 @@ pub mod meter;
 pub mod orphans;
 pub mod run;
 pub mod settings;
+pub mod statusline;
 pub mod supervisor;
 pub mod sync;
 pub mod team;

@@ -27,7 +27,8 @@ pub fn load_table_for(cfg: &crate::core::config::Config, claude_version: Option<
     Ok(t)
 }
 
-fn user_file(cfg: &crate::core::config::Config) -> Option<PathBuf> {
+/// The user's price file: `[prices] file`, else `$XDG_CONFIG_HOME/ccb/prices.toml` when it exists.
+pub fn user_file(cfg: &crate::core::config::Config) -> Option<PathBuf> {
     cfg.prices_file.clone().or_else(|| {
         let p = crate::sys::paths::config_dir()?.join("prices.toml");
         p.exists().then_some(p)

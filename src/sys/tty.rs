@@ -92,3 +92,19 @@ pub fn set_window_size(master: &impl AsRawFd, ws: &libc::winsize) {
         libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, ws);
     }
 }
+
+/// Ask the user at the terminal a yes/no question (on stderr), reading one line from stdin:
+/// true only for an answer starting with `y`. Callers ask only when stdin and stderr are
+/// terminals.
+pub fn ask_yes(question: &str) -> bool {
+    use std::io::{BufRead, Write};
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "{question} [y/N] ");
+    let _ = err.flush();
+    drop(err);
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        return false;
+    }
+    line.trim_start().to_ascii_lowercase().starts_with('y')
+}

@@ -42,14 +42,16 @@ impl Merged {
     }
 }
 
-/// Merge ccb's `env` entries into the user's `--settings` (read from its file when it names
-/// one), or into new settings. None when ccb has nothing to add: the arguments stay as they are.
+/// Merge ccb's `env` entries (and its `statusLine`, when it gives one) into the user's
+/// `--settings` (read from its file when it names one), or into new settings. None when ccb has
+/// nothing to add: the arguments stay as they are.
 pub fn merge_settings(
     args: &[OsString],
     cwd: &std::path::Path,
     env_block: serde_json::Map<String, serde_json::Value>,
+    status_line: Option<&serde_json::Value>,
 ) -> Result<Option<Merged>, String> {
-    if env_block.is_empty() {
+    if env_block.is_empty() && status_line.is_none() {
         return Ok(None);
     }
     let mut at: Option<(usize, bool, String)> = None;
@@ -79,6 +81,9 @@ pub fn merge_settings(
         }
         for (k, v) in &env_block {
             env.as_object_mut().expect("object").insert(k.clone(), v.clone());
+        }
+        if let Some(sl) = status_line {
+            base.as_object_mut().expect("object").insert("statusLine".into(), sl.clone());
         }
         base
     };
@@ -182,16 +187,17 @@ mod tests {
         let cwd = tempfile::tempdir().unwrap();
         let path = std::ffi::OsStr::new("/run/ccb/settings-1-x.json");
         // Nothing to add: claude's arguments as they are.
-        assert_eq!(merge_settings(&os(&["-p", "hi"]), cwd.path(), Default::default()).unwrap(), None);
+        assert_eq!(merge_settings(&os(&["-p", "hi"]), cwd.path(), Default::default(), None).unwrap(), None);
         // No --settings of the user's: one in front.
-        let m = merge_settings(&os(&["-p", "hi"]), cwd.path(), block()).unwrap().unwrap();
+        let m = merge_settings(&os(&["-p", "hi"]), cwd.path(), block(), None).unwrap().unwrap();
         assert_eq!(m.args(path), os(&["--settings", "/run/ccb/settings-1-x.json", "-p", "hi"]));
         assert_eq!(m.settings["env"]["ANTHROPIC_BASE_URL"], "http://127.0.0.1:1/tok");
         assert_eq!(m.from_user, None);
         // A file of the user's: merged, ccb's entries winning, and its place taken by the path.
         let user = json!({"model": "haiku", "env": {"ANTHROPIC_API_KEY": "sk-secret", "ANTHROPIC_BASE_URL": "x"}});
         std::fs::write(cwd.path().join("mine.json"), user.to_string()).unwrap();
-        let m = merge_settings(&os(&["-p", "--settings", "mine.json", "hi"]), cwd.path(), block()).unwrap().unwrap();
+        let m =
+            merge_settings(&os(&["-p", "--settings", "mine.json", "hi"]), cwd.path(), block(), None).unwrap().unwrap();
         let args = m.args(path);
         assert_eq!(args, os(&["-p", "--settings", "/run/ccb/settings-1-x.json", "hi"]));
         assert!(!args.iter().any(|a| a.to_string_lossy().contains("sk-secret")));
@@ -202,20 +208,34 @@ mod tests {
         assert_eq!(m.from_user.as_deref(), Some("mine.json"));
         // Inline JSON, in the `--settings=` form: off the command line too.
         let inline = format!("--settings={user}");
-        let m = merge_settings(&os(&[&inline, "-p"]), cwd.path(), block()).unwrap().unwrap();
+        let m = merge_settings(&os(&[&inline, "-p"]), cwd.path(), block(), None).unwrap().unwrap();
         assert_eq!(m.args(path), os(&["--settings=/run/ccb/settings-1-x.json", "-p"]));
         assert_eq!(m.settings["env"]["ANTHROPIC_API_KEY"], "sk-secret");
         assert_eq!(m.from_user.as_deref(), Some("inline JSON"));
         // After `--`, a `--settings` is claude's prompt text, not a flag.
-        let m = merge_settings(&os(&["--", "--settings", "mine.json"]), cwd.path(), block()).unwrap().unwrap();
+        let m = merge_settings(&os(&["--", "--settings", "mine.json"]), cwd.path(), block(), None).unwrap().unwrap();
         assert_eq!(m.args(path), os(&["--settings", "/run/ccb/settings-1-x.json", "--", "--settings", "mine.json"]));
         // Errors say which --settings and why.
-        let e = merge_settings(&os(&["--settings", "missing.json"]), cwd.path(), block()).unwrap_err();
+        let e = merge_settings(&os(&["--settings", "missing.json"]), cwd.path(), block(), None).unwrap_err();
         assert!(
             e.starts_with("cannot read --settings ") && e.ends_with("missing.json: no such file or directory"),
             "{e}"
         );
-        let e = merge_settings(&os(&["--settings", "{bad"]), cwd.path(), block()).unwrap_err();
+        let e = merge_settings(&os(&["--settings", "{bad"]), cwd.path(), block(), None).unwrap_err();
         assert!(e.starts_with("--settings is not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn the_status_line_goes_in_even_without_env_entries_and_wins_over_the_users() {
+        let cwd = tempfile::tempdir().unwrap();
+        let path = std::ffi::OsStr::new("/run/ccb/settings-1-x.json");
+        let ours = json!({"type": "command", "command": "'/bin/ccb' statusline", "padding": 0});
+        let m = merge_settings(&os(&["hi"]), cwd.path(), Default::default(), Some(&ours)).unwrap().unwrap();
+        assert_eq!(m.args(path), os(&["--settings", "/run/ccb/settings-1-x.json", "hi"]));
+        assert_eq!(m.settings["statusLine"], ours);
+        let inline = r#"--settings={"statusLine":{"type":"command","command":"mine"},"model":"haiku"}"#;
+        let m = merge_settings(&os(&[inline]), cwd.path(), block(), Some(&ours)).unwrap().unwrap();
+        assert_eq!(m.settings["statusLine"], ours);
+        assert_eq!(m.settings["model"], "haiku");
     }
 }

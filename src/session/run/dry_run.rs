@@ -25,7 +25,8 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     let tel = p.sources.contains(&Source::Telemetry).then_some("http://127.0.0.1:<telemetry-port>/v1/logs/<token>");
     let switch = p.first_party.switch(gate.is_some());
     // The user's --settings is never shown as given either: inline, it may hold a key.
-    let merged = merge_settings(&p.args, &p.cwd, env_block(gate, switch, tel)).map_err(settings_error)?;
+    let merged = merge_settings(&p.args, &p.cwd, env_block(gate, switch, tel), p.status_line.as_ref())
+        .map_err(settings_error)?;
     let upstream =
         gate.map(|_| crate::session::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)).base);
     let gate_off = p.first_party.gate_off_reason();
@@ -75,6 +76,10 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
             "config": p.config.path.as_ref().map(|c| c.display().to_string()),
             // Header names only: their values are secrets.
             "export": p.config.export.describe(),
+            // Which status line claude gets (its command is not shown: it may be the user's).
+            "statusline": p.status_line.as_ref().map(|v| {
+                if v["command"].as_str().is_some_and(|c| c.contains(" statusline --theirs ")) { "prefix" } else { "ccb" }
+            }),
             "prices": {
                 "claude_version": p.claude_version,
                 "release": p.prices.release,
@@ -191,12 +196,17 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
             .map(|f| format!("your --settings ({}) and ", crate::core::human::excerpt(f, crate::core::human::EXCERPT)))
             .unwrap_or_default();
         let what: Vec<&str> = [gate.map(|_| "the gate"), tel.map(|_| "telemetry")].into_iter().flatten().collect();
+        let mut parts = Vec::new();
+        if !what.is_empty() {
+            parts.push(format!("ccb's env entries for {}", what.join(" and ")));
+        }
+        if let Some(v) = &p.status_line {
+            let prefix = v["command"].as_str().is_some_and(|c| c.contains(" statusline --theirs "));
+            parts.push(if prefix { "ccb's status line before yours".into() } else { "ccb's status line".into() });
+        }
         row(
             "settings",
-            format!(
-                "{DRY_RUN_SETTINGS}: {from}ccb's env entries for {}; owner-only, removed when the session ends",
-                what.join(" and ")
-            ),
+            format!("{DRY_RUN_SETTINGS}: {from}{}; owner-only, removed when the session ends", parts.join(", ")),
         );
     }
     if let Some(e) = p.config.export.describe() {

@@ -125,8 +125,13 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     let tel_endpoint = bound.telemetry.as_ref().map(|r| r.endpoint());
     let switch = p.first_party.switch(gate_url.is_some());
     // Before the warden and the ledger: a bad --settings ends here with nothing to undo.
-    let merged = merge_settings(&p.args, &p.cwd, env_block(gate_url.as_deref(), switch, tel_endpoint.as_deref()))
-        .map_err(settings_error)?;
+    let merged = merge_settings(
+        &p.args,
+        &p.cwd,
+        env_block(gate_url.as_deref(), switch, tel_endpoint.as_deref()),
+        p.status_line.as_ref(),
+    )
+    .map_err(settings_error)?;
     // Dropped, and the file removed, once claude is gone, or on any way out of this function.
     let settings_file = match &merged {
         Some(m) => Some(write_settings(&m.settings).map_err(|e| {

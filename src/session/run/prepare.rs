@@ -41,6 +41,9 @@ pub struct Prepared {
     pub first_party: crate::session::first_party::FirstParty,
     /// Claude takes and gives stream-json (the Agent SDK's way).
     pub stream_json: bool,
+    /// The `statusLine` ccb puts in claude's settings (`[statusline] mode`), for an
+    /// interactive session; None: claude's own settings decide.
+    pub status_line: Option<serde_json::Value>,
 }
 
 /// The sources of usage for a plan: the gate where the billing mode lets ccb stand in the
@@ -171,7 +174,18 @@ pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
         std::env::var_os(crate::session::first_party::TEST_WITHHOLD).is_some_and(|v| v == "1"),
     );
     let sources = sources(&plan, &config, &env, &first_party);
+    // The status line is where an interactive session shows ccb's figures and notices (claude
+    // runs it only in interactive mode).
+    // A path that is not UTF-8 cannot be written into claude's settings: no status line then.
+    let status_line = match (
+        own.as_deref().and_then(|p| p.to_str()),
+        plan.passthrough || plan.print_mode || flags.stream_json_input(),
+    ) {
+        (Some(exe), false) => crate::core::statusline::setting(config.statusline, settings.status_line.as_ref(), exe),
+        _ => None,
+    };
     Ok(Prepared {
+        status_line,
         sources,
         inv,
         config,

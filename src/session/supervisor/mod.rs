@@ -6,6 +6,7 @@
 //! loop and in the drain after claude has exited.
 
 mod notices;
+mod progress;
 mod pumps;
 mod spawn;
 pub mod stop;

@@ -3,6 +3,7 @@
 //! session, placed between claude's escape sequences. Others' notices (the ledger's writer)
 //! reach the loop through a [`Notifier`].
 
+use super::progress::Progress;
 use super::pumps::OutState;
 use super::Ev;
 use crate::core::human;
@@ -44,7 +45,8 @@ pub(super) fn eprint_notice(text: &str) {
 
 /// Where the loop's notices go.
 pub(super) struct Screen {
-    pub bar: Option<indicatif::ProgressBar>,
+    /// The progress line of a print-mode session on a terminal (see [`Progress`]).
+    pub bar: Option<Arc<Progress>>,
     pub pty: bool,
     pub out_state: Arc<Mutex<OutState>>,
 }
@@ -52,16 +54,10 @@ pub(super) struct Screen {
 impl Screen {
     pub fn new(progress: bool, pty: bool, label: &str, ceiling: Option<Usd>) -> Screen {
         let bar = (progress && pty).then(|| {
-            let b = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-            b.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} {msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-            );
-            b.set_message(format!(
+            Arc::new(Progress::new(format!(
                 "ccb {label} · $0.00 of {}",
                 ceiling.map(|c| c.to_string()).unwrap_or_else(|| "no ceiling".into())
-            ));
-            b
+            )))
         });
         Screen { bar, pty, out_state: Arc::new(Mutex::new(OutState { mid_sequence: false, pending: Vec::new() })) }
     }
@@ -72,7 +68,7 @@ impl Screen {
         // theirs may reach the terminal.
         let text = human::printable(text);
         if let Some(b) = &self.bar {
-            b.println(format!("ccb: {text}"));
+            b.notice(&text);
         } else if self.pty {
             let osc = format!("\x1b]9;ccb: {}\x07", text.replace(['\x07', '\x1b'], "")).into_bytes();
             let mut st = self.out_state.lock().unwrap_or_else(|e| e.into_inner());
@@ -91,7 +87,7 @@ impl Screen {
     /// The progress line, after a counted call.
     pub fn progress(&self, label: &str, total: Usd, ceiling: Option<Usd>, tokens: u64) {
         if let Some(b) = &self.bar {
-            b.set_message(format!(
+            b.set(format!(
                 "ccb {label} · {total} of {} · {} tokens",
                 ceiling.map(|c| c.to_string()).unwrap_or_else(|| "no ceiling".into()),
                 human::tokens(tokens)
@@ -101,7 +97,7 @@ impl Screen {
 
     pub fn clear(&self) {
         if let Some(b) = &self.bar {
-            b.finish_and_clear();
+            b.finish();
         }
     }
 }

@@ -42,7 +42,7 @@ pub(super) fn terminal(
     master: &File,
     tx: &mpsc::Sender<Ev>,
     state: Arc<Mutex<OutState>>,
-    bar: Option<indicatif::ProgressBar>,
+    bar: Option<Arc<super::progress::Progress>>,
 ) -> anyhow::Result<()> {
     let mut reader = master.try_clone()?;
     let tx = tx.clone();
@@ -56,13 +56,12 @@ pub(super) fn terminal(
             };
             let mut out = stdout.lock();
             let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-            let write = |out: &mut std::io::StdoutLock| {
-                let _ = out.write_all(&buf[..n]);
-                let _ = out.flush();
-            };
             match &bar {
-                Some(b) => b.suspend(|| write(&mut out)),
-                None => write(&mut out),
+                Some(b) => b.claude_output(&mut out, &buf[..n]),
+                None => {
+                    let _ = out.write_all(&buf[..n]);
+                    let _ = out.flush();
+                }
             }
             st.mid_sequence = ends_mid_sequence(&buf[..n]);
             if !st.mid_sequence && !st.pending.is_empty() {
