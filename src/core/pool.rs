@@ -240,6 +240,7 @@ mod tests {
                 payer: payer.clone(),
                 reason: None,
                 ccb: *ccb,
+                branch: String::new(),
             });
             let mut a = crate::core::report::Agg::default();
             a.add(&Default::default(), Usd(*cost), 0);

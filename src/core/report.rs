@@ -19,6 +19,9 @@ pub struct SessionAttr {
     pub reason: Option<String>,
     /// Run through ccb (in the ledger).
     pub ccb: bool,
+    /// The git branch its responses were made on ("" when not known): a session that changed
+    /// branch is one `SessionAttr` per branch in a [`Dataset`].
+    pub branch: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -62,7 +65,7 @@ impl Agg {
 #[derive(Debug, Default, Clone)]
 pub struct Dataset {
     pub sessions: Vec<SessionAttr>,
-    session_idx: HashMap<String, u32>,
+    session_idx: HashMap<(String, String), u32>,
     pub models: Vec<String>,
     model_idx: HashMap<String, u16>,
     pub buckets: HashMap<(Date, u32, u16), Agg>,
@@ -70,11 +73,18 @@ pub struct Dataset {
     pub files: u64,
     /// Models whose figures are estimates (nobody priced them: the family's dearest rates).
     pub estimated: std::collections::BTreeSet<String>,
+    /// The same sums per 15-minute slot of UTC (slot = ms / 15 min), kept only when asked for
+    /// ([`Dataset::with_slots`]): 5-hour blocks and `--since-ref` need finer times than a day.
+    pub slots: Option<HashMap<(i64, u32, u16), Agg>>,
 }
 
 impl Dataset {
+    /// A dataset that keeps sums per 15-minute slot too.
+    pub fn with_slots() -> Dataset {
+        Dataset { slots: Some(HashMap::new()), ..Dataset::default() }
+    }
     pub fn session(&mut self, attr: SessionAttr) -> u32 {
-        if let Some(&i) = self.session_idx.get(&attr.id) {
+        if let Some(&i) = self.session_idx.get(&(attr.id.clone(), attr.branch.clone())) {
             // The ledger knows more than a transcript: let it win.
             if attr.ccb && !self.sessions[i as usize].ccb {
                 self.sessions[i as usize] = attr;
@@ -82,7 +92,7 @@ impl Dataset {
             return i;
         }
         let i = self.sessions.len() as u32;
-        self.session_idx.insert(attr.id.clone(), i);
+        self.session_idx.insert((attr.id.clone(), attr.branch.clone()), i);
         self.sessions.push(attr);
         i
     }
@@ -98,12 +108,32 @@ impl Dataset {
     pub fn add(&mut self, day: Date, session: u32, model: u16, agg: &Agg) {
         self.buckets.entry((day, session, model)).or_default().merge(agg);
     }
+    /// [`Dataset::add`], for sums of one 15-minute slot (kept as such when slots are kept).
+    pub fn add_slot(&mut self, slot: i64, day: Date, session: u32, model: u16, agg: &Agg) {
+        self.add(day, session, model, agg);
+        if let Some(slots) = &mut self.slots {
+            slots.entry((slot, session, model)).or_default().merge(agg);
+        }
+    }
+    /// Keep only the sums of sessions `keep` accepts (`--branch`, `--since-ref`'s repository).
+    pub fn retain(&mut self, keep: impl Fn(&SessionAttr) -> bool) {
+        let ok: Vec<bool> = self.sessions.iter().map(keep).collect();
+        self.buckets.retain(|&(_, s, _), _| ok[s as usize]);
+        if let Some(slots) = &mut self.slots {
+            slots.retain(|&(_, s, _), _| ok[s as usize]);
+        }
+    }
     /// Merge another dataset (a scan thread's) into this one.
     pub fn absorb(&mut self, other: Dataset) {
         let smap: Vec<u32> = other.sessions.into_iter().map(|s| self.session(s)).collect();
         let mmap: Vec<u16> = other.models.iter().map(|m| self.model(m)).collect();
         for ((day, s, m), agg) in other.buckets {
             self.add(day, smap[s as usize], mmap[m as usize], &agg);
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.slots, other.slots) {
+            for ((slot, s, m), agg) in theirs {
+                mine.entry((slot, smap[s as usize], mmap[m as usize])).or_default().merge(&agg);
+            }
         }
         self.malformed += other.malformed;
         self.files += other.files;
@@ -125,6 +155,8 @@ pub enum Split {
     Reason,
     Meter,
     Project,
+    /// The git branch (`-` when not known).
+    Branch,
 }
 
 /// One row of a report: a period (and a split value), with per-model breakdowns.
@@ -149,6 +181,15 @@ pub struct Report {
     pub malformed: u64,
     /// Models of the report whose figures are estimates.
     pub estimated: Vec<String>,
+}
+
+/// A session's branch as reports show it: `-` when not known.
+pub fn branch_name(s: &SessionAttr) -> String {
+    if s.branch.is_empty() {
+        "-".into()
+    } else {
+        s.branch.clone()
+    }
 }
 
 /// The Monday of a date's ISO week.
@@ -178,6 +219,7 @@ pub fn build(ds: &Dataset, period: Period, split: Split, since: Option<Date>, un
             Split::Reason => Some(sess.reason.clone().unwrap_or_else(|| "-".into())),
             Split::Meter => Some(sess.payer.to_string()),
             Split::Project => Some(sess.project.clone()),
+            Split::Branch => Some(branch_name(sess)),
         };
         let row = rows.entry((key.clone(), split_val.clone())).or_insert_with(|| Row {
             key,
@@ -233,6 +275,7 @@ pub fn to_json(r: &Report, split: Split) -> Value {
         Split::Reason => Some("reason"),
         Split::Meter => Some("meter"),
         Split::Project => Some("project"),
+        Split::Branch => Some("branch"),
     };
     let rows: Vec<Value> = r
         .rows
@@ -408,6 +451,7 @@ mod tests {
             payer: crate::core::plan::Payer::CreditPool,
             reason: None,
             ccb: true,
+            branch: String::new(),
         });
         let b = d.session(SessionAttr {
             id: "B".into(),
@@ -416,6 +460,7 @@ mod tests {
             payer: crate::core::plan::Payer::Api,
             reason: Some("infra".into()),
             ccb: true,
+            branch: String::new(),
         });
         let s = d.model("claude-sonnet-4-6");
         let o = d.model("claude-opus-4-8");
@@ -535,6 +580,7 @@ mod tests {
             payer: crate::core::plan::Payer::Api,
             reason: Some(format!("r\n{}", "\u{e9}".repeat(30))),
             ccb: true,
+            branch: String::new(),
         });
         let m = d.model("claude-\u{e9}\u{1b}[2J");
         let mut x = Agg::default();

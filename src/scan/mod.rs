@@ -50,7 +50,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// The time resolution of cached sums: a day in any time zone starts on a slot boundary.
 pub const SLOT_MS: i64 = 15 * 60 * 1000;
 /// Bumped whenever what is cached, or how a line is read, changes: older caches are dropped.
-const CACHE_VERSION: i64 = 2;
+const CACHE_VERSION: i64 = 3;
 /// How much of a file's start and of the end of what was read is checked before reading on.
 const CHECK_BYTES: u64 = 4096;
 
@@ -98,6 +98,7 @@ pub fn add_ledger(
             payer: u.payer.clone(),
             reason: u.reason.clone(),
             ccb: true,
+            branch: u.branch.clone().unwrap_or_default(),
         });
         let m = ds.model(&u.row.model);
         if u.row.estimated {
@@ -105,7 +106,7 @@ pub fn add_ledger(
         }
         let mut agg = Agg::default();
         agg.add(&u.row.usage, u.row.cost, u.row.ts_ms);
-        ds.add(day_of(u.row.ts_ms, tz), s, m, &agg);
+        ds.add_slot(u.row.ts_ms.div_euclid(SLOT_MS), day_of(u.row.ts_ms, tz), s, m, &agg);
     }
     Ok(())
 }
