@@ -9,7 +9,8 @@
 //! - counting and deciding: [`budget`] (a session's tally), [`policy`] (what each counted call
 //!   leads to), [`plan`] (billing mode, payer, class, ceiling), [`exit`] (exit codes and endings);
 //! - the user's words: [`args`], [`config`] (parsed, not read), [`human`] (formatting);
-//! - reports: [`report`], [`pool`], [`blocks`] (5-hour windows);
+//! - reports: [`report`], [`pool`], [`blocks`] (5-hour windows), [`table`] (fitted to a
+//!   terminal), [`html`] (one page with charts);
 //! - names written down as text (the ledger's columns): [`recorded`], whose enums read back a
 //!   name from a newer ccb as `Unknown(name)`, verbatim.
 
@@ -30,5 +31,6 @@ pub mod pricing;
 pub mod recorded;
 pub mod report;
 pub mod stream;
+pub mod table;
 pub mod tokens;
 pub mod transcript;

@@ -339,102 +339,16 @@ pub fn to_json(r: &Report, split: Split) -> Value {
     Value::Object(out)
 }
 
-/// A readable table; `color` adds ANSI colour, `bar` a cost bar per row.
+/// A readable table, as wide as its contents; `color` adds ANSI colour. `core::table` fits one
+/// to a terminal and adds the breakdown and compact layouts.
 pub fn to_table(r: &Report, color: bool) -> String {
-    use crate::core::human::{printable, tokens};
-    let period = r.period.unwrap_or(Period::Daily);
-    let head = match period {
-        Period::Daily => "Date",
-        Period::Weekly => "Week of",
-        Period::Monthly => "Month",
-        Period::Session => "Session",
-    };
-    let (bold, dim, green, reset) =
-        if color { ("\x1b[1m", "\x1b[2m", "\x1b[32m", "\x1b[0m") } else { ("", "", "", "") };
-    let max_cost = r.rows.iter().map(|x| x.total.cost).max().unwrap_or_default();
-    let mut out = String::new();
-    // Keys (session ids), splits (models, reasons) and model names come from transcripts and
-    // users: printed with control characters escaped, cut by characters, never inside one.
-    let keys: Vec<String> =
-        r.rows.iter().map(|x| crate::core::human::head_chars(&printable(&x.key), 36).to_string()).collect();
-    let splits: Vec<Option<String>> = r
-        .rows
-        .iter()
-        .map(|x| {
-            x.split.as_ref().map(|s| {
-                let s = printable(s);
-                if s.chars().count() > 28 {
-                    format!("…{}", crate::core::human::tail_chars(&s, 27))
-                } else {
-                    s
-                }
-            })
-        })
-        .collect();
-    let key_w = keys.iter().map(|k| k.chars().count()).max().unwrap_or(4).max(head.len());
-    let split_w = splits.iter().filter_map(|s| s.as_ref().map(|s| s.chars().count())).max().unwrap_or(0);
-    out.push_str(&format!("{bold}{:<key_w$}", head));
-    if split_w > 0 {
-        out.push_str(&format!("  {:<split_w$}", ""));
-    }
-    out.push_str(&format!(
-        "  {:>8} {:>8} {:>8} {:>8} {:>9}  {:>10}  {}{reset}\n",
-        "Input", "Output", "CacheWr", "CacheRd", "Total", "Cost", "Models"
-    ));
-    for (i, row) in r.rows.iter().enumerate() {
-        let u = &row.total.usage;
-        out.push_str(&format!("{:<key_w$}", keys[i]));
-        if split_w > 0 {
-            out.push_str(&format!("  {dim}{:<split_w$}{reset}", splits[i].as_deref().unwrap_or("")));
-        }
-        let bar = cost_bar(row.total.cost, max_cost, 12);
-        let models: Vec<String> = row.models.keys().map(|m| printable(&short_model(m))).collect();
-        out.push_str(&format!(
-            "  {:>8} {:>8} {:>8} {:>8} {:>9}  {green}{:>10}{reset}  {} {dim}{}{reset}\n",
-            tokens(u.input),
-            tokens(u.output),
-            tokens(u.cache_write()),
-            tokens(u.cache_read),
-            tokens(u.total_tokens()),
-            row.total.cost.to_string(),
-            models.join(", "),
-            bar
-        ));
-    }
-    let u = &r.totals.usage;
-    out.push_str(&format!("{bold}{:<key_w$}", "Total"));
-    if split_w > 0 {
-        out.push_str(&format!("  {:<split_w$}", ""));
-    }
-    out.push_str(&format!(
-        "  {:>8} {:>8} {:>8} {:>8} {:>9}  {:>10}{reset}\n",
-        tokens(u.input),
-        tokens(u.output),
-        tokens(u.cache_write()),
-        tokens(u.cache_read),
-        tokens(u.total_tokens()),
-        r.totals.cost.to_string()
-    ));
-    out
+    crate::core::table::render(r, &crate::core::table::Opts { color, ..Default::default() })
 }
 
 /// `claude-sonnet-4-6-20250929` → `sonnet-4-6`.
 pub fn short_model(m: &str) -> String {
     let n = crate::core::pricing::normalize(m);
     n.strip_prefix("claude-").unwrap_or(&n).to_string()
-}
-
-fn cost_bar(v: Usd, max: Usd, width: usize) -> String {
-    if max.nanos() <= 0 || v.nanos() <= 0 {
-        return String::new();
-    }
-    const EIGHTHS: [char; 8] = ['▏', '▎', '▍', '▌', '▋', '▊', '▉', '█'];
-    let units = ((v.nanos() as i128 * (width as i128 * 8)) / max.nanos() as i128).max(1) as usize;
-    let mut s = "█".repeat(units / 8);
-    if units % 8 > 0 {
-        s.push(EIGHTHS[units % 8 - 1]);
-    }
-    s
 }
 
 #[cfg(test)]
