@@ -20,6 +20,7 @@ pub mod budget;
 pub mod config;
 pub mod endpoint;
 pub mod exit;
+pub mod html;
 pub mod human;
 pub mod limits;
 pub mod money;

@@ -362,7 +362,11 @@ mod tests {
             let m = d.model(m);
             let mut x = Agg::default();
             let big = 10u64.pow(i as u32 + 5);
-            x.add(&Usage { input: big, output: big, cache_read: big * 9, cache_write_5m: big, ..Usage::default() }, Usd(123_456_789_000 * (i as i64 + 1)), 1_795_000_000_000 + i as i64 * 3_600_000);
+            x.add(
+                &Usage { input: big, output: big, cache_read: big * 9, cache_write_5m: big, ..Usage::default() },
+                Usd(123_456_789_000 * (i as i64 + 1)),
+                1_795_000_000_000 + i as i64 * 3_600_000,
+            );
             d.add(date(2026, 11, 16 + i as i8), if i % 2 == 0 { a } else { b }, m, &x);
         }
         d

@@ -33,6 +33,7 @@
 //! Over 600 lines with its tests (about 40%), which exercise the whole pass.
 
 pub mod dataset;
+pub mod limits;
 pub mod pool;
 
 use crate::core::plan::Class;
