@@ -37,3 +37,4 @@ mod resume;
 mod robustness;
 mod sdk;
 mod secrets;
+mod usage_views;

@@ -38,6 +38,8 @@ pub struct LimitView {
 pub struct Page<'a> {
     /// When the page was made, as people read it.
     pub generated: String,
+    /// Times are shown in this zone.
+    pub tz: jiff::tz::TimeZone,
     /// What it covers (`since 2026-11-01`, `since a1b2c3d`, `all history`).
     pub scope: String,
     /// Rows per day (no split): their per-model sums are the stacks.
@@ -92,10 +94,10 @@ pub fn render(p: &Page) -> String {
     let mut h = String::with_capacity(32 << 10);
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     h.push_str("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">");
-    let _ = write!(h, "<title>ccb usage: {}</title><style>{CSS}</style></head><body>\n", escape(&p.scope));
-    let _ = write!(
+    let _ = writeln!(h, "<title>ccb usage: {}</title><style>{CSS}</style></head><body>", escape(&p.scope));
+    let _ = writeln!(
         h,
-        "<h1>Claude Code spend</h1><p class=\"sub\">{} · {} in total over {} responses · made {}</p>\n",
+        "<h1>Claude Code spend</h1><p class=\"sub\">{} · {} in total over {} responses · made {}</p>",
         escape(&p.scope),
         p.daily.totals.cost,
         p.daily.totals.responses,
@@ -104,7 +106,7 @@ pub fn render(p: &Page) -> String {
     daily_chart(&mut h, p.daily);
     pool_chart(&mut h, p.pool.as_ref());
     limits_chart(&mut h, &p.limits);
-    sessions_table(&mut h, p.sessions);
+    sessions_table(&mut h, p.sessions, &p.tz);
     branches_chart(&mut h, p.by_branch);
     h.push_str("</body></html>\n");
     h
@@ -123,6 +125,16 @@ fn model_order(r: &Report) -> Vec<String> {
     v.into_iter().map(|(m, _)| m.to_string()).collect()
 }
 
+/// A model's name in a legend: short, unless another model of the page shortens alike.
+fn legend_name(m: &str, all: &[String]) -> String {
+    let short = short_model(m);
+    if all.iter().filter(|x| short_model(x) == short).count() > 1 {
+        m.to_string()
+    } else {
+        short
+    }
+}
+
 fn daily_chart(h: &mut String, r: &Report) {
     h.push_str("<h2>Daily cost by model</h2>\n");
     if r.rows.is_empty() {
@@ -133,7 +145,7 @@ fn daily_chart(h: &mut String, r: &Report) {
     let color = |m: &str| PALETTE[models.iter().position(|x| x == m).unwrap_or(0) % PALETTE.len()];
     h.push_str("<div class=\"legend\">");
     for m in &models {
-        let _ = write!(h, "<span><i style=\"background:{}\"></i>{}</span>", color(m), escape(&short_model(m)));
+        let _ = write!(h, "<span><i style=\"background:{}\"></i>{}</span>", color(m), escape(&legend_name(m, &models)));
     }
     h.push_str("</div>\n");
     let (w, ht, left, bottom, top) = (960.0, 280.0, 64.0, 36.0, 10.0);
@@ -163,7 +175,7 @@ fn daily_chart(h: &mut String, r: &Report) {
                 usd_attr(a.cost),
                 color(m),
                 escape(&row.key),
-                escape(&short_model(m)),
+                escape(&legend_name(m, &models)),
                 a.cost
             );
         }
@@ -205,9 +217,9 @@ fn pool_chart(h: &mut String, pool: Option<&PoolView>) {
         return;
     };
     let days = (p.end - p.start).get_days().max(1) as usize;
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<p>{}: {} of {} spent, cycle {} to {}{}.</p>\n",
+        "<p>{}: {} of {} spent, cycle {} to {}{}.</p>",
         escape(&p.plan),
         p.spent,
         p.amount,
@@ -263,9 +275,9 @@ fn pool_chart(h: &mut String, pool: Option<&PoolView>) {
         "<polyline points=\"{}\" fill=\"none\" stroke=\"#4e79a7\" stroke-width=\"2\"/>{marks}",
         pts.join(" ")
     );
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<text x=\"{left}\" y=\"{:.2}\">{}</text><text x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"end\">{}</text></svg>\n",
+        "<text x=\"{left}\" y=\"{:.2}\">{}</text><text x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"end\">{}</text></svg>",
         top + plot_h + 18.0,
         p.start,
         left + plot_w,
@@ -342,11 +354,11 @@ fn limits_chart(h: &mut String, limits: &[LimitView]) {
     hbars(h, "limits", &items, "mark");
 }
 
-fn sessions_table(h: &mut String, r: &Report) {
+fn sessions_table(h: &mut String, r: &Report, tz: &jiff::tz::TimeZone) {
     let mut rows: Vec<&crate::core::report::Row> = r.rows.iter().collect();
     rows.sort_by(|a, b| b.total.cost.cmp(&a.total.cost).then(a.key.cmp(&b.key)));
     rows.truncate(TOP);
-    let _ = write!(h, "<h2>Most expensive sessions</h2>\n");
+    h.push_str("<h2>Most expensive sessions</h2>\n");
     if rows.is_empty() {
         h.push_str("<p class=\"empty\">No sessions in this range.</p>\n");
         return;
@@ -368,7 +380,9 @@ fn sessions_table(h: &mut String, r: &Report) {
     for x in rows {
         let project = x.session.as_ref().map(|s| s.project.as_str()).unwrap_or("");
         let models: Vec<String> = x.models.keys().map(|m| escape(&short_model(m))).collect();
-        let last = jiff::Timestamp::from_millisecond(x.total.last_ms).map(|t| t.to_string()).unwrap_or_default();
+        let last = jiff::Timestamp::from_millisecond(x.total.last_ms)
+            .map(|t| tz.to_datetime(t).strftime("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default();
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
@@ -419,6 +433,7 @@ mod tests {
         let by_branch = build(ds, Period::Daily, Split::Branch, None, None);
         render(&Page {
             generated: "now".into(),
+            tz: jiff::tz::TimeZone::UTC,
             scope: "all history".into(),
             daily: &daily,
             sessions: &sessions,

@@ -142,7 +142,7 @@ pub fn render(r: &Report, o: &Opts) -> String {
         lead.push(text("", Cut::Start, 8));
     }
     let num = |head, wide_only| Col { head, right: true, cut: Cut::No, min: 0, wide_only, cells: Vec::new() };
-    let mut nums = vec![
+    let mut nums = [
         num("Input", false),
         num("Output", false),
         num("CacheWr", true),
@@ -306,9 +306,9 @@ pub fn render(r: &Report, o: &Opts) -> String {
         s.trim_end().to_string()
     };
     out.push_str(&format!("{bold}{}{reset}\n", line_of(None)));
-    for i in 0..kinds.len() {
+    for (i, kind) in kinds.iter().enumerate() {
         let l = line_of(Some(i));
-        match kinds[i] {
+        match kind {
             Kind::Row => out.push_str(&format!("{l}\n")),
             Kind::Sub => out.push_str(&format!("{dim}{l}{reset}\n")),
             Kind::Total => out.push_str(&format!("{bold}{l}{reset}\n")),
