@@ -125,7 +125,7 @@ pub fn render(r: &Report, o: &Opts) -> String {
         lead.push(text("Date", Cut::No, 0));
         lead.push(text("Last activity", Cut::No, 0));
         lead.push(text("Project", Cut::Start, 8));
-        lead.push(text("Session", Cut::No, 0));
+        lead.push(text("Session", Cut::End, 8));
     } else {
         lead.push(text(
             match period {
@@ -323,11 +323,9 @@ fn key_cells(row: &Row, period: Period, tz: &jiff::tz::TimeZone) -> Vec<String> 
             local(row.total.first_ms, tz, "%Y-%m-%d"),
             local(row.total.last_ms, tz, "%m-%d %H:%M"),
             printable(&s.project),
-            printable(crate::core::human::head_chars(&row.key, 8)),
+            printable(&row.key),
         ],
-        (Period::Session, None) => {
-            vec![String::new(), String::new(), String::new(), printable(crate::core::human::head_chars(&row.key, 8))]
-        }
+        (Period::Session, None) => vec![String::new(), String::new(), String::new(), printable(&row.key)],
         _ => vec![printable(&row.key)],
     }
 }
