@@ -3,6 +3,7 @@
 //!
 //! ```sh
 //! cargo run --release --example gen_history -- --size 1G --out /tmp/h --seed 1
+//! cargo run --release --example gen_history -- --size 700M --session-max 64K --out /tmp/many  # many files
 //! CLAUDE_CONFIG_DIR=/tmp/h ccb usage daily --json     # compare with /tmp/h/truth.json
 //! ```
 //!
@@ -383,6 +384,9 @@ struct Gen<'a> {
     /// Lines of finished main transcripts, by project, for resumed sessions to copy.
     history: Vec<(usize, PathBuf)>,
     next_malformed: u64,
+    /// `--session-max` under 40K: a session ends as soon as it reaches its size, even within a
+    /// turn (a history of many small files; the default histories stay as they were).
+    small: bool,
 }
 
 impl Gen<'_> {
@@ -461,6 +465,9 @@ impl Gen<'_> {
             // The agent loop: responses and tool results.
             let steps = self.rng.range(1, 12);
             for step in 0..steps {
+                if self.small && out.bytes >= target {
+                    break;
+                }
                 let last = step + 1 == steps;
                 let model = if self.rng.chance(0.05) { pick_model(&mut self.rng, false) } else { main_model };
                 if self.rng.chance(0.004) {
@@ -769,6 +776,8 @@ fn main() {
     let mut size = 64u64 << 20;
     let mut out: Option<PathBuf> = None;
     let mut seed = 1u64;
+    // The largest session's main transcript: small sessions make a history of many files.
+    let mut session_max = 6u64 << 20;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
@@ -777,8 +786,9 @@ fn main() {
             "--size" => size = parse_size(&v),
             "--out" => out = Some(PathBuf::from(v)),
             "--seed" => seed = v.parse().expect("--seed N"),
+            "--session-max" => session_max = parse_size(&v).max(4 << 10),
             "-h" | "--help" => {
-                println!("gen_history --size 1G --out DIR [--seed N]: a Claude Code history of about that size, and DIR/truth.json");
+                println!("gen_history --size 1G --out DIR [--seed N] [--session-max 6M]: a Claude Code history of about that size, and DIR/truth.json");
                 return;
             }
             other => panic!("unknown argument {other} (try --help)"),
@@ -800,10 +810,11 @@ fn main() {
         out_dir: out.clone(),
         history: Vec::new(),
         next_malformed: 1 << 20,
+        small: session_max < 40 << 10,
     };
     while g.truth.bytes < size {
         let left = size - g.truth.bytes;
-        let target = g.rng.log_range(40 << 10, 6 << 20).min(left.max(4096));
+        let target = g.rng.log_range((40 << 10).min(session_max), session_max).min(left.max(4096));
         g.session(target);
     }
     let t = &g.truth;

@@ -227,7 +227,14 @@ pub fn to_table(blocks: &[Block], now_ms: i64, tz: &jiff::tz::TimeZone, width: u
     let local = |ms: i64| {
         jiff::Timestamp::from_millisecond(ms).map(|t| tz.to_datetime(t).strftime("%Y-%m-%d %H:%M").to_string())
     };
-    let hm = |ms: i64| format!("{}h{:02}m", ms / 3_600_000, (ms % 3_600_000) / 60_000);
+    let hm = |ms: i64| {
+        let (h, m) = (ms / 3_600_000, (ms % 3_600_000) / 60_000);
+        if h >= 48 {
+            format!("{}d{:02}h", h / 24, h % 24)
+        } else {
+            format!("{h}h{m:02}m")
+        }
+    };
     // Block start (16) + status (14) + tokens (9) + cost (10) + gaps (8) = 57; models get the rest.
     let models_w = width.saturating_sub(57).max(8);
     let mut out = format!(

@@ -65,7 +65,8 @@ impl Agg {
 #[derive(Debug, Default, Clone)]
 pub struct Dataset {
     pub sessions: Vec<SessionAttr>,
-    session_idx: HashMap<(String, String), u32>,
+    /// Session id → its (branch, index) pairs: looked up by `&str`, nothing allocated.
+    session_idx: HashMap<String, Vec<(String, u32)>>,
     pub models: Vec<String>,
     model_idx: HashMap<String, u16>,
     pub buckets: HashMap<(Date, u32, u16), Agg>,
@@ -84,7 +85,12 @@ impl Dataset {
         Dataset { slots: Some(HashMap::new()), ..Dataset::default() }
     }
     pub fn session(&mut self, attr: SessionAttr) -> u32 {
-        if let Some(&i) = self.session_idx.get(&(attr.id.clone(), attr.branch.clone())) {
+        let found = self
+            .session_idx
+            .get(attr.id.as_str())
+            .and_then(|v| v.iter().find(|(b, _)| *b == attr.branch))
+            .map(|&(_, i)| i);
+        if let Some(i) = found {
             // The ledger knows more than a transcript: let it win.
             if attr.ccb && !self.sessions[i as usize].ccb {
                 self.sessions[i as usize] = attr;
@@ -92,7 +98,7 @@ impl Dataset {
             return i;
         }
         let i = self.sessions.len() as u32;
-        self.session_idx.insert((attr.id.clone(), attr.branch.clone()), i);
+        self.session_idx.entry(attr.id.clone()).or_default().push((attr.branch.clone(), i));
         self.sessions.push(attr);
         i
     }

@@ -223,19 +223,20 @@ pub fn render(r: &Report, o: &Opts) -> String {
     let mut models_w = models_nat;
     let mut bar_w = bar_nat;
     if let Some(width) = o.width {
-        // Shrink the text columns toward their minimum, the widest first; false if they cannot.
+        // Shrink the text columns toward their minimum, in the order they give way (the
+        // session id, then the models, then projects and splits); false if they cannot.
         let shrink = |lead_w: &mut Vec<usize>, models_w: &mut usize, compact: bool, last: bool| -> bool {
+            let min_of = |c: &Col| if last { 1 } else { c.min };
             while fixed(compact, lead_w) + with_models(*models_w) > width {
-                let mut widest: Option<(usize, usize)> = None;
-                for (i, c) in lead.iter().enumerate() {
-                    let min = if last { 1 } else { c.min };
-                    if c.cut != Cut::No && lead_w[i] > min && widest.is_none_or(|(_, w)| lead_w[i] > w) {
-                        widest = Some((i, lead_w[i]));
-                    }
-                }
-                if *models_w > models.min && widest.is_none_or(|(_, w)| *models_w >= w) {
+                let id = lead.iter().position(|c| c.head == "Session").filter(|&i| lead_w[i] > min_of(&lead[i]));
+                let text = (0..lead.len())
+                    .filter(|&i| lead[i].cut != Cut::No && lead_w[i] > min_of(&lead[i]))
+                    .max_by_key(|&i| lead_w[i]);
+                if let Some(i) = id {
+                    lead_w[i] -= 1;
+                } else if *models_w > models.min {
                     *models_w -= 1;
-                } else if let Some((i, _)) = widest {
+                } else if let Some(i) = text {
                     lead_w[i] -= 1;
                 } else {
                     return false;
