@@ -372,7 +372,7 @@ def bench_growth(hist, truth, data, home, errors):
 def bench_floor():
     """Warm reports on a history of many small files against the floor: stat'ing every file."""
     n = 7 if ARGS.quick else 21
-    size, session_max = ("120M", "48K") if ARGS.quick else ("700M", "64K")
+    size, session_max = ("120M", "8K") if ARGS.quick else ("750M", "8K")
     d = os.path.join(ARGS.work, f"history-{size}-many-seed{ARGS.seed}")
     truth_path = os.path.join(d, "truth.json")
     if not os.path.exists(truth_path) or os.path.getmtime(truth_path) < os.path.getmtime(ARGS.gen):

@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo run --release --example gen_history -- --size 1G --out /tmp/h --seed 1
-//! cargo run --release --example gen_history -- --size 700M --session-max 64K --out /tmp/many  # many files
+//! cargo run --release --example gen_history -- --size 750M --session-max 8K --out /tmp/many  # ~14k files
 //! CLAUDE_CONFIG_DIR=/tmp/h ccb usage daily --json     # compare with /tmp/h/truth.json
 //! ```
 //!

@@ -65,8 +65,10 @@ impl Agg {
 #[derive(Debug, Default, Clone)]
 pub struct Dataset {
     pub sessions: Vec<SessionAttr>,
-    /// Session id → its (branch, index) pairs: looked up by `&str`, nothing allocated.
-    session_idx: HashMap<String, Vec<(String, u32)>>,
+    /// Session id → the index of its first branch; its other branches (a session that changed
+    /// branch: rare) in `branch_idx`, by that first index.
+    session_idx: HashMap<String, u32>,
+    branch_idx: HashMap<(u32, String), u32>,
     pub models: Vec<String>,
     model_idx: HashMap<String, u16>,
     pub buckets: HashMap<(Date, u32, u16), Agg>,
@@ -85,11 +87,12 @@ impl Dataset {
         Dataset { slots: Some(HashMap::new()), ..Dataset::default() }
     }
     pub fn session(&mut self, attr: SessionAttr) -> u32 {
-        let found = self
-            .session_idx
-            .get(attr.id.as_str())
-            .and_then(|v| v.iter().find(|(b, _)| *b == attr.branch))
-            .map(|&(_, i)| i);
+        let first = self.session_idx.get(attr.id.as_str()).copied();
+        let found = match first {
+            Some(f) if self.sessions[f as usize].branch == attr.branch => Some(f),
+            Some(f) => self.branch_idx.get(&(f, attr.branch.clone())).copied(),
+            None => None,
+        };
         if let Some(i) = found {
             // The ledger knows more than a transcript: let it win.
             if attr.ccb && !self.sessions[i as usize].ccb {
@@ -98,7 +101,14 @@ impl Dataset {
             return i;
         }
         let i = self.sessions.len() as u32;
-        self.session_idx.entry(attr.id.clone()).or_default().push((attr.branch.clone(), i));
+        match first {
+            Some(f) => {
+                self.branch_idx.insert((f, attr.branch.clone()), i);
+            }
+            None => {
+                self.session_idx.insert(attr.id.clone(), i);
+            }
+        }
         self.sessions.push(attr);
         i
     }
@@ -437,6 +447,30 @@ mod tests {
         let r = build(&d, Period::Monthly, Split::Reason, None, None);
         assert_eq!(r.rows[0].split.as_deref(), Some("-"));
         assert_eq!(r.rows[1].split.as_deref(), Some("infra"));
+    }
+
+    /// A session that changed branch is one dataset session per branch; the branches of a day
+    /// add up to the day.
+    #[test]
+    fn a_session_on_two_branches_splits_and_adds_up() {
+        let mut d = Dataset::default();
+        let on = |b: &str| SessionAttr { id: "S".into(), branch: b.into(), ..SessionAttr::default() };
+        let (a, b) = (d.session(on("main")), d.session(on("feat")));
+        assert_ne!(a, b);
+        assert_eq!((d.session(on("main")), d.session(on("feat")), d.session(on(""))), (a, b, 2));
+        let m = d.model("claude-haiku-4-5");
+        let mut x = Agg::default();
+        x.add(&Usage { input: 1, ..Usage::default() }, Usd(5), 1);
+        for s in [a, b, 2] {
+            d.add(date(2026, 11, 20), s, m, &x);
+        }
+        let r = build(&d, Period::Daily, Split::Branch, None, None);
+        let got: Vec<_> = r.rows.iter().map(|r| (r.split.as_deref().unwrap(), r.total.cost)).collect();
+        assert_eq!(got, [("-", Usd(5)), ("feat", Usd(5)), ("main", Usd(5))]);
+        assert_eq!(build(&d, Period::Daily, Split::None, None, None).rows[0].total.cost, Usd(15));
+        assert_eq!(build(&d, Period::Session, Split::None, None, None).rows.len(), 1, "one session");
+        d.retain(|s| s.branch == "feat");
+        assert_eq!(build(&d, Period::Daily, Split::None, None, None).totals.cost, Usd(5));
     }
 
     #[test]

@@ -244,18 +244,17 @@ pub fn render(r: &Report, o: &Opts) -> String {
             }
             true
         };
-        let (mut lw, mut mw) = (lead_w.clone(), models_nat);
-        if !shrink(&mut lw, &mut mw, compact, false) {
-            compact = true;
-            (lw, mw) = (lead_w.clone(), models_nat);
-            if !shrink(&mut lw, &mut mw, compact, false) {
-                // Then the models go (`--breakdown` names them a row each), and last, text
-                // columns are cut to a mark.
-                mw = 0;
-                shrink(&mut lw, &mut mw, compact, true);
+        // Layouts in the order they are tried, each from the natural widths: as asked, then
+        // compact, then without the models (`--breakdown` names them a row each), then with text
+        // columns cut to a mark.
+        let tries = [(compact, true, false), (true, true, false), (true, false, false), (true, false, true)];
+        for (i, &(c, with, last)) in tries.iter().enumerate() {
+            let (mut lw, mut mw) = (lead_w.clone(), if with { models_nat } else { 0 });
+            if shrink(&mut lw, &mut mw, c, last) || i + 1 == tries.len() {
+                (compact, lead_w, models_w) = (c, lw, mw);
+                break;
             }
         }
-        (lead_w, models_w) = (lw, mw);
         // The bar only where there is room for it whole.
         if fixed(compact, &lead_w) + with_models(models_w) + 1 + bar_nat > width {
             bar_w = 0;
