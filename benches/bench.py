@@ -420,7 +420,8 @@ def bench_floor():
     for name, _ in reports:
         m = median(times[name])
         r = m / f
-        say(f"| `ccb usage {name}` | {m * 1000:.1f} ms | {f * 1000:.1f} ms | **{r:.2f}×** | ≤ 2×: {'met' if r <= 2 else 'missed'} |")
+        goal = f"≤ 2×: {'met' if r <= 2 else 'missed'}" if name == "daily --json" else "(for reference)"
+        say(f"| `ccb usage {name}` | {m * 1000:.1f} ms | {f * 1000:.1f} ms | **{r:.2f}×** | {goal} |")
     say()
     if errors:
         say("Correctness: **" + "; ".join(errors) + "**")
