@@ -520,3 +520,56 @@ fn count_sessions(h: &History) -> usize {
     let (_, out, _) = ccb(h, &["usage", "session", "--json"]);
     json_of(&out)["sessions"].as_array().unwrap().len()
 }
+
+/// The active block, as ccusage sees it too: its burn rate (from its first response to its last)
+/// and its projection to the block's end.
+#[test]
+fn the_active_block_burns_and_projects_as_ccusages() {
+    let d = tempfile::tempdir().unwrap();
+    let hist = d.path().join("claude");
+    let proj = hist.join("projects/-w");
+    std::fs::create_dir_all(&proj).unwrap();
+    let now = jiff::Timestamp::now();
+    // Two responses 20 minutes apart, the last 5 minutes ago, in the same hour when possible.
+    let at = |mins_ago: i64| {
+        (now - jiff::SignedDuration::from_mins(mins_ago)).strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    };
+    let lines = [tline("S", "1", &at(25), "/w", "main", 2_000_000), tline("S", "2", &at(5), "/w", "main", 1_000_000)];
+    std::fs::write(proj.join("s.jsonl"), lines.concat()).unwrap();
+    let home = d.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let (code, out, err) = ccb_in(&home, &hist, &home, &["usage", "blocks", "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let ours = json_of(&out)["blocks"].as_array().unwrap().last().unwrap().clone();
+    let peer = Command::new(ccusage())
+        .args(["blocks", "--json", "--offline"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("CLAUDE_CONFIG_DIR", &hist)
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    assert!(peer.status.success(), "ccusage: {}", String::from_utf8_lossy(&peer.stderr));
+    let theirs = json_of(&String::from_utf8_lossy(&peer.stdout))["blocks"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(ours["isActive"], true, "{ours}");
+    assert_eq!(ours["isActive"], theirs["isActive"]);
+    assert_eq!(ours["startTime"], theirs["startTime"]);
+    // $3 of Haiku over the 20 minutes between the two: $9 an hour, 150k tokens a minute.
+    let rate = &ours["burnRate"];
+    assert!((rate["costPerHour"].as_f64().unwrap() - 9.0).abs() < 1e-6, "{rate}");
+    assert!((rate["tokensPerMinute"].as_f64().unwrap() - 150_000.0).abs() < 1e-3, "{rate}");
+    for k in ["costPerHour", "tokensPerMinute", "tokensPerMinuteForIndicator"] {
+        let (a, b) = (rate[k].as_f64().unwrap(), theirs["burnRate"][k].as_f64().unwrap());
+        assert!((a - b).abs() <= a.abs() * 1e-9, "{k}: {a} vs ccusage's {b}");
+    }
+    // The projections were made a moment apart: the same within a minute's burn.
+    let (p, q) = (&ours["projection"], &theirs["projection"]);
+    let minutes = p["remainingMinutes"].as_i64().unwrap();
+    assert!((minutes - q["remainingMinutes"].as_i64().unwrap()).abs() <= 1, "{p} vs {q}");
+    assert!((p["totalCost"].as_f64().unwrap() - q["totalCost"].as_f64().unwrap()).abs() <= 0.16, "{p} vs {q}");
+    let want = 3.0 + 9.0 / 60.0 * minutes as f64;
+    assert!((p["totalCost"].as_f64().unwrap() - want).abs() <= 0.01, "{p}: want {want}");
+    let (_, table, _) = ccb_in(&home, &hist, &home, &["usage", "blocks"], &[]);
+    assert!(table.contains("ACTIVE") && table.contains("burning $9.00/h") && table.contains("Projected: $"), "{table}");
+}
