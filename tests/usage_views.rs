@@ -429,6 +429,12 @@ fn the_html_report_renders_in_chromium() {
     assert!(out.contains("report.html"), "{out}");
     let (_, json, _) = ccb(&h, &["usage", "--json"]);
     let v = json_of(&json);
+    let (code, _, err) = ccb(&h, &["usage", "--html", "/nonexistent-dir/page.html"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.starts_with("ccb: cannot write --html /nonexistent-dir/page.html: ") && err.lines().count() == 1,
+        "{err}"
+    );
 
     let dom = String::from_utf8(chromium(&["--dump-dom", &format!("file://{}", page.display())]).stdout).unwrap();
     let svg = |id: &str| {

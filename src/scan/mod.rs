@@ -4,7 +4,7 @@
 //! **Each file is read once.** What a report learns of a transcript file is kept in the ledger
 //! database (migration 2): how far it was read (to the end of its last complete line), its identity
 //! (device, inode, size, modification time, a hash of its first and last 4 KB read), the identities
-//! of its responses, and its partial sums per (15-minute slot, session, model). The next report
+//! of its responses, and its partial sums per (15-minute slot, session and branch, model). The next report
 //! reads only what changed:
 //! - a file that did not change is not opened: its sums come from the cache;
 //! - a file that grew (same inode, larger, the same first and last 4 KB where reading stopped) is
