@@ -94,7 +94,6 @@ pub enum PeriodArg {
     Weekly,
     Monthly,
     Session,
-    /// 5-hour billing windows, as ccusage's blocks
     Blocks,
 }
 
@@ -109,7 +108,7 @@ pub enum OrderArg {
     after_help = "Dates: YYYY-MM-DD, YYYYMMDD, today, yesterday, or Nd for the last N days (7d, 30d).\n--json is a superset of ccusage's: see the README for the schema."
 )]
 pub struct UsageArgs {
-    /// Rows by day, ISO week, month or session; or 5-hour billing blocks
+    /// Rows by day, ISO week, month or session; or 5-hour billing blocks (as ccusage's)
     #[arg(value_enum, default_value = "daily")]
     pub period: PeriodArg,
     /// First day to include
@@ -149,7 +148,7 @@ pub struct UsageArgs {
     /// The narrow table (input, output, cost), whatever the terminal's width
     #[arg(long)]
     pub compact: bool,
-    /// Also write a self-contained HTML page with charts to this file
+    /// Write a self-contained HTML page with charts to this file (instead of the table)
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
     /// Time zone for days (IANA name, e.g. Europe/Berlin); default: the system's
