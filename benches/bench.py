@@ -366,6 +366,71 @@ def bench_growth(hist, truth, data, home, errors):
     return times
 
 
+# ---------------------------------------------------------------- 1b. warm reports against the floor
+
+
+def bench_floor():
+    """Warm reports on a history of many small files against the floor: stat'ing every file."""
+    n = 7 if ARGS.quick else 21
+    size, session_max = ("120M", "8K") if ARGS.quick else ("750M", "8K")
+    d = os.path.join(ARGS.work, f"history-{size}-many-seed{ARGS.seed}")
+    truth_path = os.path.join(d, "truth.json")
+    if not os.path.exists(truth_path) or os.path.getmtime(truth_path) < os.path.getmtime(ARGS.gen):
+        t = time.perf_counter()
+        subprocess.run([ARGS.gen, "--size", size, "--session-max", session_max, "--out", d, "--seed", str(ARGS.seed)],
+                       check=True, timeout=1800)
+        print(f"  (generated {size} of small sessions in {time.perf_counter() - t:.1f} s)", flush=True)
+    with open(truth_path) as f:
+        truth = json.load(f)
+    say(f"## 1b. Warm reports against the floor: {truth['files']} files")
+    say()
+    say("The floor is the time to stat every transcript file: `du -s` on the same tree, in the same run. "
+        "A warm report stats every file too (growth changes no directory), then answers from its cache. "
+        f"Medians of {n} runs each, interleaved; the files in the page cache.")
+    say()
+    home = tempfile.mkdtemp(prefix="ccb-bench-floor-")
+    data = os.path.join(home, "data")
+    env = base_env(home)
+    env.update({"CLAUDE_CONFIG_DIR": d, "XDG_DATA_HOME": data})
+    reports = [
+        ("daily --json", ["usage", "daily", "--json"]),
+        ("blocks --json", ["usage", "blocks", "--json"]),
+        ("daily --by-branch --json", ["usage", "daily", "--by-branch", "--json"]),
+        ("session --json", ["usage", "session", "--json"]),
+    ]
+    errors = []
+    for _, args in reports:
+        # Make the cache (and check the answer once).
+        w, _, code, out, err, _ = run_measured([ARGS.ccb] + args, env, timeout=900)
+        if code != 0:
+            errors.append(f"ccb {' '.join(args)} exited {code}: {err[-300:]!r}")
+        elif args[1] == "daily" and len(args) == 3:
+            e = check("ccb daily (many files)", out, truth)
+            if e:
+                errors.append(e)
+    floor, times = [], {name: [] for name, _ in reports}
+    du = ["du", "-s", os.path.join(d, "projects")]
+    for _ in range(n):
+        floor.append(run_measured(du, env, timeout=300)[0])
+        for name, args in reports:
+            times[name].append(run_measured([ARGS.ccb] + args, env, timeout=300)[0])
+    f = median(floor)
+    say("| report | ccb warm | floor (`du -s`) | ccb / floor | goal |")
+    say("|---|---|---|---|---|")
+    for name, _ in reports:
+        m = median(times[name])
+        r = m / f
+        goal = f"≤ 2×: {'met' if r <= 2 else 'missed'}" if name == "daily --json" else "(for reference)"
+        say(f"| `ccb usage {name}` | {m * 1000:.1f} ms | {f * 1000:.1f} ms | **{r:.2f}×** | {goal} |")
+    say()
+    if errors:
+        say("Correctness: **" + "; ".join(errors) + "**")
+    else:
+        say("Correctness: the warm daily report equals the generator's true cost to the micro-dollar, and its tokens.")
+    say()
+    shutil.rmtree(home, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- 2-5. sessions
 
 
@@ -564,7 +629,7 @@ def main():
     p.add_argument("--work", required=True)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--only", default="reports,launch,stop,watch,throughput")
+    p.add_argument("--only", default="reports,floor,launch,stop,watch,throughput")
     ARGS = p.parse_args()
     for k in ("ccb", "gen", "fake", "ccusage", "work"):
         setattr(ARGS, k, os.path.abspath(getattr(ARGS, k)))
@@ -580,6 +645,8 @@ def main():
     t0 = time.time()
     if "reports" in only:
         bench_reports()
+    if "floor" in only:
+        bench_floor()
     if "launch" in only:
         bench_launch()
     if "stop" in only:

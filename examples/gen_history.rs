@@ -3,6 +3,7 @@
 //!
 //! ```sh
 //! cargo run --release --example gen_history -- --size 1G --out /tmp/h --seed 1
+//! cargo run --release --example gen_history -- --size 750M --session-max 8K --out /tmp/many  # ~14k files
 //! CLAUDE_CONFIG_DIR=/tmp/h ccb usage daily --json     # compare with /tmp/h/truth.json
 //! ```
 //!
@@ -255,6 +256,9 @@ struct Truth {
     tokens: Tokens,
     by_day: BTreeMap<String, i128>,
     by_model: BTreeMap<String, i128>,
+    by_branch: BTreeMap<String, i128>,
+    /// Every response counted: (time, cost, tokens), for the 5-hour blocks.
+    events: Vec<(i64, i128, u64)>,
     malformed: u64,
     lines: u64,
     files: u64,
@@ -262,7 +266,7 @@ struct Truth {
 }
 
 impl Truth {
-    fn count(&mut self, key: &str, model_idx: usize, t: &Tokens, ts_ms: i64) {
+    fn count(&mut self, key: &str, model_idx: usize, t: &Tokens, ts_ms: i64, branch: &str) {
         if !self.seen.insert(key.to_string()) {
             return;
         }
@@ -281,6 +285,40 @@ impl Truth {
         self.tokens.cache_read += t.cache_read;
         *self.by_day.entry(day_utc(ts_ms)).or_default() += cost;
         *self.by_model.entry(MODELS[model_idx].1.to_string()).or_default() += cost;
+        *self.by_branch.entry(branch.to_string()).or_default() += cost;
+        let tokens = t.input + t.output + t.cache_5m + t.cache_1h + t.cache_read;
+        self.events.push((ts_ms, cost, tokens));
+    }
+
+    /// The 5-hour blocks by ccusage's rules, response by response (ccb works from 15-minute
+    /// sums; this is the exact reading): a block starts at its first response's UTC hour; a
+    /// response more than 5 h after the block's start or after the previous response starts the
+    /// next. Gaps are left out: they hold nothing.
+    fn blocks(&self) -> Vec<serde_json::Value> {
+        const H5: i64 = 5 * 3_600_000;
+        let mut ev = self.events.clone();
+        ev.sort_by_key(|e| e.0);
+        let mut out: Vec<(i64, i128, u64, u64)> = Vec::new();
+        let mut last = i64::MIN;
+        for (ts, cost, tokens) in ev {
+            let new = match out.last() {
+                None => true,
+                Some(b) => ts - b.0 > H5 || ts - last > H5,
+            };
+            if new {
+                out.push((ts.div_euclid(3_600_000) * 3_600_000, 0, 0, 0));
+            }
+            let b = out.last_mut().unwrap();
+            b.1 += cost;
+            b.2 += tokens;
+            b.3 += 1;
+            last = ts;
+        }
+        out.into_iter()
+            .map(|(start, cost, tokens, n)| {
+                json!({"startTime": ts_text(start), "costNanos": cost as i64, "totalTokens": tokens, "entries": n})
+            })
+            .collect()
     }
 }
 
@@ -346,6 +384,9 @@ struct Gen<'a> {
     /// Lines of finished main transcripts, by project, for resumed sessions to copy.
     history: Vec<(usize, PathBuf)>,
     next_malformed: u64,
+    /// `--session-max` under 40K: a session ends as soon as it reaches its size, even within a
+    /// turn (a history of many small files; the default histories stay as they were).
+    small: bool,
 }
 
 impl Gen<'_> {
@@ -424,6 +465,9 @@ impl Gen<'_> {
             // The agent loop: responses and tool results.
             let steps = self.rng.range(1, 12);
             for step in 0..steps {
+                if self.small && out.bytes >= target {
+                    break;
+                }
                 let last = step + 1 == steps;
                 let model = if self.rng.chance(0.05) { pick_model(&mut self.rng, false) } else { main_model };
                 if self.rng.chance(0.004) {
@@ -482,6 +526,8 @@ impl Gen<'_> {
                 }
                 let usage = Self::usage_json(&t);
                 let n_blocks = blocks.len();
+                // Readers date a response by its first line.
+                let first_ts = ts;
                 for (i, b) in blocks.iter().enumerate() {
                     let uuid = self.rng.uuid();
                     let stop = if i + 1 == n_blocks {
@@ -504,7 +550,7 @@ impl Gen<'_> {
                     parent = Some(uuid);
                     ts += self.rng.range(5, 400) as i64;
                 }
-                self.truth.count(&format!("{msg}:{req}"), model, &t, ts);
+                self.truth.count(&format!("{msg}:{req}"), model, &t, first_ts, ctx.branch);
                 ts += self.rng.range(200, 3000) as i64;
                 let Some(name) = tool else { continue };
                 // The tool's result, as the next user line.
@@ -583,7 +629,7 @@ impl Gen<'_> {
                 let model = MODELS.iter().position(|m| v["message"]["model"] == m.0).expect("a known model");
                 let key = format!("{}:{}", v["message"]["id"].as_str().unwrap(), v["requestId"].as_str().unwrap());
                 let ts = v["timestamp"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap().as_millisecond();
-                self.truth.count(&key, model, &t, ts);
+                self.truth.count(&key, model, &t, ts, v["gitBranch"].as_str().unwrap_or(""));
             }
         } else {
             self.truth.malformed += 1;
@@ -639,6 +685,7 @@ impl Gen<'_> {
                     ctx.cwd
                 ),
             ];
+            let first_ts = ts;
             for b in &blocks {
                 let uuid = self.rng.uuid();
                 let l = format!(
@@ -651,7 +698,7 @@ impl Gen<'_> {
                 out.line(&l, &mut self.truth);
                 parent = Some(uuid);
             }
-            self.truth.count(&format!("{msg}:{req}"), model, &t, ts);
+            self.truth.count(&format!("{msg}:{req}"), model, &t, first_ts, ctx.branch);
             ts += self.rng.range(50, 500) as i64;
             let uuid = self.rng.uuid();
             let n = self.rng.log_range(100, 30_000) as usize;
@@ -729,6 +776,8 @@ fn main() {
     let mut size = 64u64 << 20;
     let mut out: Option<PathBuf> = None;
     let mut seed = 1u64;
+    // The largest session's main transcript: small sessions make a history of many files.
+    let mut session_max = 6u64 << 20;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
@@ -737,8 +786,9 @@ fn main() {
             "--size" => size = parse_size(&v),
             "--out" => out = Some(PathBuf::from(v)),
             "--seed" => seed = v.parse().expect("--seed N"),
+            "--session-max" => session_max = parse_size(&v).max(4 << 10),
             "-h" | "--help" => {
-                println!("gen_history --size 1G --out DIR [--seed N]: a Claude Code history of about that size, and DIR/truth.json");
+                println!("gen_history --size 1G --out DIR [--seed N] [--session-max 6M]: a Claude Code history of about that size, and DIR/truth.json");
                 return;
             }
             other => panic!("unknown argument {other} (try --help)"),
@@ -760,10 +810,11 @@ fn main() {
         out_dir: out.clone(),
         history: Vec::new(),
         next_malformed: 1 << 20,
+        small: session_max < 40 << 10,
     };
     while g.truth.bytes < size {
         let left = size - g.truth.bytes;
-        let target = g.rng.log_range(40 << 10, 6 << 20).min(left.max(4096));
+        let target = g.rng.log_range((40 << 10).min(session_max), session_max).min(left.max(4096));
         g.session(target);
     }
     let t = &g.truth;
@@ -785,6 +836,8 @@ fn main() {
         "totalTokens": t.tokens.input + t.tokens.output + t.tokens.cache_5m + t.tokens.cache_1h + t.tokens.cache_read,
         "dailyCostNanosUtc": t.by_day.iter().map(|(d, n)| (d.clone(), json!(*n as i64))).collect::<serde_json::Map<_, _>>(),
         "modelCostNanos": t.by_model.iter().map(|(d, n)| (d.clone(), json!(*n as i64))).collect::<serde_json::Map<_, _>>(),
+        "branchCostNanos": t.by_branch.iter().map(|(d, n)| (d.clone(), json!(*n as i64))).collect::<serde_json::Map<_, _>>(),
+        "blocks": t.blocks(),
     });
     std::fs::write(out.join("truth.json"), serde_json::to_string_pretty(&truth).unwrap() + "\n").unwrap();
     eprintln!(

@@ -57,8 +57,9 @@ fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
             Some(cli::Command::Config(c)) => cmd::config::run(c),
             Some(cli::Command::Prices { json, toml }) => cmd::prices::run(json, toml),
             Some(cli::Command::Usage(u)) => cmd::usage::run(cmd::usage::Args {
+                blocks: matches!(u.period, cli::PeriodArg::Blocks),
                 period: match u.period {
-                    cli::PeriodArg::Daily => report::Period::Daily,
+                    cli::PeriodArg::Daily | cli::PeriodArg::Blocks => report::Period::Daily,
                     cli::PeriodArg::Weekly => report::Period::Weekly,
                     cli::PeriodArg::Monthly => report::Period::Monthly,
                     cli::PeriodArg::Session => report::Period::Session,
@@ -77,12 +78,20 @@ fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
                     report::Split::User
                 } else if u.by_host {
                     report::Split::Host
+                } else if u.by_branch {
+                    report::Split::Branch
                 } else {
                     report::Split::None
                 },
                 timezone: u.timezone,
                 json: u.json,
                 team: u.team,
+                since_ref: u.since_ref,
+                branch: u.branch,
+                breakdown: u.breakdown,
+                desc: matches!(u.order, Some(cli::OrderArg::Desc)),
+                compact: u.compact,
+                html: u.html,
             }),
             Some(cli::Command::Pool { check: Some(cli::PoolCmd::Check { alert_at }), .. }) => {
                 cmd::pool::check(alert_at)

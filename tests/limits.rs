@@ -428,6 +428,7 @@ fn admission_cost_with_sixteen_sessions_holding() {
                 timestamp: None,
                 entrypoint: None,
                 cwd: None,
+                git_branch: None,
                 estimated: false,
             };
             let t1 = Instant::now();

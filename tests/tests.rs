@@ -41,3 +41,4 @@ mod sdk;
 mod secrets;
 mod statusline;
 mod team;
+mod usage_views;

@@ -125,6 +125,13 @@ pub enum PeriodArg {
     Weekly,
     Monthly,
     Session,
+    Blocks,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum OrderArg {
+    Asc,
+    Desc,
 }
 
 #[derive(Args, Debug)]
@@ -132,15 +139,22 @@ pub enum PeriodArg {
     after_help = "Dates: YYYY-MM-DD, YYYYMMDD, today, yesterday, or Nd for the last N days (7d, 30d).\n--json is a superset of ccusage's: see the README for the schema."
 )]
 pub struct UsageArgs {
-    /// Rows by day, ISO week, month or session
+    /// Rows by day, ISO week, month or session; or 5-hour billing blocks (as ccusage's)
     #[arg(value_enum, default_value = "daily")]
     pub period: PeriodArg,
     /// First day to include
-    #[arg(long, value_name = "DATE")]
+    #[arg(short = 's', long, value_name = "DATE")]
     pub since: Option<String>,
     /// Last day to include
-    #[arg(long, value_name = "DATE")]
+    #[arg(short = 'u', long, value_name = "DATE")]
     pub until: Option<String>,
+    /// What a piece of work cost: from this commit's time (any git revision), sessions in its
+    /// repository's working trees only
+    #[arg(long, value_name = "REF", conflicts_with = "since")]
+    pub since_ref: Option<String>,
+    /// Only responses made on this git branch
+    #[arg(long, value_name = "NAME")]
+    pub branch: Option<String>,
     /// Split each row by model
     #[arg(long, group = "split")]
     pub by_model: bool,
@@ -162,11 +176,26 @@ pub struct UsageArgs {
     /// Everyone's sessions, from the team ledger ([ledger] url)
     #[arg(long)]
     pub team: bool,
+    /// Split each row by git branch (the branch each response was made on)
+    #[arg(long, group = "split")]
+    pub by_branch: bool,
+    /// Under each row, a row per model (the JSON always has modelBreakdowns)
+    #[arg(long)]
+    pub breakdown: bool,
+    /// Oldest first (asc, the default) or newest first (desc)
+    #[arg(short = 'o', long, value_enum, value_name = "ORDER")]
+    pub order: Option<OrderArg>,
+    /// The narrow table (input, output, cost), whatever the terminal's width
+    #[arg(long)]
+    pub compact: bool,
+    /// Write a self-contained HTML page with charts to this file (instead of the table)
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Time zone for days (IANA name, e.g. Europe/Berlin); default: the system's
     #[arg(long, value_name = "TZ")]
     pub timezone: Option<String>,
     /// As JSON (ccusage-compatible)
-    #[arg(long)]
+    #[arg(short = 'j', long)]
     pub json: bool,
 }
 
@@ -301,7 +330,7 @@ mod tests {
         assert_eq!(line(&["ccb", "completions"]), "the following required arguments were not provided: <SHELL>");
         assert_eq!(
             line(&["ccb", "usage", "dayly"]),
-            "invalid value 'dayly' for '[PERIOD]' (one of: daily, weekly, monthly, session); did you mean 'daily'?"
+            "invalid value 'dayly' for '[PERIOD]' (one of: daily, weekly, monthly, session, blocks); did you mean 'daily'?"
         );
         assert_eq!(
             line(&["ccb", "usage", "--by-modle"]),

@@ -1,4 +1,5 @@
-//! `ccb usage [daily|weekly|monthly|session]`: what was spent, on what, from which meter.
+//! `ccb usage [daily|weekly|monthly|session|blocks]`: what was spent, on what, from which meter;
+//! `--html FILE` writes the same history as one page with charts.
 
 use crate::core::exit::Exit;
 use crate::core::report::{self, Period, Split};
@@ -90,13 +91,33 @@ pub struct Args {
     pub json: bool,
     /// Everyone's usage, from the team ledger.
     pub team: bool,
+    /// `ccb usage blocks`: 5-hour windows instead of periods.
+    pub blocks: bool,
+    pub since_ref: Option<String>,
+    pub branch: Option<String>,
+    pub breakdown: bool,
+    /// Newest first.
+    pub desc: bool,
+    pub compact: bool,
+    pub html: Option<std::path::PathBuf>,
+}
+
+/// The width a table must fit: the terminal's, else `$COLUMNS`, else none (a pipe gets it whole).
+fn table_width() -> Option<usize> {
+    if std::io::stdout().is_terminal() {
+        if let Some(ws) = crate::sys::tty::window_size(1) {
+            return Some(ws.ws_col as usize);
+        }
+    }
+    std::env::var("COLUMNS").ok().and_then(|c| c.trim().parse().ok()).filter(|&c: &usize| c >= 20)
 }
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     let cfg = crate::sys::files::load_config()?;
     let prices = crate::sys::prices::load_table(&cfg)?;
     let tz = time_zone(a.timezone.as_deref())?;
-    let today = tz.to_datetime(jiff::Timestamp::now()).date();
+    let now = jiff::Timestamp::now();
+    let today = tz.to_datetime(now).date();
     let since = a.since.as_deref().map(|s| parse_day(s, today, "--since")).transpose()?;
     let until = a.until.as_deref().map(|s| parse_day(s, today, "--until")).transpose()?;
     if let (Some(s), Some(u)) = (since, until) {
@@ -104,51 +125,183 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             return Err(Exit::usage(format!("--since {s} is after --until {u}")).into());
         }
     }
-    // Start a day early: a file's responses are bucketed by their own time zone day below.
-    let since_ms = since
-        .and_then(|d| d.checked_sub(1.day()).ok())
-        .and_then(|d| d.to_zoned(tz.clone()).ok())
-        .map(|z| z.timestamp().as_millisecond())
-        .unwrap_or(i64::MIN);
-    let ds = if a.team {
+    // A piece of work: from its first commit's time, in its repository's working trees.
+    let start = match a.since_ref.as_deref() {
+        None => None,
+        Some(r) => {
+            let cwd =
+                std::env::current_dir().map_err(|e| Exit::usage(format!("--since-ref: no working directory ({e})")))?;
+            let quoted = crate::core::human::excerpt(r, crate::core::human::EXCERPT);
+            Some(crate::sys::git::ref_start(&cwd, r).map_err(|e| Exit::usage(format!("--since-ref '{quoted}' {e}")))?)
+        }
+    };
+    let since_ms = if let Some(s) = &start {
+        // From the quarter hour of the commit: reports keep sums per 15 minutes.
+        crate::core::blocks::slot_of(s.time_ms) * crate::scan::SLOT_MS
+    } else if a.blocks {
+        // Blocks as ccusage makes them: from the whole history, then chosen by their start day.
+        i64::MIN
+    } else {
+        // Start a day early: a file's responses are bucketed by their own time zone day below.
+        since
+            .and_then(|d| d.checked_sub(1.day()).ok())
+            .and_then(|d| d.to_zoned(tz.clone()).ok())
+            .map(|z| z.timestamp().as_millisecond())
+            .unwrap_or(i64::MIN)
+    };
+    let mut ds = if a.team {
         let mut c = crate::cmd::team::connect(&cfg)?;
         crate::cmd::team::deliver_own(&cfg, &mut c);
-        crate::scan::team::dataset(&mut c, since_ms.max(0), &tz).map_err(|e| crate::core::exit::Exit {
+        crate::scan::team::dataset(&mut c, since_ms.max(0), &tz, a.blocks || start.is_some()).map_err(|e| Exit {
             code: crate::core::exit::LEDGER_FAULT,
             message: format!("cannot read the team ledger: {e}"),
         })?
     } else {
-        crate::scan::dataset::dataset(since_ms, &tz, &prices)?
+        crate::scan::dataset::dataset_with(since_ms, &tz, &prices, a.blocks)?
     };
-    let r = report::build(&ds, a.period, a.split, since, until);
-    if a.json {
-        crate::out!("{}", serde_json::to_string_pretty(&report::to_json(&r, a.split))?);
-    } else {
-        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        if r.rows.is_empty() {
+    if a.branch.is_some() || start.is_some() {
+        let trees: Vec<String> = start
+            .iter()
+            .flat_map(|s| s.trees.iter().map(|t| t.to_string_lossy().trim_end_matches('/').to_string()))
+            .collect();
+        ds.retain(|s| {
+            a.branch.as_ref().is_none_or(|b| *b == s.branch)
+                && (trees.is_empty()
+                    || trees.iter().any(|t| {
+                        s.project == *t || s.project.strip_prefix(t.as_str()).is_some_and(|r| r.starts_with('/'))
+                    }))
+        });
+    }
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let width = table_width();
+    if a.blocks {
+        let now_ms = now.as_millisecond();
+        let mut blocks = crate::core::blocks::blocks(&ds, now_ms);
+        blocks.retain(|b| {
+            let day = crate::scan::day_of(b.start_ms, &tz);
+            since.is_none_or(|s| day >= s) && until.is_none_or(|u| day <= u)
+        });
+        if a.desc {
+            blocks.reverse();
+        }
+        let estimated: Vec<String> = ds.estimated.iter().cloned().collect();
+        if a.json {
+            crate::out!(
+                "{}",
+                serde_json::to_string_pretty(&crate::core::blocks::to_json(&blocks, now_ms, &estimated))?
+            );
+        } else if blocks.is_empty() {
             crate::out!("No usage found{}.", if since.is_some() || until.is_some() { " in that range" } else { "" });
         } else {
-            {
-                use std::io::Write as _;
-                let _ = write!(std::io::stdout(), "{}", report::to_table(&r, color));
-            }
+            let t = crate::core::blocks::to_table(&blocks, now_ms, &tz, width.unwrap_or(120), color);
+            use std::io::Write as _;
+            let _ = write!(std::io::stdout(), "{t}");
         }
+        notes(ds.malformed, &estimated, a.json);
+        return Ok(0);
     }
-    if r.malformed > 0 {
-        crate::note!(
-            "ccb: skipped {} malformed transcript line{}",
-            r.malformed,
-            if r.malformed == 1 { "" } else { "s" }
+    let mut r = report::build(&ds, a.period, a.split, since, until);
+    if a.desc {
+        r.rows.reverse();
+    }
+    if let Some(path) = &a.html {
+        write_html(path, &cfg, &ds, since, until, start.as_ref(), &tz, now)?;
+        crate::out!("Wrote {}", crate::core::human::path_excerpt(path));
+    } else if a.json {
+        crate::out!("{}", serde_json::to_string_pretty(&report::to_json(&r, a.split))?);
+    } else if r.rows.is_empty() {
+        crate::out!(
+            "No usage found{}.",
+            if since.is_some() || until.is_some() || start.is_some() { " in that range" } else { "" }
         );
+    } else {
+        let o = crate::core::table::Opts { color, width, compact: a.compact, breakdown: a.breakdown, tz: tz.clone() };
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), "{}", crate::core::table::render(&r, &o));
     }
-    if !r.estimated.is_empty() && !a.json {
-        let names: Vec<String> = r.estimated.iter().map(|m| crate::core::human::printable(m)).collect();
+    notes(r.malformed, &r.estimated, a.json);
+    Ok(0)
+}
+
+fn notes(malformed: u64, estimated: &[String], json: bool) {
+    if malformed > 0 {
+        crate::note!("ccb: skipped {} malformed transcript line{}", malformed, if malformed == 1 { "" } else { "s" });
+    }
+    if !estimated.is_empty() && !json {
+        let names: Vec<String> = estimated.iter().map(|m| crate::core::human::printable(m)).collect();
         crate::note!(
             "ccb: figures for {} are estimates: no price known, charged at the dearest rates of the family (see `ccb prices`)",
             names.join(", ")
         );
     }
-    Ok(0)
+}
+
+/// `--html FILE`: the page, from the same history as the report, with the pool and the limits.
+#[allow(clippy::too_many_arguments)]
+fn write_html(
+    path: &std::path::Path,
+    cfg: &crate::core::config::Config,
+    ds: &crate::core::report::Dataset,
+    since: Option<Date>,
+    until: Option<Date>,
+    start: Option<&crate::sys::git::RefStart>,
+    tz: &TimeZone,
+    now: jiff::Timestamp,
+) -> anyhow::Result<()> {
+    use crate::core::html;
+    let daily = report::build(ds, Period::Daily, Split::None, since, until);
+    let sessions = report::build(ds, Period::Session, Split::None, since, until);
+    let by_branch = report::build(ds, Period::Daily, Split::Branch, since, until);
+    let pool = match &cfg.pool {
+        Some(pc) => {
+            let s = crate::scan::pool::current(cfg, pc)?;
+            Some(html::PoolView {
+                plan: pc.plan.clone(),
+                amount: s.amount,
+                spent: s.spent,
+                start: s.start,
+                end: s.end,
+                per_day: s.per_day,
+                runs_out: s.runs_out,
+            })
+        }
+        None => None,
+    };
+    let limits = crate::scan::limits::rows(cfg)?
+        .into_iter()
+        .map(|x| html::LimitView {
+            name: x.limit.name.clone(),
+            scope: x.limit.scope.describe(),
+            amount: x.limit.amount,
+            spent: x.spent,
+            reserved: x.reserved,
+            resets: x.resets.strftime("%Y-%m-%d %H:%M %:z").to_string(),
+        })
+        .collect();
+    let scope = match (start, since, until) {
+        (Some(s), _, _) => {
+            format!("since commit {} (its repository's sessions)", crate::core::human::head_chars(&s.commit, 12))
+        }
+        (None, None, None) => "all history".to_string(),
+        (None, s, u) => format!(
+            "{} to {}",
+            s.map_or("the start".to_string(), |d| d.to_string()),
+            u.map_or("today".to_string(), |d| d.to_string())
+        ),
+    };
+    let page = html::render(&html::Page {
+        generated: tz.to_datetime(now).strftime("%Y-%m-%d %H:%M").to_string(),
+        tz: tz.clone(),
+        scope,
+        daily: &daily,
+        sessions: &sessions,
+        by_branch: &by_branch,
+        pool,
+        limits,
+    });
+    std::fs::write(path, page)
+        .map_err(|e| Exit::usage(format!("cannot write --html {}: {e}", crate::core::human::path_excerpt(path))))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -344,6 +344,7 @@ mod tests {
             timestamp: None,
             entrypoint: None,
             cwd: None,
+            git_branch: None,
             estimated: false,
         }
     }

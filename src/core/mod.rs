@@ -9,17 +9,20 @@
 //! - counting and deciding: [`budget`] (a session's tally), [`policy`] (what each counted call
 //!   leads to), [`plan`] (billing mode, payer, class, ceiling), [`exit`] (exit codes and endings);
 //! - the user's words: [`args`], [`config`] (parsed, not read), [`human`] (formatting);
-//! - reports: [`report`], [`pool`]; the team ledger's settings: [`team`];
+//! - reports: [`report`], [`pool`], [`blocks`] (5-hour windows), [`table`] (fitted to a
+//!   terminal), [`html`] (one page with charts); the team ledger's settings: [`team`];
 //! - ccb's own OpenTelemetry export, built and encoded: [`export`];
 //! - names written down as text (the ledger's columns): [`recorded`], whose enums read back a
 //!   name from a newer ccb as `Unknown(name)`, verbatim.
 
 pub mod args;
+pub mod blocks;
 pub mod budget;
 pub mod config;
 pub mod endpoint;
 pub mod exit;
 pub mod export;
+pub mod html;
 pub mod human;
 pub mod limits;
 pub mod money;
@@ -32,6 +35,7 @@ pub mod recorded;
 pub mod report;
 pub mod statusline;
 pub mod stream;
+pub mod table;
 pub mod team;
 pub mod tokens;
 pub mod transcript;

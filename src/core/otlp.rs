@@ -88,6 +88,7 @@ pub fn api_requests(export: &Value) -> Vec<ApiRequest> {
                         timestamp: attrs.get("event.timestamp").cloned(),
                         entrypoint: None,
                         cwd: None,
+                        git_branch: None,
                         estimated: false,
                     },
                     cost_nanos,

@@ -252,6 +252,7 @@ mod tests {
                 ccb: *ccb,
                 user: None,
                 host: None,
+                branch: String::new(),
             });
             let mut a = crate::core::report::Agg::default();
             a.add(&Default::default(), Usd(*cost), 0);

@@ -22,6 +22,9 @@ pub struct SessionAttr {
     /// Who ran it and where (None: not recorded, e.g. a transcript not run through ccb).
     pub user: Option<String>,
     pub host: Option<String>,
+    /// The git branch its responses were made on ("" when not known): a session that changed
+    /// branch is one `SessionAttr` per branch in a [`Dataset`].
+    pub branch: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,7 +68,10 @@ impl Agg {
 #[derive(Debug, Default, Clone)]
 pub struct Dataset {
     pub sessions: Vec<SessionAttr>,
+    /// Session id → the index of its first branch; its other branches (a session that changed
+    /// branch: rare) in `branch_idx`, by that first index.
     session_idx: HashMap<String, u32>,
+    branch_idx: HashMap<(u32, String), u32>,
     pub models: Vec<String>,
     model_idx: HashMap<String, u16>,
     pub buckets: HashMap<(Date, u32, u16), Agg>,
@@ -73,11 +79,24 @@ pub struct Dataset {
     pub files: u64,
     /// Models whose figures are estimates (nobody priced them: the family's dearest rates).
     pub estimated: std::collections::BTreeSet<String>,
+    /// The same sums per 15-minute slot of UTC (slot = ms / 15 min), kept only when asked for
+    /// ([`Dataset::with_slots`]): 5-hour blocks and `--since-ref` need finer times than a day.
+    pub slots: Option<HashMap<(i64, u32, u16), Agg>>,
 }
 
 impl Dataset {
+    /// A dataset that keeps sums per 15-minute slot too.
+    pub fn with_slots() -> Dataset {
+        Dataset { slots: Some(HashMap::new()), ..Dataset::default() }
+    }
     pub fn session(&mut self, attr: SessionAttr) -> u32 {
-        if let Some(&i) = self.session_idx.get(&attr.id) {
+        let first = self.session_idx.get(attr.id.as_str()).copied();
+        let found = match first {
+            Some(f) if self.sessions[f as usize].branch == attr.branch => Some(f),
+            Some(f) => self.branch_idx.get(&(f, attr.branch.clone())).copied(),
+            None => None,
+        };
+        if let Some(i) = found {
             // The ledger knows more than a transcript: let it win.
             if attr.ccb && !self.sessions[i as usize].ccb {
                 self.sessions[i as usize] = attr;
@@ -85,7 +104,14 @@ impl Dataset {
             return i;
         }
         let i = self.sessions.len() as u32;
-        self.session_idx.insert(attr.id.clone(), i);
+        match first {
+            Some(f) => {
+                self.branch_idx.insert((f, attr.branch.clone()), i);
+            }
+            None => {
+                self.session_idx.insert(attr.id.clone(), i);
+            }
+        }
         self.sessions.push(attr);
         i
     }
@@ -101,12 +127,32 @@ impl Dataset {
     pub fn add(&mut self, day: Date, session: u32, model: u16, agg: &Agg) {
         self.buckets.entry((day, session, model)).or_default().merge(agg);
     }
+    /// [`Dataset::add`], for sums of one 15-minute slot (kept as such when slots are kept).
+    pub fn add_slot(&mut self, slot: i64, day: Date, session: u32, model: u16, agg: &Agg) {
+        self.add(day, session, model, agg);
+        if let Some(slots) = &mut self.slots {
+            slots.entry((slot, session, model)).or_default().merge(agg);
+        }
+    }
+    /// Keep only the sums of sessions `keep` accepts (`--branch`, `--since-ref`'s repository).
+    pub fn retain(&mut self, keep: impl Fn(&SessionAttr) -> bool) {
+        let ok: Vec<bool> = self.sessions.iter().map(keep).collect();
+        self.buckets.retain(|&(_, s, _), _| ok[s as usize]);
+        if let Some(slots) = &mut self.slots {
+            slots.retain(|&(_, s, _), _| ok[s as usize]);
+        }
+    }
     /// Merge another dataset (a scan thread's) into this one.
     pub fn absorb(&mut self, other: Dataset) {
         let smap: Vec<u32> = other.sessions.into_iter().map(|s| self.session(s)).collect();
         let mmap: Vec<u16> = other.models.iter().map(|m| self.model(m)).collect();
         for ((day, s, m), agg) in other.buckets {
             self.add(day, smap[s as usize], mmap[m as usize], &agg);
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.slots, other.slots) {
+            for ((slot, s, m), agg) in theirs {
+                mine.entry((slot, smap[s as usize], mmap[m as usize])).or_default().merge(&agg);
+            }
         }
         self.malformed += other.malformed;
         self.files += other.files;
@@ -130,6 +176,8 @@ pub enum Split {
     Project,
     User,
     Host,
+    /// The git branch (`-` when not known).
+    Branch,
 }
 
 /// One row of a report: a period (and a split value), with per-model breakdowns.
@@ -154,6 +202,15 @@ pub struct Report {
     pub malformed: u64,
     /// Models of the report whose figures are estimates.
     pub estimated: Vec<String>,
+}
+
+/// A session's branch as reports show it: `-` when not known.
+pub fn branch_name(s: &SessionAttr) -> String {
+    if s.branch.is_empty() {
+        "-".into()
+    } else {
+        s.branch.clone()
+    }
 }
 
 /// The Monday of a date's ISO week.
@@ -185,6 +242,7 @@ pub fn build(ds: &Dataset, period: Period, split: Split, since: Option<Date>, un
             Split::Project => Some(sess.project.clone()),
             Split::User => Some(sess.user.clone().unwrap_or_else(|| "-".into())),
             Split::Host => Some(sess.host.clone().unwrap_or_else(|| "-".into())),
+            Split::Branch => Some(branch_name(sess)),
         };
         let row = rows.entry((key.clone(), split_val.clone())).or_insert_with(|| Row {
             key,
@@ -242,6 +300,7 @@ pub fn to_json(r: &Report, split: Split) -> Value {
         Split::Project => Some("project"),
         Split::User => Some("user"),
         Split::Host => Some("host"),
+        Split::Branch => Some("branch"),
     };
     let rows: Vec<Value> = r
         .rows
@@ -305,102 +364,16 @@ pub fn to_json(r: &Report, split: Split) -> Value {
     Value::Object(out)
 }
 
-/// A readable table; `color` adds ANSI colour, `bar` a cost bar per row.
+/// A readable table, as wide as its contents; `color` adds ANSI colour. `core::table` fits one
+/// to a terminal and adds the breakdown and compact layouts.
 pub fn to_table(r: &Report, color: bool) -> String {
-    use crate::core::human::{printable, tokens};
-    let period = r.period.unwrap_or(Period::Daily);
-    let head = match period {
-        Period::Daily => "Date",
-        Period::Weekly => "Week of",
-        Period::Monthly => "Month",
-        Period::Session => "Session",
-    };
-    let (bold, dim, green, reset) =
-        if color { ("\x1b[1m", "\x1b[2m", "\x1b[32m", "\x1b[0m") } else { ("", "", "", "") };
-    let max_cost = r.rows.iter().map(|x| x.total.cost).max().unwrap_or_default();
-    let mut out = String::new();
-    // Keys (session ids), splits (models, reasons) and model names come from transcripts and
-    // users: printed with control characters escaped, cut by characters, never inside one.
-    let keys: Vec<String> =
-        r.rows.iter().map(|x| crate::core::human::head_chars(&printable(&x.key), 36).to_string()).collect();
-    let splits: Vec<Option<String>> = r
-        .rows
-        .iter()
-        .map(|x| {
-            x.split.as_ref().map(|s| {
-                let s = printable(s);
-                if s.chars().count() > 28 {
-                    format!("…{}", crate::core::human::tail_chars(&s, 27))
-                } else {
-                    s
-                }
-            })
-        })
-        .collect();
-    let key_w = keys.iter().map(|k| k.chars().count()).max().unwrap_or(4).max(head.len());
-    let split_w = splits.iter().filter_map(|s| s.as_ref().map(|s| s.chars().count())).max().unwrap_or(0);
-    out.push_str(&format!("{bold}{:<key_w$}", head));
-    if split_w > 0 {
-        out.push_str(&format!("  {:<split_w$}", ""));
-    }
-    out.push_str(&format!(
-        "  {:>8} {:>8} {:>8} {:>8} {:>9}  {:>10}  {}{reset}\n",
-        "Input", "Output", "CacheWr", "CacheRd", "Total", "Cost", "Models"
-    ));
-    for (i, row) in r.rows.iter().enumerate() {
-        let u = &row.total.usage;
-        out.push_str(&format!("{:<key_w$}", keys[i]));
-        if split_w > 0 {
-            out.push_str(&format!("  {dim}{:<split_w$}{reset}", splits[i].as_deref().unwrap_or("")));
-        }
-        let bar = cost_bar(row.total.cost, max_cost, 12);
-        let models: Vec<String> = row.models.keys().map(|m| printable(&short_model(m))).collect();
-        out.push_str(&format!(
-            "  {:>8} {:>8} {:>8} {:>8} {:>9}  {green}{:>10}{reset}  {} {dim}{}{reset}\n",
-            tokens(u.input),
-            tokens(u.output),
-            tokens(u.cache_write()),
-            tokens(u.cache_read),
-            tokens(u.total_tokens()),
-            row.total.cost.to_string(),
-            models.join(", "),
-            bar
-        ));
-    }
-    let u = &r.totals.usage;
-    out.push_str(&format!("{bold}{:<key_w$}", "Total"));
-    if split_w > 0 {
-        out.push_str(&format!("  {:<split_w$}", ""));
-    }
-    out.push_str(&format!(
-        "  {:>8} {:>8} {:>8} {:>8} {:>9}  {:>10}{reset}\n",
-        tokens(u.input),
-        tokens(u.output),
-        tokens(u.cache_write()),
-        tokens(u.cache_read),
-        tokens(u.total_tokens()),
-        r.totals.cost.to_string()
-    ));
-    out
+    crate::core::table::render(r, &crate::core::table::Opts { color, ..Default::default() })
 }
 
 /// `claude-sonnet-4-6-20250929` → `sonnet-4-6`.
 pub fn short_model(m: &str) -> String {
     let n = crate::core::pricing::normalize(m);
     n.strip_prefix("claude-").unwrap_or(&n).to_string()
-}
-
-fn cost_bar(v: Usd, max: Usd, width: usize) -> String {
-    if max.nanos() <= 0 || v.nanos() <= 0 {
-        return String::new();
-    }
-    const EIGHTHS: [char; 8] = ['▏', '▎', '▍', '▌', '▋', '▊', '▉', '█'];
-    let units = ((v.nanos() as i128 * (width as i128 * 8)) / max.nanos() as i128).max(1) as usize;
-    let mut s = "█".repeat(units / 8);
-    if units % 8 > 0 {
-        s.push(EIGHTHS[units % 8 - 1]);
-    }
-    s
 }
 
 #[cfg(test)]
@@ -419,6 +392,7 @@ mod tests {
             ccb: true,
             user: None,
             host: None,
+            branch: String::new(),
         });
         let b = d.session(SessionAttr {
             id: "B".into(),
@@ -429,6 +403,7 @@ mod tests {
             ccb: true,
             user: None,
             host: None,
+            branch: String::new(),
         });
         let s = d.model("claude-sonnet-4-6");
         let o = d.model("claude-opus-4-8");
@@ -485,6 +460,30 @@ mod tests {
         let r = build(&d, Period::Monthly, Split::Reason, None, None);
         assert_eq!(r.rows[0].split.as_deref(), Some("-"));
         assert_eq!(r.rows[1].split.as_deref(), Some("infra"));
+    }
+
+    /// A session that changed branch is one dataset session per branch; the branches of a day
+    /// add up to the day.
+    #[test]
+    fn a_session_on_two_branches_splits_and_adds_up() {
+        let mut d = Dataset::default();
+        let on = |b: &str| SessionAttr { id: "S".into(), branch: b.into(), ..SessionAttr::default() };
+        let (a, b) = (d.session(on("main")), d.session(on("feat")));
+        assert_ne!(a, b);
+        assert_eq!((d.session(on("main")), d.session(on("feat")), d.session(on(""))), (a, b, 2));
+        let m = d.model("claude-haiku-4-5");
+        let mut x = Agg::default();
+        x.add(&Usage { input: 1, ..Usage::default() }, Usd(5), 1);
+        for s in [a, b, 2] {
+            d.add(date(2026, 11, 20), s, m, &x);
+        }
+        let r = build(&d, Period::Daily, Split::Branch, None, None);
+        let got: Vec<_> = r.rows.iter().map(|r| (r.split.as_deref().unwrap(), r.total.cost)).collect();
+        assert_eq!(got, [("-", Usd(5)), ("feat", Usd(5)), ("main", Usd(5))]);
+        assert_eq!(build(&d, Period::Daily, Split::None, None, None).rows[0].total.cost, Usd(15));
+        assert_eq!(build(&d, Period::Session, Split::None, None, None).rows.len(), 1, "one session");
+        d.retain(|s| s.branch == "feat");
+        assert_eq!(build(&d, Period::Daily, Split::None, None, None).totals.cost, Usd(5));
     }
 
     #[test]
@@ -550,6 +549,7 @@ mod tests {
             ccb: true,
             user: None,
             host: None,
+            branch: String::new(),
         });
         let m = d.model("claude-\u{e9}\u{1b}[2J");
         let mut x = Agg::default();

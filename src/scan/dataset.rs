@@ -38,7 +38,17 @@ fn open_ledger_for_report() -> Option<Ledger> {
 /// Ledger and transcripts from `since_ms` on, each response once (through the report cache in
 /// the ledger database: see scan.rs).
 pub fn dataset(since_ms: i64, tz: &TimeZone, prices: &crate::core::pricing::PriceTable) -> anyhow::Result<Dataset> {
-    let mut ds = gather(since_ms, tz, prices)?;
+    dataset_with(since_ms, tz, prices, false)
+}
+
+/// [`dataset`]; with `slots`, sums per 15-minute slot are kept too (blocks, `--since-ref`).
+pub fn dataset_with(
+    since_ms: i64,
+    tz: &TimeZone,
+    prices: &crate::core::pricing::PriceTable,
+    slots: bool,
+) -> anyhow::Result<Dataset> {
+    let mut ds = gather(since_ms, tz, prices, slots)?;
     // Responses read from transcripts (not run through ccb) of a model no table prices were
     // charged the family's dearest rates: estimates. (The ledger marks its own.)
     let mut unpriced = std::collections::BTreeSet::new();
@@ -52,8 +62,14 @@ pub fn dataset(since_ms: i64, tz: &TimeZone, prices: &crate::core::pricing::Pric
     Ok(ds)
 }
 
-fn gather(since_ms: i64, tz: &TimeZone, prices: &crate::core::pricing::PriceTable) -> anyhow::Result<Dataset> {
-    let mut ds = Dataset::default();
+fn gather(
+    since_ms: i64,
+    tz: &TimeZone,
+    prices: &crate::core::pricing::PriceTable,
+    slots: bool,
+) -> anyhow::Result<Dataset> {
+    let empty = || if slots { Dataset::with_slots() } else { Dataset::default() };
+    let mut ds = empty();
     let ledger = open_ledger_for_report();
     let dirs = crate::scan::claude_dirs();
     match crate::scan::add_all(&mut ds, ledger.as_ref(), &dirs, since_ms, tz, prices) {
@@ -62,7 +78,7 @@ fn gather(since_ms: i64, tz: &TimeZone, prices: &crate::core::pricing::PriceTabl
             // A ledger that cannot be read now (locked for longer than the busy timeout, damaged):
             // still report the transcripts.
             crate::note!("ccb: cannot read the ledger ({e:#}); reporting from transcripts only");
-            let mut ds = Dataset::default();
+            let mut ds = empty();
             crate::scan::add_transcripts(&mut ds, &dirs, since_ms, tz, prices);
             Ok(ds)
         }

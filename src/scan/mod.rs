@@ -4,7 +4,7 @@
 //! **Each file is read once.** What a report learns of a transcript file is kept in the ledger
 //! database (migration 2): how far it was read (to the end of its last complete line), its identity
 //! (device, inode, size, modification time, a hash of its first and last 4 KB read), the identities
-//! of its responses, and its partial sums per (15-minute slot, session, model). The next report
+//! of its responses, and its partial sums per (15-minute slot, session and branch, model). The next report
 //! reads only what changed:
 //! - a file that did not change is not opened: its sums come from the cache;
 //! - a file that grew (same inode, larger, the same first and last 4 KB where reading stopped) is
@@ -33,6 +33,7 @@
 //! Over 600 lines with its tests (about 40%), which exercise the whole pass.
 
 pub mod dataset;
+pub mod limits;
 pub mod pool;
 pub mod share;
 pub mod team;
@@ -52,7 +53,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// The time resolution of cached sums: a day in any time zone starts on a slot boundary.
 pub const SLOT_MS: i64 = 15 * 60 * 1000;
 /// Bumped whenever what is cached, or how a line is read, changes: older caches are dropped.
-const CACHE_VERSION: i64 = 2;
+const CACHE_VERSION: i64 = 3;
 /// How much of a file's start and of the end of what was read is checked before reading on.
 const CHECK_BYTES: u64 = 4096;
 
@@ -102,6 +103,7 @@ pub fn add_ledger(
             ccb: true,
             user: u.user.clone(),
             host: u.host.clone(),
+            branch: u.branch.clone().unwrap_or_default(),
         });
         let m = ds.model(&u.row.model);
         if u.row.estimated {
@@ -109,7 +111,7 @@ pub fn add_ledger(
         }
         let mut agg = Agg::default();
         agg.add(&u.row.usage, u.row.cost, u.row.ts_ms);
-        ds.add(day_of(u.row.ts_ms, tz), s, m, &agg);
+        ds.add_slot(u.row.ts_ms.div_euclid(SLOT_MS), day_of(u.row.ts_ms, tz), s, m, &agg);
     }
     Ok(())
 }

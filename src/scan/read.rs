@@ -80,10 +80,12 @@ impl PriceCache<'_> {
 
 pub(super) fn count(sum: &mut FileSum, e: &UsageEvent, ts: i64, ctx: &FileCtx, prices: &mut PriceCache) {
     let sid = e.session_id.as_deref().unwrap_or(&ctx.session);
-    let s = sum.session(sid, || FileSession {
+    let branch = e.git_branch.as_deref().unwrap_or("");
+    let s = sum.session(sid, branch, || FileSession {
         id: sid.to_string(),
         project: e.cwd.clone().unwrap_or_else(|| ctx.slug.clone()),
         class: class_of_entrypoint(e.entrypoint.as_deref()),
+        branch: branch.to_string(),
     });
     let m = sum.model(&e.model);
     let cost = prices.cost(e);

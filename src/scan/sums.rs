@@ -15,6 +15,8 @@ pub struct FileSession {
     pub id: String,
     pub project: String,
     pub class: Class,
+    /// Its responses' `gitBranch` ("" when none): one `FileSession` per (session, branch).
+    pub branch: String,
 }
 
 /// The responses a file owns, summed per (slot, session, model).
@@ -27,9 +29,9 @@ pub struct FileSum {
 }
 
 impl FileSum {
-    pub(super) fn session(&mut self, id: &str, make: impl FnOnce() -> FileSession) -> u32 {
+    pub(super) fn session(&mut self, id: &str, branch: &str, make: impl FnOnce() -> FileSession) -> u32 {
         // Files hold one session or a few: a linear search beats hashing.
-        match self.sessions.iter().position(|s| s.id == id) {
+        match self.sessions.iter().position(|s| s.id == id && s.branch == branch) {
             Some(i) => i as u32,
             None => {
                 self.sessions.push(make());
@@ -62,6 +64,7 @@ impl FileSum {
                     ccb: false,
                     user: None,
                     host: None,
+                    branch: s.branch.clone(),
                 })
             })
             .collect();
@@ -71,20 +74,21 @@ impl FileSum {
             if start < since_ms {
                 continue;
             }
-            ds.add(days.day(start), smap[s as usize], mmap[m as usize], agg);
+            ds.add_slot(slot, days.day(start), smap[s as usize], mmap[m as usize], agg);
         }
         ds.malformed += self.malformed;
     }
 
     pub(super) fn encode(&self) -> Vec<u8> {
         let mut e = Enc(Vec::with_capacity(64 + self.buckets.len() * 24));
-        e.u(1);
+        e.u(2);
         e.u(self.malformed);
         e.u(self.sessions.len() as u64);
         for s in &self.sessions {
             e.s(&s.id);
             e.s(&s.project);
             e.s(s.class.as_str());
+            e.s(&s.branch);
         }
         e.u(self.models.len() as u64);
         for m in &self.models {
@@ -128,13 +132,13 @@ pub(super) fn decode_with(
     mut bucket: impl FnMut((i64, u32, u32), Agg),
 ) -> Option<u64> {
     let mut d = Dec { b, i: 0 };
-    if d.u()? != 1 {
+    if d.u()? != 2 {
         return None;
     }
     let malformed = d.u()?;
     let sessions = d.u()?;
     for _ in 0..sessions {
-        session(FileSession { id: d.s()?, project: d.s()?, class: Class::parse(&d.s()?) });
+        session(FileSession { id: d.s()?, project: d.s()?, class: Class::parse(&d.s()?), branch: d.s()? });
     }
     let models = d.u()?;
     for _ in 0..models {
@@ -200,12 +204,13 @@ pub(super) fn add_encoded(
                 ccb: false,
                 user: None,
                 host: None,
+                branch: s.branch,
             })
         })
         .collect();
     let mmap: Vec<u16> = scratch.models.iter().map(|m| ds.model(m)).collect();
     for &((slot, s, m), ref a) in &scratch.buckets {
-        ds.add(days.day(slot * SLOT_MS), smap[s as usize], mmap[m as usize], a);
+        ds.add_slot(slot, days.day(slot * SLOT_MS), smap[s as usize], mmap[m as usize], a);
     }
     ds.malformed += malformed;
     true

@@ -9,11 +9,16 @@ use jiff::tz::TimeZone;
 use std::collections::HashMap;
 
 /// Everyone's usage from `since_ms` on, from a connected and ready team ledger.
-pub fn dataset(c: &mut postgres::Client, since_ms: i64, tz: &TimeZone) -> Result<Dataset, postgres::Error> {
+pub fn dataset(
+    c: &mut postgres::Client,
+    since_ms: i64,
+    tz: &TimeZone,
+    keep_slots: bool,
+) -> Result<Dataset, postgres::Error> {
     let sessions: HashMap<String, crate::ledger::pg::TeamSession> =
         crate::ledger::pg::sessions_since(c, since_ms)?.into_iter().map(|s| (s.id.clone(), s)).collect();
     let slots = crate::ledger::pg::usage_slots(c, since_ms, i64::MAX)?;
-    let mut ds = Dataset::default();
+    let mut ds = if keep_slots { Dataset::with_slots() } else { Dataset::default() };
     for (slot, session, model, t, cost, responses, first, last) in slots {
         let attr = match sessions.get(&session) {
             Some(s) => SessionAttr {
@@ -25,6 +30,7 @@ pub fn dataset(c: &mut postgres::Client, since_ms: i64, tz: &TimeZone) -> Result
                 ccb: s.via_ccb,
                 user: Some(s.user.clone()),
                 host: Some(s.host.clone()),
+                branch: s.branch.clone().unwrap_or_default(),
             },
             None => SessionAttr { id: session.clone(), ..SessionAttr::default() },
         };
@@ -44,7 +50,7 @@ pub fn dataset(c: &mut postgres::Client, since_ms: i64, tz: &TimeZone) -> Result
             first_ms: first,
             last_ms: last,
         };
-        ds.add(crate::scan::day_of(slot, tz), s, m, &agg);
+        ds.add_slot(slot / crate::scan::SLOT_MS, crate::scan::day_of(slot, tz), s, m, &agg);
     }
     Ok(ds)
 }

@@ -292,6 +292,7 @@ mod tests {
             timestamp: None,
             entrypoint: None,
             cwd: None,
+            git_branch: None,
             estimated: false,
         }
     }

@@ -89,6 +89,56 @@ fn is_hex_id(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Where `ccb usage --since-ref REF` starts: the commit's committer time, and every working tree
+/// of its repository (a piece of work often happens in a linked worktree). Reports run `git`
+/// for this (a session's start never does): resolving any revision (`HEAD~3`, `origin/main`,
+/// a tag, a short id) is git's own grammar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefStart {
+    pub commit: String,
+    /// Committer time, in milliseconds since the epoch.
+    pub time_ms: i64,
+    pub trees: Vec<PathBuf>,
+}
+
+/// [`RefStart`] of `rev` in the repository `dir` is in; the error is one line for the user.
+pub fn ref_start(dir: &Path, rev: &str) -> Result<RefStart, String> {
+    let git = |args: &[&str]| -> Result<String, String> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run git ({e})"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            Err(err.lines().find(|l| !l.trim().is_empty()).unwrap_or("git failed").trim().to_string())
+        }
+    };
+    let top = git(&["rev-parse", "--show-toplevel"])
+        .map_err(|_| format!("{} is not in a git repository", crate::core::human::path_excerpt(dir)))?;
+    let spec = format!("{rev}^{{commit}}");
+    let commit = git(&["rev-parse", "--verify", "--quiet", "--end-of-options", &spec])
+        .ok()
+        .filter(|c| is_hex_id(c))
+        .ok_or_else(|| format!("is not a commit in {}", crate::core::human::excerpt(&top, 300)))?;
+    let secs: i64 =
+        git(&["show", "-s", "--format=%ct", &commit])?.parse().map_err(|_| "git gave no commit time".to_string())?;
+    let mut trees: Vec<PathBuf> = git(&["worktree", "list", "--porcelain"])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("worktree "))
+        .map(PathBuf::from)
+        .collect();
+    if trees.is_empty() {
+        trees.push(PathBuf::from(top));
+    }
+    Ok(RefStart { commit, time_ms: secs.saturating_mul(1000), trees })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +209,38 @@ mod tests {
         if let Some(h) = head(d.path()) {
             assert_ne!(h.top, d.path());
         }
+    }
+
+    /// `--since-ref`: a real repository, a commit's time, its worktrees, and the refusals.
+    #[test]
+    fn a_refs_start_is_its_committer_time_in_every_worktree() {
+        let d = tempfile::tempdir().unwrap();
+        let top = std::fs::canonicalize(d.path()).unwrap();
+        let git = |args: &[&str]| {
+            let ok = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&top)
+                .args(args)
+                .env("GIT_COMMITTER_DATE", "2026-11-20T10:00:00Z")
+                .env("GIT_AUTHOR_DATE", "2026-11-01T10:00:00Z")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .output()
+                .unwrap();
+            assert!(ok.status.success(), "{args:?}: {}", String::from_utf8_lossy(&ok.stderr));
+        };
+        git(&["init", "-q", "-b", "main"]);
+        git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "one"]);
+        git(&["worktree", "add", "-q", "wt-side", "-b", "side"]);
+        let r = ref_start(&top.join("wt-side"), "main").unwrap();
+        assert_eq!(
+            r.time_ms,
+            "2026-11-20T10:00:00Z".parse::<jiff::Timestamp>().unwrap().as_millisecond(),
+            "committer, not author"
+        );
+        assert_eq!(r.trees, [top.clone(), top.join("wt-side")]);
+        assert!(ref_start(&top, "no-such-ref").unwrap_err().contains("is not a commit"));
+        assert!(ref_start(&top, "--output=/tmp/x").is_err(), "an option is never one");
+        let outside = tempfile::tempdir().unwrap();
+        assert!(ref_start(outside.path(), "HEAD").unwrap_err().contains("not in a git repository"));
     }
 }

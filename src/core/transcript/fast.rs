@@ -11,6 +11,7 @@ struct Found<'a> {
     timestamp: Option<Option<&'a str>>,
     entrypoint: Option<Option<&'a str>>,
     cwd: Option<Option<&'a str>>,
+    git_branch: Option<Option<&'a str>>,
     api_error: Option<Option<bool>>,
     /// `message`: present and an object.
     message: Option<bool>,
@@ -98,6 +99,7 @@ pub fn parse(line: &[u8]) -> Option<Line> {
         timestamp: f.timestamp.flatten().map(str::to_string),
         entrypoint: f.entrypoint.flatten().map(str::to_string),
         cwd: f.cwd.flatten().map(str::to_string),
+        git_branch: f.git_branch.flatten().filter(|b| !b.is_empty()).map(str::to_string),
         estimated: false,
     })))
 }
@@ -276,6 +278,7 @@ impl<'a> P<'a> {
             (Level::Top, b"timestamp") => once(&mut f.timestamp, self.text()?),
             (Level::Top, b"entrypoint") => once(&mut f.entrypoint, self.text()?),
             (Level::Top, b"cwd") => once(&mut f.cwd, self.text()?),
+            (Level::Top, b"gitBranch") => once(&mut f.git_branch, self.text()?),
             (Level::Top, b"isApiErrorMessage") => once(&mut f.api_error, self.boolean()?),
             (Level::Message, b"id") => once(&mut f.msg_id, self.text()?),
             (Level::Message, b"model") => once(&mut f.model, self.text()?),

@@ -28,6 +28,8 @@ pub struct UsageEvent {
     pub timestamp: Option<String>,
     pub entrypoint: Option<String>,
     pub cwd: Option<String>,
+    /// The git branch claude's working directory was on (`gitBranch`; None when empty or absent).
+    pub git_branch: Option<String>,
     /// The counts are an estimate, not a response's own (a stream cut off, out of order or
     /// unreadable, read by the gate): never below what the response can have cost.
     pub estimated: bool,
@@ -62,6 +64,8 @@ struct Raw<'a> {
     entrypoint: Option<Cow<'a, str>>,
     #[serde(borrow)]
     cwd: Option<Cow<'a, str>>,
+    #[serde(rename = "gitBranch", borrow)]
+    git_branch: Option<Cow<'a, str>>,
     #[serde(rename = "isApiErrorMessage")]
     api_error: Option<bool>,
 }
@@ -193,6 +197,7 @@ fn parse_with_serde(trimmed: &[u8]) -> Line {
         timestamp: raw.timestamp.map(Cow::into_owned),
         entrypoint: raw.entrypoint.map(Cow::into_owned),
         cwd: raw.cwd.map(Cow::into_owned),
+        git_branch: raw.git_branch.filter(|b| !b.is_empty()).map(Cow::into_owned),
         estimated: false,
     }))
 }
@@ -265,6 +270,18 @@ mod tests {
         let l = MAIN.replace(r#""isSidechain":false"#, r#""isSidechain":true,"agentId":"a7""#);
         let Line::Usage(e) = parse_line(l.as_bytes()) else { panic!() };
         assert_eq!(e.agent_id.as_deref(), Some("a7"));
+    }
+
+    /// `gitBranch` is the branch a response was made on (reports split and filter by it); an
+    /// empty one (not in a repository) is none, by both readings.
+    #[test]
+    fn the_branch_is_read_and_an_empty_one_is_none() {
+        let Line::Usage(e) = parse_line(MAIN.as_bytes()) else { panic!() };
+        assert_eq!(e.git_branch, None);
+        let l = MAIN.replace(r#""gitBranch":"""#, r#""gitBranch":"feat/x""#);
+        let Line::Usage(e) = parse_line(l.as_bytes()) else { panic!() };
+        assert_eq!(e.git_branch.as_deref(), Some("feat/x"));
+        assert_eq!(parse_with_serde(l.as_bytes()), Line::Usage(e), "serde reads it alike");
     }
 
     #[test]

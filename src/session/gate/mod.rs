@@ -525,6 +525,7 @@ fn count(
         timestamp: Some(jiff::Timestamp::now().to_string()),
         entrypoint: None,
         cwd: None,
+        git_branch: None,
         estimated: reading.estimated,
     };
     let outcome = ctx.meter.report(&event, &ctx.prices);
