@@ -35,5 +35,6 @@ mod prices;
 mod reliability;
 mod resume;
 mod robustness;
+mod routing;
 mod sdk;
 mod secrets;

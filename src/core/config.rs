@@ -63,6 +63,10 @@ pub struct Config {
     pub limits: crate::core::limits::Settings,
     /// `[team]`: who this machine's sessions are recorded as.
     pub team: Team,
+    /// `[routing]`: cheaper models where nothing names one, downgrades before the ceiling.
+    pub routing: crate::core::routing::Routing,
+    /// `[advice]`: the thresholds of reports' hints.
+    pub advice: crate::core::routing::Advice,
 }
 
 /// `[team]`: the shared ledger's view of this machine.
@@ -121,6 +125,8 @@ impl Default for Config {
             metering: Metering::default(),
             limits: crate::core::limits::Settings { alerts: vec![50, 80], ..Default::default() },
             team: Team::default(),
+            routing: crate::core::routing::Routing::default(),
+            advice: crate::core::routing::Advice::default(),
         }
     }
 }
@@ -141,6 +147,8 @@ struct File {
     metering: FileMetering,
     limits: crate::core::limits::FileLimits,
     team: FileTeam,
+    routing: crate::core::routing::FileRouting,
+    advice: crate::core::routing::FileAdvice,
 }
 
 #[derive(Deserialize, Default)]
@@ -345,6 +353,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
         }
         c.team.user = Some(u);
     }
+    let routing_at = |o: usize, m: String| format!("config {} line {}: {m}", shown_path(path), line_of(text, o));
+    c.routing = crate::core::routing::parse_routing(file.routing, &routing_at).map_err(Exit::usage)?;
+    c.advice = crate::core::routing::parse_advice(file.advice, &routing_at).map_err(Exit::usage)?;
     let alerts = c.limits.alerts.clone();
     let admission_named = file.limits.names_admission();
     c.limits = crate::core::limits::parse_settings(file.limits, &|o, m| at(o..o, m), &|o| line_of(text, o))?;

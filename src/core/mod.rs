@@ -10,6 +10,7 @@
 //!   leads to), [`plan`] (billing mode, payer, class, ceiling), [`exit`] (exit codes and endings);
 //! - the user's words: [`args`], [`config`] (parsed, not read), [`human`] (formatting);
 //! - reports: [`report`], [`pool`];
+//! - spending where it matters: [`routing`] (which model serves a call, downgrades, rewrites);
 //! - names written down as text (the ledger's columns): [`recorded`], whose enums read back a
 //!   name from a newer ccb as `Unknown(name)`, verbatim.
 
@@ -28,6 +29,7 @@ pub mod pool;
 pub mod pricing;
 pub mod recorded;
 pub mod report;
+pub mod routing;
 pub mod stream;
 pub mod tokens;
 pub mod transcript;

@@ -417,6 +417,7 @@ impl Live {
             session_id: e.session_id.clone().unwrap_or_else(|| self.start.id.clone()),
             ts_ms: e.timestamp.as_deref().and_then(crate::scan::parse_ts_ms).unwrap_or_else(crate::ledger::now_ms),
             model: e.model.clone(),
+            requested_model: e.requested_model.clone(),
             agent_id: e.agent_id.clone(),
             usage: e.usage,
             cost,

@@ -332,7 +332,7 @@ impl Session<'_> {
                     self.reached_ceiling()
                 }
             }
-            Ev::Source(Event::Gate(GateEvent::Problem(p))) => self.notice(&p),
+            Ev::Source(Event::Gate(GateEvent::Problem(p) | GateEvent::Notice(p))) => self.notice(&p),
             Ev::Source(Event::Gate(GateEvent::FirstPartyIgnored)) => {
                 if let Some(text) = observer.first_party_ignored() {
                     self.notice(&text);

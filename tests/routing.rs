@@ -1,0 +1,174 @@
+//! Routing (`[routing]`): subagents and background calls on a cheaper model, premium calls a tier
+//! down before the ceiling, and what Claude Code's own settings for this still do, with the
+//! pinned and the newest claude against the mock API.
+
+use crate::support::*;
+use serde_json::json;
+use std::process::Command;
+use std::time::Duration;
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = output_with_timeout(cmd, Duration::from_secs(120));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A main loop that starts one general-purpose subagent, then ends.
+fn subagent_script(req: &Request) -> Reply {
+    match req.kind() {
+        RequestKind::Subagent => Reply::text("sub ok").with_usage(Usage::new(3000, 200)),
+        RequestKind::Title => Reply::title("t").with_usage(Usage::new(300, 10)),
+        RequestKind::Main if req.tool_uses().is_empty() => {
+            let tool = req.subagent_tool().expect("subagent tool").to_string();
+            Reply::tool_use(
+                &tool,
+                json!({"description": "Say ok", "prompt": "SUBTASK: say ok", "subagent_type": "general-purpose"}),
+            )
+            .with_usage(Usage::new(2000, 100))
+        }
+        _ => Reply::text("all done").with_usage(Usage::new(2000, 100)),
+    }
+}
+
+fn ledger_rows(home: &ClaudeHome) -> Vec<(String, Option<String>, String)> {
+    let db = rusqlite::Connection::open(home.path().join(".local/share/ccb/ledger.db")).unwrap();
+    let mut st = db.prepare("SELECT model, requested_model, source FROM usage ORDER BY ts_ms").unwrap();
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
+    rows
+}
+
+/// What Claude Code's own variables do, checked on every release the suite runs: the subagent
+/// model (`CLAUDE_CODE_SUBAGENT_MODEL`) and the small, fast model that background calls use
+/// (`ANTHROPIC_DEFAULT_HAIKU_MODEL`, for the session title). ccb sets them for sessions without a
+/// gate; this test fails when a release stops honouring them.
+#[test]
+fn claude_codes_own_settings_still_route_subagents_and_the_title() {
+    for (version, claude) in claude_bins() {
+        let api = MockApi::start(subagent_script);
+        let home = ClaudeHome::new();
+        let mut cmd = Command::new(&claude);
+        home.apply(&mut cmd, &api.base_url());
+        cmd.current_dir(home.workdir());
+        cmd.env_remove("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC");
+        cmd.env("CLAUDE_CODE_SUBAGENT_MODEL", "claude-haiku-4-5");
+        cmd.env("ANTHROPIC_DEFAULT_HAIKU_MODEL", "claude-haiku-4-5-20251001");
+        cmd.args(["-p", "delegate the greeting to a subagent", "--model", "claude-sonnet-4-6"]);
+        let (code, _, err) = run(&mut cmd);
+        assert_eq!(code, 0, "{version}: {err}");
+        let models = |k: RequestKind| -> Vec<String> {
+            api.requests_of(k).iter().map(|r| r.model().unwrap_or("").to_string()).collect()
+        };
+        eprintln!(
+            "{version}: main {:?} subagent {:?} title {:?}",
+            models(RequestKind::Main),
+            models(RequestKind::Subagent),
+            models(RequestKind::Title)
+        );
+        assert!(models(RequestKind::Main).iter().all(|m| m == "claude-sonnet-4-6"), "{version}");
+        let subs = models(RequestKind::Subagent);
+        assert!(!subs.is_empty() && subs.iter().all(|m| m == "claude-haiku-4-5"), "{version}: {subs:?}");
+        // 2.1.197 makes a title call in print mode when non-essential traffic is allowed, on the
+        // small, fast model; 2.1.332 makes none there.
+        let titles = models(RequestKind::Title);
+        assert!(titles.iter().all(|m| m == "claude-haiku-4-5-20251001"), "{version}: {titles:?}");
+        if version == claude_releases()[0] {
+            assert_eq!(titles.len(), 1, "{version}: the pinned release's title call");
+        }
+    }
+}
+
+/// `subagent_model = "haiku"`: a session whose main loop is Sonnet sends its subagent's calls as
+/// Haiku (the mock sees them so), and the ledger keeps both the model claude asked for and the
+/// one that served, priced on the one that served.
+#[test]
+fn subagents_go_to_the_configured_model_through_the_gate() {
+    for (version, claude) in claude_bins() {
+        let api = MockApi::start(subagent_script);
+        let home = ClaudeHome::new();
+        let cfg = home.path().join("routing.toml");
+        std::fs::write(&cfg, "[routing]\nsubagent_model = \"haiku\"\n").unwrap();
+        let (code, _, err) = run(ccb_command(&home, &api.base_url(), &claude).env("CCB_CONFIG", &cfg).args([
+            "-p",
+            "delegate the greeting to a subagent",
+            "--model",
+            "claude-sonnet-4-6",
+        ]));
+        assert_eq!(code, 0, "{version}: {err}");
+        let main: Vec<String> =
+            api.requests_of(RequestKind::Main).iter().map(|r| r.model().unwrap_or("").to_string()).collect();
+        let subs: Vec<String> =
+            api.requests_of(RequestKind::Subagent).iter().map(|r| r.model().unwrap_or("").to_string()).collect();
+        assert!(main.len() >= 2 && main.iter().all(|m| m == "claude-sonnet-4-6"), "{version}: {main:?}");
+        assert!(
+            !subs.is_empty() && subs.iter().all(|m| m.contains("haiku")),
+            "{version}: the subagent's calls reach the API as Haiku: {subs:?}"
+        );
+        let rows = ledger_rows(&home);
+        let routed: Vec<_> = rows.iter().filter(|r| r.1.is_some()).collect();
+        assert_eq!(routed.len(), subs.len(), "{version}: one routed row per subagent call: {rows:?}");
+        for (model, requested, _) in &routed {
+            assert!(model.contains("haiku"), "{version}: served {model}");
+            assert_eq!(requested.as_deref(), Some("claude-sonnet-4-6"), "{version}: asked for");
+        }
+        assert!(
+            rows.iter().filter(|r| r.1.is_none()).all(|r| r.0 == "claude-sonnet-4-6"),
+            "{version}: the main loop is not routed: {rows:?}"
+        );
+        // Priced on the model that served: Haiku's rates for the subagent's 3,000 in / 200 out.
+        let db = rusqlite::Connection::open(home.path().join(".local/share/ccb/ledger.db")).unwrap();
+        let sub_cost: i64 = db
+            .query_row("SELECT SUM(cost_nanos) FROM usage WHERE requested_model IS NOT NULL", [], |r| r.get(0))
+            .unwrap();
+        let prices = ccb::core::pricing::PriceTable::release(Some(&version)).unwrap();
+        let want = prices
+            .cost(
+                &routed[0].0,
+                &ccb::core::pricing::Usage { input: 3000, output: 200, ..Default::default() },
+                &Default::default(),
+            )
+            .0;
+        assert_eq!(sub_cost, want.nanos() * routed.len() as i64, "{version}");
+    }
+}
+
+/// `downgrade_at = 80`: an Opus session with a ceiling sends its calls past 80% of it as Sonnet,
+/// and says so.
+#[test]
+fn premium_calls_go_a_tier_down_past_downgrade_at() {
+    for (version, claude) in claude_bins() {
+        // $0.40 a call on claude-opus-4-8 ($5 per million input tokens): 80% of $2.50 after
+        // five; the two calls after it cost at most $0.24 each as Sonnet.
+        let api = MockApi::start(scripts::bash_loop_with("true", 6, Usage::new(80_000, 0), Duration::ZERO));
+        let home = ClaudeHome::new();
+        let cfg = home.path().join("routing.toml");
+        std::fs::write(&cfg, "[routing]\ndowngrade_at = 80\n").unwrap();
+        let (code, _, err) = run(ccb_command(&home, &api.base_url(), &claude).env("CCB_CONFIG", &cfg).args([
+            "-p",
+            "loop",
+            "--model",
+            "claude-opus-4-8",
+            "--reason",
+            "infra",
+            "--budget",
+            "2.5",
+            "--allowedTools",
+            "Bash",
+        ]));
+        assert_eq!(code, 0, "{version}: {err}");
+        let models: Vec<String> =
+            api.requests_of(RequestKind::Main).iter().map(|r| r.model().unwrap_or("").to_string()).collect();
+        assert_eq!(models.len(), 7, "{version}: {models:?}");
+        assert!(models[..5].iter().all(|m| m == "claude-opus-4-8"), "{version}: below 80%: {models:?}");
+        assert!(models[5..].iter().all(|m| m.contains("sonnet")), "{version}: from 80% on: {models:?}");
+        assert_eq!(
+            err.matches("ccb: 80% of the session ceiling spent: calls for claude-opus-4-8 now go to ").count(),
+            1,
+            "{version}: one notice: {err}"
+        );
+        let rows = ledger_rows(&home);
+        assert_eq!(rows.iter().filter(|r| r.1.as_deref() == Some("claude-opus-4-8")).count(), 2, "{version}: {rows:?}");
+    }
+}
