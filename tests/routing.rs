@@ -172,3 +172,61 @@ fn premium_calls_go_a_tier_down_past_downgrade_at() {
         assert_eq!(rows.iter().filter(|r| r.1.as_deref() == Some("claude-opus-4-8")).count(), 2, "{version}: {rows:?}");
     }
 }
+
+/// Routing is listed in `--dry-run`; a rule applies only where nothing names a model; routing to
+/// a premium model needs a reason (or the rule's); a session without the gate routes through
+/// Claude Code's own variables.
+#[test]
+fn dry_run_lists_routing_and_rules_apply_only_where_nothing_names_a_model() {
+    let home = ClaudeHome::new();
+    let cfg = home.path().join("routing.toml");
+    let plan = |config: &str, args: &[&str], env: &[(&str, &str)]| {
+        std::fs::write(&cfg, config).unwrap();
+        let mut cmd = ccb_command(&home, "http://127.0.0.1:9", &claude_bin());
+        cmd.env("CCB_CONFIG", &cfg).args(["--dry-run", "--json"]).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let (code, out, err) = run(&mut cmd);
+        (code, serde_json::from_str::<serde_json::Value>(&out).unwrap_or_default(), err)
+    };
+    let (code, p, err) = plan("", &["-p", "x"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(p["routing"], json!([]), "off until configured");
+    let rules = "[routing]\nsubagent_model = \"haiku\"\n[[routing.rule]]\nclass = \"interactive\"\nmodel = \"opus\"\n[[routing.rule]]\nclass = \"programmatic\"\nmodel = \"haiku\"\n";
+    let (code, p, err) = plan(rules, &["-p", "x"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!((p["model"].as_str(), p["model_source"].as_str()), (Some("haiku"), Some("routing")));
+    assert!(p["args"].as_array().unwrap().windows(2).any(|w| w[0] == "--model" && w[1] == "haiku"), "{p}");
+    let listed = p["routing"].to_string();
+    assert!(listed.contains("subagents that name no model → haiku (in the gate)"), "{listed}");
+    // An explicit choice wins over every rule.
+    let (_, p, _) = plan(rules, &["-p", "x", "--model", "sonnet"], &[]);
+    assert_eq!((p["model"].as_str(), p["model_source"].as_str()), (Some("sonnet"), Some("flag")));
+    let (_, p, _) = plan(rules, &["-p", "x"], &[("ANTHROPIC_MODEL", "claude-sonnet-4-6")]);
+    assert_eq!(p["model_source"], "env");
+    // Routing to a premium model needs a reason, like any premium choice.
+    let premium = "[routing]\nsubagent_model = \"opus\"\n";
+    let (code, _, err) = plan(premium, &["-p", "x"], &[]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("[routing] subagent_model 'opus' is a premium model") && err.contains("--reason"), "{err}");
+    let (code, _, err) = plan(premium, &["-p", "x", "--reason", "infra"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let ruled = "[[routing.rule]]\nmodel = \"opus\"\n";
+    let (code, _, err) = plan(ruled, &["-p", "x"], &[]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("from a [[routing.rule]]"), "{err}");
+    let (code, p, err) = plan("[[routing.rule]]\nmodel = \"opus\"\nreason = \"infra\"\n", &["-p", "x"], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!((p["class"].as_str(), p["reason"].as_str()), (Some("opus-with-reason"), Some("infra")));
+    assert_eq!(p["reason_from"], "[[routing.rule]]");
+    // Without the gate, Claude Code's own variables carry the routing, and a downgrade only warns.
+    let gateless = "[routing]\nsubagent_model = \"haiku\"\nbackground_model = \"haiku\"\ndowngrade_at = 80\n[metering]\ngate = false\n";
+    let (code, p, err) = plan(gateless, &["-p", "x"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let env = p["settings"]["env"].to_string();
+    assert!(env.contains("CLAUDE_CODE_SUBAGENT_MODEL") && env.contains("ANTHROPIC_DEFAULT_HAIKU_MODEL"), "{env}");
+    assert!(p["routing"].to_string().contains("a warning only (no gate"), "{}", p["routing"]);
+    let (_, p, _) = plan(gateless, &["-p", "x"], &[("CLAUDE_CODE_SUBAGENT_MODEL", "claude-sonnet-4-6")]);
+    assert!(!p["settings"]["env"].to_string().contains("CLAUDE_CODE_SUBAGENT_MODEL"), "the user's own is left alone");
+}

@@ -67,6 +67,9 @@ pub struct Config {
     pub routing: crate::core::routing::Routing,
     /// `[advice]`: the thresholds of reports' hints.
     pub advice: crate::core::routing::Advice,
+    /// Where `default_model` came from: the config's key, or the `[[routing.rule]]` that
+    /// replaced it for this session (set at launch, never read from the file).
+    pub default_model_from: crate::core::plan::ModelSource,
 }
 
 /// `[team]`: the shared ledger's view of this machine.
@@ -127,6 +130,7 @@ impl Default for Config {
             team: Team::default(),
             routing: crate::core::routing::Routing::default(),
             advice: crate::core::routing::Advice::default(),
+            default_model_from: crate::core::plan::ModelSource::CcbDefault,
         }
     }
 }

@@ -306,6 +306,34 @@ pub fn betas_for(betas: &str, to: &str) -> String {
     betas.split(',').filter(|b| !is_long_context_beta(b)).map(str::trim).collect::<Vec<_>>().join(",")
 }
 
+/// What `[routing]` does in a session, for `--dry-run`: one phrase per part, empty when off.
+/// `gate`: the session has the gate (routing in the request path); otherwise Claude Code's own
+/// variables route, and a downgrade can only warn.
+pub fn describe(r: &Routing, gate: bool, rule: Option<&Rule>) -> Vec<String> {
+    let mut out = Vec::new();
+    let how = |var: &str| if gate { "in the gate".to_string() } else { format!("through {var}") };
+    if let Some(m) = &r.subagent_model {
+        out.push(format!("subagents that name no model → {m} ({})", how("CLAUDE_CODE_SUBAGENT_MODEL")));
+    }
+    if let Some(m) = &r.background_model {
+        out.push(format!("background calls (title, the haiku alias) → {m} ({})", how("ANTHROPIC_DEFAULT_HAIKU_MODEL")));
+    }
+    if let Some(at) = r.downgrade_at {
+        let to: Vec<String> = r.downgrade_to.iter().map(|(a, b)| format!("{a} → {b}")).collect();
+        if gate {
+            out.push(format!("from {at}% of the ceiling premium calls go down: {}", to.join(", ")));
+        } else {
+            out.push(format!("at {at}% of the ceiling a warning only (no gate to downgrade in)"));
+        }
+    }
+    if let Some(rule) = rule {
+        out.push(format!("the session's model from a [[routing.rule]]: {}", rule.model));
+    } else if !r.rules.is_empty() {
+        out.push(format!("{} [[routing.rule]], none applies here", r.rules.len()));
+    }
+    out
+}
+
 /// The notice for the first call a downgrade served.
 pub fn downgrade_notice(at: u32, from: &str, to: &str, rewrite_cost: Option<(u64, crate::core::money::Usd)>) -> String {
     let mut s = format!(
