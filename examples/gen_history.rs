@@ -255,6 +255,9 @@ struct Truth {
     tokens: Tokens,
     by_day: BTreeMap<String, i128>,
     by_model: BTreeMap<String, i128>,
+    /// By the `sessionId` of the response's lines (a resumed session's copied lines keep the
+    /// session they were first written in).
+    by_session: BTreeMap<String, i128>,
     malformed: u64,
     lines: u64,
     files: u64,
@@ -262,7 +265,7 @@ struct Truth {
 }
 
 impl Truth {
-    fn count(&mut self, key: &str, model_idx: usize, t: &Tokens, ts_ms: i64) {
+    fn count(&mut self, key: &str, session: &str, model_idx: usize, t: &Tokens, ts_ms: i64) {
         if !self.seen.insert(key.to_string()) {
             return;
         }
@@ -281,6 +284,7 @@ impl Truth {
         self.tokens.cache_read += t.cache_read;
         *self.by_day.entry(day_utc(ts_ms)).or_default() += cost;
         *self.by_model.entry(MODELS[model_idx].1.to_string()).or_default() += cost;
+        *self.by_session.entry(session.to_string()).or_default() += cost;
     }
 }
 
@@ -504,7 +508,7 @@ impl Gen<'_> {
                     parent = Some(uuid);
                     ts += self.rng.range(5, 400) as i64;
                 }
-                self.truth.count(&format!("{msg}:{req}"), model, &t, ts);
+                self.truth.count(&format!("{msg}:{req}"), &ctx.session, model, &t, ts);
                 ts += self.rng.range(200, 3000) as i64;
                 let Some(name) = tool else { continue };
                 // The tool's result, as the next user line.
@@ -583,7 +587,7 @@ impl Gen<'_> {
                 let model = MODELS.iter().position(|m| v["message"]["model"] == m.0).expect("a known model");
                 let key = format!("{}:{}", v["message"]["id"].as_str().unwrap(), v["requestId"].as_str().unwrap());
                 let ts = v["timestamp"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap().as_millisecond();
-                self.truth.count(&key, model, &t, ts);
+                self.truth.count(&key, v["sessionId"].as_str().unwrap_or(""), model, &t, ts);
             }
         } else {
             self.truth.malformed += 1;
@@ -608,7 +612,8 @@ impl Gen<'_> {
             branch: parent_ctx.branch,
             agent: Some(agent.to_string()),
         };
-        let model = if self.rng.chance(0.6) { 2 } else { pick_model(&mut self.rng, true) };
+        let haiku = if self.rng.chance(0.6) { 2 } else { pick_model(&mut self.rng, true) };
+        let model = ONLY_MODEL.get().copied().unwrap_or(haiku);
         let mut parent: Option<String> = None;
         let uuid = self.rng.uuid();
         let l = format!(
@@ -651,7 +656,7 @@ impl Gen<'_> {
                 out.line(&l, &mut self.truth);
                 parent = Some(uuid);
             }
-            self.truth.count(&format!("{msg}:{req}"), model, &t, ts);
+            self.truth.count(&format!("{msg}:{req}"), session, model, &t, ts);
             ts += self.rng.range(50, 500) as i64;
             let uuid = self.rng.uuid();
             let n = self.rng.log_range(100, 30_000) as usize;
@@ -689,7 +694,13 @@ impl Gen<'_> {
     }
 }
 
+/// `--model ID`: every response on that model (an id of [`MODELS`]).
+static ONLY_MODEL: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
 fn pick_model(rng: &mut Rng, small: bool) -> usize {
+    if let Some(&only) = ONLY_MODEL.get() {
+        return only;
+    }
     if small {
         return if rng.chance(0.5) { 2 } else { 0 };
     }
@@ -737,8 +748,12 @@ fn main() {
             "--size" => size = parse_size(&v),
             "--out" => out = Some(PathBuf::from(v)),
             "--seed" => seed = v.parse().expect("--seed N"),
+            "--model" => {
+                let i = MODELS.iter().position(|m| m.0 == v).unwrap_or_else(|| panic!("--model {v}: one of MODELS"));
+                let _ = ONLY_MODEL.set(i);
+            }
             "-h" | "--help" => {
-                println!("gen_history --size 1G --out DIR [--seed N]: a Claude Code history of about that size, and DIR/truth.json");
+                println!("gen_history --size 1G --out DIR [--seed N] [--model ID]: a Claude Code history of about that size (every response on one model with --model), and DIR/truth.json");
                 return;
             }
             other => panic!("unknown argument {other} (try --help)"),
@@ -784,6 +799,7 @@ fn main() {
         "cacheReadTokens": t.tokens.cache_read,
         "totalTokens": t.tokens.input + t.tokens.output + t.tokens.cache_5m + t.tokens.cache_1h + t.tokens.cache_read,
         "dailyCostNanosUtc": t.by_day.iter().map(|(d, n)| (d.clone(), json!(*n as i64))).collect::<serde_json::Map<_, _>>(),
+        "sessionCostNanos": t.by_session.iter().map(|(d, n)| (d.clone(), json!(*n as i64))).collect::<serde_json::Map<_, _>>(),
         "modelCostNanos": t.by_model.iter().map(|(d, n)| (d.clone(), json!(*n as i64))).collect::<serde_json::Map<_, _>>(),
     });
     std::fs::write(out.join("truth.json"), serde_json::to_string_pretty(&truth).unwrap() + "\n").unwrap();

@@ -38,3 +38,4 @@ mod robustness;
 mod routing;
 mod sdk;
 mod secrets;
+mod spend_reports;

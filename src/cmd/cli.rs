@@ -94,6 +94,17 @@ pub enum PeriodArg {
     Weekly,
     Monthly,
     Session,
+    /// The most expensive sessions, branches, subagent types or tools (--by)
+    Top,
+}
+
+/// What `ccb usage top` ranks.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum TopByArg {
+    Session,
+    Branch,
+    Subagent,
+    Tool,
 }
 
 #[derive(Args, Debug)]
@@ -128,6 +139,15 @@ pub struct UsageArgs {
     /// As JSON (ccusage-compatible)
     #[arg(long)]
     pub json: bool,
+    /// Reprice the usage on this model (every token kind at its rates), beside what it cost
+    #[arg(long, value_name = "MODEL")]
+    pub what_if: Option<String>,
+    /// With `top`: rank sessions (default), branches, subagent types or tools
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub by: Option<TopByArg>,
+    /// With `top`: how many to list
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub limit: usize,
 }
 
 #[derive(Subcommand, Debug)]

@@ -9,11 +9,12 @@
 //! - counting and deciding: [`budget`] (a session's tally), [`policy`] (what each counted call
 //!   leads to), [`plan`] (billing mode, payer, class, ceiling), [`exit`] (exit codes and endings);
 //! - the user's words: [`args`], [`config`] (parsed, not read), [`human`] (formatting);
-//! - reports: [`report`], [`pool`];
+//! - reports: [`report`], [`pool`]; [`advice`] (what-if repricing, the top of the spend, hints);
 //! - spending where it matters: [`routing`] (which model serves a call, downgrades, rewrites);
 //! - names written down as text (the ledger's columns): [`recorded`], whose enums read back a
 //!   name from a newer ccb as `Unknown(name)`, verbatim.
 
+pub mod advice;
 pub mod args;
 pub mod budget;
 pub mod config;

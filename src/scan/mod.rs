@@ -32,6 +32,7 @@
 //! (`sums.rs`), reading a file (`read.rs`); here, the report's pass over them all and the cache.
 //! Over 600 lines with its tests (about 40%), which exercise the whole pass.
 
+pub mod attrib;
 pub mod dataset;
 pub mod pool;
 
