@@ -581,6 +581,7 @@ impl Config {
         }
         out.push_str(&format!("\n[premium]\nat = {:?}\n", self.premium_at));
         out.push_str(&self.limits.to_toml());
+        out.push_str(&crate::core::routing::to_toml(&self.routing, &self.advice));
         out
     }
 }
@@ -601,6 +602,7 @@ mod tests {
         assert_eq!(c.ceilings, d.ceilings);
         assert_eq!(c.opus_reasons, d.opus_reasons);
         assert_eq!(c.session_alerts, d.session_alerts);
+        assert_eq!((c.routing, c.advice), (d.routing, d.advice));
     }
 
     #[test]

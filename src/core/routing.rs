@@ -355,6 +355,43 @@ pub fn downgrade_warning(at: u32) -> String {
     )
 }
 
+/// `[routing]` and `[advice]` for `ccb config show`; the result parses back to the same values.
+pub fn to_toml(r: &Routing, a: &Advice) -> String {
+    let mut out = String::from("\n[routing]\n");
+    if let Some(m) = &r.subagent_model {
+        out.push_str(&format!("subagent_model = {m:?}\n"));
+    }
+    if let Some(m) = &r.background_model {
+        out.push_str(&format!("background_model = {m:?}\n"));
+    }
+    match r.downgrade_at {
+        Some(at) => out.push_str(&format!("downgrade_at = {at}\n")),
+        None => out.push_str("downgrade = \"off\"\n"),
+    }
+    let to: Vec<String> = r.downgrade_to.iter().map(|(k, v)| format!("{k} = {v:?}")).collect();
+    out.push_str(&format!("downgrade_to = {{ {} }}\n", to.join(", ")));
+    for rule in &r.rules {
+        out.push_str("\n[[routing.rule]]\n");
+        for (k, v) in [("class", &rule.class), ("meter", &rule.meter)] {
+            if let Some(v) = v {
+                out.push_str(&format!("{k} = {v:?}\n"));
+            }
+        }
+        if let Some(p) = &rule.project {
+            out.push_str(&format!("project = {:?}\n", p.display().to_string()));
+        }
+        out.push_str(&format!("model = {:?}\n", rule.model));
+        if let Some(v) = &rule.reason {
+            out.push_str(&format!("reason = {v:?}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "\n[advice]\nshort_output_tokens = {}\nmin_responses = {}\n",
+        a.short_output_tokens, a.min_responses
+    ));
+    out
+}
+
 // ---- the config file ----
 
 #[derive(serde::Deserialize, Default)]
@@ -598,6 +635,15 @@ mod tests {
             let e = parse(bad).unwrap_err();
             assert!(e.contains(want), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn shown_as_it_parses() {
+        let text = "[routing]\nsubagent_model = \"haiku\"\ndowngrade_at = 75\n[[routing.rule]]\nclass = \"programmatic\"\nproject = \"/w\"\nmodel = \"opus\"\nreason = \"infra\"\n";
+        let r = parse(text).unwrap();
+        let shown = to_toml(&r, &Advice::default());
+        assert_eq!(parse(&shown).unwrap(), r, "{shown}");
+        assert!(to_toml(&Routing::default(), &Advice::default()).contains("downgrade = \"off\""));
     }
 
     #[test]
