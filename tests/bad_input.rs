@@ -112,7 +112,7 @@ fn cases() -> Vec<Case> {
         },
         // The config file
         cfg("TOML syntax error", "claude = \"x", &["--dry-run"], "config <home>/c.toml line 1: invalid basic string"),
-        cfg("unknown key", "bogus = 1", &["--dry-run"], "config <home>/c.toml line 1: unknown key `bogus`; the keys here are `claude`, `default_model`, `opus_without_reason`, `ceilings`, `opus`, `alerts`, `prices`, `premium`, `pool`, `metering`, `limits`"),
+        cfg("unknown key", "bogus = 1", &["--dry-run"], "config <home>/c.toml line 1: unknown key `bogus`; the keys here are `claude`, `default_model`, `opus_without_reason`, `ceilings`, `opus`, `alerts`, `prices`, `premium`, `pool`, `metering`, `limits`, `team`, `routing`, `advice`"),
         cfg("unknown key in a table", "[ceilings]\nhourly = 3.0", &["--dry-run"], "config <home>/c.toml line 2: unknown key `hourly`; the keys here are `interactive`, `programmatic`, `opus`"),
         cfg("text where a number goes", "[ceilings]\ninteractive = \"ten\"", &["--dry-run"], "config <home>/c.toml line 2: invalid type: string \"ten\", expected a number"),
         cfg("a number where a table goes", "ceilings = 5", &["--dry-run"], "config <home>/c.toml line 1: invalid type: integer `5`, expected a table"),
@@ -215,7 +215,7 @@ fn cases() -> Vec<Case> {
                 c.pragma_update(None, "user_version", 99).unwrap();
             }),
             output: true,
-            ..case("ledger from a newer ccb", "ccb usage", &["usage"], 0, "cannot read the ledger (the ledger <home>/.local/share/ccb/ledger.db was written by a newer ccb (schema 99, this ccb knows 5): upgrade ccb); reporting from transcripts only")
+            ..case("ledger from a newer ccb", "ccb usage", &["usage"], 0, "cannot read the ledger (the ledger <home>/.local/share/ccb/ledger.db was written by a newer ccb (schema 99, this ccb knows 6): upgrade ccb); reporting from transcripts only")
         },
         Case {
             env: &[("XDG_DATA_HOME", "<home>/read-only"), ("FAKE_SCRIPT", "usd:0.01;exit:0")],
