@@ -335,9 +335,15 @@ pub fn describe(r: &Routing, gate: bool, rule: Option<&Rule>) -> Vec<String> {
 }
 
 /// The notice for the first call a downgrade served.
-pub fn downgrade_notice(at: u32, from: &str, to: &str, rewrite_cost: Option<(u64, crate::core::money::Usd)>) -> String {
+pub fn downgrade_notice(
+    at: u32,
+    of: &str,
+    from: &str,
+    to: &str,
+    rewrite_cost: Option<(u64, crate::core::money::Usd)>,
+) -> String {
     let mut s = format!(
-        "{at}% of the session ceiling spent: calls for {from} now go to {to} ([routing] downgrade_at = {at}; recorded in the ledger as asked {from}, served {to})"
+        "{at}% of {of} spent: calls for {from} now go to {to} ([routing] downgrade_at = {at}; recorded in the ledger as asked {from}, served {to})"
     );
     if let Some((tokens, cost)) = rewrite_cost.filter(|(t, _)| *t > 0) {
         s.push_str(&format!(
@@ -755,7 +761,7 @@ mod tests {
             "{n}"
         );
         assert!(n.contains("45.2k tokens written again for $0.1695"), "{n}");
-        assert!(!downgrade_notice(80, "a", "b", Some((0, crate::core::money::Usd(0)))).contains("cache"));
+        assert!(!downgrade_notice(80, "x", "a", "b", Some((0, crate::core::money::Usd(0)))).contains("cache"));
         assert!(downgrade_warning(80).contains("no gate"));
     }
 }

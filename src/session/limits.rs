@@ -106,6 +106,9 @@ pub struct Live {
     ledger: Mutex<Option<Ledger>>,
     state: Mutex<State>,
     alerts: Mutex<Option<crate::sys::alert::Dispatcher>>,
+    /// The largest share (percent) of a limit that applies, as of the last counted response:
+    /// what `[routing] downgrade_at` compares with, beside the session ceiling.
+    highest_pct: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for Live {
@@ -157,6 +160,7 @@ impl Live {
             ledger: Mutex::new(None),
             state: Mutex::new(State { outside: vec![Usd::ZERO; limits.len()], ..State::default() }),
             alerts: Mutex::new(Some(crate::sys::alert::Dispatcher::new(config.alert_sinks.clone()))),
+            highest_pct: std::sync::atomic::AtomicU32::new(0),
             limits,
             guarantee,
         });
@@ -432,6 +436,11 @@ impl Live {
     /// Responses the gate did not settle are written at once, so every session sees them. The
     /// thresholds alert once per period; the notices to show are returned, and the message of
     /// a limit reached, which ends the session as at the ceiling.
+    /// The largest share of a limit that applies (percent), as last seen.
+    pub fn highest_pct(&self) -> u32 {
+        self.highest_pct.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn counted(
         &self,
         e: &UsageEvent,
@@ -459,6 +468,7 @@ impl Live {
                 continue;
             }
             let pct_now = (s.spent.nanos() as i128 * 100 / s.limit.amount.nanos() as i128) as i64;
+            self.highest_pct.fetch_max(pct_now.clamp(0, u32::MAX as i64) as u32, std::sync::atomic::Ordering::Relaxed);
             for &pct in &self.alerts_at {
                 if pct_now < pct as i64 {
                     continue;

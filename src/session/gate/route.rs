@@ -37,6 +37,8 @@ pub struct Routed {
     /// What serves it.
     pub to: String,
     pub why: Why,
+    /// What a downgrade's share is of: `the session ceiling` or `a spend limit`.
+    pub of: &'static str,
 }
 
 impl Router {
@@ -58,10 +60,17 @@ impl Router {
             }
             m.clone()
         };
-        let spent_pct = meter.ceiling().filter(|c| c.nanos() > 0).map(|c| {
+        // The session ceiling's share, or a limit's (the pool's among them), whichever is higher.
+        let ceiling_pct = meter.ceiling().filter(|c| c.nanos() > 0).map(|c| {
             let pct = meter.total().nanos() as i128 * 100 / c.nanos() as i128;
             pct.clamp(0, u32::MAX as i128) as u32
         });
+        let limit_pct = meter.limits().map(|l| l.highest_pct()).filter(|p| *p > 0);
+        let of = if limit_pct > ceiling_pct { "a spend limit" } else { "the session ceiling" };
+        let spent_pct = match (ceiling_pct, limit_pct) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
         let lookup = |k: &str| self.env.get(k).filter(|v| !v.is_empty()).cloned();
         let resolve = |m: &str| prices.resolve(m, &lookup);
         let premium = |m: &str| crate::core::plan::premium(m, &self.env, prices, self.floor).0;
@@ -99,7 +108,7 @@ impl Router {
                 }
             }
         }
-        Some(Routed { requested, to: route.to, why: route.why })
+        Some(Routed { requested, to: route.to, why: route.why, of })
     }
 
     /// The notice for the first call a downgrade served, once, with what switching models cost
@@ -113,6 +122,6 @@ impl Router {
             Usage { cache_write_5m: usage.cache_write_5m, cache_write_1h: usage.cache_write_1h, ..Usage::default() };
         let cost: Usd = prices.cost(&r.to, &writes, &Default::default()).0;
         let at = self.routing.downgrade_at.unwrap_or(0);
-        Some(routing::downgrade_notice(at, &r.requested, &r.to, Some((writes.cache_write(), cost))))
+        Some(routing::downgrade_notice(at, r.of, &r.requested, &r.to, Some((writes.cache_write(), cost))))
     }
 }
