@@ -752,6 +752,7 @@ mod tests {
     fn notices_say_what_and_what_it_cost() {
         let n = downgrade_notice(
             80,
+            "the session ceiling",
             "claude-opus-4-8",
             "claude-sonnet-4-6",
             Some((45_200, crate::core::money::Usd(169_500_000))),
