@@ -230,3 +230,36 @@ fn dry_run_lists_routing_and_rules_apply_only_where_nothing_names_a_model() {
     let (_, p, _) = plan(gateless, &["-p", "x"], &[("CLAUDE_CODE_SUBAGENT_MODEL", "claude-sonnet-4-6")]);
     assert!(!p["settings"]["env"].to_string().contains("CLAUDE_CODE_SUBAGENT_MODEL"), "the user's own is left alone");
 }
+
+/// The marker of claude's compaction request (`/compact`, or near the context limit): its last
+/// user message asks for a summary of the conversation.
+const COMPACTION_MARKER: &str = "Your task is to create a detailed summary of the conversation so far";
+
+/// Compaction runs on the session's own model, with its conversation and prompt cache: no
+/// setting of claude's moves it, and ccb's routing leaves it there (`background_model` moves the
+/// title and haiku calls only), on both releases.
+#[test]
+fn compaction_stays_on_the_sessions_model() {
+    for (version, claude) in claude_bins() {
+        let api = MockApi::start(scripts::bash_loop_with("echo hi", 4, Usage::new(2000, 100), Duration::ZERO));
+        let home = ClaudeHome::new();
+        let cfg = home.path().join("routing.toml");
+        std::fs::write(&cfg, "[routing]\nbackground_model = \"haiku\"\n").unwrap();
+        let session = new_session_id();
+        let ccb = |args: &[&str]| {
+            let mut cmd = ccb_command(&home, &api.base_url(), &claude);
+            cmd.env("CCB_CONFIG", &cfg).args(args).args(["--model", "claude-sonnet-4-6"]);
+            run(&mut cmd)
+        };
+        let (code, _, err) = ccb(&["-p", "say hi four times", "--session-id", &session, "--allowedTools", "Bash"]);
+        assert_eq!(code, 0, "{version}: {err}");
+        let (code, _, err) = ccb(&["-p", "/compact", "--resume", &session]);
+        assert_eq!(code, 0, "{version}: {err}");
+        let compactions: Vec<Request> =
+            api.message_requests().into_iter().filter(|r| r.conversation_contains(COMPACTION_MARKER)).collect();
+        assert!(!compactions.is_empty(), "{version}: /compact made a compaction request");
+        for r in &compactions {
+            assert_eq!(r.model(), Some("claude-sonnet-4-6"), "{version}: compaction is not routed");
+        }
+    }
+}

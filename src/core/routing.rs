@@ -101,6 +101,10 @@ pub enum Background {
     Title,
     /// A call to claude's small, fast model (the haiku alias): summaries, command checks.
     Haiku,
+    /// Compaction (`/compact`, or near the context limit): the session's own model, with its
+    /// whole conversation and prompt cache; no setting of claude's moves it, and routing leaves
+    /// it there (only a downgrade changes it).
+    Compaction,
 }
 
 impl CallKind {
@@ -110,6 +114,7 @@ impl CallKind {
             CallKind::Subagent => "subagent",
             CallKind::Background(Background::Title) => "title",
             CallKind::Background(Background::Haiku) => "haiku",
+            CallKind::Background(Background::Compaction) => "compaction",
         }
     }
 }
@@ -119,6 +124,9 @@ pub fn classify(agent_header: bool, body: &Value) -> CallKind {
     let system = system_text(body);
     if agent_header || system.contains("cc_is_subagent=true") {
         return CallKind::Subagent;
+    }
+    if last_user_text(body).contains(COMPACTION_MARKER) {
+        return CallKind::Background(Background::Compaction);
     }
     let no_tools = body.get("tools").and_then(Value::as_array).is_none_or(|t| t.is_empty());
     let schema = body.pointer("/output_config/format/type").and_then(Value::as_str) == Some("json_schema");
@@ -130,6 +138,29 @@ pub fn classify(agent_header: bool, body: &Value) -> CallKind {
         return CallKind::Background(Background::Haiku);
     }
     CallKind::Main
+}
+
+/// What claude's compaction request asks for, in its last user message (2.1.197 and 2.1.332).
+const COMPACTION_MARKER: &str = "Your task is to create a detailed summary of the conversation so far";
+
+/// The text blocks of the last message, when it is the user's.
+fn last_user_text(body: &Value) -> String {
+    let Some(last) = body.get("messages").and_then(Value::as_array).and_then(|m| m.last()) else {
+        return String::new();
+    };
+    if last.get("role").and_then(Value::as_str) != Some("user") {
+        return String::new();
+    }
+    match last.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(blocks)) => blocks
+            .iter()
+            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
 }
 
 fn system_text(body: &Value) -> String {
@@ -187,6 +218,7 @@ pub fn route(r: &Routing, f: &Facts) -> Option<Route> {
             .as_deref()
             .filter(|_| f.main_model.is_none_or(|m| same(m, f.requested)))
             .map(|m| Route { to: (f.resolve)(m), why: Why::Subagent }),
+        CallKind::Background(Background::Compaction) => None,
         CallKind::Background(b) => {
             r.background_model.as_deref().map(|m| Route { to: (f.resolve)(m), why: Why::Background(b) })
         }
@@ -678,6 +710,10 @@ mod tests {
             classify(false, &json!({"model": "claude-sonnet-4-6", "tools": [{"name": "Bash"}]})),
             CallKind::Main
         );
+        let compact = json!({"model": "claude-sonnet-4-6", "tools": [{"name": "Bash"}], "messages": [
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "hi"},
+                {"type": "text", "text": "CRITICAL: Respond with TEXT ONLY.\n\nYour task is to create a detailed summary of the conversation so far, paying close attention"}]}]});
+        assert_eq!(classify(false, &compact), CallKind::Background(Background::Compaction));
     }
 
     #[test]
@@ -709,6 +745,8 @@ mod tests {
             None,
             "already there"
         );
+        let compaction = CallKind::Background(Background::Compaction);
+        assert_eq!(to(&facts(compaction, sonnet, Some(sonnet), None)), None, "compaction keeps its model and cache");
         let opus = "claude-opus-4-8";
         assert_eq!(to(&facts(CallKind::Main, opus, Some(opus), Some(79))), None);
         assert_eq!(
