@@ -263,3 +263,21 @@ fn compaction_stays_on_the_sessions_model() {
         }
     }
 }
+
+/// Without the gate nothing can be downgraded: at `downgrade_at` the session is told so, once.
+#[test]
+fn without_the_gate_downgrade_at_only_warns() {
+    let home = ClaudeHome::new();
+    let cfg = home.path().join("routing.toml");
+    std::fs::write(&cfg, "[routing]\ndowngrade_at = 80\n[metering]\ngate = false\ntelemetry = false\n").unwrap();
+    let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
+        .env("CCB_CONFIG", &cfg)
+        .env("FAKE_SCRIPT", "sleep:100;usd:0.5;sleep:100;usd:0.2;sleep:100;usd:0.15;sleep:100;exit:0")
+        .args(["-p", "--budget", "1", "go"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        err.matches("ccb: 80% of the session ceiling spent ([routing] downgrade_at = 80): this session has no gate").count(),
+        1,
+        "{err}"
+    );
+}

@@ -54,8 +54,8 @@ pub fn add_what_if(json: &mut Value, r: &Report, w: &WhatIf) {
         m.insert("saving".into(), json!((cost - what_if).as_f64()));
     };
     let Some(obj) = json.as_object_mut() else { return };
-    for v in obj.values_mut() {
-        if let Value::Array(rows) = v {
+    for key in ["daily", "weekly", "monthly", "sessions"] {
+        if let Some(Value::Array(rows)) = obj.get_mut(key) {
             for (row, out) in r.rows.iter().zip(rows.iter_mut()) {
                 if let Some(m) = out.as_object_mut() {
                     fields(m, row.total.cost, w.cost(&row.total.usage));
