@@ -276,7 +276,8 @@ fn without_the_gate_downgrade_at_only_warns() {
         .args(["-p", "--budget", "1", "go"]));
     assert_eq!(code, 0, "{err}");
     assert_eq!(
-        err.matches("ccb: 80% of the session ceiling spent ([routing] downgrade_at = 80): this session has no gate").count(),
+        err.matches("ccb: 80% of the session ceiling spent ([routing] downgrade_at = 80): this session has no gate")
+            .count(),
         1,
         "{err}"
     );

@@ -149,3 +149,54 @@ fn top_lists_the_most_expensive_sessions_in_order() {
     let (code, _, err) = usage(&home, &history, &["daily", "--by", "tool"]);
     assert_eq!(code, 2, "--by goes with top: {err}");
 }
+
+/// `--by-model` and `top` mark a session that ran a premium model without a reason (a /model
+/// switch mid-session), not one that gave its reason: a hint, the session's exit untouched.
+#[test]
+fn hints_mark_premium_without_a_reason() {
+    use crate::support::*;
+    let home = ClaudeHome::new();
+    let session = |args: &[&str]| {
+        let out = output_with_timeout(
+            ccb_command(&home, "http://127.0.0.1:9", &fake_bin())
+                .env("FAKE_SCRIPT", "usd:0.3:claude-opus-4-8;sleep:100;exit:0")
+                .args(args),
+            std::time::Duration::from_secs(60),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    session(&["-p", "--session-id", "11111111-1111-4111-8111-111111111111", "go"]);
+    session(&[
+        "-p",
+        "--model",
+        "opus",
+        "--reason",
+        "infra",
+        "--session-id",
+        "22222222-2222-4222-8222-222222222222",
+        "go",
+    ]);
+    let report = |args: &[&str]| {
+        let out = output_with_timeout(
+            ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).arg("usage").args(args),
+            std::time::Duration::from_secs(60),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let r = json(&report(&["--by-model", "--json"]));
+    let hints = r["hints"].as_array().unwrap();
+    assert_eq!(hints.len(), 1, "{hints:?}");
+    assert_eq!(hints[0]["sessionId"], "11111111-1111-4111-8111-111111111111");
+    assert_eq!(hints[0]["kind"], "premium-without-reason");
+    assert!(report(&["--by-model"])
+        .contains("hint: session 11111111-1111-4111-8111-111111111111: ran premium claude-opus-4-8 without a reason"));
+    let top = json(&report(&["top", "--json"]));
+    let rows = top["top"].as_array().unwrap();
+    let hinted: Vec<&str> = rows
+        .iter()
+        .filter(|x| !x["hints"].as_array().unwrap().is_empty())
+        .map(|x| x["sessionId"].as_str().unwrap())
+        .collect();
+    assert_eq!(hinted, ["11111111-1111-4111-8111-111111111111"]);
+}
