@@ -693,9 +693,10 @@ mod tests {
 
     #[test]
     fn show_round_trips() {
-        let c = p("default_model = \"haiku\"\n[ceilings]\ninteractive = 7.5\n").unwrap();
+        let c = p("default_model = \"haiku\"\n[ceilings]\ninteractive = 7.5\n[routing]\nsubagent_model = \"haiku\"\ndowngrade_at = 80\n[advice]\nmin_responses = 9\n").unwrap();
         let again = p(&c.to_toml()).unwrap();
         assert_eq!(again.default_model, "haiku");
         assert_eq!(again.ceilings, c.ceilings);
+        assert_eq!((again.routing, again.advice), (c.routing, c.advice));
     }
 }
