@@ -282,3 +282,60 @@ fn without_the_gate_downgrade_at_only_warns() {
         "{err}"
     );
 }
+
+/// A main loop that starts a general-purpose subagent naming its own model (`opus`).
+fn named_subagent_script(req: &Request) -> Reply {
+    match req.kind() {
+        RequestKind::Subagent => Reply::text("sub ok").with_usage(Usage::new(3000, 200)),
+        RequestKind::Title => Reply::title("t"),
+        RequestKind::Main if req.tool_uses().is_empty() => {
+            let tool = req.subagent_tool().expect("subagent tool").to_string();
+            Reply::tool_use(
+                &tool,
+                json!({"description": "Say ok", "prompt": "SUBTASK: say ok", "subagent_type": "general-purpose", "model": "opus"}),
+            )
+            .with_usage(Usage::new(2000, 100))
+        }
+        _ => Reply::text("all done").with_usage(Usage::new(2000, 100)),
+    }
+}
+
+/// A subagent that names its model: Claude Code's own variable overrides it on the pinned
+/// release (2.1.197) and not on the newest (2.1.332, where a named model wins); ccb's gate leaves
+/// it alone on both, as `[routing]` says (subagents that name no model).
+#[test]
+fn a_subagent_that_names_its_model_keeps_it() {
+    for (version, claude) in claude_bins() {
+        let api = MockApi::start(named_subagent_script);
+        let home = ClaudeHome::new();
+        let mut cmd = Command::new(&claude);
+        home.apply(&mut cmd, &api.base_url());
+        cmd.current_dir(home.workdir()).env("CLAUDE_CODE_SUBAGENT_MODEL", "claude-haiku-4-5");
+        let (code, _, err) = run(cmd.args(["-p", "delegate", "--model", "claude-sonnet-4-6"]));
+        assert_eq!(code, 0, "{version}: {err}");
+        let subs: Vec<String> =
+            api.requests_of(RequestKind::Subagent).iter().map(|r| r.model().unwrap_or("").to_string()).collect();
+        assert!(!subs.is_empty(), "{version}");
+        if version == "2.1.197" {
+            assert!(subs.iter().all(|m| m == "claude-haiku-4-5"), "{version}: the variable wins: {subs:?}");
+        } else {
+            assert!(subs.iter().all(|m| m.contains("opus")), "{version}: the named model wins: {subs:?}");
+        }
+
+        let api = MockApi::start(named_subagent_script);
+        let home = ClaudeHome::new();
+        let cfg = home.path().join("routing.toml");
+        std::fs::write(&cfg, "[routing]\nsubagent_model = \"haiku\"\n").unwrap();
+        let (code, _, err) = run(ccb_command(&home, &api.base_url(), &claude).env("CCB_CONFIG", &cfg).args([
+            "-p",
+            "delegate",
+            "--model",
+            "claude-sonnet-4-6",
+        ]));
+        assert_eq!(code, 0, "{version}: {err}");
+        let subs: Vec<String> =
+            api.requests_of(RequestKind::Subagent).iter().map(|r| r.model().unwrap_or("").to_string()).collect();
+        assert!(!subs.is_empty() && subs.iter().all(|m| m.contains("opus")), "{version}: not routed: {subs:?}");
+        assert!(ledger_rows(&home).iter().all(|r| r.1.is_none()), "{version}: nothing routed");
+    }
+}
