@@ -99,7 +99,8 @@ pub enum CallKind {
 pub enum Background {
     /// The session-title call: no tools, JSON-schema output.
     Title,
-    /// A call to claude's small, fast model (the haiku alias): summaries, command checks.
+    /// A call to claude's small, fast model (the haiku alias) without tools: summaries,
+    /// command checks.
     Haiku,
     /// Compaction (`/compact`, or near the context limit): the session's own model, with its
     /// whole conversation and prompt cache; no setting of claude's moves it, and routing leaves
@@ -133,8 +134,9 @@ pub fn classify(agent_header: bool, body: &Value) -> CallKind {
     if no_tools && (schema || system.contains("Generate a concise, sentence-case title")) {
         return CallKind::Background(Background::Title);
     }
+    // Claude's own small, fast calls carry no tools; a session whose loop runs on Haiku does.
     let model = body.get("model").and_then(Value::as_str).unwrap_or("");
-    if crate::core::pricing::family_of(model) == "haiku" {
+    if no_tools && crate::core::pricing::family_of(model) == "haiku" {
         return CallKind::Background(Background::Haiku);
     }
     CallKind::Main
@@ -709,6 +711,11 @@ mod tests {
         assert_eq!(
             classify(false, &json!({"model": "claude-sonnet-4-6", "tools": [{"name": "Bash"}]})),
             CallKind::Main
+        );
+        assert_eq!(
+            classify(false, &json!({"model": "claude-haiku-4-5", "tools": [{"name": "Bash"}]})),
+            CallKind::Main,
+            "a session on Haiku"
         );
         let compact = json!({"model": "claude-sonnet-4-6", "tools": [{"name": "Bash"}], "messages": [
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "hi"},
