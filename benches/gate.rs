@@ -4,7 +4,10 @@
 //!
 //! 1. Latency: the same streamed response fetched straight from the mock API and through the
 //!    gate (ccb's library, in this process), by a plain HTTP/1.1 client on loopback: time to the
-//!    first byte of the body, and to the end of the stream. Medians of 200.
+//!    first byte of the body, and to the end of the stream. Medians of 200. Then a subagent's
+//!    call of about 200 KB (a long conversation) through a gate that routes it (`[routing]
+//!    subagent_model`: read, rewritten for Haiku, sent) beside the same call through a gate
+//!    without routing: what routing adds to a call.
 //! 2. Calls past the ceiling: the real Claude Code in a `-p` tool loop against a mock answering
 //!    instantly, each answer costing $0.627, with a $1.00 ceiling (the second answer crosses it):
 //!    calls that reached the upstream after the crossing one, with the gate, with telemetry alone
@@ -89,6 +92,63 @@ fn latency() {
     println!("  responses the gate counted: {}", meter.snapshot().0.responses);
 }
 
+/// A gate on `api`, routing as `routing` says.
+fn gate_on(api: &MockApi, routing: Option<ccb::core::routing::Routing>) -> (std::net::SocketAddr, String) {
+    let prices = Arc::new(ccb::core::pricing::PriceTable::newest().unwrap());
+    let meter = Arc::new(ccb::session::meter::Meter::new(None, &[], ccb::session::meter::Reserve::Expected));
+    let mut gate = ccb::session::gate::Gate::bind().unwrap();
+    if let Some(r) = routing {
+        gate.route_with(ccb::session::gate::route::Router::new(r, prices.premium_floor("opus"), Default::default()));
+    }
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", gate.port).parse().unwrap();
+    let prefix = gate.path_prefix().to_string();
+    gate.serve(ccb::session::gate::Upstream::new(Some(&api.base_url())), meter, prices, |_| {}).unwrap();
+    (addr, prefix)
+}
+
+fn routing_cost() {
+    let api = MockApi::start(|_req: &Request| Reply::text("ok").with_event_delay(Duration::from_millis(2)));
+    let plain = gate_on(&api, None);
+    let routing =
+        ccb::core::routing::Routing { subagent_model: Some("haiku".into()), ..ccb::core::routing::Routing::default() };
+    let routed = gate_on(&api, Some(routing));
+    let turn = serde_json::json!({"role": "user", "content": "x".repeat(2000)});
+    let body = serde_json::json!({
+        "model": "claude-sonnet-4-6", "max_tokens": 32000, "stream": true,
+        "system": [{"type": "text", "text": "x-anthropic-billing-header: cc_is_subagent=true;"}],
+        "tools": [{"name": "Bash", "input_schema": {"type": "object"}}],
+        "output_config": {"effort": "high"},
+        "messages": vec![turn; 100],
+    })
+    .to_string();
+    for _ in 0..20 {
+        fetch(plain.0, &plain.1, &body);
+        fetch(routed.0, &routed.1, &body);
+    }
+    let (mut p, mut r) = (vec![], vec![]);
+    // Alternating which goes first, so that neither pays for the other's tail.
+    for i in 0..200 {
+        let mut plain_one = || p.push(fetch(plain.0, &plain.1, &body).0.as_secs_f64() * 1e3);
+        if i % 2 == 0 {
+            plain_one();
+            r.push(fetch(routed.0, &routed.1, &body).0.as_secs_f64() * 1e3);
+        } else {
+            r.push(fetch(routed.0, &routed.1, &body).0.as_secs_f64() * 1e3);
+            plain_one();
+        }
+    }
+    let (pm, rm) = (median(&mut p), median(&mut r));
+    let reqs = api.message_requests();
+    let served = reqs.iter().filter_map(|q| q.model()).find(|m| *m != "claude-sonnet-4-6").unwrap_or("-").to_string();
+    println!(
+        "
+routing a subagent's call of {} KB (median of 200, first byte of the body; served as {served})",
+        body.len() / 1024
+    );
+    println!("  {:<22} {:>8.3}ms", "gate, no routing", pm);
+    println!("  {:<22} {:>8.3}ms {:>8.3}ms added  (goal: < 2 ms)", "gate, routed", rm, rm - pm);
+}
+
 fn calls_past_ceiling(config: &str) -> usize {
     let api = MockApi::start(scripts::bash_loop_with("echo step", 50, Usage::new(0, 41_800), Duration::ZERO));
     let home = ClaudeHome::new();
@@ -131,6 +191,9 @@ fn main() {
     let want = |n: &str| filter.as_deref().is_none_or(|f| n.contains(f));
     if want("latency") {
         latency();
+    }
+    if want("routing") {
+        routing_cost();
     }
     if want("ceiling") {
         past_the_ceiling();

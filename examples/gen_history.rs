@@ -259,6 +259,9 @@ struct Truth {
     by_branch: BTreeMap<String, i128>,
     /// Every response counted: (time, cost, tokens), for the 5-hour blocks.
     events: Vec<(i64, i128, u64)>,
+    /// By the `sessionId` of the response's lines (a resumed session's copied lines keep the
+    /// session they were first written in).
+    by_session: BTreeMap<String, i128>,
     malformed: u64,
     lines: u64,
     files: u64,
@@ -266,7 +269,7 @@ struct Truth {
 }
 
 impl Truth {
-    fn count(&mut self, key: &str, model_idx: usize, t: &Tokens, ts_ms: i64, branch: &str) {
+    fn count(&mut self, key: &str, session: &str, model_idx: usize, t: &Tokens, ts_ms: i64, branch: &str) {
         if !self.seen.insert(key.to_string()) {
             return;
         }
@@ -285,6 +288,7 @@ impl Truth {
         self.tokens.cache_read += t.cache_read;
         *self.by_day.entry(day_utc(ts_ms)).or_default() += cost;
         *self.by_model.entry(MODELS[model_idx].1.to_string()).or_default() += cost;
+        *self.by_session.entry(session.to_string()).or_default() += cost;
         *self.by_branch.entry(branch.to_string()).or_default() += cost;
         let tokens = t.input + t.output + t.cache_5m + t.cache_1h + t.cache_read;
         self.events.push((ts_ms, cost, tokens));
@@ -550,7 +554,7 @@ impl Gen<'_> {
                     parent = Some(uuid);
                     ts += self.rng.range(5, 400) as i64;
                 }
-                self.truth.count(&format!("{msg}:{req}"), model, &t, first_ts, ctx.branch);
+                self.truth.count(&format!("{msg}:{req}"), &ctx.session, model, &t, first_ts, ctx.branch);
                 ts += self.rng.range(200, 3000) as i64;
                 let Some(name) = tool else { continue };
                 // The tool's result, as the next user line.
@@ -629,7 +633,14 @@ impl Gen<'_> {
                 let model = MODELS.iter().position(|m| v["message"]["model"] == m.0).expect("a known model");
                 let key = format!("{}:{}", v["message"]["id"].as_str().unwrap(), v["requestId"].as_str().unwrap());
                 let ts = v["timestamp"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap().as_millisecond();
-                self.truth.count(&key, model, &t, ts, v["gitBranch"].as_str().unwrap_or(""));
+                self.truth.count(
+                    &key,
+                    v["sessionId"].as_str().unwrap_or(""),
+                    model,
+                    &t,
+                    ts,
+                    v["gitBranch"].as_str().unwrap_or(""),
+                );
             }
         } else {
             self.truth.malformed += 1;
@@ -654,7 +665,8 @@ impl Gen<'_> {
             branch: parent_ctx.branch,
             agent: Some(agent.to_string()),
         };
-        let model = if self.rng.chance(0.6) { 2 } else { pick_model(&mut self.rng, true) };
+        let haiku = if self.rng.chance(0.6) { 2 } else { pick_model(&mut self.rng, true) };
+        let model = ONLY_MODEL.get().copied().unwrap_or(haiku);
         let mut parent: Option<String> = None;
         let uuid = self.rng.uuid();
         let l = format!(
@@ -698,7 +710,7 @@ impl Gen<'_> {
                 out.line(&l, &mut self.truth);
                 parent = Some(uuid);
             }
-            self.truth.count(&format!("{msg}:{req}"), model, &t, first_ts, ctx.branch);
+            self.truth.count(&format!("{msg}:{req}"), session, model, &t, first_ts, ctx.branch);
             ts += self.rng.range(50, 500) as i64;
             let uuid = self.rng.uuid();
             let n = self.rng.log_range(100, 30_000) as usize;
@@ -736,7 +748,13 @@ impl Gen<'_> {
     }
 }
 
+/// `--model ID`: every response on that model (an id of [`MODELS`]).
+static ONLY_MODEL: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
 fn pick_model(rng: &mut Rng, small: bool) -> usize {
+    if let Some(&only) = ONLY_MODEL.get() {
+        return only;
+    }
     if small {
         return if rng.chance(0.5) { 2 } else { 0 };
     }
@@ -787,8 +805,12 @@ fn main() {
             "--out" => out = Some(PathBuf::from(v)),
             "--seed" => seed = v.parse().expect("--seed N"),
             "--session-max" => session_max = parse_size(&v).max(4 << 10),
+            "--model" => {
+                let i = MODELS.iter().position(|m| m.0 == v).unwrap_or_else(|| panic!("--model {v}: one of MODELS"));
+                let _ = ONLY_MODEL.set(i);
+            }
             "-h" | "--help" => {
-                println!("gen_history --size 1G --out DIR [--seed N] [--session-max 6M]: a Claude Code history of about that size, and DIR/truth.json");
+                println!("gen_history --size 1G --out DIR [--seed N] [--session-max 6M] [--model ID]: a Claude Code history of about that size (every response on one model with --model), and DIR/truth.json");
                 return;
             }
             other => panic!("unknown argument {other} (try --help)"),
@@ -835,6 +857,7 @@ fn main() {
         "cacheReadTokens": t.tokens.cache_read,
         "totalTokens": t.tokens.input + t.tokens.output + t.tokens.cache_5m + t.tokens.cache_1h + t.tokens.cache_read,
         "dailyCostNanosUtc": t.by_day.iter().map(|(d, n)| (d.clone(), json!(*n as i64))).collect::<serde_json::Map<_, _>>(),
+        "sessionCostNanos": t.by_session.iter().map(|(d, n)| (d.clone(), json!(*n as i64))).collect::<serde_json::Map<_, _>>(),
         "modelCostNanos": t.by_model.iter().map(|(d, n)| (d.clone(), json!(*n as i64))).collect::<serde_json::Map<_, _>>(),
         "branchCostNanos": t.by_branch.iter().map(|(d, n)| (d.clone(), json!(*n as i64))).collect::<serde_json::Map<_, _>>(),
         "blocks": t.blocks(),

@@ -62,8 +62,17 @@ fn dispatch(argv: &[OsString]) -> anyhow::Result<i32> {
                     cli::PeriodArg::Daily | cli::PeriodArg::Blocks => report::Period::Daily,
                     cli::PeriodArg::Weekly => report::Period::Weekly,
                     cli::PeriodArg::Monthly => report::Period::Monthly,
-                    cli::PeriodArg::Session => report::Period::Session,
+                    cli::PeriodArg::Session | cli::PeriodArg::Top => report::Period::Session,
                 },
+                top: matches!(u.period, cli::PeriodArg::Top).then(|| match u.by {
+                    None | Some(cli::TopByArg::Session) => ccb::core::advice::TopBy::Session,
+                    Some(cli::TopByArg::Branch) => ccb::core::advice::TopBy::Branch,
+                    Some(cli::TopByArg::Subagent) => ccb::core::advice::TopBy::Subagent,
+                    Some(cli::TopByArg::Tool) => ccb::core::advice::TopBy::Tool,
+                }),
+                by_given: u.by.is_some(),
+                what_if: u.what_if,
+                limit: u.limit,
                 since: u.since,
                 until: u.until,
                 split: if u.by_model {

@@ -77,7 +77,7 @@ fn cases() -> Vec<Case> {
         case("claude's --settings not JSON", "ccb --settings '{bad' -p hi", &["--settings", "{bad", "-p", "hi"], 2, "--settings is not valid JSON (key must be a string at line 1 column 2): fix it, or leave --settings out"),
         case("claude's --settings file missing", "ccb --settings missing.json -p hi", &["--settings", "missing.json", "-p", "hi"], 2, "cannot read --settings <home>/project/missing.json: no such file or directory: fix it, or leave --settings out"),
         // ccb's commands
-        case("unknown report period", "ccb usage hourly", &["usage", "hourly"], 2, "invalid value 'hourly' for '[PERIOD]' (one of: daily, weekly, monthly, session, blocks) (see ccb help)"),
+        case("unknown report period", "ccb usage hourly", &["usage", "hourly"], 2, "invalid value 'hourly' for '[PERIOD]' (one of: daily, weekly, monthly, session, blocks, top) (see ccb help)"),
         case("unknown report flag", "ccb usage --bogus", &["usage", "--bogus"], 2, "unexpected argument '--bogus' found (see ccb help)"),
         case("two splits at once", "ccb usage --by-model --by-meter", &["usage", "--by-model", "--by-meter"], 2, "the argument '--by-model' cannot be used with '--by-meter' (see ccb help)"),
         case("date that is not a date", "ccb usage --since tomorrow", &["usage", "--since", "tomorrow"], 2, "--since 'tomorrow' is not a date: use YYYY-MM-DD, YYYYMMDD, today, yesterday or Nd (e.g. 7d)"),
@@ -112,7 +112,7 @@ fn cases() -> Vec<Case> {
         },
         // The config file
         cfg("TOML syntax error", "claude = \"x", &["--dry-run"], "config <home>/c.toml line 1: invalid basic string"),
-        cfg("unknown key", "bogus = 1", &["--dry-run"], "config <home>/c.toml line 1: unknown key `bogus`; the keys here are `claude`, `default_model`, `opus_without_reason`, `ceilings`, `opus`, `alerts`, `prices`, `premium`, `pool`, `metering`, `limits`, `team`, `export`, `ledger`, `statusline`"),
+        cfg("unknown key", "bogus = 1", &["--dry-run"], "config <home>/c.toml line 1: unknown key `bogus`; the keys here are `claude`, `default_model`, `opus_without_reason`, `ceilings`, `opus`, `alerts`, `prices`, `premium`, `pool`, `metering`, `limits`, `team`, `export`, `ledger`, `statusline`, `routing`, `advice`"),
         cfg("unknown key in a table", "[ceilings]\nhourly = 3.0", &["--dry-run"], "config <home>/c.toml line 2: unknown key `hourly`; the keys here are `interactive`, `programmatic`, `opus`"),
         cfg("text where a number goes", "[ceilings]\ninteractive = \"ten\"", &["--dry-run"], "config <home>/c.toml line 2: invalid type: string \"ten\", expected a number"),
         cfg("a number where a table goes", "ceilings = 5", &["--dry-run"], "config <home>/c.toml line 1: invalid type: integer `5`, expected a table"),

@@ -96,7 +96,7 @@ fn clap_errors_say_what_is_missing_what_is_valid_and_what_was_meant() {
         (&["completions"][..], "ccb: the following required arguments were not provided: <SHELL> (see ccb help)\n"),
         (
             &["usage", "dayly"],
-            "ccb: invalid value 'dayly' for '[PERIOD]' (one of: daily, weekly, monthly, session, blocks); did you mean 'daily'? (see ccb help)\n",
+            "ccb: invalid value 'dayly' for '[PERIOD]' (one of: daily, weekly, monthly, session, blocks, top); did you mean 'daily'? (see ccb help)\n",
         ),
         (&["--budgte", "2", "-p", "hi"], "ccb: unknown option --budgte: did you mean --budget? (after `--` it goes to claude as it is)\n"),
         (&["-p", "hi", "--dryrun"], "ccb: unknown option --dryrun: did you mean --dry-run? (after `--` it goes to claude as it is)\n"),

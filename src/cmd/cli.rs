@@ -126,12 +126,23 @@ pub enum PeriodArg {
     Monthly,
     Session,
     Blocks,
+    /// The most expensive sessions, branches, subagent types or tools (--by)
+    Top,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum OrderArg {
     Asc,
     Desc,
+}
+
+/// What `ccb usage top` ranks.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum TopByArg {
+    Session,
+    Branch,
+    Subagent,
+    Tool,
 }
 
 #[derive(Args, Debug)]
@@ -197,6 +208,15 @@ pub struct UsageArgs {
     /// As JSON (ccusage-compatible)
     #[arg(short = 'j', long)]
     pub json: bool,
+    /// Reprice the usage on this model (every token kind at its rates), beside what it cost
+    #[arg(long, value_name = "MODEL")]
+    pub what_if: Option<String>,
+    /// With `top`: rank sessions (default), branches, subagent types or tools
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub by: Option<TopByArg>,
+    /// With `top`: how many to list
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub limit: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -330,7 +350,7 @@ mod tests {
         assert_eq!(line(&["ccb", "completions"]), "the following required arguments were not provided: <SHELL>");
         assert_eq!(
             line(&["ccb", "usage", "dayly"]),
-            "invalid value 'dayly' for '[PERIOD]' (one of: daily, weekly, monthly, session, blocks); did you mean 'daily'?"
+            "invalid value 'dayly' for '[PERIOD]' (one of: daily, weekly, monthly, session, blocks, top); did you mean 'daily'?"
         );
         assert_eq!(
             line(&["ccb", "usage", "--by-modle"]),

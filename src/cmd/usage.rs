@@ -100,6 +100,14 @@ pub struct Args {
     pub desc: bool,
     pub compact: bool,
     pub html: Option<std::path::PathBuf>,
+    /// `ccb usage top`, and what it ranks.
+    pub top: Option<crate::core::advice::TopBy>,
+    /// `--by` was given (it goes with `top` only).
+    pub by_given: bool,
+    /// `--what-if MODEL`.
+    pub what_if: Option<String>,
+    /// `--limit N` (top).
+    pub limit: usize,
 }
 
 /// The width a table must fit: the terminal's, else `$COLUMNS`, else none (a pipe gets it whole).
@@ -149,6 +157,14 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             .map(|z| z.timestamp().as_millisecond())
             .unwrap_or(i64::MIN)
     };
+    if a.by_given && a.top.is_none() {
+        return Err(Exit::usage(
+            "--by goes with `ccb usage top` (session, branch, subagent, tool); a report splits with --by-model, --by-reason, --by-meter or --by-project",
+        )
+        .into());
+    }
+    // Before reading anything: an unknown model exits 2 at once.
+    let what_if = a.what_if.as_deref().map(|m| crate::core::advice::WhatIf::new(m, &prices)).transpose()?;
     let mut ds = if a.team {
         let mut c = crate::cmd::team::connect(&cfg)?;
         crate::cmd::team::deliver_own(&cfg, &mut c);
@@ -200,7 +216,35 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         notes(ds.malformed, &estimated, a.json);
         return Ok(0);
     }
+    let floor = prices.premium_floor(&cfg.premium_at);
+    let cheap = prices.premium_floor("haiku");
+    let premium = |m: &str| prices.is_premium(m, floor);
+    let cheapest = |m: &str| prices.lookup(m).0.rates.output <= cheap;
+    if let Some(by) = a.top {
+        let w = match what_if {
+            Some(w) => w,
+            // The cheapest current tier, unless the user names another.
+            None => crate::core::advice::WhatIf::new("haiku", &prices)?,
+        };
+        let rows =
+            top_rows(by, &ds, since, until, since_ms, &tz, &prices, &premium, &cheapest, &cfg.advice, a.limit, &w)?;
+        if a.json {
+            crate::out!("{}", serde_json::to_string_pretty(&crate::core::advice::top_json(by, &rows, &w))?);
+        } else if rows.is_empty() {
+            crate::out!("No usage found{}.", if since.is_some() || until.is_some() { " in that range" } else { "" });
+        } else {
+            use std::io::Write as _;
+            let _ = write!(std::io::stdout(), "{}", crate::core::advice::top_table(by, &rows, &w));
+        }
+        return Ok(0);
+    }
     let mut r = report::build(&ds, a.period, a.split, since, until);
+    // `--by-model`: the sessions of the range a cheaper choice would likely have served.
+    let hints = if a.split == report::Split::Model {
+        crate::core::advice::session_hints(&ds, since, until, &premium, &cheapest, &cfg.advice)
+    } else {
+        Vec::new()
+    };
     if a.desc {
         r.rows.reverse();
     }
@@ -208,7 +252,18 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         write_html(path, &cfg, &ds, since, until, start.as_ref(), &tz, now)?;
         crate::out!("Wrote {}", crate::core::human::path_excerpt(path));
     } else if a.json {
-        crate::out!("{}", serde_json::to_string_pretty(&report::to_json(&r, a.split))?);
+        let mut v = report::to_json(&r, a.split);
+        if let Some(w) = &what_if {
+            crate::core::advice::add_what_if(&mut v, &r, w);
+        }
+        if a.split == report::Split::Model {
+            if let Some(o) = v.as_object_mut() {
+                let list =
+                    hints.iter().map(|(s, h)| serde_json::json!({"sessionId": s, "kind": h.kind, "text": h.text}));
+                o.insert("hints".into(), serde_json::Value::Array(list.collect()));
+            }
+        }
+        crate::out!("{}", serde_json::to_string_pretty(&v)?);
     } else if r.rows.is_empty() {
         crate::out!(
             "No usage found{}.",
@@ -218,6 +273,17 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         let o = crate::core::table::Opts { color, width, compact: a.compact, breakdown: a.breakdown, tz: tz.clone() };
         use std::io::Write as _;
         let _ = write!(std::io::stdout(), "{}", crate::core::table::render(&r, &o));
+        if let Some(w) = &what_if {
+            let _ = write!(std::io::stdout(), "\n{}", crate::core::advice::what_if_table(&r, w));
+        }
+        for (s, h) in &hints {
+            let _ = writeln!(
+                std::io::stdout(),
+                "hint: session {}: {}",
+                crate::core::human::printable(s),
+                crate::core::human::printable(&h.text)
+            );
+        }
     }
     notes(r.malformed, &r.estimated, a.json);
     Ok(0)
@@ -302,6 +368,39 @@ fn write_html(
     std::fs::write(path, page)
         .map_err(|e| Exit::usage(format!("cannot write --html {}: {e}", crate::core::human::path_excerpt(path))))?;
     Ok(())
+}
+
+/// The rows of `ccb usage top`: sessions and branches from the report's dataset (branches as
+/// ccb recorded them at launch), subagent types and tools from the transcripts.
+#[allow(clippy::too_many_arguments)]
+fn top_rows(
+    by: crate::core::advice::TopBy,
+    ds: &crate::core::report::Dataset,
+    since: Option<Date>,
+    until: Option<Date>,
+    since_ms: i64,
+    tz: &TimeZone,
+    prices: &crate::core::pricing::PriceTable,
+    premium: &dyn Fn(&str) -> bool,
+    cheapest: &dyn Fn(&str) -> bool,
+    advice: &crate::core::routing::Advice,
+    limit: usize,
+    w: &crate::core::advice::WhatIf,
+) -> anyhow::Result<Vec<crate::core::advice::TopRow>> {
+    use crate::core::advice::{top_sessions, TopBy};
+    Ok(match by {
+        TopBy::Session => top_sessions(ds, since, until, None, premium, cheapest, advice, limit),
+        TopBy::Branch => {
+            let branches = crate::scan::dataset::session_branches(since_ms);
+            let of = |id: &str| branches.get(id).cloned();
+            top_sessions(ds, since, until, Some(&of), premium, cheapest, advice, limit)
+        }
+        TopBy::Subagent | TopBy::Tool => {
+            let mut rows = crate::scan::attrib::attribute(by, since_ms, tz, since, until, prices, w);
+            crate::core::advice::rank(&mut rows, limit);
+            rows
+        }
+    })
 }
 
 #[cfg(test)]

@@ -105,6 +105,9 @@ struct CountedCall {
     model: String,
     cost: Usd,
     priced: Priced,
+    /// Served by another model than claude asked for (the gate's routing): claude's own figure,
+    /// for the model it asked for, does not replace this one.
+    routed: bool,
 }
 
 /// A session's usage so far.
@@ -215,6 +218,7 @@ impl Tally {
         let request = e.request_id.as_deref().filter(|r| !r.is_empty());
         if let Some(prev) = request.and_then(|r| self.by_request.get(r)).cloned() {
             let replaceable = given.is_some()
+                && !prev.routed
                 && prev.priced.by != PricedBy::Claude
                 && prev.priced.by != PricedBy::Table(PriceSource::User);
             if !replaceable {
@@ -244,8 +248,16 @@ impl Tally {
         let priced =
             Priced { estimated: by_model.estimated || (e.estimated && by_model.by != PricedBy::Claude), ..by_model };
         if let Some(r) = request {
-            self.by_request
-                .insert(r.to_string(), CountedCall { key: e.key.clone(), model: e.model.clone(), cost, priced });
+            self.by_request.insert(
+                r.to_string(),
+                CountedCall {
+                    key: e.key.clone(),
+                    model: e.model.clone(),
+                    cost,
+                    priced,
+                    routed: e.requested_model.is_some(),
+                },
+            );
         }
         let mut new_unknown = None;
         if by_model.estimated && !self.unknown_models.contains(&e.model) {
@@ -339,6 +351,7 @@ mod tests {
             session_id: None,
             agent_id: None,
             model: model.into(),
+            requested_model: None,
             usage: Usage { input, ..Usage::default() },
             mods: Default::default(),
             timestamp: None,
@@ -378,6 +391,24 @@ mod tests {
         assert_eq!(cost, Usd(D * 9 / 10));
         assert_eq!(t.add(&event("msg2:req2", "req2", "claude-haiku-4-5", 1_000_000), &prices), Added::Duplicate);
         assert_eq!(t.total, Usd(D * 18 / 10));
+    }
+
+    #[test]
+    fn claudes_figure_does_not_replace_a_routed_calls() {
+        // The gate served claude's Sonnet call with Haiku: claude prices what it asked for, ccb
+        // what served it.
+        let prices = PriceTable::newest().unwrap();
+        let mut t = Tally::default();
+        let gate = UsageEvent {
+            requested_model: Some("claude-sonnet-4-6".into()),
+            ..event("msg1:req1", "req1", "claude-haiku-4-5", 1_000_000)
+        };
+        let Added::Counted { cost, .. } = t.add(&gate, &prices) else { panic!() };
+        assert_eq!(cost, Usd(D));
+        let tel = event(":req1", "req1", "claude-sonnet-4-6", 1_000_000);
+        let claude = ClaudeCost { cost: Usd(3 * D), trusted: true };
+        assert_eq!(t.add_priced(&tel, &prices, Some(claude)), Added::Duplicate);
+        assert_eq!(t.total, Usd(D));
     }
 
     #[test]

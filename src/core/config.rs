@@ -67,6 +67,13 @@ pub struct Config {
     pub export: crate::core::export::Settings,
     /// `[statusline] mode`: ccb's status line in interactive sessions.
     pub statusline: crate::core::statusline::Mode,
+    /// `[routing]`: cheaper models where nothing names one, downgrades before the ceiling.
+    pub routing: crate::core::routing::Routing,
+    /// `[advice]`: the thresholds of reports' hints.
+    pub advice: crate::core::routing::Advice,
+    /// Where `default_model` came from: the config's key, or the `[[routing.rule]]` that
+    /// replaced it for this session (set at launch, never read from the file).
+    pub default_model_from: crate::core::plan::ModelSource,
 }
 
 /// `[team]`: the shared ledger's view of this machine.
@@ -133,6 +140,9 @@ impl Default for Config {
             team: Team::default(),
             export: Default::default(),
             statusline: crate::core::statusline::Mode::default(),
+            routing: crate::core::routing::Routing::default(),
+            advice: crate::core::routing::Advice::default(),
+            default_model_from: crate::core::plan::ModelSource::CcbDefault,
         }
     }
 }
@@ -156,6 +166,8 @@ struct File {
     export: crate::core::export::FileExport,
     ledger: FileLedger,
     statusline: FileStatusline,
+    routing: crate::core::routing::FileRouting,
+    advice: crate::core::routing::FileAdvice,
 }
 
 #[derive(Deserialize, Default)]
@@ -394,6 +406,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, Exit> {
         }
     }
     c.export = crate::core::export::settings::parse(file.export, &|o, m| at(o..o, m))?;
+    let routing_at = |o: usize, m: String| format!("config {} line {}: {m}", shown_path(path), line_of(text, o));
+    c.routing = crate::core::routing::parse_routing(file.routing, &routing_at).map_err(Exit::usage)?;
+    c.advice = crate::core::routing::parse_advice(file.advice, &routing_at).map_err(Exit::usage)?;
     let alerts = c.limits.alerts.clone();
     let admission_named = file.limits.names_admission();
     c.limits = crate::core::limits::parse_settings(file.limits, &|o, m| at(o..o, m), &|o| line_of(text, o))?;
@@ -643,6 +658,7 @@ impl Config {
         ));
         out.push_str(&self.export.to_toml());
         out.push_str(&format!("\n[statusline]\nmode = {:?}\n", self.statusline.as_str()));
+        out.push_str(&crate::core::routing::to_toml(&self.routing, &self.advice));
         out
     }
 }
@@ -681,6 +697,7 @@ mod tests {
         assert_eq!(c.opus_reasons, d.opus_reasons);
         assert_eq!(c.session_alerts, d.session_alerts);
         assert_eq!(c.export, d.export);
+        assert_eq!((c.routing, c.advice), (d.routing, d.advice));
     }
 
     #[test]
@@ -771,7 +788,7 @@ mod tests {
 
     #[test]
     fn show_round_trips() {
-        let c = p("default_model = \"haiku\"\n[ceilings]\ninteractive = 7.5\n").unwrap();
+        let c = p("default_model = \"haiku\"\n[ceilings]\ninteractive = 7.5\n[routing]\nsubagent_model = \"haiku\"\ndowngrade_at = 80\n[advice]\nmin_responses = 9\n").unwrap();
         let again = p(&c.to_toml()).unwrap();
         assert_eq!(again.default_model, "haiku");
         let e = p(
@@ -783,6 +800,7 @@ mod tests {
         assert_eq!((shown.endpoint, shown.allow), (e.export.endpoint.clone(), e.export.allow));
         assert!(shown.headers.is_empty(), "shown without their values, headers are not read back");
         assert_eq!(again.ceilings, c.ceilings);
+        assert_eq!((again.routing, again.advice), (c.routing, c.advice));
     }
 
     #[test]

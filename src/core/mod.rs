@@ -12,9 +12,12 @@
 //! - reports: [`report`], [`pool`], [`blocks`] (5-hour windows), [`table`] (fitted to a
 //!   terminal), [`html`] (one page with charts); the team ledger's settings: [`team`];
 //! - ccb's own OpenTelemetry export, built and encoded: [`export`];
+//! - what-if repricing, the top of the spend, hints: [`advice`]; which model serves a call,
+//!   downgrades and rewrites: [`routing`];
 //! - names written down as text (the ledger's columns): [`recorded`], whose enums read back a
 //!   name from a newer ccb as `Unknown(name)`, verbatim.
 
+pub mod advice;
 pub mod args;
 pub mod blocks;
 pub mod budget;
@@ -33,6 +36,7 @@ pub mod pool;
 pub mod pricing;
 pub mod recorded;
 pub mod report;
+pub mod routing;
 pub mod statusline;
 pub mod stream;
 pub mod table;

@@ -80,6 +80,7 @@ pub fn api_requests(export: &Value) -> Vec<ApiRequest> {
                         session_id: attrs.get("session.id").cloned(),
                         agent_id: None,
                         model,
+                        requested_model: None,
                         usage,
                         mods: crate::core::pricing::Modifiers {
                             fast: attrs.get("speed").is_some_and(|s| s == "fast"),

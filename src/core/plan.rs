@@ -119,6 +119,8 @@ pub enum ModelSource {
     Env,
     Settings,
     CcbDefault,
+    /// A `[[routing.rule]]` of ccb's config (nothing named a model).
+    Routing,
 }
 
 /// The environment as claude will see it: process variables with the settings `env` block over
@@ -274,7 +276,7 @@ pub fn decide(
     }
     let (model, source, inject) = match model(flags, env, settings) {
         Some((m, s)) => (m, s, None),
-        None => (config.default_model.clone(), ModelSource::CcbDefault, Some(config.default_model.clone())),
+        None => (config.default_model.clone(), config.default_model_from, Some(config.default_model.clone())),
     };
     let floor = prices.premium_floor(&config.premium_at);
     let (premium, resolved) = premium(&model, env, prices, floor);
@@ -285,6 +287,7 @@ pub fn decide(
             ModelSource::Env => "ANTHROPIC_MODEL",
             ModelSource::Settings => "Claude Code's settings",
             ModelSource::CcbDefault => "ccb's default_model",
+            ModelSource::Routing => "a [[routing.rule]]",
         };
         // The id claude will call, where the name alone does not say it (`sonnet` remapped).
         let what = if crate::core::pricing::family_of(&resolved) == crate::core::pricing::family_of(&model) {

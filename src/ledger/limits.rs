@@ -325,6 +325,7 @@ mod tests {
             session_id: session.into(),
             ts_ms: ts,
             model: "claude-sonnet-4-6".into(),
+            requested_model: None,
             agent_id: None,
             usage: Default::default(),
             cost: Usd(cost),

@@ -104,7 +104,11 @@ pub struct UsageRow {
     pub key: String,
     pub session_id: String,
     pub ts_ms: i64,
+    /// The model that served the response, and the one it is priced on.
     pub model: String,
+    /// The model claude asked for, when the gate's routing served another (None otherwise, and
+    /// in rows written before ccb routed calls).
+    pub requested_model: Option<String>,
     pub agent_id: Option<String>,
     pub usage: Usage,
     pub cost: Usd,
@@ -214,8 +218,8 @@ pub(crate) fn insert_session_if_absent(c: &Connection, id: &str, s: &SessionStar
 /// inserted (0 or 1).
 pub(crate) fn insert_usage(c: &Connection, u: &UsageRow) -> rusqlite::Result<usize> {
     c.prepare_cached(
-        "INSERT OR IGNORE INTO usage (key, session_id, ts_ms, model, agent_id, input, output, cache_write_5m, cache_write_1h, cache_read, web_search, cost_nanos, source, priced_by, estimated, run_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        "INSERT OR IGNORE INTO usage (key, session_id, ts_ms, model, agent_id, input, output, cache_write_5m, cache_write_1h, cache_read, web_search, cost_nanos, source, priced_by, estimated, run_id, requested_model)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
         u.key,
@@ -233,7 +237,8 @@ pub(crate) fn insert_usage(c: &Connection, u: &UsageRow) -> rusqlite::Result<usi
         u.source.as_str(),
         u.priced_by,
         u.estimated,
-        u.run_id
+        u.run_id,
+        u.requested_model
     ])
 }
 
@@ -564,7 +569,7 @@ impl Store for Ledger {
             "SELECT u.key, u.session_id, u.ts_ms, u.model, u.agent_id, u.input, u.output, u.cache_write_5m, u.cache_write_1h,
                     u.cache_read, u.web_search, u.cost_nanos, u.source,
                     COALESCE(s.cwd, ''), COALESCE(s.class, 'unknown'), COALESCE(s.meter, 'unknown'), s.reason,
-                    u.priced_by, u.estimated, u.run_id, s.branch, s.user_name, s.host
+                    u.priced_by, u.estimated, u.run_id, s.branch, s.user_name, s.host, u.requested_model
              FROM usage u LEFT JOIN sessions s ON s.id = u.session_id
              WHERE u.ts_ms >= ?1 AND u.ts_ms < ?2 ORDER BY u.ts_ms",
         )?;
@@ -575,6 +580,7 @@ impl Store for Ledger {
                     session_id: r.get(1)?,
                     ts_ms: r.get(2)?,
                     model: r.get(3)?,
+                    requested_model: r.get(23)?,
                     agent_id: r.get(4)?,
                     usage: Usage {
                         input: r.get::<_, i64>(5)? as u64,
@@ -653,6 +659,7 @@ mod tests {
             session_id: session.into(),
             ts_ms: ts,
             model: "claude-sonnet-4-6".into(),
+            requested_model: None,
             agent_id: None,
             usage: Usage { input: 10, output: 2, ..Usage::default() },
             cost: Usd(cost),

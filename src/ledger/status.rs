@@ -119,6 +119,7 @@ mod tests {
                 priced_by: "claude".into(),
                 estimated: false,
                 run_id: None,
+                requested_model: None,
             })
             .unwrap();
         }

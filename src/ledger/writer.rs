@@ -728,6 +728,7 @@ mod tests {
             session_id: "s".into(),
             ts_ms: 1,
             model: "claude-haiku-4-5".into(),
+            requested_model: None,
             agent_id: None,
             usage: Usage { input: 1, ..Usage::default() },
             cost: Usd(cost),

@@ -35,6 +35,20 @@ fn open_ledger_for_report() -> Option<Ledger> {
     }
 }
 
+/// The branch each session recorded in the ledger started on (sessions run through ccb), for
+/// reports by branch; empty without a readable ledger.
+pub fn session_branches(since_ms: i64) -> std::collections::HashMap<String, String> {
+    let Some(l) = open_ledger_for_reading() else { return Default::default() };
+    use crate::ledger::Store as _;
+    match l.usage_between(since_ms, i64::MAX) {
+        Ok(rows) => rows.into_iter().filter_map(|u| Some((u.row.session_id, u.branch?))).collect(),
+        Err(e) => {
+            crate::note!("ccb: cannot read the ledger ({e:#}); branches unknown");
+            Default::default()
+        }
+    }
+}
+
 /// Ledger and transcripts from `since_ms` on, each response once (through the report cache in
 /// the ledger database: see scan.rs).
 pub fn dataset(since_ms: i64, tz: &TimeZone, prices: &crate::core::pricing::PriceTable) -> anyhow::Result<Dataset> {

@@ -32,6 +32,7 @@
 //! (`sums.rs`), reading a file (`read.rs`); here, the report's pass over them all and the cache.
 //! Over 600 lines with its tests (about 40%), which exercise the whole pass.
 
+pub mod attrib;
 pub mod dataset;
 pub mod limits;
 pub mod pool;
@@ -808,6 +809,7 @@ mod tests {
             session_id: String::new(),
             ts_ms: parse_ts_ms("2026-11-20T10:00:00Z").unwrap(),
             model: "claude-haiku-4-5".into(),
+            requested_model: None,
             agent_id: None,
             usage: Default::default(),
             cost: crate::core::money::Usd(5),
@@ -842,6 +844,7 @@ mod tests {
             session_id: "S".into(),
             ts_ms: parse_ts_ms("2026-11-20T10:00:00Z").unwrap(),
             model: "claude-haiku-4-5".into(),
+            requested_model: None,
             agent_id: None,
             usage: Default::default(),
             cost: crate::core::money::Usd(1_000_000_000),
@@ -1030,6 +1033,7 @@ mod tests {
             session_id: "S".into(),
             ts_ms: parse_ts_ms("2026-11-20T10:00:00Z").unwrap(),
             model: "claude-haiku-4-5".into(),
+            requested_model: None,
             agent_id: None,
             usage: crate::core::pricing::Usage { input: 2_000_000, ..Default::default() },
             cost: crate::core::money::Usd(2_000_000_000),

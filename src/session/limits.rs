@@ -108,6 +108,9 @@ pub struct Live {
     alerts: Mutex<Option<crate::sys::alert::Dispatcher>>,
     /// Team limits on the team ledger, admitted live (None: no team ledger).
     team: Option<Arc<crate::session::team::TeamGate>>,
+    /// The largest share (percent) of a limit that applies, as of the last counted response:
+    /// what `[routing] downgrade_at` compares with, beside the session ceiling.
+    highest_pct: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for Live {
@@ -164,6 +167,7 @@ impl Live {
             ledger: Mutex::new(None),
             state: Mutex::new(State { outside: vec![Usd::ZERO; limits.len()], ..State::default() }),
             alerts: Mutex::new(Some(crate::sys::alert::Dispatcher::new(config.alert_sinks.clone()))),
+            highest_pct: std::sync::atomic::AtomicU32::new(0),
             limits,
             guarantee,
             team,
@@ -440,6 +444,7 @@ impl Live {
             session_id: e.session_id.clone().unwrap_or_else(|| self.start.id.clone()),
             ts_ms: e.timestamp.as_deref().and_then(crate::scan::parse_ts_ms).unwrap_or_else(crate::ledger::now_ms),
             model: e.model.clone(),
+            requested_model: e.requested_model.clone(),
             agent_id: e.agent_id.clone(),
             usage: e.usage,
             cost,
@@ -454,6 +459,11 @@ impl Live {
     /// Responses the gate did not settle are written at once, so every session sees them. The
     /// thresholds alert once per period; the notices to show are returned, and the message of
     /// a limit reached, which ends the session as at the ceiling.
+    /// The largest share of a limit that applies (percent), as last seen.
+    pub fn highest_pct(&self) -> u32 {
+        self.highest_pct.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn counted(
         &self,
         e: &UsageEvent,
@@ -481,6 +491,7 @@ impl Live {
                 continue;
             }
             let pct_now = (s.spent.nanos() as i128 * 100 / s.limit.amount.nanos() as i128) as i64;
+            self.highest_pct.fetch_max(pct_now.clamp(0, u32::MAX as i64) as u32, std::sync::atomic::Ordering::Relaxed);
             for &pct in &self.alerts_at {
                 if pct_now < pct as i64 {
                     continue;

@@ -287,6 +287,7 @@ mod tests {
             session_id: None,
             agent_id: None,
             model: "claude-haiku-4-5".into(),
+            requested_model: None,
             usage: Usage { input, ..Usage::default() },
             mods: Default::default(),
             timestamp: None,

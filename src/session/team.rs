@@ -220,7 +220,7 @@ impl TeamGate {
             host: self.session.host.clone(),
             ts_ms: row.ts_ms,
             model: row.model.clone(),
-            requested_model: None,
+            requested_model: row.requested_model.clone(),
             agent_id: row.agent_id.clone(),
             tokens: [
                 row.usage.input as i64,

@@ -57,6 +57,13 @@ fn load_config_file() -> Result<Config, Exit> {
             }
         }
     }
+    for r in &mut c.routing.rules {
+        if let Some(p) = &mut r.project {
+            if let Some(s) = p.to_str() {
+                *p = expand_tilde(s);
+            }
+        }
+    }
     if let Some((name, line)) = &c.limits.timezone {
         if crate::cmd::usage::time_zone(Some(name)).is_err() {
             return Err(Exit::usage(format!(

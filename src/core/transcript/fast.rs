@@ -94,6 +94,7 @@ pub fn parse(line: &[u8]) -> Option<Line> {
             None
         },
         model: model.to_string(),
+        requested_model: None,
         usage,
         mods: Modifiers { fast: f.speed.flatten() == Some("fast"), geo: f.geo.flatten().map(str::to_string) },
         timestamp: f.timestamp.flatten().map(str::to_string),

@@ -21,7 +21,11 @@ pub struct UsageEvent {
     pub session_id: Option<String>,
     /// Set for a subagent's response.
     pub agent_id: Option<String>,
+    /// The model that served the response, and the one it is priced on.
     pub model: String,
+    /// The model claude asked for, when the gate's routing served another (set by the gate
+    /// alone; a transcript names only the model that answered).
+    pub requested_model: Option<String>,
     pub usage: Usage,
     pub mods: Modifiers,
     /// RFC 3339, as written.
@@ -192,6 +196,7 @@ fn parse_with_serde(trimmed: &[u8]) -> Line {
             None
         },
         model: model.to_string(),
+        requested_model: None,
         usage,
         mods: Modifiers { fast: u.speed.as_deref() == Some("fast"), geo: u.inference_geo.map(Cow::into_owned) },
         timestamp: raw.timestamp.map(Cow::into_owned),

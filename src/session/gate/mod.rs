@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod route;
 mod upstream;
 pub use crate::core::endpoint::{endpoint, Endpoint};
 use upstream::Tls;
@@ -42,6 +43,8 @@ pub enum GateEvent {
     /// On the first-party path, a model call came without `x-client-request-id`: claude did not
     /// take the first-party switch and sends what it sends a third-party gateway (sent once).
     FirstPartyIgnored,
+    /// Something the routing did that the user must see (a downgrade started).
+    Notice(String),
 }
 
 /// Where requests go.
@@ -83,6 +86,8 @@ pub struct Gate {
     /// `/<token>`: the path prefix every request must carry.
     prefix: String,
     listener: Option<TcpListener>,
+    /// `[routing]`, when it has anything for the gate to do.
+    router: Option<route::Router>,
 }
 
 impl Gate {
@@ -90,7 +95,7 @@ impl Gate {
     pub fn bind() -> io::Result<Gate> {
         let prefix = format!("/{}", crate::sys::paths::random_token()?);
         let l = TcpListener::bind("127.0.0.1:0")?;
-        Ok(Gate { port: l.local_addr()?.port(), prefix, listener: Some(l) })
+        Ok(Gate { port: l.local_addr()?.port(), prefix, listener: Some(l), router: None })
     }
 
     /// Claude's `ANTHROPIC_BASE_URL`; it holds the token: never print it.
@@ -102,6 +107,11 @@ impl Gate {
     /// talk to the gate themselves.
     pub fn path_prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Route model calls by `[routing]` (set before [`Gate::serve`]).
+    pub fn route_with(&mut self, router: route::Router) {
+        self.router = Some(router);
     }
 
     /// Serve until the process ends.
@@ -136,6 +146,7 @@ impl Gate {
             events: Box::new(events),
             refusals: AtomicU64::new(0),
             first_party_ignored: std::sync::atomic::AtomicBool::new(false),
+            router: self.router.take(),
         });
         let listener = self.listener.take().ok_or_else(|| io::Error::other("gate already serving"))?;
         // The port, never the URL: its path is the token.
@@ -177,6 +188,7 @@ struct Ctx {
     refusals: AtomicU64,
     /// [`GateEvent::FirstPartyIgnored`] was sent.
     first_party_ignored: std::sync::atomic::AtomicBool,
+    router: Option<route::Router>,
 }
 
 use crate::sys::http::Request;
@@ -204,6 +216,8 @@ struct Call {
     bytes: u64,
     /// What its bound needs (session::limits): fast mode, region, web searches.
     limits: crate::session::limits::CallFacts,
+    /// Routed: what claude asked for, and why another model serves it (`model` is the served).
+    routed: Option<route::Routed>,
 }
 
 /// The session id claude sends with each model call.
@@ -228,7 +242,13 @@ fn model_call(req: &Request) -> Call {
     let body = request_body(req);
     let b: Body = serde_json::from_slice(&body).unwrap_or_default();
     let limits = crate::session::limits::CallFacts::new(b.speed.as_deref(), b.inference_geo, b.tools.as_deref());
-    Call { model: b.model.unwrap_or_default(), max_tokens: b.max_tokens.unwrap_or(0), bytes: body.len() as u64, limits }
+    Call {
+        model: b.model.unwrap_or_default(),
+        max_tokens: b.max_tokens.unwrap_or(0),
+        bytes: body.len() as u64,
+        limits,
+        routed: None,
+    }
 }
 
 /// A request's body as JSON text: Claude Code compresses large ones on the first-party path
@@ -300,7 +320,15 @@ fn handle(mut req: Request, w: &mut TcpStream, ctx: &Ctx) -> io::Result<()> {
     if let (Endpoint::Unmetered(what), true) = (&ep, post) {
         return refuse_unmetered(w, what);
     }
-    let call = (ep == Endpoint::Messages && post).then(|| model_call(&req));
+    let mut call = (ep == Endpoint::Messages && post).then(|| model_call(&req));
+    if let (Some(c), Some(router)) = (&mut call, &ctx.router) {
+        let body = request_body(&req).into_owned();
+        if let Some(r) = router.apply(&mut req, &body, &ctx.meter, &ctx.prices) {
+            // Admitted, bounded and priced as the model that serves it.
+            *c = model_call(&req);
+            c.routed = Some(r);
+        }
+    }
     if call.is_some() {
         // Upstream answers in an encoding the gate reads (claude reads them all).
         for (k, v) in req.headers.iter_mut() {
@@ -513,13 +541,16 @@ fn count(
         (None, None) => format!("gate:{}", uuid::Uuid::new_v4()),
     };
     let asked = call.map(|c| c.model.as_str()).unwrap_or("");
+    let routed = call.and_then(|c| c.routed.as_ref());
     let event = UsageEvent {
         key,
         request_id: request_id.map(String::from),
         session_id: session.map(String::from),
         agent_id: None,
-        // Claude Code prices the model it asked for; so does ccb.
+        // Claude Code prices the model it asked for; so does ccb, or, for a call the routing
+        // rewrote, the model that served it.
         model: if asked.is_empty() { wt.response_model.clone().unwrap_or_default() } else { asked.to_string() },
+        requested_model: routed.map(|r| r.requested.clone()),
         usage: reading.usage,
         mods: wt.mods().clone(),
         timestamp: Some(jiff::Timestamp::now().to_string()),
@@ -529,6 +560,11 @@ fn count(
         estimated: reading.estimated,
     };
     let outcome = ctx.meter.report(&event, &ctx.prices);
+    if let (Some(r), Some(router)) = (routed, &ctx.router) {
+        if let Some(n) = router.downgrade_notice(r, &event.usage, &ctx.prices) {
+            (ctx.events)(GateEvent::Notice(n));
+        }
+    }
     if let Some(c) = call {
         crate::session::limits::gate_counted(&ctx.meter, &c.limits, &event, &outcome);
     }

@@ -25,8 +25,11 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     let tel = p.sources.contains(&Source::Telemetry).then_some("http://127.0.0.1:<telemetry-port>/v1/logs/<token>");
     let switch = p.first_party.switch(gate.is_some());
     // The user's --settings is never shown as given either: inline, it may hold a key.
-    let merged = merge_settings(&p.args, &p.cwd, env_block(gate, switch, tel), p.status_line.as_ref())
-        .map_err(settings_error)?;
+    let mut block = env_block(gate, switch, tel);
+    if gate.is_none() && !plan.passthrough {
+        block.extend(super::routing_env(p).into_iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v))));
+    }
+    let merged = merge_settings(&p.args, &p.cwd, block, p.status_line.as_ref()).map_err(settings_error)?;
     let upstream =
         gate.map(|_| crate::session::gate::Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str)).base);
     let gate_off = p.first_party.gate_off_reason();
@@ -42,6 +45,14 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
     let from_user = merged.as_ref().and_then(|m| m.from_user.clone());
     let args: Vec<String> = shown.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let (limits, guarantee) = limits_plan(p);
+    let rule = (plan.model_source == Some(plan::ModelSource::Routing))
+        .then(|| p.config.routing.rules.iter().find(|r| plan.model.as_deref() == Some(r.model.as_str())))
+        .flatten();
+    let routing = if plan.passthrough {
+        Vec::new()
+    } else {
+        crate::core::routing::describe(&p.config.routing, gate.is_some(), rule)
+    };
     if p.inv.json {
         let v = json!({
             "class": plan.class,
@@ -88,6 +99,7 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
                 "premium": plan.premium,
             },
             "pending_reason": plan.pending_reason,
+            "routing": routing,
             "limits": limits.iter().map(|l| json!({
                 "name": l.name,
                 "scope": l.scope.describe(),
@@ -117,6 +129,7 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
         (Some(m), Some(plan::ModelSource::CcbDefault)) => {
             format!("{m} (ccb's default_model, passed as --model {m})")
         }
+        (Some(m), Some(plan::ModelSource::Routing)) => format!("{m} (a [[routing.rule]], passed as --model {m})"),
         (Some(m), Some(src)) => format!(
             "{m} (from {})",
             serde_json::to_value(src).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
@@ -175,6 +188,9 @@ pub(super) fn dry_run(p: &Prepared) -> Result<i32, Exit> {
                 row("note", line.trim_start_matches("ccb: note: ").to_string());
             }
         }
+    }
+    if !plan.passthrough {
+        row("routing", if routing.is_empty() { "off".into() } else { routing.join("; ") });
     }
     row("terminal", if plan.pty { "pty".into() } else { "pipes".into() });
     row("claude", p.claude.display().to_string());

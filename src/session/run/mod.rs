@@ -125,13 +125,12 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     let tel_endpoint = bound.telemetry.as_ref().map(|r| r.endpoint());
     let switch = p.first_party.switch(gate_url.is_some());
     // Before the warden and the ledger: a bad --settings ends here with nothing to undo.
-    let merged = merge_settings(
-        &p.args,
-        &p.cwd,
-        env_block(gate_url.as_deref(), switch, tel_endpoint.as_deref()),
-        p.status_line.as_ref(),
-    )
-    .map_err(settings_error)?;
+    let mut block = env_block(gate_url.as_deref(), switch, tel_endpoint.as_deref());
+    if gate_url.is_none() && !p.plan.passthrough {
+        // No gate to route in: Claude Code's own variables route subagents and background calls.
+        block.extend(routing_env(&p).into_iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v))));
+    }
+    let merged = merge_settings(&p.args, &p.cwd, block, p.status_line.as_ref()).map_err(settings_error)?;
     // Dropped, and the file removed, once claude is gone, or on any way out of this function.
     let settings_file = match &merged {
         Some(m) => Some(write_settings(&m.settings).map_err(|e| {
@@ -267,6 +266,7 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
         claude_knows: claude_knows(&p),
         premium_guard: crate::core::plan::premium_action(&p.plan, p.config.opus_without_reason)
             .map(|action| supervisor::PremiumGuard { action, floor: p.prices.premium_floor(&p.config.premium_at) }),
+        downgrade_warn_at: p.config.routing.downgrade_at.filter(|_| !gate_planned),
         progress: p.plan.print_mode && stderr_tty,
         stream_json: !p.plan.pty && p.stream_json,
         label,
@@ -283,6 +283,20 @@ pub fn run(argv: &[OsString]) -> anyhow::Result<i32> {
     }
     let out = out?;
     Ok(end::account(&p, &out, &meter, rec, limits.as_ref(), stderr_tty))
+}
+
+/// Claude Code's own variables for `[routing]` in a session without the gate (checked on both
+/// releases by tests/routing.rs): `CLAUDE_CODE_SUBAGENT_MODEL` for subagents, and
+/// `ANTHROPIC_DEFAULT_HAIKU_MODEL`, the small, fast model of its background calls. A variable the
+/// user set is theirs: left as it is.
+pub(super) fn routing_env(p: &Prepared) -> Vec<(&'static str, String)> {
+    let r = &p.config.routing;
+    let lookup = |k: &str| p.env.get(k).filter(|v| !v.is_empty()).cloned();
+    [("CLAUDE_CODE_SUBAGENT_MODEL", &r.subagent_model), ("ANTHROPIC_DEFAULT_HAIKU_MODEL", &r.background_model)]
+        .into_iter()
+        .filter(|(k, _)| lookup(k).is_none())
+        .filter_map(|(k, m)| m.as_deref().map(|m| (k, p.prices.resolve(m, &lookup))))
+        .collect()
 }
 
 /// How to give the session more: where its ceiling came from decides the words.

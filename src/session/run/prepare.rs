@@ -108,7 +108,27 @@ pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
         })?,
         Err(_) => return Err(Exit::launch("the price table could not be read")),
     };
-    let plan = match plan::decide(&flags, &env, &settings, term, inv.budget, inv.reason.as_deref(), &config, &prices) {
+    // `[[routing.rule]]`: the session's model where nothing names one, with the rule's reason
+    // for a premium one when the session gives none.
+    let rule = launch_rule(&flags, &env, &settings, term, &config, &cwd);
+    if let Some(r) = &rule {
+        let floor = prices.premium_floor(&config.premium_at);
+        if inv.reason.is_none() && r.reason.is_some() && plan::premium(&r.model, &env, &prices, floor).0 {
+            inv.reason.clone_from(&r.reason);
+            inv.reason_from = Some("[[routing.rule]]");
+        }
+    }
+    let plan_config = match &rule {
+        Some(r) => std::borrow::Cow::Owned(Config {
+            default_model: r.model.clone(),
+            default_model_from: plan::ModelSource::Routing,
+            ..config.clone()
+        }),
+        None => std::borrow::Cow::Borrowed(&config),
+    };
+    let decided = plan::decide(&flags, &env, &settings, term, inv.budget, inv.reason.as_deref(), &plan_config, &prices)
+        .and_then(|p| premium_routes(&p, &config, &env, &prices).map(|_| p));
+    let plan = match decided {
         Ok(p) => p,
         Err(e) => {
             if e.code == exit::POLICY {
@@ -203,6 +223,51 @@ pub fn prepare(argv: &[OsString]) -> Result<Prepared, Exit> {
         first_party,
         stream_json: flags.stream_json_input() && flags.output_format.as_deref() == Some("stream-json"),
     })
+}
+
+/// The `[[routing.rule]]` for a session that names no model: matched on its class (before any
+/// premium choice), its meter and its working directory.
+fn launch_rule(
+    flags: &ClaudeFlags,
+    env: &plan::Env,
+    settings: &plan::Settings,
+    term: Terminal,
+    config: &Config,
+    cwd: &std::path::Path,
+) -> Option<crate::core::routing::Rule> {
+    if config.routing.rules.is_empty() || flags.passthrough || plan::model(flags, env, settings).is_some() {
+        return None;
+    }
+    let sdk = env.get("CLAUDE_CODE_ENTRYPOINT").is_some_and(|e| e.starts_with("sdk"));
+    let programmatic = flags.print || flags.stream_json_input() || !term.stdout_tty || sdk;
+    let payer = plan::payer(&plan::billing_mode(env, settings), programmatic);
+    let class = if programmatic { "programmatic" } else { "interactive" };
+    crate::core::routing::rule_for(&config.routing, class, payer.as_str(), cwd).cloned()
+}
+
+/// Routing subagents or background calls to a premium model needs a reason, as any premium
+/// choice does: refused before launch (exit 4) in a session without one.
+fn premium_routes(
+    p: &Plan,
+    config: &Config,
+    env: &plan::Env,
+    prices: &crate::core::pricing::PriceTable,
+) -> Result<(), Exit> {
+    if p.passthrough || p.reason.is_some() || p.pending_reason.is_some() {
+        return Ok(());
+    }
+    let floor = prices.premium_floor(&config.premium_at);
+    let r = &config.routing;
+    for (key, m) in [("subagent_model", &r.subagent_model), ("background_model", &r.background_model)] {
+        if let Some(m) = m.as_deref().filter(|m| plan::premium(m, env, prices, floor).0) {
+            return Err(Exit::policy(format!(
+                "[routing] {key} '{}' is a premium model (Opus's price tier or above) and needs a reason: add --reason <{}>, or route to a cheaper model",
+                crate::core::human::excerpt(m, crate::core::human::EXCERPT),
+                config.opus_reasons.join("|")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Variables that decide where claude's calls go, who pays for them and which model answers.

@@ -115,6 +115,7 @@ impl supervisor::Observer for Recorder {
             session_id: sid,
             ts_ms: e.timestamp.as_deref().and_then(crate::scan::parse_ts_ms).unwrap_or_else(now_ms),
             model: e.model.clone(),
+            requested_model: e.requested_model.clone(),
             agent_id: e.agent_id.clone(),
             usage: e.usage,
             cost,

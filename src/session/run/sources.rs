@@ -23,8 +23,16 @@ pub(super) fn bind(p: &Prepared) -> Bound {
     let mut gate = None;
     if p.sources.contains(&Source::Gate) {
         match Gate::bind() {
-            Ok(g) => {
+            Ok(mut g) => {
                 let up = Upstream::new(p.env.get("ANTHROPIC_BASE_URL").map(String::as_str));
+                if p.config.routing.routes_calls() {
+                    let floor = p.prices.premium_floor(&p.config.premium_at);
+                    g.route_with(crate::session::gate::route::Router::new(
+                        p.config.routing.clone(),
+                        floor,
+                        p.env.clone(),
+                    ));
+                }
                 gate = Some((g, up.first_party(p.first_party.path)))
             }
             Err(e) => crate::note!("ccb: the gate could not start ({e}); metering from telemetry and transcripts"),

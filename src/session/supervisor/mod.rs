@@ -84,6 +84,9 @@ pub struct Options {
     pub claude_knows: Arc<dyn Fn(&str) -> bool + Send + Sync>,
     /// What to do when a premium model answers; `None` when premium models are allowed.
     pub premium_guard: Option<PremiumGuard>,
+    /// `[routing] downgrade_at` in a session without the gate: nothing can be downgraded, so
+    /// reaching it is only said, once.
+    pub downgrade_warn_at: Option<u32>,
     /// An indicatif line on stderr (print mode on a terminal).
     pub progress: bool,
     /// Claude speaks stream-json on both sides (the Agent SDK). With the gate, the ceiling does
@@ -220,6 +223,7 @@ pub fn run(mut opts: Options, inbox: Inbox, observer: &mut dyn Observer) -> anyh
         stop_on_result: opts.stream_json && opts.gate && sources.gate,
         session_ids: opts.session_id.clone().into_iter().collect(),
         policy: policy::State::default(),
+        downgrade_warned: false,
     };
     // Debug builds only: a panic mid-session on request, so tests can prove the terminal and the
     // session survive ccb panicking.
@@ -305,6 +309,8 @@ struct Session<'a> {
     stop_on_result: bool,
     session_ids: Vec<String>,
     policy: policy::State,
+    /// The gateless `downgrade_at` warning was given.
+    downgrade_warned: bool,
 }
 
 impl Session<'_> {
@@ -333,7 +339,7 @@ impl Session<'_> {
                     self.reached_ceiling()
                 }
             }
-            Ev::Source(Event::Gate(GateEvent::Problem(p))) => self.notice(&p),
+            Ev::Source(Event::Gate(GateEvent::Problem(p) | GateEvent::Notice(p))) => self.notice(&p),
             Ev::Source(Event::Gate(GateEvent::FirstPartyIgnored)) => {
                 if let Some(text) = observer.first_party_ignored() {
                     self.notice(&text);
@@ -450,6 +456,13 @@ impl Session<'_> {
                 Action::Learned(milli) => observer.learned(&e.model, milli),
                 Action::ReasonUsed(reason) => observer.reason_used(&reason),
                 Action::Stop(cause) => self.begin_stop(cause),
+            }
+        }
+        if let (Some(at), Some(ceiling), false) = (opts.downgrade_warn_at, opts.meter.ceiling(), self.downgrade_warned)
+        {
+            if ceiling.nanos() > 0 && opts.meter.total().nanos() as i128 * 100 >= ceiling.nanos() as i128 * at as i128 {
+                self.downgrade_warned = true;
+                self.notice(&crate::core::routing::downgrade_warning(at));
             }
         }
         // Spend limits across sessions (session::limits): their thresholds, and a limit reached
