@@ -584,7 +584,7 @@ fn the_crontab_job_runs_under_crons_environment_and_logs_its_spend() {
     assert!(log.contains("exit 0"), "{log}");
     let row = log
         .lines()
-        .find(|l| l.starts_with(&ids[0]))
+        .find(|l| l.contains(&ids[0]) && !l.contains("--session-id"))
         .unwrap_or_else(|| panic!("no row for {} in the log:\n{log}", ids[0]));
     assert!(row.contains("$0.30"), "{row}");
 }

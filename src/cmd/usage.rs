@@ -277,12 +277,19 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             let _ = write!(std::io::stdout(), "\n{}", crate::core::advice::what_if_table(&r, w));
         }
         for (s, h) in &hints {
-            let _ = writeln!(
-                std::io::stdout(),
-                "hint: session {}: {}",
-                crate::core::human::printable(s),
-                crate::core::human::printable(&h.text)
-            );
+            let text = crate::core::human::printable(&h.text);
+            let id = crate::core::human::printable(s);
+            let mut line = format!("hint: session {id}: {text}");
+            // Fitted like the table above it: a line never wraps at the terminal's width (the
+            // session's id shortened first, as the session table does, then the line cut).
+            if let Some(w) = width.filter(|&w| line.chars().count() > w) {
+                let short: String = id.chars().take(8).collect();
+                line = format!("hint: session {short}…: {text}");
+                if line.chars().count() > w {
+                    line = line.chars().take(w.saturating_sub(1)).chain(std::iter::once('…')).collect();
+                }
+            }
+            let _ = writeln!(std::io::stdout(), "{line}");
         }
     }
     notes(r.malformed, &r.estimated, a.json);
