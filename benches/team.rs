@@ -63,6 +63,10 @@ fn main() {
                 1000, 'gate', 'claude', false, true FROM generate_series(1, 100000) i;
          INSERT INTO ccb_spend (user_name, slot_ms, cost_nanos)
              SELECT user_name, (ts_ms / 900000) * 900000, SUM(cost_nanos) FROM ccb_usage GROUP BY 1, 2;
+         INSERT INTO ccb_rollup
+             SELECT (ts_ms / 900000) * 900000, session_id, model, SUM(input), SUM(output), SUM(cache_write_5m),
+                    SUM(cache_write_1h), SUM(cache_read), SUM(web_search), SUM(cost_nanos), COUNT(*), MIN(ts_ms), MAX(ts_ms)
+             FROM ccb_usage GROUP BY 1, 2, 3;
          ALTER TABLE ccb_usage ENABLE TRIGGER ccb_usage_spend;
          ANALYZE;"
     ))
@@ -118,7 +122,7 @@ fn main() {
 
     // 2. A million responses, 2,000 sessions, 30 days.
     c.batch_execute(&format!(
-        "TRUNCATE ccb_usage, ccb_sessions, ccb_holds, ccb_spend;
+        "TRUNCATE ccb_usage, ccb_sessions, ccb_holds, ccb_spend, ccb_rollup;
          ALTER TABLE ccb_usage DISABLE TRIGGER ccb_usage_spend;
          INSERT INTO ccb_sessions (id, user_name, host, project, started_ms, class, print_mode, billing_mode, meter, overage, via_ccb)
          SELECT 's' || i, 'u' || (i % 8), 'h' || (i % 3), 'p' || (i % 20), {now} - (i % 30)::BIGINT * 86400000, 'programmatic', true,
@@ -128,6 +132,12 @@ fn main() {
          SELECT 'k' || i, 's' || (i % 2000), 'u' || (i % 2000 % 8), 'h' || (i % 2000 % 3), {now} - (i % 2000 % 30)::BIGINT * 86400000 - (i % 3600)::BIGINT * 1000,
                 CASE WHEN i % 5 = 0 THEN 'claude-opus-4-6' ELSE 'claude-sonnet-4-6' END, 1000, 500, 10, 0, 2000, 0,
                 12345, 'gate', 'claude', false, true FROM generate_series(0, 999999) i;
+         INSERT INTO ccb_spend (user_name, slot_ms, cost_nanos)
+             SELECT user_name, (ts_ms / 900000) * 900000, SUM(cost_nanos) FROM ccb_usage GROUP BY 1, 2;
+         INSERT INTO ccb_rollup
+             SELECT (ts_ms / 900000) * 900000, session_id, model, SUM(input), SUM(output), SUM(cache_write_5m),
+                    SUM(cache_write_1h), SUM(cache_read), SUM(web_search), SUM(cost_nanos), COUNT(*), MIN(ts_ms), MAX(ts_ms)
+             FROM ccb_usage GROUP BY 1, 2, 3;
          ALTER TABLE ccb_usage ENABLE TRIGGER ccb_usage_spend;
          ANALYZE;"
     ))

@@ -115,6 +115,23 @@ fn assert_spend_kept(c: &mut postgres::Client) {
     for r in rows {
         assert_eq!(r.get::<_, i64>(1), r.get::<_, i64>(2), "user {}", r.get::<_, String>(0));
     }
+    // And the rollup team reports read, slot by slot, session and model.
+    let diff: i64 = c
+        .query_one(
+            "SELECT COUNT(*) FROM (
+                SELECT (ts_ms / 900000) * 900000 AS slot_ms, session_id, model, SUM(input)::BIGINT AS input,
+                       SUM(output)::BIGINT AS output, SUM(cost_nanos)::BIGINT AS cost_nanos, COUNT(*) AS responses,
+                       MIN(ts_ms) AS first_ms, MAX(ts_ms) AS last_ms
+                FROM ccb_usage GROUP BY 1, 2, 3
+             ) u FULL JOIN ccb_rollup r USING (slot_ms, session_id, model)
+             WHERE u.cost_nanos IS DISTINCT FROM r.cost_nanos OR u.input IS DISTINCT FROM r.input
+                OR u.output IS DISTINCT FROM r.output OR u.responses IS DISTINCT FROM r.responses
+                OR u.first_ms IS DISTINCT FROM r.first_ms OR u.last_ms IS DISTINCT FROM r.last_ms",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(diff, 0, "the rollup differs from the responses in {diff} groups");
 }
 
 fn nanos(v: &Value) -> i64 {
@@ -312,7 +329,7 @@ fn bad_urls_exit_2_and_server_problems_are_one_line_warnings_while_sessions_reco
     run(&mut fake_session(&home, 2, 1));
     let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).args(["sync"]));
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("has schema version 99, newer than this ccb's 2: upgrade ccb"), "{err}");
+    assert!(err.contains("has schema version 99, newer than this ccb's 3: upgrade ccb"), "{err}");
     let n: i64 = pg.client("team").query_one("SELECT COUNT(*) FROM ccb_usage", &[]).unwrap().get(0);
     assert_eq!(n, 0, "nothing written to a schema this ccb does not know");
 
@@ -332,7 +349,7 @@ fn bad_urls_exit_2_and_server_problems_are_one_line_warnings_while_sessions_reco
     let owner = machine(&plain, "root", "");
     let (code, out, err) = run(ccb_command(&owner, "http://127.0.0.1:9", &fake_bin()).args(["ledger", "migrate"]));
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("schema version 0 → 2"), "{out}");
+    assert!(out.contains("schema version 0 → 3"), "{out}");
     admin.batch_execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO clerk").unwrap();
     run(&mut fake_session(&home, 2, 1));
     let (code, _, err) = run(ccb_command(&home, "http://127.0.0.1:9", &fake_bin()).args(["sync"]));
