@@ -88,6 +88,7 @@ fn main() {
             session_id: "s1",
             nanos: 5_000_000,
             now_ms: ccb::ledger::now_ms(),
+            strict: true,
         };
         let t = Instant::now();
         let a = pg::admit(&mut c, &call, &start_of).unwrap();

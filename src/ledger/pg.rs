@@ -872,7 +872,7 @@ pub enum Admission {
 /// Admit a call that may cost up to `nanos` against every team limit that covers `user`: under
 /// a lock on those limits' rows (so two machines' admissions are serialized), sum what was spent
 /// in each limit's period (from `period_start(period)`) and what others hold, and either refuse
-/// or insert a hold. Holds expire (`expires_ms`) so a machine that dies cannot hold forever.
+/// or insert a hold, with the guarantee of `call.strict` as `core::limits::admit` has it. Holds expire (`expires_ms`) so a machine that dies cannot hold forever.
 /// The 15-minute slot holding `ms` (every time zone's day, week and month starts on one).
 fn slot_floor(ms: i64) -> i64 {
     ms.div_euclid(900_000) * 900_000
@@ -887,6 +887,9 @@ pub struct Call<'a> {
     pub session_id: &'a str,
     pub nanos: i64,
     pub now_ms: i64,
+    /// The limits' guarantee: strict (spent + held + this call's `nanos` must fit) or crossing
+    /// (admitted while spent + held is below the limit; the call may cross it).
+    pub strict: bool,
 }
 
 pub fn admit(
@@ -894,7 +897,7 @@ pub fn admit(
     call: &Call<'_>,
     period_start: &dyn Fn(&str) -> Option<i64>,
 ) -> Result<Admission, postgres::Error> {
-    let Call { hold_id, user, host, session_id, nanos, now_ms } = *call;
+    let Call { hold_id, user, host, session_id, nanos, now_ms, strict } = *call;
     let mut tx = c.transaction()?;
     tx.execute("DELETE FROM ccb_holds WHERE expires_ms < $1", &[&now_ms])?;
     let rows = tx.query(
@@ -925,9 +928,8 @@ pub fn admit(
                 &[&who],
             )?
             .get(0);
-        if spent.saturating_add(held) >= limit.amount_nanos
-            || spent.saturating_add(held).saturating_add(nanos) > limit.amount_nanos
-        {
+        let used = spent.saturating_add(held);
+        if used >= limit.amount_nanos || (strict && used.saturating_add(nanos) > limit.amount_nanos) {
             tx.rollback()?;
             return Ok(Admission::Refused { limit, spent, held });
         }

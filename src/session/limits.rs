@@ -654,7 +654,7 @@ pub fn gate_admit(
     let hold = live.admit(&info, held)?;
     facts.hold.set(hold);
     if let Some(team) = &live.team {
-        match team.admit(held, &|from| live.local_spend_since(from)) {
+        match team.admit(held, live.guarantee == Guarantee::Strict, &|from| live.local_spend_since(from)) {
             Ok(h) => *facts.team_hold.borrow_mut() = h,
             Err(msg) => {
                 if let Some(h) = facts.hold.take() {

@@ -24,7 +24,7 @@ const RECONNECT: Duration = Duration::from_secs(3);
 pub const ADMIT_WAIT: Duration = Duration::from_millis(200);
 
 enum Req {
-    Admit { hold: String, nanos: i64, reply: Sender<Result<Admission, String>> },
+    Admit { hold: String, nanos: i64, strict: bool, reply: Sender<Result<Admission, String>> },
     Settle { hold: String, usage: Option<Box<TeamUsage>> },
 }
 
@@ -152,24 +152,30 @@ impl TeamGate {
     }
 
     /// Admit a call that may cost `amount`: Ok(hold id), or Err(the refusal's line).
-    pub fn admit(&self, amount: Usd, local_spend: &dyn Fn(i64) -> Usd) -> Result<Option<String>, String> {
+    pub fn admit(&self, amount: Usd, strict: bool, local_spend: &dyn Fn(i64) -> Usd) -> Result<Option<String>, String> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let hold = format!("{}:{}:{n}", self.session.id, std::process::id());
         let (reply, answer) = channel();
-        self.send(Req::Admit { hold: hold.clone(), nanos: amount.nanos(), reply });
+        self.send(Req::Admit { hold: hold.clone(), nanos: amount.nanos(), strict, reply });
         match answer.recv_timeout(ADMIT_WAIT) {
             Ok(Ok(Admission::Held)) => Ok(Some(hold)),
             Ok(Ok(Admission::Refused { limit, spent, held })) => Err(refusal(&limit, spent, held, &self.tz)),
-            Ok(Err(why)) => self.offline(amount, local_spend, &why),
+            Ok(Err(why)) => self.offline(amount, strict, local_spend, &why),
             Err(RecvTimeoutError::Timeout) => {
-                self.offline(amount, local_spend, &format!("no answer within {} ms", ADMIT_WAIT.as_millis()))
+                self.offline(amount, strict, local_spend, &format!("no answer within {} ms", ADMIT_WAIT.as_millis()))
             }
-            Err(RecvTimeoutError::Disconnected) => self.offline(amount, local_spend, "its worker stopped"),
+            Err(RecvTimeoutError::Disconnected) => self.offline(amount, strict, local_spend, "its worker stopped"),
         }
     }
 
     /// The server did not answer: `offline` decides.
-    fn offline(&self, amount: Usd, local_spend: &dyn Fn(i64) -> Usd, why: &str) -> Result<Option<String>, String> {
+    fn offline(
+        &self,
+        amount: Usd,
+        strict: bool,
+        local_spend: &dyn Fn(i64) -> Usd,
+        why: &str,
+    ) -> Result<Option<String>, String> {
         let known = read_cache(&self.cache);
         let covering: Vec<TeamLimit> = known
             .clone()
@@ -199,7 +205,12 @@ impl TeamGate {
                 for l in &covering {
                     let Some(from) = crate::cmd::team::period_start_ms(&l.period, now, &self.tz) else { continue };
                     let spent = local_spend(from);
-                    if (spent + amount).nanos() > l.amount_nanos {
+                    let over = if strict {
+                        (spent + amount).nanos() > l.amount_nanos
+                    } else {
+                        spent.nanos() >= l.amount_nanos
+                    };
+                    if over {
                         return Err(refusal(l, spent.nanos(), 0, &self.tz).replace(
                             "limit reached:",
                             "limit reached (this machine's spend; the team ledger does not answer):",
@@ -310,7 +321,7 @@ impl Worker {
                 last_limits = std::time::Instant::now();
             }
             match req {
-                Req::Admit { hold, nanos, reply } => {
+                Req::Admit { hold, nanos, strict, reply } => {
                     let Some(c) = client.as_mut() else {
                         let _ = reply.send(Err("cannot reach it".into()));
                         continue;
@@ -325,6 +336,7 @@ impl Worker {
                         session_id: &self.session.id,
                         nanos,
                         now_ms: crate::ledger::now_ms(),
+                        strict,
                     };
                     let answer = pg::admit(c, &call, &start).map_err(|e| e.to_string());
                     if answer.is_err() {
