@@ -15,6 +15,15 @@ use ccb::ledger::pg;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// After a bulk load with the spend trigger off: the sums it would have kept, then the trigger on.
+const BACKFILL: &str = "INSERT INTO ccb_spend (user_name, slot_ms, cost_nanos)
+         SELECT user_name, (ts_ms / 900000) * 900000, SUM(cost_nanos) FROM ccb_usage GROUP BY 1, 2;
+     INSERT INTO ccb_rollup
+         SELECT (ts_ms / 900000) * 900000, session_id, model, SUM(input), SUM(output), SUM(cache_write_5m),
+                SUM(cache_write_1h), SUM(cache_read), SUM(web_search), SUM(cost_nanos), COUNT(*), MIN(ts_ms), MAX(ts_ms)
+         FROM ccb_usage GROUP BY 1, 2, 3;
+     ALTER TABLE ccb_usage ENABLE TRIGGER ccb_usage_spend;";
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() as f64 - 1.0) * p).round() as usize]
@@ -61,13 +70,7 @@ fn main() {
                                 cache_read, web_search, cost_nanos, source, priced_by, estimated, via_ccb)
          SELECT 'k' || i, 's' || (i % 100), 'u' || (i % 4), 'h', {now} - (i % 3600000), 'claude-sonnet-4-6', 100, 50, 0, 0, 0, 0,
                 1000, 'gate', 'claude', false, true FROM generate_series(1, 100000) i;
-         INSERT INTO ccb_spend (user_name, slot_ms, cost_nanos)
-             SELECT user_name, (ts_ms / 900000) * 900000, SUM(cost_nanos) FROM ccb_usage GROUP BY 1, 2;
-         INSERT INTO ccb_rollup
-             SELECT (ts_ms / 900000) * 900000, session_id, model, SUM(input), SUM(output), SUM(cache_write_5m),
-                    SUM(cache_write_1h), SUM(cache_read), SUM(web_search), SUM(cost_nanos), COUNT(*), MIN(ts_ms), MAX(ts_ms)
-             FROM ccb_usage GROUP BY 1, 2, 3;
-         ALTER TABLE ccb_usage ENABLE TRIGGER ccb_usage_spend;
+         {BACKFILL}
          ANALYZE;"
     ))
     .unwrap();
@@ -133,13 +136,7 @@ fn main() {
          SELECT 'k' || i, 's' || (i % 2000), 'u' || (i % 2000 % 8), 'h' || (i % 2000 % 3), {now} - (i % 2000 % 30)::BIGINT * 86400000 - (i % 3600)::BIGINT * 1000,
                 CASE WHEN i % 5 = 0 THEN 'claude-opus-4-6' ELSE 'claude-sonnet-4-6' END, 1000, 500, 10, 0, 2000, 0,
                 12345, 'gate', 'claude', false, true FROM generate_series(0, 999999) i;
-         INSERT INTO ccb_spend (user_name, slot_ms, cost_nanos)
-             SELECT user_name, (ts_ms / 900000) * 900000, SUM(cost_nanos) FROM ccb_usage GROUP BY 1, 2;
-         INSERT INTO ccb_rollup
-             SELECT (ts_ms / 900000) * 900000, session_id, model, SUM(input), SUM(output), SUM(cache_write_5m),
-                    SUM(cache_write_1h), SUM(cache_read), SUM(web_search), SUM(cost_nanos), COUNT(*), MIN(ts_ms), MAX(ts_ms)
-             FROM ccb_usage GROUP BY 1, 2, 3;
-         ALTER TABLE ccb_usage ENABLE TRIGGER ccb_usage_spend;
+         {BACKFILL}
          ANALYZE;"
     ))
     .unwrap();

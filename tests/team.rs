@@ -584,14 +584,7 @@ fn share_unmetered_delivers_sessions_not_run_through_ccb_once_and_never_ccbs_twi
 /// Turn TLS on in the test's server with a certificate for `name` signed by a throwaway CA;
 /// the CA's PEM file.
 fn tls_on(pg: &Pg, name: &str) -> std::path::PathBuf {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "ccb test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf =
-        rcgen::CertificateParams::new(vec![name.to_string()]).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    let (ca, leaf, leaf_key) = crate::support::tls::ca_and_leaf(name);
     let (crt, key, ca_file) = (pg.dir.join("server.crt"), pg.dir.join("server.key"), pg.dir.join("ca.pem"));
     std::fs::write(&crt, leaf.pem()).unwrap();
     std::fs::write(&key, leaf_key.serialize_pem()).unwrap();

@@ -189,27 +189,14 @@ impl Ledger {
                         // A response whose session has no row (an older ccb, a repair): the
                         // server still needs one to report it.
                         if let Some((user, host)) = owners.get(id) {
-                            b.sessions.push(TeamSession {
-                                id: id.clone(),
-                                user: user.clone(),
-                                host: host.clone(),
-                                project: String::new(),
-                                started_ms: 0,
-                                ended_ms: None,
-                                class: "unknown".into(),
-                                print_mode: false,
-                                model: None,
-                                reason: None,
-                                billing_mode: "unknown".into(),
-                                meter: "unknown".into(),
-                                ceiling_nanos: None,
-                                overage: false,
-                                end_kind: None,
-                                exit_code: None,
-                                branch: None,
-                                commit: None,
-                                via_ccb: true,
-                            });
+                            b.sessions.push(TeamSession::unrecorded(
+                                id,
+                                user,
+                                host,
+                                String::new(),
+                                "unknown".into(),
+                                true,
+                            ));
                         }
                     }
                     Err(e) => return Err(e.into()),

@@ -500,6 +500,41 @@ pub struct TeamSession {
     pub via_ccb: bool,
 }
 
+impl TeamSession {
+    /// A session known only by its responses (a transcript not run through ccb, or a response
+    /// whose session has no row): who ran it, where, and nothing the ledger did not see.
+    pub fn unrecorded(id: &str, user: &str, host: &str, project: String, class: String, via_ccb: bool) -> TeamSession {
+        TeamSession {
+            id: id.to_string(),
+            user: user.to_string(),
+            host: host.to_string(),
+            project,
+            started_ms: 0,
+            ended_ms: None,
+            class,
+            print_mode: false,
+            model: None,
+            reason: None,
+            billing_mode: "unknown".into(),
+            meter: "unknown".into(),
+            ceiling_nanos: None,
+            overage: false,
+            end_kind: None,
+            exit_code: None,
+            branch: None,
+            commit: None,
+            via_ccb,
+        }
+    }
+}
+
+/// A response's tokens in the team ledger's column order (input, output, cache writes 5 m and
+/// 1 h, cache reads, web searches).
+pub fn tokens_of(u: &crate::core::pricing::Usage) -> [i64; 6] {
+    [u.input, u.output, u.cache_write_5m, u.cache_write_1h, u.cache_read, u.web_search]
+        .map(|n| n.min(i64::MAX as u64) as i64)
+}
+
 /// One response as the team ledger keeps it.
 #[derive(Debug, Clone)]
 pub struct TeamUsage {

@@ -61,25 +61,16 @@ pub fn read(
             let (price, _) = prices.lookup(&e.model);
             let cost = crate::core::pricing::price(&price, &e.usage, &e.mods, prices.web_search_nanos);
             sessions.entry(sid.clone()).or_insert_with(|| TeamSession {
-                id: sid.clone(),
-                user: me.user.clone(),
-                host: me.host.clone(),
-                project: e.cwd.as_deref().map(crate::core::team::project_name).unwrap_or_else(|| ctx.slug.clone()),
                 started_ms: ts,
-                ended_ms: None,
-                class: crate::scan::class_of_entrypoint(e.entrypoint.as_deref()).to_string(),
-                print_mode: false,
                 model: Some(e.model.clone()),
-                reason: None,
-                billing_mode: "unknown".into(),
-                meter: "unknown".into(),
-                ceiling_nanos: None,
-                overage: false,
-                end_kind: None,
-                exit_code: None,
-                branch: None,
-                commit: None,
-                via_ccb: false,
+                ..TeamSession::unrecorded(
+                    &sid,
+                    &me.user,
+                    &me.host,
+                    e.cwd.as_deref().map(crate::core::team::project_name).unwrap_or_else(|| ctx.slug.clone()),
+                    crate::scan::class_of_entrypoint(e.entrypoint.as_deref()).to_string(),
+                    false,
+                )
             });
             out.usage.push(TeamUsage {
                 key: e.key.clone(),
@@ -90,14 +81,7 @@ pub fn read(
                 model: e.model.clone(),
                 requested_model: None,
                 agent_id: e.agent_id.clone(),
-                tokens: [
-                    e.usage.input as i64,
-                    e.usage.output as i64,
-                    e.usage.cache_write_5m as i64,
-                    e.usage.cache_write_1h as i64,
-                    e.usage.cache_read as i64,
-                    e.usage.web_search as i64,
-                ],
+                tokens: crate::ledger::pg::tokens_of(&e.usage),
                 cost_nanos: cost.nanos(),
                 source: "transcript".into(),
                 priced_by: "table".into(),

@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-/// A CA (its PEM, for a client to trust) and a server configuration whose certificate it signed
-/// for `host`.
-pub fn throwaway_ca(host: &str) -> (String, Arc<rustls::ServerConfig>) {
+/// A throwaway CA and a certificate it signed for `host`: (the CA, the leaf, the leaf's key).
+pub fn ca_and_leaf(host: &str) -> (rcgen::Certificate, rcgen::Certificate, rcgen::KeyPair) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -14,6 +13,13 @@ pub fn throwaway_ca(host: &str) -> (String, Arc<rustls::ServerConfig>) {
     let leaf_key = rcgen::KeyPair::generate().unwrap();
     let leaf =
         rcgen::CertificateParams::new(vec![host.to_string()]).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+    (ca, leaf, leaf_key)
+}
+
+/// A CA (its PEM, for a client to trust) and a server configuration whose certificate it signed
+/// for `host`.
+pub fn throwaway_ca(host: &str) -> (String, Arc<rustls::ServerConfig>) {
+    let (ca, leaf, leaf_key) = ca_and_leaf(host);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
