@@ -106,6 +106,9 @@ fn main() {
                     r#"{{"parentUuid":null,{extra}"type":"assistant","sessionId":"{session}","requestId":"req_{pid}_{n}","timestamp":"{ts}","entrypoint":"sdk-cli","message":{{"id":"msg_{pid}_{n}","model":{model},"role":"assistant","content":[{{"type":"text","text":"ok"}}],"usage":{{"input_tokens":{tokens},"output_tokens":0}}}}}}"#
                 );
                 let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+                // WRITE before the line, WROTE after it: ccb may act on the line (and signal)
+                // before WROTE is logged, never before WRITE.
+                log(&format!("WRITE {n}"));
                 f.write_all(format!("{line}\n").as_bytes()).unwrap();
                 log(&format!("WROTE {n} {usd}"));
             }
