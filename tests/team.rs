@@ -68,6 +68,11 @@ fn wait_delivered(pg: &Pg, db: &str, home: &ClaudeHome, user: &str, within: Dura
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Say why, for the failure's message: what is still queued here, the sync's last problem.
+    let ledger = home.path().join(".local/share/ccb/ledger.db");
+    let queued: i64 = local_ledger(home).query_row("SELECT COUNT(*) FROM sync_outbox", [], |r| r.get(0)).unwrap_or(-1);
+    let status = std::fs::read_to_string(format!("{}.sync-status", ledger.display())).unwrap_or_default();
+    eprintln!("{user}: local {want:?}, {queued} queued, last sync status {status:?}");
     false
 }
 

@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 const BATCH: usize = 2000;
 /// How often the daemon looks at the outbox while runs are open.
 const POLL: Duration = Duration::from_millis(200);
+/// Attempts, a second apart, once no run of this ledger is open, before the rows are left to
+/// the next session or `ccb sync` (a transient failure, a deadlock the server broke, a restart,
+/// is not worth stranding them for).
+const TRIES_ALONE: u32 = 3;
 /// The longest wait between two attempts to reach a server that does not answer.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -198,6 +202,7 @@ pub fn daemon(while_pid: Option<i64>) -> i32 {
     let mut backoff = Duration::from_secs(1);
     let mut next_try = Instant::now();
     let mut first = true;
+    let mut failures_alone = 0u32;
     loop {
         let open = while_pid.is_some_and(|p| any_alive(&[p]))
             || ledger.open_run_pids(crate::ledger::now_ms()).map(|p| any_alive(&p)).unwrap_or(false);
@@ -244,12 +249,13 @@ pub fn daemon(while_pid: Option<i64>) -> i32 {
                     set_status(&path, Some(&p));
                     client = None;
                     first = false;
-                    if !open {
-                        // Nothing is running here to deliver for: the next session or `ccb
-                        // sync` tries again.
+                    failures_alone += u32::from(!open);
+                    if !open && failures_alone >= TRIES_ALONE {
+                        // Nothing is running here to deliver for, and the server keeps failing:
+                        // the next session or `ccb sync` tries again.
                         return 1;
                     }
-                    next_try = Instant::now() + backoff;
+                    next_try = Instant::now() + if open { backoff } else { Duration::from_secs(1) };
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
