@@ -683,3 +683,31 @@ fn a_per_user_limit_stops_that_user_and_not_the_others() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("removed"), "{out}");
 }
+
+#[test]
+fn a_session_over_before_its_sync_starts_still_reaches_the_server() {
+    let pg = Pg::start();
+    let url = pg.database("team");
+    let home = machine(&url, "ada", "");
+    // Hold the sync's lock as another sync would: this session's sync waits its turn, and
+    // starts only after the session (and every run of this ledger) has ended.
+    let dir = home.path().join(".local/share/ccb");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("ledger.db.sync-lock"))
+        .unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this test owns; released when it is dropped.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let (code, _, err) = run(&mut fake_session(&home, 5, 1));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(local_totals(&home).0, 5);
+    drop(lock);
+    assert!(
+        wait_delivered(&pg, "team", &home, "ada", Duration::from_secs(30)),
+        "the waiting sync delivered the finished session's rows"
+    );
+}

@@ -196,6 +196,12 @@ pub fn daemon(while_pid: Option<i64>) -> i32 {
         }
     }
     let Ok(ledger) = Ledger::open(&path) else { return 1 };
+    // The outbox first: until its triggers exist it is empty whatever was recorded, and a
+    // daemon that starts after its (short) session ended would see nothing to deliver.
+    if let Err(e) = ledger.outbox_enable() {
+        set_status(&path, Some(&Problem::Server(format!("cannot write the local ledger: {e:#}"))));
+        return 1;
+    }
     let me = me(&cfg);
     let shown = url.to_string();
     let mut client: Option<postgres::Client> = None;
