@@ -189,11 +189,17 @@ pub fn checkpoint(path: &Path) {
 /// first is left as it is): for the writers that may meet a session before its own start was
 /// written (repair, limits' settling). A session's own start is an upsert ([`Store::begin`]).
 pub(crate) fn insert_session_if_absent(c: &Connection, id: &str, s: &SessionStart) -> rusqlite::Result<usize> {
-    c.prepare_cached(
-        "INSERT OR IGNORE INTO sessions (id, started_ms, cwd, class, print_mode, model, reason, billing_mode, meter, ceiling_nanos, overage,
+    write_session(c, id, s, "ON CONFLICT(id) DO NOTHING")
+}
+
+/// A session's start row, with what to do when the ledger has one already: the one statement
+/// both [`insert_session_if_absent`] and [`Store::begin`] use.
+fn write_session(c: &Connection, id: &str, s: &SessionStart, on_conflict: &str) -> rusqlite::Result<usize> {
+    c.prepare_cached(&format!(
+        "INSERT INTO sessions (id, started_ms, cwd, class, print_mode, model, reason, billing_mode, meter, ceiling_nanos, overage,
             branch, commit_sha, user_name, host)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-    )?
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) {on_conflict}"
+    ))?
     .execute(params![
         id,
         s.started_ms,
@@ -486,31 +492,14 @@ fn thresholds_text(t: &[u32]) -> String {
 
 impl Store for Ledger {
     fn begin(&self, s: &SessionStart) -> anyhow::Result<()> {
-        self.conn.execute(
-            "INSERT INTO sessions (id, started_ms, cwd, class, print_mode, model, reason, billing_mode, meter, ceiling_nanos, overage,
-                branch, commit_sha, user_name, host)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-             ON CONFLICT(id) DO UPDATE SET class = excluded.class, meter = excluded.meter, billing_mode = excluded.billing_mode,
+        write_session(
+            &self.conn,
+            &s.id,
+            s,
+            "ON CONFLICT(id) DO UPDATE SET class = excluded.class, meter = excluded.meter, billing_mode = excluded.billing_mode,
                 ceiling_nanos = excluded.ceiling_nanos, reason = excluded.reason, model = excluded.model,
                 branch = COALESCE(sessions.branch, excluded.branch), commit_sha = COALESCE(sessions.commit_sha, excluded.commit_sha),
                 user_name = COALESCE(sessions.user_name, excluded.user_name), host = COALESCE(sessions.host, excluded.host)",
-            params![
-                s.id,
-                s.started_ms,
-                s.cwd,
-                s.class.as_str(),
-                s.print_mode,
-                s.model,
-                s.reason,
-                s.billing_mode.as_str(),
-                s.payer.as_str(),
-                s.ceiling.map(|c| c.nanos()),
-                s.overage,
-                s.branch,
-                s.commit,
-                s.user,
-                s.host
-            ],
         )?;
         Ok(())
     }
